@@ -1,0 +1,123 @@
+/*
+ * core/ring.c - SPSC ring of variable-size records (see ring.h).
+ *
+ * Positions grow without wrapping (size_t never overflows in practice); the offset in the
+ * buffer is pos & (cap - 1). A record that would straddle the end of the buffer is
+ * preceded by a padding record that fills the end, so every record is contiguous.
+ * Each side keeps a cached copy of the other side's position and reloads it only when the
+ * cache says "full" or "empty", which keeps the shared cache lines quiet.
+ */
+#include "ring.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PAD_FLAG 0x80000000u
+
+static size_t round_up(size_t n, size_t a)
+{
+    return (n + a - 1) & ~(a - 1);
+}
+
+int ch_ring_init(ch_ring *r, size_t cap)
+{
+    size_t c = 4096;
+    while (c < cap) {
+        if (c > ((size_t)1 << 30)) return -EINVAL;
+        c <<= 1;
+    }
+    memset(r, 0, sizeof(*r));
+    r->buf = aligned_alloc(64, c);
+    if (!r->buf) return -ENOMEM;
+    r->cap = c;
+    atomic_init(&r->pub_tail, 0);
+    atomic_init(&r->pub_head, 0);
+    return 0;
+}
+
+void ch_ring_destroy(ch_ring *r)
+{
+    free(r->buf);
+    r->buf = NULL;
+}
+
+size_t ch_ring_max_record(const ch_ring *r)
+{
+    return r->cap / 4;
+}
+
+static bool has_room(ch_ring *r, size_t need)
+{
+    if (r->tail + need - r->head_cache <= r->cap) return true;
+    r->head_cache = atomic_load_explicit(&r->pub_head, memory_order_acquire);
+    return r->tail + need - r->head_cache <= r->cap;
+}
+
+void *ch_ring_reserve(ch_ring *r, size_t size)
+{
+    size = round_up(size < 8 ? 8 : size, CH_RING_ALIGN);
+    if (size > ch_ring_max_record(r)) return NULL;
+    size_t off = r->tail & (r->cap - 1);
+    size_t to_end = r->cap - off;
+    size_t need = size <= to_end ? size : to_end + size;
+    if (!has_room(r, need)) return NULL;
+    if (size > to_end) {
+        /* Pad out the end so the record starts at offset 0. */
+        *(uint32_t *)(r->buf + off) = (uint32_t)to_end | PAD_FLAG;
+        r->tail += to_end;
+        off = 0;
+    }
+    uint8_t *rec = r->buf + off;
+    *(uint32_t *)rec = (uint32_t)size;
+    r->tail += size;
+    return rec;
+}
+
+bool ch_ring_publish(ch_ring *r)
+{
+    size_t old = atomic_load_explicit(&r->pub_tail, memory_order_relaxed);
+    if (old == r->tail) return false;
+    atomic_store_explicit(&r->pub_tail, r->tail, memory_order_release);
+    return true;
+}
+
+size_t ch_ring_unpublished(const ch_ring *r)
+{
+    return r->tail - atomic_load_explicit(&r->pub_tail, memory_order_relaxed);
+}
+
+void *ch_ring_peek(ch_ring *r, size_t *size)
+{
+    for (;;) {
+        if (r->head == r->tail_cache) {
+            r->tail_cache = atomic_load_explicit(&r->pub_tail, memory_order_acquire);
+            if (r->head == r->tail_cache) return NULL;
+        }
+        uint8_t *rec = r->buf + (r->head & (r->cap - 1));
+        uint32_t hdr = *(uint32_t *)rec;
+        if (hdr & PAD_FLAG) {
+            r->head += hdr & ~PAD_FLAG;
+            continue;
+        }
+        *size = hdr;
+        return rec;
+    }
+}
+
+void ch_ring_next(ch_ring *r)
+{
+    uint8_t *rec = r->buf + (r->head & (r->cap - 1));
+    r->head += *(uint32_t *)rec;
+}
+
+void ch_ring_release(ch_ring *r)
+{
+    atomic_store_explicit(&r->pub_head, r->head, memory_order_release);
+}
+
+bool ch_ring_empty(ch_ring *r)
+{
+    size_t t = atomic_load_explicit(&r->pub_tail, memory_order_acquire);
+    return t == r->head;
+}

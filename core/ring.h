@@ -1,0 +1,55 @@
+/*
+ * core/ring.h - a bounded single-producer single-consumer ring of variable-size records.
+ *
+ * The mailbox between two threads. Records are written in place (no allocation per
+ * message) at 32-byte aligned addresses, so that large payload copies run at full speed.
+ * The first 4 bytes of every record belong to the ring (its size); the caller's header
+ * starts after them. The producer batches: records become visible to the consumer only at
+ * ch_ring_publish; the consumer batches its frees the same way with ch_ring_release.
+ */
+#ifndef CH_CORE_RING_H
+#define CH_CORE_RING_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CH_RING_ALIGN 32u
+
+typedef struct ch_ring {
+    alignas(64) _Atomic size_t pub_tail; /* written by the producer, release */
+    alignas(64) _Atomic size_t pub_head; /* written by the consumer, release */
+    alignas(64) size_t tail;             /* producer: next write position */
+    size_t head_cache;                   /* producer: last head it saw */
+    alignas(64) size_t head;             /* consumer: next read position */
+    size_t tail_cache;                   /* consumer: last tail it saw */
+    uint8_t *buf;
+    size_t cap; /* power of two */
+} ch_ring;
+
+/* cap: bytes, rounded up to a power of two, at least 4 KiB. */
+int ch_ring_init(ch_ring *r, size_t cap);
+void ch_ring_destroy(ch_ring *r);
+/* The largest record a ring of this capacity takes. */
+size_t ch_ring_max_record(const ch_ring *r);
+
+/* Producer: room for a record of `size` bytes (the 4-byte ring header included), 32-byte
+ * aligned, or NULL when the ring is full now. The record is committed at once. Hot path. */
+void *ch_ring_reserve(ch_ring *r, size_t size);
+/* Producer: makes every reserved record visible. Returns true if any was new. */
+bool ch_ring_publish(ch_ring *r);
+/* Producer: bytes reserved but not yet published. */
+size_t ch_ring_unpublished(const ch_ring *r);
+
+/* Consumer: the next record and its size, or NULL when none is visible. Hot path. */
+void *ch_ring_peek(ch_ring *r, size_t *size);
+/* Consumer: done with the record peek returned (its bytes may be reused after release). */
+void ch_ring_next(ch_ring *r);
+/* Consumer: gives consumed space back to the producer. */
+void ch_ring_release(ch_ring *r);
+/* Consumer: true when nothing is visible to read (acquire load). */
+bool ch_ring_empty(ch_ring *r);
+
+#endif

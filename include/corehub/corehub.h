@@ -1,0 +1,18 @@
+/*
+ * corehub/corehub.h - the umbrella header: include this one.
+ *
+ * corehub runs lightweight stateful processes on a shared-nothing, thread-per-core runtime:
+ * one io_uring reactor per core, each owning a shard of processes, talking by messages only.
+ */
+#ifndef COREHUB_COREHUB_H
+#define COREHUB_COREHUB_H
+
+#include <corehub/common.h>
+#include <corehub/process.h>
+#include <corehub/node.h>
+
+#define COREHUB_VERSION_MAJOR 0
+#define COREHUB_VERSION_MINOR 1
+#define COREHUB_VERSION_PATCH 0
+
+#endif

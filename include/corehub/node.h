@@ -1,0 +1,215 @@
+/*
+ * corehub/node.h - a node: `cores` reactor threads, each owning a shard of processes.
+ *
+ * Lifecycle: ch_node_config_init -> ch_node_create -> ch_node_register_type (every type,
+ * before start) -> ch_node_start -> ... -> ch_node_stop -> ch_node_destroy.
+ *
+ * Placement: a process id's owner core is XXH3_64(id) % cores; the registry row of an id
+ * lives on that core too. Every function below may be called from any thread, including
+ * from inside process callbacks, unless it says it blocks: blocking functions return
+ * CH_EWOULDBLOCK on a reactor thread instead of deadlocking it.
+ */
+#ifndef COREHUB_NODE_H
+#define COREHUB_NODE_H
+
+#include <corehub/common.h>
+#include <corehub/process.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ch_node_config {
+    const char *name;           /* for logs; default "node" */
+    unsigned cores;             /* reactor threads; default: online CPUs */
+    int pin;                    /* pin reactor i to CPU i % online; default 1 */
+    size_t ring_bytes;          /* each core-to-core mailbox ring; default 256 KiB */
+    size_t inbox_bytes;         /* bytes queued from foreign threads per core; default 8 MiB */
+    size_t max_message;         /* largest message or reply; default 1 MiB */
+    uint32_t spin_us;           /* a reactor spins this long before it sleeps; default 50 */
+    uint32_t batch;             /* messages a reactor takes from one source per turn; 256 */
+    uint32_t restart_intensity; /* restarts allowed per core in restart_period_ms; 100 */
+    uint32_t restart_period_ms; /* default 4000 */
+    uint32_t shutdown_ms;       /* default shutdown budget of a child; 5000 */
+    uint32_t call_timeout_ms;   /* timeout when a call passes 0; default 5000 */
+    uint32_t start_timeout_ms;  /* blocking start/stop wait when opts give 0; default 5000 */
+} ch_node_config;
+
+CH_API void ch_node_config_init(ch_node_config *cfg);
+
+CH_API int ch_node_create(const ch_node_config *cfg, ch_node **out);
+/* Registers a process type (the struct is copied, the name too). Before start only:
+ * -EBUSY after. -EEXIST for a name already registered, -EINVAL for a bad name. */
+CH_API int ch_node_register_type(ch_node *n, const ch_process_type *type);
+CH_API int ch_node_start(ch_node *n);
+/* Terminates every process (reason CH_REASON_SHUTDOWN), joins every thread. Blocks.
+ * Idempotent. Calls from then on return CH_ESTOPPED. */
+CH_API int ch_node_stop(ch_node *n);
+/* Stops the node if needed and frees it. */
+CH_API void ch_node_destroy(ch_node *n);
+
+CH_API unsigned ch_node_cores(const ch_node *n);
+/* The core a process id lives on, or CH_EBADID. */
+CH_API int ch_node_core_of(const ch_node *n, const char *id, size_t id_len);
+/* The reactor core of the calling thread, or -1 when it is not one of n's reactors. */
+CH_API int ch_node_current_core(const ch_node *n);
+/* Runs fn(n, ud) on reactor `core`'s thread, soon, in order with the caller's other posts.
+ * This is how an application runs its own code next to a shard. */
+CH_API int ch_node_post(ch_node *n, unsigned core, void (*fn)(ch_node *, void *), void *ud);
+
+/* --- children ----------------------------------------------------------------------- */
+
+typedef struct ch_child_spec {
+    const char *id;      /* 1..CH_ID_MAX bytes */
+    size_t id_len;       /* 0: id is NUL-terminated */
+    const char *type;    /* a registered type name */
+    const void *arg;     /* handed to init; copied */
+    size_t arg_len;      /* */
+    ch_restart restart;  /* default CH_PERMANENT */
+    uint32_t shutdown_ms; /* 0: the node's shutdown_ms */
+    const void *meta;    /* opaque metadata, up to CH_META_MAX bytes; copied */
+    size_t meta_len;     /* */
+    const char *tag;     /* NULL or up to CH_TAG_MAX bytes, for ch_list queries */
+} ch_child_spec;
+
+/* Completion of an asynchronous batch: results[i] is child i's outcome. Runs on a reactor
+ * thread; the arrays are valid during the call only. */
+typedef void (*ch_batch_done)(void *ud, const int *results, size_t count);
+
+typedef struct ch_batch_opts {
+    uint32_t timeout_ms;   /* blocking form: wait at most this long (0: node default) */
+    int rollback;          /* start: on any failure, stop the children that started */
+    ch_batch_done on_done; /* set: asynchronous, returns at once; NULL: blocking */
+    void *ud;              /* for on_done */
+} ch_batch_opts;
+
+/*
+ * Starts `count` children (specs are copied). Per child result: 0 started, CH_EALREADY,
+ * CH_EUNKNOWN_TYPE, CH_EINIT, CH_EBADID, -EINVAL (bad spec), CH_EROLLEDBACK, -ETIMEDOUT.
+ * Blocking form: fills results[count] and returns 0 when every child started, CH_EPARTIAL
+ * otherwise, -ETIMEDOUT when the deadline passed (children may still start later).
+ * Asynchronous form: returns 0 once posted; `results` may be NULL. opts NULL: blocking
+ * with defaults. Hooks: CH_HOOK_CHILD_ALTER then CH_HOOK_PRE_CHILDREN_START run on the
+ * calling thread, CH_HOOK_POST_CHILDREN_START on the thread that completes the batch.
+ */
+CH_API int ch_start_children(ch_node *n, const ch_child_spec *specs, size_t count,
+                             const ch_batch_opts *opts, int *results);
+/* Stops children by id (id_lens NULL: NUL-terminated ids). Per child: 0 or CH_ENOPROC.
+ * Same blocking and asynchronous forms and returns as ch_start_children. */
+CH_API int ch_stop_children(ch_node *n, const char *const *ids, const size_t *id_lens,
+                            size_t count, const ch_batch_opts *opts, int *results);
+
+#define CH_EPARTIAL (-10012) /* some children of the batch failed: see the results */
+
+/* --- messages ----------------------------------------------------------------------- */
+
+/*
+ * Sends `data` to the process `id` (id_len 0: NUL-terminated), fire and forget. Messages
+ * from one thread to one process are handled in the order sent. Returns 0 once queued,
+ * -EAGAIN when the mailbox toward that core is full (nothing was queued: retry later),
+ * CH_EMSGSIZE, CH_EBADID, CH_ESTOPPED. A message for an id that does not exist is counted
+ * as a dead letter (ch_node_stats).
+ */
+CH_API int ch_send(ch_node *n, const char *id, size_t id_len, const void *data, size_t len);
+
+/*
+ * Calls `id` and waits for the answer. Blocks: not on a reactor thread (CH_EWOULDBLOCK;
+ * use ch_proc_call or ch_call_async there). Copies up to reply_cap bytes into reply and
+ * sets *reply_len to the full reply size (CH_ETRUNCATED when it did not fit). Returns 0,
+ * -ETIMEDOUT, CH_ENOPROC, CH_ECRASHED (the process crashed on it), -ENODATA (it returned
+ * without replying), -EAGAIN, CH_EMSGSIZE, CH_EBADID, CH_ESTOPPED.
+ */
+CH_API int ch_call(ch_node *n, const char *id, size_t id_len, const void *req, size_t len,
+                   void *reply, size_t reply_cap, size_t *reply_len, uint32_t timeout_ms);
+
+/* The answer to an asynchronous call. Runs on the calling reactor's thread when the call
+ * was made on a reactor, else on the target's reactor thread. */
+typedef void (*ch_reply_fn)(void *ud, int status, const void *reply, size_t len);
+CH_API int ch_call_async(ch_node *n, const char *id, size_t id_len, const void *req, size_t len,
+                         uint32_t timeout_ms, ch_reply_fn fn, void *ud);
+
+/* --- registry ----------------------------------------------------------------------- */
+
+typedef struct ch_proc_info {
+    const char *id; /* NUL-terminated copy (ids may hold other NULs: use id_len) */
+    size_t id_len;
+    const char *type;
+    const void *arg; /* the spec's init argument */
+    size_t arg_len;
+    const void *meta;
+    size_t meta_len;
+    const char *tag; /* "" when none */
+    ch_restart restart;
+    uint32_t shutdown_ms;
+    uint32_t incarnation; /* restarts so far */
+    unsigned core;        /* owner core on this node */
+} ch_proc_info;
+
+/* Looks an id up. Blocks. *out is one allocation: free it with ch_proc_info_free. */
+CH_API int ch_lookup(ch_node *n, const char *id, size_t id_len, ch_proc_info **out);
+CH_API void ch_proc_info_free(ch_proc_info *info);
+
+/* Lists every process, or those whose tag equals `tag` (NULL: all). Blocks. */
+typedef struct ch_proc_list {
+    size_t count;
+    ch_proc_info **items;
+} ch_proc_list;
+CH_API int ch_list(ch_node *n, const char *tag, ch_proc_list *out);
+CH_API void ch_proc_list_free(ch_proc_list *list);
+
+/* --- hooks -------------------------------------------------------------------------- */
+
+typedef enum ch_hook_point {
+    CH_HOOK_CHILD_ALTER = 0,         /* before each child start; may change ev->spec */
+    CH_HOOK_PRE_CHILDREN_START = 1,  /* specs, count */
+    CH_HOOK_POST_CHILDREN_START = 2, /* specs, count, results */
+    CH_HOOK_REGISTRY_INSERT = 3,     /* id, core, incarnation; on the owner reactor */
+    CH_HOOK_REGISTRY_REMOVE = 4,     /* id, core, reason; on the owner reactor */
+    CH_HOOK_PROCESS_RESTARTED = 5,   /* id, core, incarnation (new); on the owner reactor */
+    CH_HOOK_POINTS = 6,
+} ch_hook_point;
+
+typedef struct ch_hook_event {
+    ch_hook_point point;
+    ch_child_spec *spec;         /* CHILD_ALTER: the child about to start (mutable) */
+    const ch_child_spec *specs;  /* PRE/POST_CHILDREN_START */
+    size_t count;                /* */
+    const int *results;          /* POST_CHILDREN_START */
+    const char *id;              /* REGISTRY_*, PROCESS_RESTARTED */
+    size_t id_len;               /* */
+    unsigned core;               /* */
+    uint32_t incarnation;        /* */
+    ch_reason reason;            /* REGISTRY_REMOVE */
+} ch_hook_event;
+
+typedef void (*ch_hook_fn)(void *ud, ch_hook_event *ev);
+
+/* Registers fn on a hook point under hook_id (unique per point: -EEXIST). Handlers of a
+ * point run highest priority first. At boot or at run time, from any thread. */
+CH_API int ch_hook_register(ch_node *n, ch_hook_point point, const char *hook_id,
+                            int priority, ch_hook_fn fn, void *ud);
+/* -ENOENT when no such handler. A handler may still run once after this returns if it
+ * was already under way on a reactor. */
+CH_API int ch_hook_cancel(ch_node *n, ch_hook_point point, const char *hook_id);
+
+/* --- statistics --------------------------------------------------------------------- */
+
+typedef struct ch_node_stats {
+    uint64_t processes;    /* alive now */
+    uint64_t started;      /* first starts */
+    uint64_t stopped;      /* ended for good (stopped, exited, not restarted) */
+    uint64_t restarts;     /* restarts by policy */
+    uint64_t crashes;      /* handle/init failures */
+    uint64_t messages;     /* handled messages */
+    uint64_t dead_letters; /* messages for ids that did not exist */
+    uint64_t intensity_exceeded; /* crashes left unrestarted by the intensity limit */
+    uint64_t slow_terminates;    /* terminate callbacks that overran shutdown_ms */
+} ch_node_stats;
+
+/* Sums every core's counters. Each counter is exact per core, the sum a moment's view. */
+CH_API int ch_node_stats_get(ch_node *n, ch_node_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

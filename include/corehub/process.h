@@ -1,0 +1,153 @@
+/*
+ * corehub/process.h - process types and what a process's callbacks may do.
+ *
+ * A process is a lightweight actor: a string id (1..CH_ID_MAX bytes), a registered type
+ * (the callbacks below), a state and a stream of messages. All of a process's callbacks run
+ * on its owner reactor thread, one at a time, never concurrently with themselves. The
+ * `ch_proc *` handle they receive is valid only during that callback.
+ */
+#ifndef COREHUB_PROCESS_H
+#define COREHUB_PROCESS_H
+
+#include <corehub/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CH_ID_MAX        255  /* bytes in a process id */
+#define CH_TYPE_NAME_MAX 63   /* bytes in a process type name */
+#define CH_TAG_MAX       63   /* bytes in a tag */
+#define CH_META_MAX      1024 /* bytes of metadata per child */
+
+typedef struct ch_node ch_node;
+typedef struct ch_proc ch_proc;
+typedef struct ch_buf ch_buf;
+
+/* Restart policy, as in OTP: what happens when a process ends. */
+typedef enum ch_restart {
+    CH_PERMANENT = 0, /* always restarted (crash or normal exit) */
+    CH_TRANSIENT = 1, /* restarted only after a crash */
+    CH_TEMPORARY = 2, /* never restarted */
+} ch_restart;
+
+/* Flags passed to init. */
+#define CH_INIT_RESTART  1u /* restarted by its policy after it ended */
+#define CH_INIT_MIGRATED 2u /* started here by a migration; alter_handover may follow */
+
+/* What handle returns: CH_CONTINUE, CH_EXIT (normal exit), or a negative code (a crash). */
+#define CH_CONTINUE 0
+#define CH_EXIT     1
+
+/* Why terminate is called. */
+typedef enum ch_reason {
+    CH_REASON_NORMAL = 0,   /* handle returned CH_EXIT */
+    CH_REASON_CRASH = 1,    /* handle returned a negative code */
+    CH_REASON_STOPPED = 2,  /* ch_stop_children, or a rolled-back start */
+    CH_REASON_SHUTDOWN = 3, /* the node is stopping */
+    CH_REASON_MIGRATED = 4, /* the process now lives on another node */
+} ch_reason;
+
+typedef enum ch_msg_kind {
+    CH_MSG_CAST = 0,  /* ch_send: no reply expected */
+    CH_MSG_CALL = 1,  /* ch_call and friends: answer with ch_reply or ch_reply_defer */
+    CH_MSG_TIMER = 2, /* a timer of this process fired; ref is its timer id */
+    CH_MSG_REPLY = 3, /* the answer to this process's ch_proc_call; ref is the caller's ref */
+} ch_msg_kind;
+
+typedef struct ch_msg {
+    ch_msg_kind kind;
+    const void *data; /* valid during handle only */
+    size_t len;
+    uint64_t ref; /* CH_MSG_TIMER: timer id; CH_MSG_REPLY: the ref given to ch_proc_call */
+    int status;   /* CH_MSG_REPLY: 0, -ETIMEDOUT, CH_ENOPROC, CH_ECRASHED, ... */
+} ch_msg;
+
+/*
+ * A process type. Every node of a hub registers the same types by name before it starts.
+ * Only `name` is required; a missing callback gets the default named below.
+ */
+typedef struct ch_process_type {
+    const char *name; /* 1..CH_TYPE_NAME_MAX bytes */
+    /* Builds the state from the spec's argument. Return 0, or a negative code to refuse
+     * the start (the child's result becomes CH_EINIT). Default: empty state. */
+    int (*init)(ch_proc *p, const void *arg, size_t arg_len, unsigned flags);
+    /* Handles one message. Return CH_CONTINUE, CH_EXIT, or a negative code (a crash).
+     * Default: ignore casts, answer calls with an empty reply. */
+    int (*handle)(ch_proc *p, const ch_msg *msg);
+    /* Releases what the process holds outside its state. The state itself is freed by the
+     * framework afterwards. Default: nothing. Should return within the child's shutdown_ms;
+     * an overrun is logged and counted. */
+    void (*terminate)(ch_proc *p, ch_reason reason);
+    /* Serializes the state for a HotSwap handover. Default: the state bytes as they are. */
+    int (*prepare_handover)(ch_proc *p, ch_buf *out);
+    /* Merges handed-over bytes into the new instance's state (after init). Default: the
+     * bytes become the state. */
+    int (*alter_handover)(ch_proc *p, const void *bytes, size_t len);
+    void *ud; /* type-wide user data, see ch_proc_type_ud */
+} ch_process_type;
+
+/* --- identity ----------------------------------------------------------------------- */
+
+CH_API const char *ch_proc_id(const ch_proc *p, size_t *len); /* not NUL-terminated */
+CH_API ch_node *ch_proc_node(const ch_proc *p);
+CH_API unsigned ch_proc_core(const ch_proc *p);
+CH_API uint32_t ch_proc_incarnation(const ch_proc *p); /* 0 at first start, +1 per restart */
+CH_API const void *ch_proc_meta(const ch_proc *p, size_t *len);
+CH_API const char *ch_proc_tag(const ch_proc *p); /* "" when none */
+CH_API void *ch_proc_type_ud(const ch_proc *p);
+
+/* --- state -------------------------------------------------------------------------- */
+
+/* The state: a byte block the process owns. NULL with *len 0 when empty. */
+CH_API void *ch_proc_state(const ch_proc *p, size_t *len);
+/* Resizes the state (contents kept up to the smaller size, growth zero-filled) and returns
+ * it; NULL on -ENOMEM with the old state untouched. */
+CH_API void *ch_proc_state_resize(ch_proc *p, size_t len);
+/* Replaces the state with `data` (ownership moves to the process; freed with free_fn,
+ * which may be NULL for memory the process must not free). The old state is freed. */
+CH_API void ch_proc_state_set(ch_proc *p, void *data, size_t len, void (*free_fn)(void *));
+
+/* --- messages ----------------------------------------------------------------------- */
+
+/* Answers the CH_MSG_CALL being handled. At most one reply per call; -EINVAL otherwise.
+ * A call that handle neither answers nor defers gets an empty reply with status
+ * -ENODATA. */
+CH_API int ch_reply(ch_proc *p, const ch_msg *call, const void *data, size_t len);
+
+/* A deferred reply: lets the process answer a call later, from any of its callbacks. */
+typedef struct ch_reply_token {
+    uint64_t w[3];
+} ch_reply_token;
+CH_API int ch_reply_defer(ch_proc *p, const ch_msg *call, ch_reply_token *token);
+CH_API int ch_reply_send(ch_proc *p, const ch_reply_token *token, const void *data, size_t len);
+
+/*
+ * Calls another process without blocking: the answer comes back to this process as a
+ * CH_MSG_REPLY message carrying `ref`, with status 0 and the reply bytes, or with
+ * status -ETIMEDOUT / CH_ENOPROC / CH_ECRASHED / -ENODATA and no bytes. timeout_ms 0 means
+ * the node's call_timeout_ms.
+ */
+CH_API int ch_proc_call(ch_proc *p, const char *id, size_t id_len, const void *req, size_t len,
+                        uint32_t timeout_ms, uint64_t ref);
+
+/* --- timers ------------------------------------------------------------------------- */
+
+/* Delivers `data` back to this process as a CH_MSG_TIMER after delay_ms. The timer dies
+ * with the process incarnation. *timer_id identifies it for ch_timer_cancel. */
+CH_API int ch_timer_start(ch_proc *p, uint32_t delay_ms, const void *data, size_t len,
+                          uint64_t *timer_id);
+/* Returns 0, or -ENOENT when the timer already fired or was cancelled. */
+CH_API int ch_timer_cancel(ch_proc *p, uint64_t timer_id);
+
+/* --- handover buffer (prepare_handover's output) ------------------------------------ */
+
+CH_API int ch_buf_append(ch_buf *b, const void *data, size_t len);
+/* Room for len more bytes, to be filled then committed with ch_buf_commit; NULL on ENOMEM */
+CH_API void *ch_buf_reserve(ch_buf *b, size_t len);
+CH_API void ch_buf_commit(ch_buf *b, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
