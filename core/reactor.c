@@ -362,16 +362,35 @@ static void arm_wakeup(ch_reactor *r)
     r->efd_armed = true;
 }
 
+struct io_uring_sqe *ch_reactor_sqe(ch_reactor *r)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
+    if (!sqe) {
+        io_uring_submit(&r->uring);
+        sqe = io_uring_get_sqe(&r->uring);
+    }
+    return sqe;
+}
+
+/* Completions: the wake-up read (user data 1), or a ch_io whose callback runs now. Each
+ * CQE is consumed before its callback, which may queue new operations. */
 static unsigned reap(ch_reactor *r)
 {
     struct io_uring_cqe *cqe;
-    unsigned head, n = 0;
-    io_uring_for_each_cqe(&r->uring, head, cqe)
-    {
-        if (io_uring_cqe_get_data64(cqe) == 1) r->efd_armed = false;
+    unsigned n = 0;
+    while (n < r->node->cfg.batch && io_uring_peek_cqe(&r->uring, &cqe) == 0) {
+        uint64_t data = io_uring_cqe_get_data64(cqe);
+        int res = cqe->res;
+        uint32_t flags = cqe->flags;
+        io_uring_cqe_seen(&r->uring, cqe);
         n++;
+        if (data == 1) {
+            r->efd_armed = false;
+        } else if (data) {
+            ch_io *io = (ch_io *)(uintptr_t)data;
+            io->cb(r, io, res, flags);
+        }
     }
-    io_uring_cq_advance(&r->uring, n);
     if (!r->efd_armed) arm_wakeup(r);
     return n;
 }
