@@ -24,8 +24,13 @@ bad() {
     fail=1
 }
 
-cmake --build "$build" -j2 >/dev/null
-cmake --install "$build" --prefix "$prefix" >/dev/null
+# Quiet when all is well; the whole output when the build or the install fails.
+if ! { cmake --build "$build" -j2 && cmake --install "$build" --prefix "$prefix"; } \
+    >"$tmp/install.log" 2>&1; then
+    cat "$tmp/install.log" >&2
+    echo "packaging: FAIL cannot build or install $build" >&2
+    exit 1
+fi
 lib=$(find "$prefix" -name 'libcorehub.so.*.*' -type f | head -1)
 [ -n "$lib" ] || {
     echo "packaging: FAIL no libcorehub.so.* installed under $prefix" >&2
