@@ -98,13 +98,15 @@ check_pkgconfig_consumer() {
 
 # Runs a consumer and checks it used the installed library, not one elsewhere.
 run_consumer() {
-    local what=$1 exe=$2 out
+    local what=$1 exe=$2 out deps
     if ! out=$("$exe" 2>&1); then
         bad "$what: consumer failed: $out"
         return
     fi
-    if ldd "$exe" | grep -q 'libcorehub\.so' && ! ldd "$exe" | grep -q "$libdir/libcorehub"; then
-        bad "$what: linked to a libcorehub outside the prefix: $(ldd "$exe" | grep corehub)"
+    # No `ldd | grep -q`: grep quitting early kills ldd with SIGPIPE, and pipefail fails.
+    deps=$(ldd "$exe")
+    if [[ $deps == *libcorehub.so* && $deps != *"$libdir/libcorehub.so"* ]]; then
+        bad "$what: linked to a libcorehub outside the prefix: $(grep corehub <<<"$deps")"
         return
     fi
     ok "$what: $out"
