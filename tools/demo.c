@@ -88,7 +88,7 @@ static int parse_opts(int argc, char **argv, demo_opts *o)
             if (cli_parse_u64("--msgs", optarg, 0, 1000000000, &o->msgs)) return CLI_USAGE;
             break;
         case 'c':
-            if (cli_parse_u64("--cores", optarg, 1, 4096, &v)) return CLI_USAGE;
+            if (cli_parse_u64("--cores", optarg, 1, 1024, &v)) return CLI_USAGE;
             o->cores = (unsigned)v;
             break;
         case 'b':
