@@ -222,7 +222,8 @@ static void on_cast(ch_reactor *r, ch_rec *rec)
 {
     ch_proc *p = find_target(r, rec);
     if (!p) {
-        atomic_fetch_add_explicit(&r->stats.dead_letters, 1, memory_order_relaxed);
+        uint64_t v = atomic_load_explicit(&r->stats.dead_letters, memory_order_relaxed);
+        atomic_store_explicit(&r->stats.dead_letters, v + 1, memory_order_relaxed);
         CH_DEBUG("dead letter for %.*s", rec->id_len, ch_rec_id(rec));
         return;
     }
