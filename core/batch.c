@@ -276,22 +276,22 @@ static int run_batch(ch_node *n, uint8_t op, size_t count, const ch_batch_opts *
     ch_batch_opts o = {0};
     if (opts) o = *opts;
     if (!o.on_done && ch_node_current_core(n) >= 0) return CH_EWOULDBLOCK;
-    int rc = ch_node_enter(n);
+    int rc = ch_node_api_enter(n);
     if (rc) return rc;
     ch_batch *b = batch_new(n, op, count, &o);
     if (!b) {
-        ch_node_leave(n);
+        ch_node_api_leave(n);
         return -ENOMEM;
     }
     rc = op == CH_OP_START ? build_start(b, specs) : build_stop(b, ids, id_lens);
     if (rc < 0) {
         if (b->waited) ch_batch_put(b);
         ch_batch_put(b);
-        ch_node_leave(n);
+        ch_node_api_leave(n);
         return rc;
     }
     dispatch_phase(b, op, b->specs);
-    ch_node_leave(n);
+    ch_node_api_leave(n);
     if (o.on_done) return 0;
     return wait_batch(b, o.timeout_ms ? o.timeout_ms : n->cfg.start_timeout_ms, results);
 }

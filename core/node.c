@@ -195,7 +195,7 @@ int ch_node_start(ch_node *n)
     return 0;
 }
 
-int ch_node_enter(ch_node *n)
+int ch_node_api_enter(ch_node *n)
 {
     atomic_fetch_add(&n->inflight, 1);
     if (atomic_load(&n->state) == CH_NODE_RUNNING) return 0;
@@ -203,7 +203,7 @@ int ch_node_enter(ch_node *n)
     return CH_ESTOPPED;
 }
 
-void ch_node_leave(ch_node *n)
+void ch_node_api_leave(ch_node *n)
 {
     atomic_fetch_sub(&n->inflight, 1);
 }
@@ -295,12 +295,12 @@ static bool on_reactor(const ch_node *n)
 int ch_node_post(ch_node *n, unsigned core, void (*fn)(ch_node *, void *), void *ud)
 {
     if (!n || !fn || core >= n->cores) return -EINVAL;
-    int rc = ch_node_enter(n);
+    int rc = ch_node_api_enter(n);
     if (rc) return rc;
     ch_post post = {.fn = fn, .ud = ud};
     ch_rec h = {.op = CH_OP_POST, .len = sizeof(post)};
     rc = ch_reactor_post(n, core, &h, NULL, &post, false);
-    ch_node_leave(n);
+    ch_node_api_leave(n);
     return rc;
 }
 
@@ -312,11 +312,11 @@ int ch_send(ch_node *n, const char *id, size_t id_len, const void *data, size_t 
     int rc = ch_id_check(id, &id_len);
     if (rc) return rc;
     if (len > n->cfg.max_message) return CH_EMSGSIZE;
-    if ((rc = ch_node_enter(n))) return rc;
+    if ((rc = ch_node_api_enter(n))) return rc;
     uint64_t hash = ch_id_hash(id, id_len);
     ch_rec h = {.op = CH_OP_CAST, .id_len = (uint8_t)id_len, .len = (uint32_t)len, .aux = hash};
     rc = ch_reactor_post(n, (unsigned)(hash % n->cores), &h, id, data, true);
-    ch_node_leave(n);
+    ch_node_api_leave(n);
     return rc;
 }
 
@@ -358,7 +358,7 @@ static int check_call(ch_node *n, const char *id, size_t *id_len, const void *re
 static int post_fcall(ch_node *n, const char *id, size_t id_len, const void *req, size_t len,
                       ch_fcall *c)
 {
-    int rc = ch_node_enter(n);
+    int rc = ch_node_api_enter(n);
     if (rc) return rc;
     uint64_t hash = ch_id_hash(id, id_len);
     ch_rec h = {.op = CH_OP_FCALL,
@@ -367,7 +367,7 @@ static int post_fcall(ch_node *n, const char *id, size_t id_len, const void *req
                 .ref = (uint64_t)(uintptr_t)c,
                 .aux = hash};
     rc = ch_reactor_post(n, (unsigned)(hash % n->cores), &h, id, req, true);
-    ch_node_leave(n);
+    ch_node_api_leave(n);
     return rc;
 }
 
@@ -418,7 +418,7 @@ int ch_call_async(ch_node *n, const char *id, size_t id_len, const void *req, si
     if (!fn) return -EINVAL;
     ch_reactor *r = ch_reactor_self();
     if (r && r->node == n) {
-        if ((rc = ch_node_enter(n))) return rc;
+        if ((rc = ch_node_api_enter(n))) return rc;
         uint64_t pid = ch_sup_pending(r, CH_TK_CALL_FN, (void *)(uintptr_t)fn, ud, 0, timeout_ms);
         uint64_t hash = ch_id_hash(id, id_len);
         ch_rec h = {.op = CH_OP_CALL,
@@ -429,7 +429,7 @@ int ch_call_async(ch_node *n, const char *id, size_t id_len, const void *req, si
                     .aux = hash};
         rc = pid ? ch_reactor_post(n, (unsigned)(hash % n->cores), &h, id, req, true) : -ENOMEM;
         if (rc < 0 && pid) ch_timers_free(&r->timers, ch_timers_get(&r->timers, pid));
-        ch_node_leave(n);
+        ch_node_api_leave(n);
         return rc;
     }
     ch_fcall *c = calloc(1, sizeof(*c));

@@ -112,8 +112,8 @@ typedef struct ch_post {
 const ch_ptype *ch_node_find_type(const ch_node *n, const char *name);
 
 /* Brackets an API call that posts work: fails with CH_ESTOPPED unless the node runs. */
-int ch_node_enter(ch_node *n);
-void ch_node_leave(ch_node *n);
+int ch_node_api_enter(ch_node *n);
+void ch_node_api_leave(ch_node *n);
 /* A reactor finished terminating its processes at shutdown. */
 void ch_node_shut_ack(ch_node *n);
 

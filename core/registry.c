@@ -70,7 +70,7 @@ static int begin(ch_node *n)
 {
     if (!n) return -EINVAL;
     if (ch_node_current_core(n) >= 0) return CH_EWOULDBLOCK;
-    return ch_node_enter(n);
+    return ch_node_api_enter(n);
 }
 
 int ch_lookup(ch_node *n, const char *id, size_t id_len, ch_proc_info **out)
@@ -83,13 +83,13 @@ int ch_lookup(ch_node *n, const char *id, size_t id_len, ch_proc_info **out)
     ch_spec *key = NULL;
     ch_child_spec cs = {.id = id, .id_len = id_len};
     if (!q || (rc = ch_spec_new(&cs, NULL, &key))) {
-        ch_node_leave(n);
+        ch_node_api_leave(n);
         if (q) query_put(q);
         return q ? rc : -ENOMEM;
     }
     q->key = key;
     rc = send_query(n, q, (unsigned)(key->hash % n->cores));
-    ch_node_leave(n);
+    ch_node_api_leave(n);
     if (rc == 0) rc = ch_waiter_wait(&q->w, n->cfg.call_timeout_ms);
     if (rc == 0 && (rc = q->status) == 0) {
         *out = q->info;
@@ -127,19 +127,19 @@ int ch_list(ch_node *n, const char *tag, ch_proc_list *out)
     ch_query *q = query_new(n->cores);
     if (q) q->per_core = calloc(n->cores, sizeof(*q->per_core));
     if (!q || !q->per_core) {
-        ch_node_leave(n);
+        ch_node_api_leave(n);
         if (q) query_put(q);
         return -ENOMEM;
     }
     q->list = true;
     if (tag && !(q->tag = strdup(tag))) {
-        ch_node_leave(n);
+        ch_node_api_leave(n);
         query_put(q);
         return -ENOMEM;
     }
     for (unsigned c = 0; c < n->cores; c++)
         send_query(n, q, c);
-    ch_node_leave(n);
+    ch_node_api_leave(n);
     rc = ch_waiter_wait(&q->w, n->cfg.call_timeout_ms);
     if (rc == 0) rc = merge(q, out);
     query_put(q);
