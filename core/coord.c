@@ -40,7 +40,7 @@
 #include <time.h>
 #include <xxhash.h>
 
-#define MAX_HOPS     4
+#define MAX_HOPS     CH_MAX_HOPS
 #define RELAY_MS     120000u /* a relayed call's entry outlives any caller's timeout */
 #define DELTA_FLUSH  (64u * 1024)
 #define CTL_MAX_ARGS 64
@@ -279,7 +279,7 @@ static void on_view(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
         bits |= merge_one(c, &m, epoch);
         if (m.id == c->mt.self && c->leaving && m.state == CH_MEMBER_LEFT && c->leave_waiter) {
             ch_mem *peer = ch_conn_ud(conn);
-            if (peer) peer->next_dial_ns = UINT64_MAX; /* marks "saw our leave" */
+            if (peer) peer->saw_leave = true;
         }
     }
     if (!ch_rbuf_ok(rb)) CH_WARN("malformed VIEW from %s ignored", ch_conn_addr(conn));
@@ -955,4 +955,903 @@ static void on_reply_frame(ch_coord *c, ch_rbuf *rb)
     if (!ch_rbuf_done(rb) || core > c->n->cores) return;
     ch_rec h = {.op = CH_OP_REPLY, .len = (uint32_t)data.len, .ref = ref, .aux = (uint64_t)(int64_t)status};
     ch_reactor_post(c->n, core, &h, NULL, data.p, false);
+}
+
+/* ---- remote starts and stops --------------------------------------------------------- */
+
+typedef struct rbatch { /* this node's coordinator part of a batch */
+    ch_batch *b;
+    unsigned remaining; /* node requests not answered */
+} rbatch;
+
+typedef struct rreq { /* one request to one node */
+    rbatch *parent;
+    uint32_t n;
+    uint32_t idx[];
+} rreq;
+
+static void rbatch_step(rbatch *rb)
+{
+    if (--rb->remaining) return;
+    ch_batch *b = rb->b;
+    free(rb);
+    ch_batch_core_done(b);
+}
+
+static int *batch_results(ch_batch *b)
+{
+    return b->rolling_back ? b->scratch : b->results;
+}
+
+void ch_coord_remote_batch_done(ch_reactor *r, void *req, int status, const void *payload,
+                                size_t len)
+{
+    rreq *q = req;
+    int *results = batch_results(q->parent->b);
+    ch_rbuf rb;
+    ch_rbuf_init(&rb, payload, len);
+    uint32_t n = status ? 0 : ch_rbuf_get_u32(&rb);
+    if (!status && n != q->n) status = -EBADMSG;
+    for (uint32_t i = 0; i < q->n; i++) {
+        int32_t v = status ? status : (int32_t)ch_rbuf_get_u32(&rb);
+        results[q->idx[i]] = ch_rbuf_ok(&rb) ? v : -EBADMSG;
+    }
+    rbatch *parent = q->parent;
+    free(q);
+    rbatch_step(parent);
+}
+
+static void put_spec(ch_wbuf *w, const ch_spec *s)
+{
+    ch_wbuf_put_str8(w, ch_spec_id(s), s->id_len);
+    ch_wbuf_put_str8(w, s->type ? s->type->name : "", s->type ? strlen(s->type->name) : 0);
+    ch_wbuf_put_u8(w, s->restart);
+    ch_wbuf_put_u32(w, s->shutdown_ms);
+    ch_wbuf_put_blob32(w, ch_spec_arg(s), s->arg_len);
+    ch_wbuf_put_blob32(w, ch_spec_meta(s), s->meta_len);
+    ch_wbuf_put_str8(w, ch_spec_tag(s), s->tag_len);
+}
+
+/* Sends the children idx[0..n) of b to `node` as one request. */
+static void send_request(ch_coord *c, rbatch *rb, uint8_t op, uint64_t node, const uint32_t *idx,
+                         uint32_t n)
+{
+    ch_batch *b = rb->b;
+    int *results = batch_results(b);
+    ch_spec **keys = b->rolling_back ? b->keys : b->specs;
+    rreq *q = malloc(sizeof(*q) + n * sizeof(uint32_t));
+    uint64_t id = q ? ch_sup_pending(c->r, CH_TK_REMOTE, q, NULL, 0, c->n->cfg.start_timeout_ms) : 0;
+    int rc = id ? 0 : -ENOMEM;
+    ch_wbuf w;
+    ch_wbuf_init(&w);
+    if (id) {
+        q->parent = rb;
+        q->n = n;
+        memcpy(q->idx, idx, n * sizeof(uint32_t));
+        ch_wbuf_put_u64(&w, id);
+        ch_wbuf_put_u8(&w, (uint8_t)(b->hops + 1));
+        ch_wbuf_put_u32(&w, n);
+        for (uint32_t i = 0; i < n; i++) put_spec(&w, keys[idx[i]]);
+        rc = send_to(c, node, op == CH_OP_START ? CH_F_START_REQ : CH_F_STOP_REQ, &w);
+        if (rc < 0) ch_timers_free(&c->r->timers, ch_timers_get(&c->r->timers, id));
+    }
+    ch_wbuf_free(&w);
+    if (rc == 0) return;
+    for (uint32_t i = 0; i < n; i++) results[idx[i]] = rc == -ENOTCONN ? -EHOSTUNREACH : rc;
+    free(q);
+    rbatch_step(rb);
+}
+
+static uint64_t owner_of(ch_coord *c, uint8_t op, const ch_spec *s)
+{
+    if (op == CH_OP_STOP) return where(c, s->hash, ch_spec_id(s), s->id_len);
+    uint64_t owner = c->mt.self;
+    ch_hashring *ring = atomic_load(&c->n->ring);
+    if (ring) ch_hashring_owner(ring, s->hash, &owner);
+    return owner;
+}
+
+static void forwarded_hook(ch_coord *c, const ch_spec *s, uint64_t node)
+{
+    if (!ch_hooks_any(&c->n->hooks, CH_HOOK_FORWARDED_MIGRATION)) return;
+    ch_hook_event ev = {.point = CH_HOOK_FORWARDED_MIGRATION,
+                        .id = ch_spec_id(s),
+                        .id_len = s->id_len,
+                        .node = node,
+                        .epoch = c->epoch};
+    ch_hooks_run(&c->n->hooks, &ev);
+}
+
+/* CH_OP_START / CH_OP_STOP at the coordinator: the children other nodes own. */
+static void on_out_batch(ch_coord *c, ch_rec *rec)
+{
+    ch_batch *b = (ch_batch *)(uintptr_t)rec->ref;
+    const uint32_t *idx = ch_rec_payload(rec);
+    uint32_t n = rec->len / 4;
+    ch_spec **keys = b->rolling_back ? b->keys : b->specs;
+    rbatch *rb = calloc(1, sizeof(*rb));
+    uint64_t *owner = malloc(n * sizeof(*owner) + 1);
+    uint32_t *group = malloc(n * sizeof(*group) + 1);
+    if (!rb || !owner || !group) {
+        for (uint32_t i = 0; i < n; i++) batch_results(b)[idx[i]] = -ENOMEM;
+        free(rb), free(owner), free(group);
+        ch_batch_core_done(b);
+        return;
+    }
+    rb->b = b;
+    rb->remaining = 1; /* released below, once every request is out */
+    for (uint32_t i = 0; i < n; i++) owner[i] = owner_of(c, rec->op, keys[idx[i]]);
+    for (uint32_t i = 0; i < n; i++) {
+        if (owner[i] == 0) continue;
+        uint64_t node = owner[i];
+        uint32_t k = 0;
+        for (uint32_t j = i; j < n; j++)
+            if (owner[j] == node) {
+                group[k++] = idx[j];
+                owner[j] = 0;
+                if (b->hops && rec->op == CH_OP_START) forwarded_hook(c, keys[idx[j]], node);
+            }
+        rb->remaining++;
+        send_request(c, rb, rec->op, node, group, k);
+    }
+    free(owner);
+    free(group);
+    rbatch_step(rb);
+}
+
+typedef struct remote_done {
+    uint64_t peer, req;
+    uint8_t resp;
+    uint32_t n;
+    int results[];
+} remote_done;
+
+static void send_remote_done(ch_node *n, void *ud)
+{
+    remote_done *d = ud;
+    ch_coord *c = n->coord;
+    ch_wbuf w;
+    ch_wbuf_init(&w);
+    ch_wbuf_put_u64(&w, d->req);
+    ch_wbuf_put_u32(&w, d->n);
+    for (uint32_t i = 0; i < d->n; i++) ch_wbuf_put_u32(&w, (uint32_t)d->results[i]);
+    send_to(c, d->peer, d->resp, &w);
+    ch_wbuf_free(&w);
+    free(d);
+}
+
+/* Completion of a batch run for a peer: runs on a reactor thread, so hand the answer to
+ * the coordinator, which owns the connection. */
+static void remote_batch_finished(void *ud, const int *results, size_t count)
+{
+    remote_done *d = ud;
+    memcpy(d->results, results, count * sizeof(int));
+    ch_post post = {.fn = send_remote_done, .ud = d};
+    ch_rec h = {.op = CH_OP_POST, .len = sizeof(post)};
+    ch_node *n = ch_reactor_self()->node;
+    if (ch_reactor_post(n, n->cores, &h, NULL, &post, false) < 0) free(d);
+}
+
+static void on_batch_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb, bool start)
+{
+    ch_mem *from = ch_conn_ud(conn);
+    uint64_t req = ch_rbuf_get_u64(rb);
+    uint8_t hops = ch_rbuf_get_u8(rb);
+    uint32_t n = ch_rbuf_get_u32(rb);
+    if (!ch_rbuf_ok(rb) || !from || n > ch_rbuf_left(rb)) return;
+    ch_child_spec *specs = calloc(n ? n : 1, sizeof(*specs));
+    remote_done *d = malloc(sizeof(*d) + (n ? n : 1) * sizeof(int));
+    char(*types)[CH_TYPE_NAME_MAX + 1] = calloc(n ? n : 1, sizeof(*types));
+    char(*tags)[CH_TAG_MAX + 1] = calloc(n ? n : 1, sizeof(*tags));
+    if (!specs || !d || !types || !tags) goto out;
+    for (uint32_t i = 0; i < n && ch_rbuf_ok(rb); i++) {
+        ch_span id = ch_rbuf_get_str8(rb);
+        ch_rbuf_get_cstr8(rb, types[i], sizeof(types[i]));
+        specs[i].id = (const char *)id.p;
+        specs[i].id_len = id.len ? id.len : CH_ID_MAX + 1; /* 0 would mean strlen */
+        specs[i].type = types[i];
+        specs[i].restart = (ch_restart)ch_rbuf_get_u8(rb);
+        specs[i].shutdown_ms = ch_rbuf_get_u32(rb);
+        ch_span arg = ch_rbuf_get_blob32(rb), meta = ch_rbuf_get_blob32(rb);
+        specs[i].arg = arg.p, specs[i].arg_len = arg.len;
+        specs[i].meta = meta.p, specs[i].meta_len = meta.len;
+        ch_rbuf_get_cstr8(rb, tags[i], sizeof(tags[i]));
+        specs[i].tag = tags[i];
+    }
+    if (!ch_rbuf_ok(rb)) {
+        CH_WARN("malformed %s from %s ignored", start ? "START_REQ" : "STOP_REQ", ch_conn_addr(conn));
+        goto out;
+    }
+    d->peer = from->id;
+    d->req = req;
+    d->resp = start ? CH_F_START_RESP : CH_F_STOP_RESP;
+    d->n = n;
+    const char **ids = (const char **)types; /* reuse: stop needs only ids and lengths */
+    size_t *lens = NULL;
+    int rc;
+    if (start) {
+        rc = ch_batch_submit(c->n, CH_OP_START, specs, n, NULL, NULL, hops, remote_batch_finished, d);
+    } else {
+        lens = malloc((n ? n : 1) * sizeof(*lens));
+        ids = malloc((n ? n : 1) * sizeof(*ids));
+        for (uint32_t i = 0; lens && ids && i < n; i++) {
+            ids[i] = specs[i].id;
+            lens[i] = specs[i].id_len;
+        }
+        rc = lens && ids ? ch_batch_submit(c->n, CH_OP_STOP, NULL, n, ids, lens, hops,
+                                           remote_batch_finished, d)
+                         : -ENOMEM;
+        free(lens);
+        free(ids);
+    }
+    if (rc == 0) d = NULL; /* the batch owns it now */
+    if (rc < 0 && d) {
+        for (uint32_t i = 0; i < n; i++) d->results[i] = rc;
+        send_remote_done(c->n, d);
+        d = NULL;
+    }
+out:
+    free(specs);
+    free(d);
+    free(types);
+    free(tags);
+}
+
+static void on_batch_resp(ch_coord *c, ch_rbuf *rb)
+{
+    uint64_t req = ch_rbuf_get_u64(rb);
+    ch_timer *e = ch_rbuf_ok(rb) ? ch_timers_get(&c->r->timers, req) : NULL;
+    if (!e || e->kind != CH_TK_REMOTE) return;
+    void *q = e->a;
+    ch_timers_free(&c->r->timers, e);
+    ch_coord_remote_batch_done(c->r, q, 0, rb->p + rb->pos, ch_rbuf_left(rb));
+}
+
+/* ---- crash restarts and partition mode ----------------------------------------------- */
+
+static void count_restarts(ch_coord *c, uint64_t k)
+{
+    _Atomic uint64_t *s = &c->r->stats.crash_restarts;
+    atomic_store_explicit(s, atomic_load_explicit(s, memory_order_relaxed) + k,
+                          memory_order_relaxed);
+}
+
+static void restarts_done(void *ud, const int *results, size_t count)
+{
+    size_t ok = 0;
+    for (size_t i = 0; i < count; i++) ok += results[i] == 0;
+    CH_INFO("restarted %zu of %zu processes from their specs", ok, count);
+}
+
+/* Starts rows[0..k) here from their specs (state is lost: counted). */
+static void restart_rows(ch_coord *c, ch_regrow **rows, size_t k)
+{
+    if (!k) return;
+    ch_child_spec *specs = calloc(k, sizeof(*specs));
+    if (!specs) {
+        CH_ERROR("no memory to restart %zu processes", k);
+        return;
+    }
+    for (size_t i = 0; i < k; i++) {
+        ch_regrow *r = rows[i];
+        specs[i] = (ch_child_spec){.id = ch_regrow_id(r),
+                                   .id_len = r->id_len,
+                                   .type = ch_regrow_type(r),
+                                   .arg = ch_regrow_arg(r),
+                                   .arg_len = r->arg_len,
+                                   .restart = (ch_restart)r->restart,
+                                   .shutdown_ms = r->shutdown_ms,
+                                   .meta = ch_regrow_meta(r),
+                                   .meta_len = r->meta_len,
+                                   .tag = ch_regrow_tag(r)};
+    }
+    count_restarts(c, k);
+    ch_batch_submit(c->n, CH_OP_START, specs, k, NULL, NULL, MAX_HOPS, restarts_done, NULL);
+    free(specs);
+}
+
+/* A member left the ring (dead or left): its processes restart on their new owners, from
+ * their specs; this node restarts those it now owns, and every node forgets the rows. */
+static void on_member_gone(ch_coord *c, ch_mem *m)
+{
+    CH_INFO("member %016llx (%s) %s", (unsigned long long)m->id, m->addr,
+            m->state == CH_MEMBER_LEFT ? "left" : "is dead");
+    run_cluster_hook(c, CH_HOOK_POST_CLUSTER_LEAVE, m->id);
+    ch_hashring *ring = atomic_load(&c->n->ring);
+    ch_regrow **mine = malloc((c->reg.count + 1) * sizeof(*mine));
+    size_t k = 0;
+    for (size_t i = 0; mine && i < c->reg.cap; i++) {
+        ch_regrow *r = c->reg.slots[i];
+        uint64_t owner;
+        if (!r || r->node != m->id) continue;
+        if (ring && ch_hashring_owner(ring, r->hash, &owner) == 0 && owner == c->mt.self)
+            mine[k++] = r;
+    }
+    if (!c->partitioned) restart_rows(c, mine, k);
+    free(mine);
+    drop_rows_of(c, m->id);
+    if (m->conn) ch_conn_close(m->conn, 0);
+}
+
+static bool quorum_lost(ch_coord *c, size_t alive, uint64_t now)
+{
+    const ch_cluster_config *cc = &c->n->cfg.cluster;
+    switch (cc->partition) {
+    case CH_PARTITION_STATIC_QUORUM: return alive < cc->quorum_size;
+    case CH_PARTITION_DYNAMIC_QUORUM:
+        if (alive >= c->largest_seen || now - c->largest_seen_ns > ms(cc->quorum_window_ms)) {
+            c->largest_seen = alive;
+            c->largest_seen_ns = now;
+        }
+        return (c->largest_seen - alive) * 100 > (size_t)cc->quorum_percent * c->largest_seen;
+    case CH_PARTITION_MAJORITY_QUORUM:
+        if (alive > c->largest_seen) c->largest_seen = alive;
+        return alive * 2 <= c->largest_seen;
+    default: return false;
+    }
+}
+
+static void enter_partition(ch_coord *c)
+{
+    CH_WARN("partition mode: quorum lost; stopping local processes");
+    c->partitioned = true;
+    atomic_store(&c->n->partitioned, 1);
+    size_t k = 0;
+    ch_regrow **parked = malloc((c->reg.count + 1) * sizeof(*parked));
+    const char **ids = malloc((c->reg.count + 1) * sizeof(*ids));
+    size_t *lens = malloc((c->reg.count + 1) * sizeof(*lens));
+    for (size_t i = 0; parked && ids && lens && i < c->reg.cap; i++) {
+        ch_regrow *r = c->reg.slots[i];
+        if (!r || r->node != c->mt.self) continue;
+        ch_regrow *copy = ch_regrow_new(r->node, r->core, r->incarnation, ch_regrow_id(r),
+                                        r->id_len, ch_regrow_type(r), r->type_len,
+                                        ch_regrow_tag(r), r->tag_len, r->restart, r->shutdown_ms,
+                                        ch_regrow_arg(r), r->arg_len, ch_regrow_meta(r),
+                                        r->meta_len);
+        if (!copy) continue;
+        parked[k] = copy;
+        ids[k] = ch_regrow_id(copy);
+        lens[k++] = copy->id_len;
+    }
+    if (k) ch_batch_submit(c->n, CH_OP_STOP, NULL, k, ids, lens, MAX_HOPS, restarts_done, NULL);
+    free(ids);
+    free(lens);
+    c->parked = parked;
+    c->nparked = k;
+}
+
+static void leave_partition(ch_coord *c)
+{
+    CH_INFO("partition mode over: restarting %zu local processes", c->nparked);
+    c->partitioned = false;
+    atomic_store(&c->n->partitioned, 0);
+    restart_rows(c, c->parked, c->nparked);
+    for (size_t i = 0; i < c->nparked; i++) free(c->parked[i]);
+    free(c->parked);
+    c->parked = NULL;
+    c->nparked = 0;
+}
+
+static void check_partition(ch_coord *c)
+{
+    bool lost = quorum_lost(c, ch_mtab_ring_size(&c->mt), ch_now_ns());
+    if (lost && !c->partitioned) enter_partition(c);
+    if (!lost && c->partitioned) leave_partition(c);
+}
+
+static void on_partition_reset(ch_coord *c)
+{
+    c->largest_seen = ch_mtab_ring_size(&c->mt);
+    c->largest_seen_ns = ch_now_ns();
+    check_partition(c);
+}
+
+/* ---- registry queries at the coordinator --------------------------------------------- */
+
+static void on_query(ch_coord *c, ch_rec *rec)
+{
+    ch_query *q = (ch_query *)(uintptr_t)rec->ref;
+    if (!q->list) {
+        const ch_spec *k = q->key;
+        ch_regrow *r = ch_regtab_find(&c->reg, k->hash, ch_spec_id(k), k->id_len);
+        q->status = r ? 0 : CH_ENOPROC;
+        if (r && !(q->info = ch_regrow_info(r))) q->status = -ENOMEM;
+        ch_query_core_done(q);
+        return;
+    }
+    ch_proc_list *l = &q->per_core[0];
+    l->items = calloc(c->reg.count + 1, sizeof(*l->items));
+    for (size_t i = 0; l->items && i < c->reg.cap; i++) {
+        ch_regrow *r = c->reg.slots[i];
+        if (!r || (q->tag && strcmp(q->tag, ch_regrow_tag(r)) != 0)) continue;
+        ch_proc_info *info = ch_regrow_info(r);
+        if (info) l->items[l->count++] = info;
+    }
+    ch_query_core_done(q);
+}
+
+/* ---- control requests ---------------------------------------------------------------- */
+
+int ch_ctl_reply_append(ch_ctl_reply *r, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n < 0) return -EINVAL;
+    if ((size_t)n < sizeof(line)) return ch_wbuf_put_bytes(r->w, line, (size_t)n);
+    char *big = malloc((size_t)n + 1);
+    if (!big) return -ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    int rc = ch_wbuf_put_bytes(r->w, big, (size_t)n);
+    free(big);
+    return rc;
+}
+
+static void ctl_job_free(ctl_job *j)
+{
+    free(j->argv);
+    free(j->argbuf);
+    ch_wbuf_free(&j->out);
+    free(j);
+}
+
+/* Back on the coordinator: answer on the connection if it is still there. */
+static void ctl_answer(ch_node *n, void *ud)
+{
+    ctl_job *j = ud;
+    ch_coord *c = n->coord;
+    if (j->conn && (uintptr_t)ch_conn_ud(j->conn) == j->serial) {
+        ch_wbuf w;
+        ch_wbuf_init(&w);
+        ch_wbuf_put_u32(&w, (uint32_t)j->status);
+        ch_wbuf_put_blob32(&w, j->out.data ? j->out.data : (const uint8_t *)"", j->out.len);
+        if (!w.err) ch_conn_send(j->conn, CH_F_CTL_RESP, w.data, w.len);
+        ch_wbuf_free(&w);
+    }
+    (void)c;
+    ctl_job_free(j);
+}
+
+static void *ctl_main(void *arg)
+{
+    ch_coord *c = arg;
+    ch_log_thread_name("ctl");
+    pthread_mutex_lock(&c->ctl_mu);
+    for (;;) {
+        while (!c->ctl_head && !c->ctl_quit) pthread_cond_wait(&c->ctl_cv, &c->ctl_mu);
+        if (!c->ctl_head) break;
+        ctl_job *j = c->ctl_head;
+        c->ctl_head = j->next;
+        if (!c->ctl_head) c->ctl_tail = NULL;
+        pthread_mutex_unlock(&c->ctl_mu);
+        ch_ctl_reply reply = {.w = &j->out};
+        if (c->ctl_handler)
+            j->status = c->ctl_handler(c->ctl_ud, j->argc, j->argv, &reply);
+        else
+            j->status = 127, ch_ctl_reply_append(&reply, "no control handler on this node\n");
+        ch_post post = {.fn = ctl_answer, .ud = j};
+        ch_rec h = {.op = CH_OP_POST, .len = sizeof(post)};
+        if (ch_reactor_post(c->n, c->n->cores, &h, NULL, &post, false) < 0) ctl_job_free(j);
+        pthread_mutex_lock(&c->ctl_mu);
+    }
+    pthread_mutex_unlock(&c->ctl_mu);
+    return NULL;
+}
+
+static ctl_job *ctl_parse(ch_rbuf *rb)
+{
+    uint32_t argc = ch_rbuf_get_u32(rb);
+    if (!ch_rbuf_ok(rb) || argc == 0 || argc > CTL_MAX_ARGS) return NULL;
+    ctl_job *j = calloc(1, sizeof(*j));
+    if (!j) return NULL;
+    ch_wbuf_init(&j->out);
+    j->argv = calloc(argc + 1, sizeof(char *));
+    j->argbuf = malloc(ch_rbuf_left(rb) + argc + 1);
+    size_t at = 0;
+    for (uint32_t i = 0; j->argv && j->argbuf && i < argc; i++) {
+        ch_span s = ch_rbuf_get_blob32(rb);
+        if (!ch_rbuf_ok(rb) || memchr(s.p, '\0', s.len)) break;
+        memcpy(j->argbuf + at, s.p, s.len);
+        j->argbuf[at + s.len] = '\0';
+        j->argv[i] = j->argbuf + at;
+        at += s.len + 1;
+        j->argc = (int)i + 1;
+    }
+    if (j->argc != (int)argc || !ch_rbuf_done(rb)) {
+        ctl_job_free(j);
+        return NULL;
+    }
+    return j;
+}
+
+static void on_ctl_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
+{
+    ctl_job *j = ctl_parse(rb);
+    if (!j) {
+        CH_WARN("malformed control request from %s: closing", ch_conn_addr(conn));
+        ch_conn_close(conn, -EBADMSG);
+        return;
+    }
+    j->c = c;
+    j->conn = conn;
+    j->serial = (uintptr_t)ch_conn_ud(conn);
+    pthread_mutex_lock(&c->ctl_mu);
+    if (c->ctl_tail)
+        c->ctl_tail->next = j;
+    else
+        c->ctl_head = j;
+    c->ctl_tail = j;
+    pthread_cond_signal(&c->ctl_cv);
+    pthread_mutex_unlock(&c->ctl_mu);
+}
+
+int ch_node_set_ctl_handler(ch_node *n, ch_ctl_handler handler, void *ud)
+{
+    if (!n || !n->coord) return -EINVAL;
+    if (atomic_load(&n->state) != CH_NODE_CREATED) return -EBUSY;
+    n->coord->ctl_handler = handler;
+    n->coord->ctl_ud = ud;
+    return 0;
+}
+
+/* ---- frames and records -------------------------------------------------------------- */
+
+static void on_peer_frame(ch_coord *c, ch_conn *conn, const ch_frame *f)
+{
+    ch_rbuf rb;
+    ch_rbuf_init(&rb, f->payload, f->len);
+    switch (f->type) {
+    case CH_F_JOIN: {
+        ch_mem m;
+        if (get_member(&rb, &m)) after_merge(c, merge_one(c, &m, 0), 0, NULL);
+        send_view(c, conn);
+        break;
+    }
+    case CH_F_VIEW: on_view(c, conn, &rb); break;
+    case CH_F_PING: on_ping(c, conn, &rb); break;
+    case CH_F_ACK: on_ack(c, conn, &rb); break;
+    case CH_F_PING_REQ: on_ping_req(c, conn, &rb); break;
+    case CH_F_REG_DELTA: on_reg_delta(c, conn, &rb); break;
+    case CH_F_REG_DIGEST: on_reg_digest(c, conn, &rb); break;
+    case CH_F_REG_SYNC_REQ: on_reg_sync_req(c, conn, &rb); break;
+    case CH_F_REG_SYNC: on_reg_sync(c, conn, &rb); break;
+    case CH_F_CAST: on_cast_frame(c, &rb); break;
+    case CH_F_CALL: on_call_frame(c, conn, &rb); break;
+    case CH_F_REPLY: on_reply_frame(c, &rb); break;
+    case CH_F_START_REQ: on_batch_req(c, conn, &rb, true); break;
+    case CH_F_STOP_REQ: on_batch_req(c, conn, &rb, false); break;
+    case CH_F_START_RESP:
+    case CH_F_STOP_RESP: on_batch_resp(c, &rb); break;
+    case CH_F_PARTITION_RESET: on_partition_reset(c); break;
+    default: CH_WARN("unexpected %s frame from %s", ch_frame_type_name(f->type), ch_conn_addr(conn));
+    }
+}
+
+static void on_frame(void *ud, ch_conn *conn, const ch_frame *f)
+{
+    ch_coord *c = ud;
+    if (ch_conn_role(conn) == CH_ROLE_CTL) {
+        if (f->type == CH_F_CTL_REQ) {
+            ch_rbuf rb;
+            ch_rbuf_init(&rb, f->payload, f->len);
+            on_ctl_req(c, conn, &rb);
+        } else {
+            ch_conn_close(conn, -EPROTO);
+        }
+        return;
+    }
+    if (!ch_conn_ud(conn)) return; /* not yet a member: nothing else is trusted */
+    if (f->type == CH_F_BATCH) {
+        size_t pos = 0;
+        ch_frame inner;
+        while (ch_frame_batch_next(f, &pos, &inner) == 1) on_peer_frame(c, conn, &inner);
+        return;
+    }
+    on_peer_frame(c, conn, f);
+}
+
+bool ch_coord_dispatch(ch_reactor *r, ch_rec *rec)
+{
+    ch_coord *c = coord_of(r);
+    switch (rec->op) {
+    case CH_OP_CAST: on_out_cast(c, rec); return true;
+    case CH_OP_CALL: on_out_call(c, rec); return true;
+    case CH_OP_FCALL: on_out_fcall(c, rec); return true;
+    case CH_OP_START:
+    case CH_OP_STOP: on_out_batch(c, rec); return true;
+    case CH_OP_QUERY: on_query(c, rec); return true;
+    case CH_OP_REG: on_local_reg(c, rec); return true;
+    default: return false;
+    }
+}
+
+/* ---- timers, boot, shutdown ---------------------------------------------------------- */
+
+static void dial_seeds(ch_coord *c)
+{
+    const ch_cluster_config *cc = &c->n->cfg.cluster;
+    if (ch_mtab_ring_size(&c->mt) > 1) return; /* joined: the view does the rest */
+    for (size_t i = 0; i < cc->nseeds; i++) {
+        if (!cc->seeds[i] || strcmp(cc->seeds[i], c->hello.addr) == 0) continue;
+        if (ch_transport_connect(c->t, cc->seeds[i], CH_ROLE_PEER, NULL) < 0)
+            CH_WARN("cannot dial seed %s", cc->seeds[i]);
+    }
+}
+
+static void tick(ch_reactor *r, uint64_t round)
+{
+    ch_coord *c = coord_of(r);
+    const ch_cluster_config *cc = &c->n->cfg.cluster;
+    uint64_t now = ch_now_ns();
+    uint32_t period = cc->probe_interval_ms / 4 ? cc->probe_interval_ms / 4 : 1;
+    uint32_t per_probe = 4, per_sync = cc->sync_interval_ms / period + 1;
+    if (round % per_probe == 0) probe_round(c);
+    if (c->probe_target && !c->probe_acked && now - c->probe_sent_ns > ms(cc->probe_timeout_ms))
+        probe_indirect(c);
+    expire_suspects(c, now);
+    dial_all(c, now);
+    if (round % per_probe == 0) dial_seeds(c);
+    if (round % per_sync == per_sync - 1)
+        for (size_t i = 0; i < c->mt.n; i++)
+            if (c->mt.v[i].conn) send_digest(c, c->mt.v[i].conn);
+    if (!c->r->shut) ch_sup_timer_fn(r, period, tick, round + 1);
+}
+
+void ch_coord_boot(ch_node *n, void *ud)
+{
+    ch_coord *c = n->coord;
+    ch_transport_start(c->t);
+    dial_seeds(c);
+    ch_sup_timer_fn(c->r, 1, tick, 1);
+}
+
+void ch_coord_shutdown(ch_reactor *r)
+{
+    ch_coord *c = coord_of(r);
+    ch_hook_event ev = {.point = CH_HOOK_COORDINATOR_SHUTDOWN, .node = c->mt.self};
+    ch_hooks_run(&c->n->hooks, &ev);
+    flush_delta(c);
+    ch_transport_close_all(c->t);
+    pthread_mutex_lock(&c->ctl_mu);
+    c->ctl_quit = true;
+    pthread_cond_signal(&c->ctl_cv);
+    pthread_mutex_unlock(&c->ctl_mu);
+    if (c->leave_waiter) ch_waiter_signal(c->leave_waiter);
+    c->leave_waiter = NULL;
+}
+
+/* A node starts as a hub of one: epoch 1. */
+static int first_ring(ch_coord *c)
+{
+    uint64_t id = c->mt.self;
+    ch_hashring *ring;
+    int rc = ch_hashring_build(&id, 1, c->n->cfg.cluster.vnodes, 1, &ring);
+    if (rc < 0) return rc;
+    c->epoch = 1;
+    atomic_store(&c->n->ring, ring);
+    atomic_store(&c->n->epoch, 1);
+    return 0;
+}
+
+static const ch_transport_cbs coord_cbs = {.on_up = on_up, .on_frame = on_frame, .on_down = on_down};
+
+static int make_hello(ch_coord *c, const ch_cluster_config *cc, int port)
+{
+    ch_hello *h = &c->hello;
+    memset(h, 0, sizeof(*h));
+    snprintf(h->hub_id, sizeof(h->hub_id), "%s", cc->hub_id ? cc->hub_id : "corehub");
+    h->node_id = c->n->id;
+    h->incarnation = 0;
+    h->cores = (uint16_t)c->n->cores;
+    const char *colon = strrchr(cc->listen, ':');
+    int hl = colon ? (int)(colon - cc->listen) : (int)strlen(cc->listen);
+    snprintf(h->addr, sizeof(h->addr), "%.*s:%d", hl, cc->listen, port);
+    return 0;
+}
+
+int ch_coord_create(ch_node *n, ch_coord **out)
+{
+    const ch_cluster_config *cc = &n->cfg.cluster;
+    if (!cc->cookie || cc->cookie_len < CH_COOKIE_MIN) {
+        CH_ERROR("a clustered node needs a cookie of at least %d bytes", CH_COOKIE_MIN);
+        return -EINVAL;
+    }
+    ch_coord *c = calloc(1, sizeof(*c));
+    if (!c) return -ENOMEM;
+    c->n = n;
+    c->r = &n->reactors[n->cores];
+    ch_wbuf_init(&c->delta);
+    pthread_mutex_init(&c->ctl_mu, NULL);
+    pthread_cond_init(&c->ctl_cv, NULL);
+    int rc = ch_regtab_init(&c->reg);
+    if (rc == 0) rc = ch_transport_create(c->r, cc->listen, &c->hello, cc->cookie, cc->cookie_len, CH_FRAME_MAX, &coord_cbs, &c->t);
+    if (rc < 0) goto fail;
+    make_hello(c, cc, ch_transport_port(c->t));
+    ch_transport_set_hello(c->t, &c->hello, c);
+    ch_mem self = {.id = n->id, .cores = (uint16_t)n->cores, .state = CH_MEMBER_ALIVE};
+    snprintf(self.addr, sizeof(self.addr), "%s", c->hello.addr);
+    if ((rc = ch_mtab_init(&c->mt, &self)) < 0 || (rc = first_ring(c)) < 0) goto fail;
+    c->largest_seen = 1;
+    rc = -pthread_create(&c->ctl_thread, NULL, ctl_main, c);
+    if (rc < 0) goto fail;
+    c->ctl_running = true;
+    *out = c;
+    return 0;
+fail:
+    ch_coord_free(c);
+    return rc;
+}
+
+void ch_coord_free(ch_coord *c)
+{
+    if (!c) return;
+    if (c->ctl_running) {
+        pthread_mutex_lock(&c->ctl_mu);
+        c->ctl_quit = true;
+        pthread_cond_signal(&c->ctl_cv);
+        pthread_mutex_unlock(&c->ctl_mu);
+        pthread_join(c->ctl_thread, NULL);
+    }
+    while (c->ctl_head) {
+        ctl_job *j = c->ctl_head;
+        c->ctl_head = j->next;
+        ctl_job_free(j);
+    }
+    ch_transport_free(c->t);
+    ch_mtab_free(&c->mt);
+    ch_regtab_free(&c->reg);
+    ch_wbuf_free(&c->delta);
+    for (size_t i = 0; i < c->nparked; i++) free(c->parked[i]);
+    free(c->parked);
+    pthread_mutex_destroy(&c->ctl_mu);
+    pthread_cond_destroy(&c->ctl_cv);
+    free(c);
+}
+
+/* ---- public cluster API -------------------------------------------------------------- */
+
+typedef struct coord_call {
+    ch_waiter w;
+    void (*fn)(ch_coord *, struct coord_call *);
+    int rc;
+    ch_member *members;
+    size_t count;
+} coord_call;
+
+static void run_coord_call(ch_node *n, void *ud)
+{
+    coord_call *cc = ud;
+    cc->fn(n->coord, cc);
+    ch_waiter_signal(&cc->w);
+}
+
+/* Runs fn on the coordinator thread and waits (from a foreign thread). The call object
+ * stays valid because the coordinator always runs posted functions before it exits. */
+static int on_coordinator(ch_node *n, void (*fn)(ch_coord *, coord_call *), coord_call *cc)
+{
+    if (!n || !n->coord) return -EINVAL;
+    if (ch_reactor_self() && ch_reactor_self()->node == n) return CH_EWOULDBLOCK;
+    int rc = ch_waiter_init(&cc->w);
+    if (rc) return rc;
+    cc->fn = fn;
+    if ((rc = ch_node_api_enter(n)) == 0) {
+        ch_post post = {.fn = run_coord_call, .ud = cc};
+        ch_rec h = {.op = CH_OP_POST, .len = sizeof(post)};
+        rc = ch_reactor_post(n, n->cores, &h, NULL, &post, false);
+        ch_node_api_leave(n);
+    }
+    if (rc == 0) while (ch_waiter_wait(&cc->w, 60000) != 0) {}
+    ch_waiter_destroy(&cc->w);
+    return rc ? rc : cc->rc;
+}
+
+static void members_fn(ch_coord *c, coord_call *cc)
+{
+    cc->members = calloc(c->mt.n, sizeof(*cc->members));
+    if (!cc->members) {
+        cc->rc = -ENOMEM;
+        return;
+    }
+    for (size_t i = 0; i < c->mt.n; i++) {
+        ch_mem *m = &c->mt.v[i];
+        ch_member *o = &cc->members[i];
+        o->id = m->id;
+        o->incarnation = m->incarnation;
+        memcpy(o->addr, m->addr, sizeof(o->addr));
+        o->cores = m->cores;
+        o->state = (ch_member_state)m->state;
+        o->self = m->id == c->mt.self;
+    }
+    cc->count = c->mt.n;
+}
+
+int ch_members(ch_node *n, ch_member **out, size_t *count)
+{
+    if (!out || !count) return -EINVAL;
+    coord_call cc = {0};
+    int rc = on_coordinator(n, members_fn, &cc);
+    *out = cc.members;
+    *count = cc.count;
+    return rc;
+}
+
+static void leave_fn(ch_coord *c, coord_call *cc)
+{
+    ch_mem *me = ch_mtab_self(&c->mt);
+    c->leaving = true;
+    for (size_t i = 0; i < c->mt.n; i++) c->mt.v[i].saw_leave = false;
+    int bits = ch_mtab_set(&c->mt, me, CH_MEMBER_LEFT, ch_now_ns());
+    after_merge(c, bits, 0, NULL);
+    (void)cc;
+}
+
+static void leave_check_fn(ch_coord *c, coord_call *cc)
+{
+    cc->rc = 1;
+    for (size_t i = 0; i < c->mt.n; i++) {
+        ch_mem *m = &c->mt.v[i];
+        if (m->id != c->mt.self && m->conn && ch_mem_in_ring(m) && !m->saw_leave) cc->rc = 0;
+    }
+}
+
+int ch_node_leave(ch_node *n)
+{
+    if (!n) return -EINVAL;
+    if (!n->coord) return ch_node_stop(n);
+    coord_call cc = {0};
+    int rc = on_coordinator(n, leave_fn, &cc);
+    if (rc < 0) return rc;
+    /* Wait (bounded) until every connected peer has seen this node leave. */
+    uint64_t deadline = ch_now_ns() + ms(n->cfg.cluster.probe_interval_ms) * 5;
+    while (ch_now_ns() < deadline) {
+        coord_call chk = {0};
+        if (on_coordinator(n, leave_check_fn, &chk) != 1) {
+            struct timespec ts = {0, 5000000};
+            nanosleep(&ts, NULL); /* a poll interval, not a synchronisation */
+            continue;
+        }
+        break;
+    }
+    return ch_node_stop(n);
+}
+
+static void reset_fn(ch_coord *c, coord_call *cc)
+{
+    ch_wbuf w;
+    ch_wbuf_init(&w);
+    ch_wbuf_put_u8(&w, 0);
+    send_all(c, CH_F_PARTITION_RESET, &w);
+    ch_wbuf_free(&w);
+    on_partition_reset(c);
+    (void)cc;
+}
+
+int ch_partition_reset(ch_node *n)
+{
+    coord_call cc = {0};
+    return on_coordinator(n, reset_fn, &cc);
+}
+
+int ch_is_partitioned(ch_node *n)
+{
+    return n ? atomic_load(&n->partitioned) : -EINVAL;
+}
+
+uint64_t ch_node_id(const ch_node *n)
+{
+    return n ? n->id : 0;
+}
+
+int ch_node_port(const ch_node *n)
+{
+    return n && n->coord ? ch_transport_port(n->coord->t) : 0;
+}
+
+uint64_t ch_node_epoch(const ch_node *n)
+{
+    return n ? atomic_load(&((ch_node *)n)->epoch) : 0;
 }

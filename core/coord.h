@@ -19,7 +19,7 @@ int ch_coord_create(ch_node *n, ch_coord **out);
 /* On the coordinator thread, once: accept, dial the seeds, arm the timers. */
 void ch_coord_boot(ch_node *n, void *ud);
 /* A record that reached the coordinator reactor. */
-void ch_coord_dispatch(ch_reactor *r, ch_rec *rec);
+bool ch_coord_dispatch(ch_reactor *r, ch_rec *rec); /* false: not a coordinator record */
 /* Shutdown on the coordinator thread: hook, close connections, fail what waits. */
 void ch_coord_shutdown(ch_reactor *r);
 /* After the io_uring is gone. */

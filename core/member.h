@@ -27,6 +27,7 @@ typedef struct ch_mem {
     void *dialing;     /* an outgoing connection not yet up */
     uint64_t next_dial_ns;
     uint64_t reg_count, reg_xor; /* digest of the registry rows this member owns */
+    bool saw_leave;              /* while this node leaves: the peer saw it */
 } ch_mem;
 
 typedef struct ch_mtab {

@@ -266,7 +266,8 @@ static int parse_frames(ch_conn *c)
     int rc = 0;
     while (!c->closing) {
         ch_frame f;
-        int n = ch_frame_decode(c->rbuf + off, c->rlen - off, c->t->max_frame, &f);
+        uint32_t max = c->up ? c->t->max_frame : CH_HS_FRAME_MAX;
+        int n = ch_frame_decode(c->rbuf + off, c->rlen - off, max, &f);
         if (n == 0) break;
         if (n < 0) {
             CH_WARN("bad frame from %s: %s; closing", c->addr, strerror(-n));
@@ -489,6 +490,12 @@ int ch_transport_create(ch_reactor *r, const char *listen, const ch_hello *self,
     return 0;
 }
 
+void ch_transport_set_hello(ch_transport *t, const ch_hello *self, void *ud)
+{
+    t->self = *self;
+    t->cbs.ud = ud;
+}
+
 int ch_transport_start(ch_transport *t)
 {
     arm_accept(t);
@@ -515,7 +522,7 @@ void ch_transport_free(ch_transport *t)
     if (!t) return;
     if (t->lfd >= 0) close(t->lfd);
     while (t->conns) conn_destroy(t->conns);
-    sodium_memzero_cookie(t->cookie, t->cookie_len);
+    explicit_bzero(t->cookie, t->cookie_len);
     free(t->cookie);
     free(t);
 }

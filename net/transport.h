@@ -35,6 +35,8 @@ typedef struct ch_transport_cbs {
 int ch_transport_create(ch_reactor *r, const char *listen, const ch_hello *self,
                         const void *cookie, size_t cookie_len, uint32_t max_frame,
                         const ch_transport_cbs *cbs, ch_transport **out);
+/* Replaces this node's hello and the callbacks' user data (before start). */
+void ch_transport_set_hello(ch_transport *t, const ch_hello *self, void *ud);
 /* Starts accepting (on the reactor thread). */
 int ch_transport_start(ch_transport *t);
 int ch_transport_port(const ch_transport *t);

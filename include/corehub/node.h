@@ -44,7 +44,7 @@ typedef struct ch_cluster_config {
     uint32_t probe_timeout_ms;   /* a probe's answer deadline; default 500 */
     uint32_t suspicion_mult;     /* suspicion lasts mult * log10(n+1) * probe interval; 4 */
     uint32_t sync_interval_ms;   /* registry anti-entropy period; default 5000 */
-    uint32_t vnodes;             /* virtual nodes per member on the ring; default 128 */
+    uint32_t vnodes;             /* virtual nodes per member on the ring; default 256 */
     uint32_t replicas;           /* replication factor (distinct successors); default 1 */
     ch_partition_strategy partition;
     uint32_t quorum_size;        /* STATIC_QUORUM: nodes needed; default 1 */
@@ -249,6 +249,7 @@ typedef struct ch_node_stats {
     uint64_t dead_letters;       /* messages for ids that did not exist */
     uint64_t intensity_exceeded; /* crashes left unrestarted by the intensity limit */
     uint64_t slow_terminates;    /* terminate callbacks that overran shutdown_ms */
+    uint64_t crash_restarts;     /* processes of dead members restarted here from specs */
 } ch_node_stats;
 
 /* Sums every core's counters. Each counter is exact per core, the sum a moment's view. */
