@@ -33,7 +33,7 @@
 #include "net/wire.h"
 
 #include <errno.h>
-#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,9 +296,9 @@ static uint64_t ms(uint32_t v)
 static uint64_t suspicion_ns(ch_coord *c)
 {
     const ch_cluster_config *cc = &c->n->cfg.cluster;
-    double f = log10((double)ch_mtab_ring_size(&c->mt) + 1.0);
-    if (f < 1.0) f = 1.0;
-    return (uint64_t)(cc->suspicion_mult * f * (double)ms(cc->probe_interval_ms));
+        uint64_t f = 1; /* max(1, floor(log10(n + 1))), as memberlist scales suspicion */
+    for (size_t x = ch_mtab_ring_size(&c->mt) + 1; x >= 100; x /= 10) f++;
+    return cc->suspicion_mult * f * ms(cc->probe_interval_ms);
 }
 
 static void send_ping(ch_coord *c, uint64_t target, uint64_t seq)

@@ -224,7 +224,9 @@ typedef struct ch_hook_event {
     size_t id_len;              /* */
     unsigned core;              /* */
     uint32_t incarnation;       /* */
-    ch_reason reason;           /* REGISTRY_REMOVE */
+        ch_reason reason;           /* REGISTRY_REMOVE */
+    uint64_t node;              /* cluster hooks: the member concerned */
+    uint64_t epoch;             /* cluster hooks: the ring epoch */
 } ch_hook_event;
 
 typedef void (*ch_hook_fn)(void *ud, ch_hook_event *ev);
