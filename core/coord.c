@@ -214,7 +214,8 @@ static void encode_view(ch_coord *c, ch_wbuf *w)
 {
     ch_wbuf_put_u64(w, c->epoch);
     ch_wbuf_put_u32(w, (uint32_t)c->mt.n);
-    for (size_t i = 0; i < c->mt.n; i++) put_member(w, &c->mt.v[i]);
+    for (size_t i = 0; i < c->mt.n; i++)
+        put_member(w, &c->mt.v[i]);
 }
 
 static void send_view(ch_coord *c, ch_conn *conn)
@@ -245,8 +246,10 @@ static void member_added(ch_coord *c, ch_mem *m)
 static void after_merge(ch_coord *c, int bits, uint64_t seen_epoch, ch_mem *changed)
 {
     if (bits & CH_MT_RING) {
-        if (changed && ch_mem_in_ring(changed)) run_cluster_hook(c, CH_HOOK_PRE_CLUSTER_JOIN, changed->id);
-        if (changed && !ch_mem_in_ring(changed)) run_cluster_hook(c, CH_HOOK_PRE_CLUSTER_LEAVE, changed->id);
+        if (changed && ch_mem_in_ring(changed))
+            run_cluster_hook(c, CH_HOOK_PRE_CLUSTER_JOIN, changed->id);
+        if (changed && !ch_mem_in_ring(changed))
+            run_cluster_hook(c, CH_HOOK_PRE_CLUSTER_LEAVE, changed->id);
         rebuild_ring(c, seen_epoch);
         if (changed && ch_mem_in_ring(changed)) member_added(c, changed);
         if (changed && !ch_mem_in_ring(changed)) on_member_gone(c, changed);
@@ -296,8 +299,9 @@ static uint64_t ms(uint32_t v)
 static uint64_t suspicion_ns(ch_coord *c)
 {
     const ch_cluster_config *cc = &c->n->cfg.cluster;
-        uint64_t f = 1; /* max(1, floor(log10(n + 1))), as memberlist scales suspicion */
-    for (size_t x = ch_mtab_ring_size(&c->mt) + 1; x >= 100; x /= 10) f++;
+    uint64_t f = 1; /* max(1, floor(log10(n + 1))), as memberlist scales suspicion */
+    for (size_t x = ch_mtab_ring_size(&c->mt) + 1; x >= 100; x /= 10)
+        f++;
     return cc->suspicion_mult * f * ms(cc->probe_interval_ms);
 }
 
@@ -334,6 +338,7 @@ static void probe_round(ch_coord *c)
         c->probe_indirect = false;
         c->probe_sent_ns = ch_now_ns();
         send_ping(c, m->id, ++c->probe_seq);
+        if (m->conn) send_view(c, m->conn); /* gossip: views converge even if a push was lost */
         return;
     }
 }
@@ -431,7 +436,8 @@ static void dial(ch_coord *c, ch_mem *m, uint64_t now)
 
 static void dial_all(ch_coord *c, uint64_t now)
 {
-    for (size_t i = 0; i < c->mt.n; i++) dial(c, &c->mt.v[i], now);
+    for (size_t i = 0; i < c->mt.n; i++)
+        dial(c, &c->mt.v[i], now);
 }
 
 static void send_join(ch_coord *c, ch_conn *conn)
@@ -456,7 +462,8 @@ static void on_up(void *ud, ch_conn *conn, const ch_hello *peer)
         ch_conn_close(conn, -EPROTO);
         return;
     }
-    ch_mem rec = {.id = peer->node_id, .incarnation = 0, .cores = peer->cores, .state = CH_MEMBER_ALIVE};
+    ch_mem rec = {
+        .id = peer->node_id, .incarnation = 0, .cores = peer->cores, .state = CH_MEMBER_ALIVE};
     snprintf(rec.addr, sizeof(rec.addr), "%s", peer->addr);
     ch_mem *m = ch_mtab_find(&c->mt, peer->node_id);
     if (m && (m->state == CH_MEMBER_DEAD || m->state == CH_MEMBER_LEFT)) {
@@ -481,7 +488,7 @@ static void on_up(void *ud, ch_conn *conn, const ch_hello *peer)
     }
     m->conn = conn;
     ch_conn_set_ud(conn, m);
-    send_view(c, conn);
+    send_view_all(c); /* everyone learns of the newcomer, the newcomer of everyone */
     send_digest(c, conn);
 }
 
@@ -750,8 +757,10 @@ static void on_reg_sync(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
     drop_rows_of(c, owner);
     for (uint32_t i = 0; i < count && ch_rbuf_ok(rb); i++) {
         ch_regrow *row = get_row(rb);
-        if (row && row->node == owner) reg_put(c, row);
-        else free(row);
+        if (row && row->node == owner)
+            reg_put(c, row);
+        else
+            free(row);
     }
     if (!ch_rbuf_ok(rb)) CH_WARN("malformed REG_SYNC from %s", ch_conn_addr(conn));
 }
@@ -846,7 +855,8 @@ static void route_cast(ch_coord *c, uint8_t hops, bool final, const char *id, si
             to_local_core(c, CH_OP_CAST, id, len, hash, data, dlen, 0, 0);
         return;
     }
-    if (send_cast(c, node, hops, id, len, data, dlen) < 0) dead_letter(c, id, len, "owner unreachable");
+    if (send_cast(c, node, hops, id, len, data, dlen) < 0)
+        dead_letter(c, id, len, "owner unreachable");
 }
 
 static void route_call(ch_coord *c, uint8_t hops, bool final, const char *id, size_t len,
@@ -892,6 +902,7 @@ static void on_out_fcall(ch_coord *c, ch_rec *rec)
 void ch_coord_miss(ch_reactor *r, ch_rec *rec, unsigned core, uint64_t ref)
 {
     ch_rec h = *rec;
+    h.op = rec->op == CH_OP_CAST ? CH_OP_CAST : CH_OP_CALL; /* an FCALL has its entry now */
     h.flags = (uint8_t)((h.flags & ~CH_REC_INDIRECT) | CH_REC_MISS);
     h.src_core = (uint16_t)core;
     h.ref = ref;
@@ -904,9 +915,10 @@ static void on_cast_frame(ch_coord *c, ch_rbuf *rb)
     uint8_t hops = ch_rbuf_get_u8(rb);
     ch_span id = ch_rbuf_get_str8(rb), data = ch_rbuf_get_blob32(rb);
     if (!ch_rbuf_done(rb) || id.len == 0) return;
-    if (data.len > c->n->cfg.max_message) return dead_letter(c, (const char *)id.p, id.len, "too large");
-    route_cast(c, (uint8_t)(hops + 1), false, (const char *)id.p, id.len,
-               XXH3_64bits(id.p, id.len), data.p, data.len);
+    if (data.len > c->n->cfg.max_message)
+        return dead_letter(c, (const char *)id.p, id.len, "too large");
+    route_cast(c, (uint8_t)(hops + 1), false, (const char *)id.p, id.len, XXH3_64bits(id.p, id.len),
+               data.p, data.len);
 }
 
 static void on_call_frame(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
@@ -917,8 +929,8 @@ static void on_call_frame(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
     ch_span id = ch_rbuf_get_str8(rb), data = ch_rbuf_get_blob32(rb);
     ch_mem *from = ch_conn_ud(conn);
     if (!ch_rbuf_done(rb) || id.len == 0 || !from) return;
-    uint64_t relay = ch_sup_pending(c->r, CH_TK_RELAY, NULL, (void *)(uintptr_t)from->id, ref,
-                                    RELAY_MS);
+    uint64_t relay =
+        ch_sup_pending(c->r, CH_TK_RELAY, NULL, (void *)(uintptr_t)from->id, ref, RELAY_MS);
     if (!relay) return;
     ch_timer *e = ch_timers_get(&c->r->timers, relay);
     e->len = core;
@@ -926,8 +938,8 @@ static void on_call_frame(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
         fail_call(c, c->r->core, relay, CH_EMSGSIZE);
         return;
     }
-    route_call(c, (uint8_t)(hops + 1), false, (const char *)id.p, id.len,
-               XXH3_64bits(id.p, id.len), data.p, data.len, c->r->core, relay);
+    route_call(c, (uint8_t)(hops + 1), false, (const char *)id.p, id.len, XXH3_64bits(id.p, id.len),
+               data.p, data.len, c->r->core, relay);
 }
 
 void ch_coord_relay_done(ch_reactor *r, uint64_t peer, uint16_t core, uint64_t ref, int status,
@@ -953,7 +965,8 @@ static void on_reply_frame(ch_coord *c, ch_rbuf *rb)
     int32_t status = (int32_t)ch_rbuf_get_u32(rb);
     ch_span data = ch_rbuf_get_blob32(rb);
     if (!ch_rbuf_done(rb) || core > c->n->cores) return;
-    ch_rec h = {.op = CH_OP_REPLY, .len = (uint32_t)data.len, .ref = ref, .aux = (uint64_t)(int64_t)status};
+    ch_rec h = {
+        .op = CH_OP_REPLY, .len = (uint32_t)data.len, .ref = ref, .aux = (uint64_t)(int64_t)status};
     ch_reactor_post(c->n, core, &h, NULL, data.p, false);
 }
 
@@ -1020,7 +1033,8 @@ static void send_request(ch_coord *c, rbatch *rb, uint8_t op, uint64_t node, con
     int *results = batch_results(b);
     ch_spec **keys = b->rolling_back ? b->keys : b->specs;
     rreq *q = malloc(sizeof(*q) + n * sizeof(uint32_t));
-    uint64_t id = q ? ch_sup_pending(c->r, CH_TK_REMOTE, q, NULL, 0, c->n->cfg.start_timeout_ms) : 0;
+    uint64_t id =
+        q ? ch_sup_pending(c->r, CH_TK_REMOTE, q, NULL, 0, c->n->cfg.start_timeout_ms) : 0;
     int rc = id ? 0 : -ENOMEM;
     ch_wbuf w;
     ch_wbuf_init(&w);
@@ -1031,13 +1045,15 @@ static void send_request(ch_coord *c, rbatch *rb, uint8_t op, uint64_t node, con
         ch_wbuf_put_u64(&w, id);
         ch_wbuf_put_u8(&w, (uint8_t)(b->hops + 1));
         ch_wbuf_put_u32(&w, n);
-        for (uint32_t i = 0; i < n; i++) put_spec(&w, keys[idx[i]]);
+        for (uint32_t i = 0; i < n; i++)
+            put_spec(&w, keys[idx[i]]);
         rc = send_to(c, node, op == CH_OP_START ? CH_F_START_REQ : CH_F_STOP_REQ, &w);
         if (rc < 0) ch_timers_free(&c->r->timers, ch_timers_get(&c->r->timers, id));
     }
     ch_wbuf_free(&w);
     if (rc == 0) return;
-    for (uint32_t i = 0; i < n; i++) results[idx[i]] = rc == -ENOTCONN ? -EHOSTUNREACH : rc;
+    for (uint32_t i = 0; i < n; i++)
+        results[idx[i]] = rc == -ENOTCONN ? -EHOSTUNREACH : rc;
     free(q);
     rbatch_step(rb);
 }
@@ -1073,14 +1089,16 @@ static void on_out_batch(ch_coord *c, ch_rec *rec)
     uint64_t *owner = malloc(n * sizeof(*owner) + 1);
     uint32_t *group = malloc(n * sizeof(*group) + 1);
     if (!rb || !owner || !group) {
-        for (uint32_t i = 0; i < n; i++) batch_results(b)[idx[i]] = -ENOMEM;
+        for (uint32_t i = 0; i < n; i++)
+            batch_results(b)[idx[i]] = -ENOMEM;
         free(rb), free(owner), free(group);
         ch_batch_core_done(b);
         return;
     }
     rb->b = b;
     rb->remaining = 1; /* released below, once every request is out */
-    for (uint32_t i = 0; i < n; i++) owner[i] = owner_of(c, rec->op, keys[idx[i]]);
+    for (uint32_t i = 0; i < n; i++)
+        owner[i] = owner_of(c, rec->op, keys[idx[i]]);
     for (uint32_t i = 0; i < n; i++) {
         if (owner[i] == 0) continue;
         uint64_t node = owner[i];
@@ -1114,7 +1132,8 @@ static void send_remote_done(ch_node *n, void *ud)
     ch_wbuf_init(&w);
     ch_wbuf_put_u64(&w, d->req);
     ch_wbuf_put_u32(&w, d->n);
-    for (uint32_t i = 0; i < d->n; i++) ch_wbuf_put_u32(&w, (uint32_t)d->results[i]);
+    for (uint32_t i = 0; i < d->n; i++)
+        ch_wbuf_put_u32(&w, (uint32_t)d->results[i]);
     send_to(c, d->peer, d->resp, &w);
     ch_wbuf_free(&w);
     free(d);
@@ -1159,7 +1178,8 @@ static void on_batch_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb, bool start)
         specs[i].tag = tags[i];
     }
     if (!ch_rbuf_ok(rb)) {
-        CH_WARN("malformed %s from %s ignored", start ? "START_REQ" : "STOP_REQ", ch_conn_addr(conn));
+        CH_WARN("malformed %s from %s ignored", start ? "START_REQ" : "STOP_REQ",
+                ch_conn_addr(conn));
         goto out;
     }
     d->peer = from->id;
@@ -1170,7 +1190,8 @@ static void on_batch_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb, bool start)
     size_t *lens = NULL;
     int rc;
     if (start) {
-        rc = ch_batch_submit(c->n, CH_OP_START, specs, n, NULL, NULL, hops, remote_batch_finished, d);
+        rc = ch_batch_submit(c->n, CH_OP_START, specs, n, NULL, NULL, hops, remote_batch_finished,
+                             d);
     } else {
         lens = malloc((n ? n : 1) * sizeof(*lens));
         ids = malloc((n ? n : 1) * sizeof(*ids));
@@ -1186,7 +1207,8 @@ static void on_batch_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb, bool start)
     }
     if (rc == 0) d = NULL; /* the batch owns it now */
     if (rc < 0 && d) {
-        for (uint32_t i = 0; i < n; i++) d->results[i] = rc;
+        for (uint32_t i = 0; i < n; i++)
+            d->results[i] = rc;
         send_remote_done(c->n, d);
         d = NULL;
     }
@@ -1219,7 +1241,8 @@ static void count_restarts(ch_coord *c, uint64_t k)
 static void restarts_done(void *ud, const int *results, size_t count)
 {
     size_t ok = 0;
-    for (size_t i = 0; i < count; i++) ok += results[i] == 0;
+    for (size_t i = 0; i < count; i++)
+        ok += results[i] == 0;
     CH_INFO("restarted %zu of %zu processes from their specs", ok, count);
 }
 
@@ -1277,7 +1300,8 @@ static bool quorum_lost(ch_coord *c, size_t alive, uint64_t now)
 {
     const ch_cluster_config *cc = &c->n->cfg.cluster;
     switch (cc->partition) {
-    case CH_PARTITION_STATIC_QUORUM: return alive < cc->quorum_size;
+    case CH_PARTITION_STATIC_QUORUM:
+        return alive < cc->quorum_size;
     case CH_PARTITION_DYNAMIC_QUORUM:
         if (alive >= c->largest_seen || now - c->largest_seen_ns > ms(cc->quorum_window_ms)) {
             c->largest_seen = alive;
@@ -1287,7 +1311,8 @@ static bool quorum_lost(ch_coord *c, size_t alive, uint64_t now)
     case CH_PARTITION_MAJORITY_QUORUM:
         if (alive > c->largest_seen) c->largest_seen = alive;
         return alive * 2 <= c->largest_seen;
-    default: return false;
+    default:
+        return false;
     }
 }
 
@@ -1304,10 +1329,9 @@ static void enter_partition(ch_coord *c)
         ch_regrow *r = c->reg.slots[i];
         if (!r || r->node != c->mt.self) continue;
         ch_regrow *copy = ch_regrow_new(r->node, r->core, r->incarnation, ch_regrow_id(r),
-                                        r->id_len, ch_regrow_type(r), r->type_len,
-                                        ch_regrow_tag(r), r->tag_len, r->restart, r->shutdown_ms,
-                                        ch_regrow_arg(r), r->arg_len, ch_regrow_meta(r),
-                                        r->meta_len);
+                                        r->id_len, ch_regrow_type(r), r->type_len, ch_regrow_tag(r),
+                                        r->tag_len, r->restart, r->shutdown_ms, ch_regrow_arg(r),
+                                        r->arg_len, ch_regrow_meta(r), r->meta_len);
         if (!copy) continue;
         parked[k] = copy;
         ids[k] = ch_regrow_id(copy);
@@ -1326,7 +1350,8 @@ static void leave_partition(ch_coord *c)
     c->partitioned = false;
     atomic_store(&c->n->partitioned, 0);
     restart_rows(c, c->parked, c->nparked);
-    for (size_t i = 0; i < c->nparked; i++) free(c->parked[i]);
+    for (size_t i = 0; i < c->nparked; i++)
+        free(c->parked[i]);
     free(c->parked);
     c->parked = NULL;
     c->nparked = 0;
@@ -1422,7 +1447,8 @@ static void *ctl_main(void *arg)
     ch_log_thread_name("ctl");
     pthread_mutex_lock(&c->ctl_mu);
     for (;;) {
-        while (!c->ctl_head && !c->ctl_quit) pthread_cond_wait(&c->ctl_cv, &c->ctl_mu);
+        while (!c->ctl_head && !c->ctl_quit)
+            pthread_cond_wait(&c->ctl_cv, &c->ctl_mu);
         if (!c->ctl_head) break;
         ctl_job *j = c->ctl_head;
         c->ctl_head = j->next;
@@ -1511,23 +1537,54 @@ static void on_peer_frame(ch_coord *c, ch_conn *conn, const ch_frame *f)
         send_view(c, conn);
         break;
     }
-    case CH_F_VIEW: on_view(c, conn, &rb); break;
-    case CH_F_PING: on_ping(c, conn, &rb); break;
-    case CH_F_ACK: on_ack(c, conn, &rb); break;
-    case CH_F_PING_REQ: on_ping_req(c, conn, &rb); break;
-    case CH_F_REG_DELTA: on_reg_delta(c, conn, &rb); break;
-    case CH_F_REG_DIGEST: on_reg_digest(c, conn, &rb); break;
-    case CH_F_REG_SYNC_REQ: on_reg_sync_req(c, conn, &rb); break;
-    case CH_F_REG_SYNC: on_reg_sync(c, conn, &rb); break;
-    case CH_F_CAST: on_cast_frame(c, &rb); break;
-    case CH_F_CALL: on_call_frame(c, conn, &rb); break;
-    case CH_F_REPLY: on_reply_frame(c, &rb); break;
-    case CH_F_START_REQ: on_batch_req(c, conn, &rb, true); break;
-    case CH_F_STOP_REQ: on_batch_req(c, conn, &rb, false); break;
+    case CH_F_VIEW:
+        on_view(c, conn, &rb);
+        break;
+    case CH_F_PING:
+        on_ping(c, conn, &rb);
+        break;
+    case CH_F_ACK:
+        on_ack(c, conn, &rb);
+        break;
+    case CH_F_PING_REQ:
+        on_ping_req(c, conn, &rb);
+        break;
+    case CH_F_REG_DELTA:
+        on_reg_delta(c, conn, &rb);
+        break;
+    case CH_F_REG_DIGEST:
+        on_reg_digest(c, conn, &rb);
+        break;
+    case CH_F_REG_SYNC_REQ:
+        on_reg_sync_req(c, conn, &rb);
+        break;
+    case CH_F_REG_SYNC:
+        on_reg_sync(c, conn, &rb);
+        break;
+    case CH_F_CAST:
+        on_cast_frame(c, &rb);
+        break;
+    case CH_F_CALL:
+        on_call_frame(c, conn, &rb);
+        break;
+    case CH_F_REPLY:
+        on_reply_frame(c, &rb);
+        break;
+    case CH_F_START_REQ:
+        on_batch_req(c, conn, &rb, true);
+        break;
+    case CH_F_STOP_REQ:
+        on_batch_req(c, conn, &rb, false);
+        break;
     case CH_F_START_RESP:
-    case CH_F_STOP_RESP: on_batch_resp(c, &rb); break;
-    case CH_F_PARTITION_RESET: on_partition_reset(c); break;
-    default: CH_WARN("unexpected %s frame from %s", ch_frame_type_name(f->type), ch_conn_addr(conn));
+    case CH_F_STOP_RESP:
+        on_batch_resp(c, &rb);
+        break;
+    case CH_F_PARTITION_RESET:
+        on_partition_reset(c);
+        break;
+    default:
+        CH_WARN("unexpected %s frame from %s", ch_frame_type_name(f->type), ch_conn_addr(conn));
     }
 }
 
@@ -1548,7 +1605,8 @@ static void on_frame(void *ud, ch_conn *conn, const ch_frame *f)
     if (f->type == CH_F_BATCH) {
         size_t pos = 0;
         ch_frame inner;
-        while (ch_frame_batch_next(f, &pos, &inner) == 1) on_peer_frame(c, conn, &inner);
+        while (ch_frame_batch_next(f, &pos, &inner) == 1)
+            on_peer_frame(c, conn, &inner);
         return;
     }
     on_peer_frame(c, conn, f);
@@ -1558,14 +1616,27 @@ bool ch_coord_dispatch(ch_reactor *r, ch_rec *rec)
 {
     ch_coord *c = coord_of(r);
     switch (rec->op) {
-    case CH_OP_CAST: on_out_cast(c, rec); return true;
-    case CH_OP_CALL: on_out_call(c, rec); return true;
-    case CH_OP_FCALL: on_out_fcall(c, rec); return true;
+    case CH_OP_CAST:
+        on_out_cast(c, rec);
+        return true;
+    case CH_OP_CALL:
+        on_out_call(c, rec);
+        return true;
+    case CH_OP_FCALL:
+        on_out_fcall(c, rec);
+        return true;
     case CH_OP_START:
-    case CH_OP_STOP: on_out_batch(c, rec); return true;
-    case CH_OP_QUERY: on_query(c, rec); return true;
-    case CH_OP_REG: on_local_reg(c, rec); return true;
-    default: return false;
+    case CH_OP_STOP:
+        on_out_batch(c, rec);
+        return true;
+    case CH_OP_QUERY:
+        on_query(c, rec);
+        return true;
+    case CH_OP_REG:
+        on_local_reg(c, rec);
+        return true;
+    default:
+        return false;
     }
 }
 
@@ -1637,7 +1708,8 @@ static int first_ring(ch_coord *c)
     return 0;
 }
 
-static const ch_transport_cbs coord_cbs = {.on_up = on_up, .on_frame = on_frame, .on_down = on_down};
+static const ch_transport_cbs coord_cbs = {
+    .on_up = on_up, .on_frame = on_frame, .on_down = on_down};
 
 static int make_hello(ch_coord *c, const ch_cluster_config *cc, int port)
 {
@@ -1668,7 +1740,9 @@ int ch_coord_create(ch_node *n, ch_coord **out)
     pthread_mutex_init(&c->ctl_mu, NULL);
     pthread_cond_init(&c->ctl_cv, NULL);
     int rc = ch_regtab_init(&c->reg);
-    if (rc == 0) rc = ch_transport_create(c->r, cc->listen, &c->hello, cc->cookie, cc->cookie_len, CH_FRAME_MAX, &coord_cbs, &c->t);
+    if (rc == 0)
+        rc = ch_transport_create(c->r, cc->listen, &c->hello, cc->cookie, cc->cookie_len,
+                                 CH_FRAME_MAX, &coord_cbs, &c->t);
     if (rc < 0) goto fail;
     make_hello(c, cc, ch_transport_port(c->t));
     ch_transport_set_hello(c->t, &c->hello, c);
@@ -1705,7 +1779,8 @@ void ch_coord_free(ch_coord *c)
     ch_mtab_free(&c->mt);
     ch_regtab_free(&c->reg);
     ch_wbuf_free(&c->delta);
-    for (size_t i = 0; i < c->nparked; i++) free(c->parked[i]);
+    for (size_t i = 0; i < c->nparked; i++)
+        free(c->parked[i]);
     free(c->parked);
     pthread_mutex_destroy(&c->ctl_mu);
     pthread_cond_destroy(&c->ctl_cv);
@@ -1744,7 +1819,9 @@ static int on_coordinator(ch_node *n, void (*fn)(ch_coord *, coord_call *), coor
         rc = ch_reactor_post(n, n->cores, &h, NULL, &post, false);
         ch_node_api_leave(n);
     }
-    if (rc == 0) while (ch_waiter_wait(&cc->w, 60000) != 0) {}
+    if (rc == 0)
+        while (ch_waiter_wait(&cc->w, 60000) != 0) {
+        }
     ch_waiter_destroy(&cc->w);
     return rc ? rc : cc->rc;
 }
@@ -1783,7 +1860,8 @@ static void leave_fn(ch_coord *c, coord_call *cc)
 {
     ch_mem *me = ch_mtab_self(&c->mt);
     c->leaving = true;
-    for (size_t i = 0; i < c->mt.n; i++) c->mt.v[i].saw_leave = false;
+    for (size_t i = 0; i < c->mt.n; i++)
+        c->mt.v[i].saw_leave = false;
     int bits = ch_mtab_set(&c->mt, me, CH_MEMBER_LEFT, ch_now_ns());
     after_merge(c, bits, 0, NULL);
     (void)cc;

@@ -125,6 +125,7 @@ size_t ch_mtab_ring_ids(const ch_mtab *t, uint64_t *out)
 size_t ch_mtab_ring_size(const ch_mtab *t)
 {
     size_t k = 0;
-    for (size_t i = 0; i < t->n; i++) k += ch_mem_in_ring(&t->v[i]);
+    for (size_t i = 0; i < t->n; i++)
+        k += ch_mem_in_ring(&t->v[i]);
     return k;
 }

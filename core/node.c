@@ -22,7 +22,6 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-
 /* ---- waiter ------------------------------------------------------------------------- */
 
 int ch_waiter_init(ch_waiter *w)
@@ -123,12 +122,15 @@ static int check_config(const ch_node_config *c)
 
 static void free_node(ch_node *n)
 {
-        for (unsigned i = 0; n->reactors && i < n->nreactors; i++) ch_reactor_destroy(&n->reactors[i]);
+    for (unsigned i = 0; n->reactors && i < n->nreactors; i++)
+        ch_reactor_destroy(&n->reactors[i]);
     ch_coord_free(n->coord); /* after the io_uring that carried its sockets is gone */
     for (unsigned i = 0; n->rings && i < n->nreactors * n->nreactors; i++)
         ch_ring_destroy(&n->rings[i]);
-    for (size_t i = 0; i < n->nretired; i++) ch_hashring_free(n->retired[i]);
+    for (size_t i = 0; i < n->nretired; i++)
+        ch_hashring_free(n->retired[i]);
     free(n->retired);
+    free(n->cluster_strings);
     ch_hashring_free(atomic_load(&n->ring));
     free(n->reactors);
     free(n->rings);
@@ -136,6 +138,34 @@ static void free_node(ch_node *n)
     ch_hooks_destroy(&n->hooks);
     pthread_mutex_destroy(&n->stop_lock);
     free(n);
+}
+
+/* The caller's config may point at strings that die after ch_node_create returns: keep
+ * copies of every one of them, in one block. */
+static int copy_cluster_config(ch_node *n)
+{
+    ch_cluster_config *cc = &n->cfg.cluster;
+    size_t bytes = cc->cookie_len + sizeof(char *) * (cc->nseeds + 1);
+    const char *strs[] = {cc->hub_id, cc->listen};
+    for (size_t i = 0; i < 2; i++)
+        bytes += strs[i] ? strlen(strs[i]) + 1 : 0;
+    for (size_t i = 0; i < cc->nseeds; i++)
+        bytes += cc->seeds && cc->seeds[i] ? strlen(cc->seeds[i]) + 1 : 1;
+    char *blk = malloc(bytes);
+    if (!blk) return -ENOMEM;
+    const char **seeds = (const char **)blk;
+    char *at = blk + sizeof(char *) * (cc->nseeds + 1);
+    for (size_t i = 0; i < cc->nseeds; i++) {
+        const char *s = cc->seeds && cc->seeds[i] ? cc->seeds[i] : "";
+        seeds[i] = strcpy(at, s);
+        at += strlen(s) + 1;
+    }
+    if (cc->hub_id) cc->hub_id = strcpy(at, cc->hub_id), at += strlen(at) + 1;
+    if (cc->listen) cc->listen = strcpy(at, cc->listen), at += strlen(at) + 1;
+    if (cc->cookie_len && cc->cookie) cc->cookie = memcpy(at, cc->cookie, cc->cookie_len);
+    cc->seeds = seeds;
+    n->cluster_strings = blk;
+    return 0;
 }
 
 int ch_node_create(const ch_node_config *cfg, ch_node **out)
@@ -153,7 +183,11 @@ int ch_node_create(const ch_node_config *cfg, ch_node **out)
     n->cfg = *cfg;
     snprintf(n->name, sizeof(n->name), "%s", cfg->name ? cfg->name : "node");
     n->cfg.name = n->name;
-        n->cores = cfg->cores;
+    if ((rc = copy_cluster_config(n)) < 0) {
+        free(n);
+        return rc;
+    }
+    n->cores = cfg->cores;
     n->nreactors = cfg->cores + (cfg->cluster.listen ? 1 : 0);
     while (getrandom(&n->id, sizeof(n->id), 0) != sizeof(n->id) || n->id == 0) {
     }
@@ -165,7 +199,7 @@ int ch_node_create(const ch_node_config *cfg, ch_node **out)
         free(n);
         return rc;
     }
-        unsigned nr = n->nreactors;
+    unsigned nr = n->nreactors;
     n->rings = calloc((size_t)nr * nr, sizeof(*n->rings));
     n->reactors = calloc(nr, sizeof(*n->reactors));
     rc = -ENOMEM;
@@ -210,7 +244,7 @@ int ch_node_start(ch_node *n)
 {
     if (!n) return -EINVAL;
     if (atomic_load(&n->state) != CH_NODE_CREATED) return -EBUSY;
-        atomic_store(&n->state, CH_NODE_RUNNING);
+    atomic_store(&n->state, CH_NODE_RUNNING);
     for (unsigned i = 0; i < n->nreactors; i++) {
         int rc = ch_reactor_spawn(&n->reactors[i]);
         if (rc < 0) {
@@ -219,7 +253,7 @@ int ch_node_start(ch_node *n)
             return rc;
         }
     }
-        if (n->coord) {
+    if (n->coord) {
         ch_post post = {.fn = ch_coord_boot, .ud = NULL};
         ch_rec h = {.op = CH_OP_POST, .len = sizeof(post)};
         ch_reactor_post(n, n->cores, &h, NULL, &post, false);
@@ -271,8 +305,9 @@ int ch_node_stop(ch_node *n)
         return 0;
     }
     wait_for(n, &n->inflight, 0);
-        unsigned spawned = 0, nr = n->nreactors;
-    for (unsigned i = 0; i < nr; i++) spawned += n->reactors[i].running;
+    unsigned spawned = 0, nr = n->nreactors;
+    for (unsigned i = 0; i < nr; i++)
+        spawned += n->reactors[i].running;
     ch_rec h = {.op = CH_OP_SHUTDOWN};
     for (unsigned i = 0; i < nr; i++)
         if (n->reactors[i].running) ch_reactor_post(n, i, &h, NULL, NULL, false);
@@ -280,12 +315,15 @@ int ch_node_stop(ch_node *n)
         struct timespec ts = {0, 200000};
         nanosleep(&ts, NULL); /* a poll interval, not a synchronisation */
     }
-        for (unsigned i = 0; i < nr; i++) ch_reactor_stop(&n->reactors[i]);
-    for (unsigned i = 0; i < nr; i++) n->reactors[i].shut = true;
+    for (unsigned i = 0; i < nr; i++)
+        ch_reactor_stop(&n->reactors[i]);
+    for (unsigned i = 0; i < nr; i++)
+        n->reactors[i].shut = true;
     unsigned work;
     do {
         work = 0;
-                for (unsigned i = 0; i < nr; i++) work += ch_reactor_drain(&n->reactors[i]);
+        for (unsigned i = 0; i < nr; i++)
+            work += ch_reactor_drain(&n->reactors[i]);
     } while (work);
     atomic_store(&n->state, CH_NODE_STOPPED);
     pthread_mutex_unlock(&n->stop_lock);

@@ -28,14 +28,15 @@ struct ch_node {
     unsigned cores;     /* reactors that own processes */
     unsigned nreactors; /* cores, plus the coordinator (index `cores`) when clustered */
     ch_reactor *reactors;
-    ch_ring *rings; /* rings[src * nreactors + dst] */
-    uint64_t id;    /* this node's identity in the hub: random, new at every start */
-    struct ch_coord *coord;                 /* NULL without a cluster */
-    _Atomic(struct ch_hashring *) ring;     /* the current epoch's ring, any thread reads */
+    ch_ring *rings;         /* rings[src * nreactors + dst] */
+    uint64_t id;            /* this node's identity in the hub: random, new at every start */
+    struct ch_coord *coord; /* NULL without a cluster */
+    _Atomic(struct ch_hashring *) ring; /* the current epoch's ring, any thread reads */
     _Atomic uint64_t epoch;
     _Atomic int partitioned;
     struct ch_hashring **retired; /* rings replaced while threads may still read them */
     size_t nretired;
+    char *cluster_strings; /* the node's copies of the cluster config's strings and cookie */
     ch_hooks hooks;
     _Atomic int state;
     _Atomic long inflight; /* API calls between their state check and their post */
@@ -90,7 +91,7 @@ typedef struct ch_batch {
     ch_batch_done on_done;
     void *ud;
     ch_waiter w;
-    bool waited; /* a thread waits (blocking form) */
+    bool waited;  /* a thread waits (blocking form) */
     uint8_t hops; /* forwards between nodes so far */
 } ch_batch;
 

@@ -138,7 +138,8 @@ static int list_from(ch_node *n, const char *tag, ch_proc_list *out, bool hub)
     if (hub)
         send_query(n, q, n->cores);
     else
-        for (unsigned c = 0; c < n->cores; c++) send_query(n, q, c);
+        for (unsigned c = 0; c < n->cores; c++)
+            send_query(n, q, c);
     ch_node_api_leave(n);
     rc = ch_waiter_wait(&q->w, n->cfg.call_timeout_ms);
     if (rc == 0) rc = merge(q, out);

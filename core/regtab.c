@@ -51,8 +51,8 @@ uint64_t ch_regrow_digest(const ch_regrow *r)
 
 ch_proc_info *ch_regrow_info(const ch_regrow *r)
 {
-    size_t size = sizeof(ch_proc_info) + r->id_len + r->type_len + r->tag_len + 3 + r->arg_len +
-                  r->meta_len;
+    size_t size =
+        sizeof(ch_proc_info) + r->id_len + r->type_len + r->tag_len + 3 + r->arg_len + r->meta_len;
     ch_proc_info *info = malloc(size);
     if (!info) return NULL;
     char *at = (char *)(info + 1);
@@ -90,7 +90,8 @@ int ch_regtab_init(ch_regtab *t)
 
 void ch_regtab_free(ch_regtab *t)
 {
-    for (size_t i = 0; t->slots && i < t->cap; i++) free(t->slots[i]);
+    for (size_t i = 0; t->slots && i < t->cap; i++)
+        free(t->slots[i]);
     free(t->slots);
     t->slots = NULL;
 }
@@ -106,7 +107,8 @@ ch_regrow *ch_regtab_find(const ch_regtab *t, uint64_t hash, const char *id, siz
 
 static void place(ch_regrow **slots, size_t cap, size_t i, ch_regrow *r)
 {
-    while (slots[i]) i = (i + 1) & (cap - 1);
+    while (slots[i])
+        i = (i + 1) & (cap - 1);
     slots[i] = r;
 }
 

@@ -64,7 +64,7 @@ struct ch_transport {
     ch_conn *conns;
 };
 
-#define CONTAINER(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
+#define CONTAINER(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
 static void conn_maybe_free(ch_conn *c);
 static void arm_recv(ch_conn *c);
@@ -233,8 +233,7 @@ int ch_conn_send(ch_conn *c, uint8_t type, const void *payload, size_t len)
     return queue_frame(c, type, payload, len, NULL, 0);
 }
 
-int ch_conn_send2(ch_conn *c, uint8_t type, const void *a, size_t alen, const void *b,
-                  size_t blen)
+int ch_conn_send2(ch_conn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen)
 {
     return queue_frame(c, type, a, alen, b, blen);
 }
@@ -344,6 +343,7 @@ static void begin(ch_conn *c)
     int rc = ch_hs_init(&c->hs, c->initiator, &mine, c->t->cookie, c->t->cookie_len);
     if (rc == 0) rc = ch_hs_start(&c->hs, &c->out);
     if (rc < 0) {
+        CH_ERROR("handshake with %s not started: %s", c->addr, strerror(-rc));
         ch_conn_close(c, rc);
         return;
     }
@@ -409,7 +409,7 @@ static void on_accept(ch_reactor *r, ch_io *io, int res, uint32_t flags)
         return;
     }
     if (res >= 0) {
-        ch_conn *c = conn_new(t, res, false, 0);
+        ch_conn *c = conn_new(t, res, false, CH_ROLE_PEER); /* our side speaks as a node */
         if (!c) {
             close(res);
         } else {
@@ -457,9 +457,9 @@ static int listen_on(const char *addr, int *port)
     return fd;
 }
 
-int ch_transport_create(ch_reactor *r, const char *listen, const ch_hello *self,
-                        const void *cookie, size_t cookie_len, uint32_t max_frame,
-                        const ch_transport_cbs *cbs, ch_transport **out)
+int ch_transport_create(ch_reactor *r, const char *listen, const ch_hello *self, const void *cookie,
+                        size_t cookie_len, uint32_t max_frame, const ch_transport_cbs *cbs,
+                        ch_transport **out)
 {
     ch_transport *t = calloc(1, sizeof(*t));
     if (!t) return -ENOMEM;
@@ -514,14 +514,16 @@ void ch_transport_close_all(ch_transport *t)
         close(t->lfd);
         t->lfd = -1;
     }
-    for (ch_conn *c = t->conns; c; c = c->next) ch_conn_close(c, -ESHUTDOWN);
+    for (ch_conn *c = t->conns; c; c = c->next)
+        ch_conn_close(c, -ESHUTDOWN);
 }
 
 void ch_transport_free(ch_transport *t)
 {
     if (!t) return;
     if (t->lfd >= 0) close(t->lfd);
-    while (t->conns) conn_destroy(t->conns);
+    while (t->conns)
+        conn_destroy(t->conns);
     explicit_bzero(t->cookie, t->cookie_len);
     free(t->cookie);
     free(t);

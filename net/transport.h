@@ -32,9 +32,9 @@ typedef struct ch_transport_cbs {
 
 /* Binds `listen` ("HOST:PORT", port 0 for any) now, accepts once started. The hello is
  * this node's (role and nonce are set per connection). */
-int ch_transport_create(ch_reactor *r, const char *listen, const ch_hello *self,
-                        const void *cookie, size_t cookie_len, uint32_t max_frame,
-                        const ch_transport_cbs *cbs, ch_transport **out);
+int ch_transport_create(ch_reactor *r, const char *listen, const ch_hello *self, const void *cookie,
+                        size_t cookie_len, uint32_t max_frame, const ch_transport_cbs *cbs,
+                        ch_transport **out);
 /* Replaces this node's hello and the callbacks' user data (before start). */
 void ch_transport_set_hello(ch_transport *t, const ch_hello *self, void *ud);
 /* Starts accepting (on the reactor thread). */
@@ -51,8 +51,7 @@ void ch_transport_free(ch_transport *t);
  * connection is then closed). */
 int ch_conn_send(ch_conn *c, uint8_t type, const void *payload, size_t len);
 /* Queues one frame whose payload is the concatenation of two parts (saves a copy). */
-int ch_conn_send2(ch_conn *c, uint8_t type, const void *a, size_t alen, const void *b,
-                  size_t blen);
+int ch_conn_send2(ch_conn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen);
 void ch_conn_close(ch_conn *c, int reason);
 void ch_conn_set_ud(ch_conn *c, void *ud);
 void *ch_conn_ud(const ch_conn *c);
