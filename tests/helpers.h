@@ -14,7 +14,7 @@
  *   's'           the state (init arg)    'n'       incarnation (uint32_t)
  *   'm'           the metadata            'g'       the tag
  *   'k'           {ch_proc_core, ch_node_current_core} as two ints
- *   'b' u32 len   len bytes of th_pattern(i)
+ *   'b' u32 len   len bytes of th_pattern(i); ch_reply's code goes to th.big_reply_rc
  *   'c'           crash (returns -EIO)    'x'       normal exit (CH_EXIT)
  *   'z'           return without replying 'd'       defer the reply, never answer
  *   'D'           defer into th_token     'R' rest  (cast) answer th_token with rest
@@ -94,6 +94,7 @@ typedef struct th_counters {
     atomic_int deferred;        /* 'D' stored a token in th_token */
     atomic_int reply_send_rc;   /* last ch_reply_send code of 'R' (+1000 when unset) */
     atomic_int second_reply_rc; /* second ch_reply of '2' */
+    atomic_int big_reply_rc;    /* ch_reply of 'b' (+1000 when unset) */
     atomic_int bad;             /* failed th_check on a reactor thread */
     atomic_int bad_line;        /* line of the first one */
 } th_counters;
@@ -211,7 +212,7 @@ static inline int th_tp_handle(ch_proc *p, const ch_msg *m)
         if (!big) return -ENOMEM;
         for (size_t i = 0; i < n; i++)
             big[i] = th_pattern(i);
-        th_answer(p, m, big, n);
+        if (m->kind == CH_MSG_CALL) atomic_store(&th.big_reply_rc, ch_reply(p, m, big, n));
         free(big);
         break;
     }
@@ -273,6 +274,7 @@ static inline ch_node_config th_config(unsigned cores)
 static inline ch_node *th_node_create(const ch_node_config *cfg)
 {
     atomic_store(&th.reply_send_rc, 1000);
+    atomic_store(&th.big_reply_rc, 1000);
     ch_node *n = NULL;
     int rc = ch_node_create(cfg, &n);
     cr_assert_eq(rc, 0, "ch_node_create: %s", ch_strerror(rc));
