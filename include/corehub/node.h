@@ -60,16 +60,16 @@ CH_API int ch_node_post(ch_node *n, unsigned core, void (*fn)(ch_node *, void *)
 /* --- children ----------------------------------------------------------------------- */
 
 typedef struct ch_child_spec {
-    const char *id;      /* 1..CH_ID_MAX bytes */
-    size_t id_len;       /* 0: id is NUL-terminated */
-    const char *type;    /* a registered type name */
-    const void *arg;     /* handed to init; copied */
-    size_t arg_len;      /* */
-    ch_restart restart;  /* default CH_PERMANENT */
+    const char *id;       /* 1..CH_ID_MAX bytes */
+    size_t id_len;        /* 0: id is NUL-terminated */
+    const char *type;     /* a registered type name */
+    const void *arg;      /* handed to init; copied */
+    size_t arg_len;       /* */
+    ch_restart restart;   /* default CH_PERMANENT */
     uint32_t shutdown_ms; /* 0: the node's shutdown_ms */
-    const void *meta;    /* opaque metadata, up to CH_META_MAX bytes; copied */
-    size_t meta_len;     /* */
-    const char *tag;     /* NULL or up to CH_TAG_MAX bytes, for ch_list queries */
+    const void *meta;     /* opaque metadata, up to CH_META_MAX bytes; copied */
+    size_t meta_len;      /* */
+    const char *tag;      /* NULL or up to CH_TAG_MAX bytes, for ch_list queries */
 } ch_child_spec;
 
 /* Completion of an asynchronous batch: results[i] is child i's outcome. Runs on a reactor
@@ -96,8 +96,8 @@ CH_API int ch_start_children(ch_node *n, const ch_child_spec *specs, size_t coun
                              const ch_batch_opts *opts, int *results);
 /* Stops children by id (id_lens NULL: NUL-terminated ids). Per child: 0 or CH_ENOPROC.
  * Same blocking and asynchronous forms and returns as ch_start_children. */
-CH_API int ch_stop_children(ch_node *n, const char *const *ids, const size_t *id_lens,
-                            size_t count, const ch_batch_opts *opts, int *results);
+CH_API int ch_stop_children(ch_node *n, const char *const *ids, const size_t *id_lens, size_t count,
+                            const ch_batch_opts *opts, int *results);
 
 #define CH_EPARTIAL (-10012) /* some children of the batch failed: see the results */
 
@@ -171,23 +171,23 @@ typedef enum ch_hook_point {
 
 typedef struct ch_hook_event {
     ch_hook_point point;
-    ch_child_spec *spec;         /* CHILD_ALTER: the child about to start (mutable) */
-    const ch_child_spec *specs;  /* PRE/POST_CHILDREN_START */
-    size_t count;                /* */
-    const int *results;          /* POST_CHILDREN_START */
-    const char *id;              /* REGISTRY_*, PROCESS_RESTARTED */
-    size_t id_len;               /* */
-    unsigned core;               /* */
-    uint32_t incarnation;        /* */
-    ch_reason reason;            /* REGISTRY_REMOVE */
+    ch_child_spec *spec;        /* CHILD_ALTER: the child about to start (mutable) */
+    const ch_child_spec *specs; /* PRE/POST_CHILDREN_START */
+    size_t count;               /* */
+    const int *results;         /* POST_CHILDREN_START */
+    const char *id;             /* REGISTRY_*, PROCESS_RESTARTED */
+    size_t id_len;              /* */
+    unsigned core;              /* */
+    uint32_t incarnation;       /* */
+    ch_reason reason;           /* REGISTRY_REMOVE */
 } ch_hook_event;
 
 typedef void (*ch_hook_fn)(void *ud, ch_hook_event *ev);
 
 /* Registers fn on a hook point under hook_id (unique per point: -EEXIST). Handlers of a
  * point run highest priority first. At boot or at run time, from any thread. */
-CH_API int ch_hook_register(ch_node *n, ch_hook_point point, const char *hook_id,
-                            int priority, ch_hook_fn fn, void *ud);
+CH_API int ch_hook_register(ch_node *n, ch_hook_point point, const char *hook_id, int priority,
+                            ch_hook_fn fn, void *ud);
 /* -ENOENT when no such handler. A handler may still run once after this returns if it
  * was already under way on a reactor. */
 CH_API int ch_hook_cancel(ch_node *n, ch_hook_point point, const char *hook_id);
@@ -195,13 +195,13 @@ CH_API int ch_hook_cancel(ch_node *n, ch_hook_point point, const char *hook_id);
 /* --- statistics --------------------------------------------------------------------- */
 
 typedef struct ch_node_stats {
-    uint64_t processes;    /* alive now */
-    uint64_t started;      /* first starts */
-    uint64_t stopped;      /* ended for good (stopped, exited, not restarted) */
-    uint64_t restarts;     /* restarts by policy */
-    uint64_t crashes;      /* handle/init failures */
-    uint64_t messages;     /* handled messages */
-    uint64_t dead_letters; /* messages for ids that did not exist */
+    uint64_t processes;          /* alive now */
+    uint64_t started;            /* first starts */
+    uint64_t stopped;            /* ended for good (stopped, exited, not restarted) */
+    uint64_t restarts;           /* restarts by policy */
+    uint64_t crashes;            /* handle/init failures */
+    uint64_t messages;           /* handled messages */
+    uint64_t dead_letters;       /* messages for ids that did not exist */
     uint64_t intensity_exceeded; /* crashes left unrestarted by the intensity limit */
     uint64_t slow_terminates;    /* terminate callbacks that overran shutdown_ms */
 } ch_node_stats;
