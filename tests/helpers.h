@@ -17,7 +17,9 @@
  *   'b' u32 len   len bytes of th_pattern(i); ch_reply's code goes to th.big_reply_rc
  *   'c'           crash (returns -EIO)    'x'       normal exit (CH_EXIT)
  *   'z'           return without replying 'd'       defer the reply, never answer
- *   'D'           defer into th_token     'R' rest  (cast) answer th_token with rest
+ *   'D'           defer into th_token (the previous token moves to th_token_prev)
+ *   'R' rest      (cast) answer th_token with rest; the code goes to th.reply_send_rc
+ *   'O' rest      (cast) answer th_token_prev with rest; the code goes to th.reply_send_rc
  *   '2'           reply twice: the second ch_reply's code goes to th.second_reply_rc
  */
 #ifndef CH_TESTS_HELPERS_H
@@ -91,7 +93,7 @@ typedef struct th_counters {
     atomic_int terminates[5];   /* by ch_reason */
     atomic_int casts;           /* CH_MSG_CAST handled by tp */
     atomic_int calls;           /* CH_MSG_CALL handled by tp */
-    atomic_int deferred;        /* 'D' stored a token in th_token */
+    atomic_int deferred;        /* times 'D' stored a token in th_token */
     atomic_int reply_send_rc;   /* last ch_reply_send code of 'R' (+1000 when unset) */
     atomic_int second_reply_rc; /* second ch_reply of '2' */
     atomic_int big_reply_rc;    /* ch_reply of 'b' (+1000 when unset) */
@@ -100,7 +102,9 @@ typedef struct th_counters {
 } th_counters;
 
 static th_counters th;
-static ch_reply_token th_token; /* written and read by the 'D'/'R' process only */
+/* Written and read by the 'D'/'R'/'O' process only. */
+static ch_reply_token th_token;      /* the latest deferred call */
+static ch_reply_token th_token_prev; /* the one before it */
 
 #define th_check(cond)                                                                             \
     do {                                                                                           \
@@ -228,11 +232,15 @@ static inline int th_tp_handle(ch_proc *p, const ch_msg *m)
         break;
     }
     case 'D':
+        th_token_prev = th_token;
         th_check(ch_reply_defer(p, m, &th_token) == 0);
-        atomic_store(&th.deferred, 1);
+        atomic_fetch_add(&th.deferred, 1);
         break;
     case 'R':
         atomic_store(&th.reply_send_rc, ch_reply_send(p, &th_token, rest, rlen));
+        break;
+    case 'O':
+        atomic_store(&th.reply_send_rc, ch_reply_send(p, &th_token_prev, rest, rlen));
         break;
     case '2':
         th_answer(p, m, "one", 3);

@@ -726,11 +726,53 @@ Test(messaging, deferred_reply_is_delivered_when_the_process_sends_it)
     cr_assert_arr_eq(buf, "deferred answer", 15);
     cr_assert_eq(atomic_load(&th.reply_send_rc), 0);
 
-    /* The token is spent: a second answer is refused. */
+    th_assert_serves(n, "later");
+    th_node_free(n);
+}
+
+typedef struct bg_call {
+    ch_node *node;
+    const char *id;
+    const char *req;
+    int rc;
+    char reply[32];
+    size_t len;
+} bg_call;
+
+static void *bg_call_thread(void *arg)
+{
+    bg_call *c = arg;
+    c->rc = ch_call(c->node, c->id, 0, c->req, strlen(c->req), c->reply, sizeof(c->reply), &c->len,
+                    TH_CALL_MS);
+    return NULL;
+}
+
+Test(messaging, a_spent_reply_token_does_not_answer_a_later_call)
+{
+    ch_node *n = msg_node(2);
+    th_start(n, "later", CH_PERMANENT, NULL);
+    /* First deferred call, answered. */
+    replier r = {.node = n, .rc = 1000};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, deferred_replier, &r), 0);
+    char buf[32];
+    size_t len = 0;
+    cr_assert_eq(ch_call(n, "later", 0, "D", 1, buf, sizeof(buf), &len, TH_CALL_MS), 0);
+    pthread_join(t, NULL);
+
+    /* Second deferred call, pending while the first (spent) token answers again. */
+    static bg_call c;
+    c = (bg_call){.node = n, .id = "later", .req = "D", .rc = 1000};
+    cr_assert_eq(pthread_create(&t, NULL, bg_call_thread, &c), 0);
+    cr_assert(TH_WAIT(atomic_load(&th.deferred) == 2, TH_WAIT_MS));
     atomic_store(&th.reply_send_rc, 1000);
-    cr_assert_eq(th_send(n, "later", 0, "Ragain", 6), 0);
+    cr_assert_eq(th_send(n, "later", 0, "Ostale", 6), 0);
     cr_assert(TH_WAIT(atomic_load(&th.reply_send_rc) != 1000, TH_WAIT_MS));
-    cr_assert_lt(atomic_load(&th.reply_send_rc), 0, "a spent token answered again");
+    cr_assert_eq(th_send(n, "later", 0, "Rsecond answer", 14), 0);
+    pthread_join(t, NULL);
+    cr_assert_eq(c.rc, 0, "%s", ch_strerror(c.rc));
+    cr_assert_eq(c.len, 13);
+    cr_assert_arr_eq(c.reply, "second answer", 13, "the spent token answered the later call");
     th_assert_serves(n, "later");
     th_node_free(n);
 }
