@@ -42,7 +42,7 @@ static void copy_id(char *dst, size_t cap, const char *id, size_t len)
 {
     if (len == 0 && id) len = strlen(id);
     if (len >= cap) len = cap - 1;
-    memcpy(dst, id, len);
+    if (len) memcpy(dst, id, len);
     dst[len] = '\0';
 }
 

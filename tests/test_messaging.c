@@ -537,7 +537,7 @@ static void on_async_reply(void *ud, int status, const void *reply, size_t len)
     async_reply *ar = ud;
     ar->status = status;
     ar->len = len;
-    memcpy(ar->data, reply, len < sizeof(ar->data) ? len : sizeof(ar->data));
+    if (len) memcpy(ar->data, reply, len < sizeof(ar->data) ? len : sizeof(ar->data));
     ar->core = ch_node_current_core(ar->node);
     atomic_fetch_add(&ar->calls, 1);
     atomic_store_explicit(&ar->done, 1, memory_order_release);

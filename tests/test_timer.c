@@ -52,7 +52,7 @@ static void record_timer(ch_proc *p, const ch_msg *m)
     memcpy(f->proc, id, len < sizeof(f->proc) - 1 ? len : sizeof(f->proc) - 1);
     f->ref = m->ref;
     f->len = m->len;
-    memcpy(f->data, m->data, m->len < sizeof(f->data) ? m->len : sizeof(f->data));
+    if (m->len) memcpy(f->data, m->data, m->len < sizeof(f->data) ? m->len : sizeof(f->data));
     f->incarnation = ch_proc_incarnation(p);
     f->at_ns = th_now_ns();
     atomic_store_explicit(&fired_count, i + 1, memory_order_release);
