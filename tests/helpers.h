@@ -324,6 +324,36 @@ static inline ch_node_stats th_stats(ch_node *n)
     return s;
 }
 
+/* --- a gate that holds a reactor ------------------------------------------------------- */
+
+/* Posted with ch_node_post, th_gate_hold keeps its reactor busy until the test opens the
+ * gate (or 30 s pass): a deterministic way to make a core's mailboxes fill up. */
+typedef struct th_gate {
+    atomic_int entered;
+    atomic_int open;
+} th_gate;
+
+static inline void th_gate_hold(ch_node *n, void *ud)
+{
+    th_gate *g = ud;
+    atomic_store(&g->entered, 1);
+    const uint64_t deadline = th_now_ms() + 30000;
+    while (!atomic_load(&g->open) && th_now_ms() < deadline)
+        th_poll_pause();
+}
+
+/* Holds reactor `core` until th_gate_open. */
+static inline void th_gate_close(ch_node *n, th_gate *g, unsigned core)
+{
+    cr_assert_eq(ch_node_post(n, core, th_gate_hold, g), 0);
+    cr_assert(TH_WAIT(atomic_load(&g->entered), TH_WAIT_MS), "core %u never ran the gate", core);
+}
+
+static inline void th_gate_open(th_gate *g)
+{
+    atomic_store(&g->open, 1);
+}
+
 /* --- processes ------------------------------------------------------------------------- */
 
 static inline ch_child_spec th_spec(const char *id, const char *type)

@@ -8,6 +8,7 @@
  *   "fwd"  forwards every cast to the process named by its init argument.
  *   "pc"   on a cast pc_req, makes a ch_proc_call and records the CH_MSG_REPLY it gets.
  *   "blk"  on a call, tries every blocking function from its reactor and answers the codes.
+ *   "flood" on a cast flood_req, sends seq casts to a target until the mailbox is full.
  */
 #include "helpers.h"
 
@@ -28,7 +29,8 @@ typedef struct seq_msg {
 typedef struct seq_state {
     uint64_t last[SENDERS];
     uint64_t count[SENDERS];
-    uint64_t violations; /* a seq not above the sender's last one */
+    uint64_t sum[SENDERS]; /* of the seqs handled */
+    uint64_t violations;   /* a seq not above the sender's last one */
     uint64_t malformed;
 } seq_state;
 
@@ -64,6 +66,7 @@ static int seq_handle(ch_proc *p, const ch_msg *m)
     }
     st->last[sm.sender] = sm.seq;
     st->count[sm.sender]++;
+    st->sum[sm.sender] += sm.seq;
     return CH_CONTINUE;
 }
 
@@ -214,6 +217,40 @@ static int blk_handle(ch_proc *p, const ch_msg *m)
     return CH_CONTINUE;
 }
 
+/* --- "flood" --------------------------------------------------------------------------- */
+
+typedef struct flood_req {
+    uint32_t attempts; /* seqs 1..attempts are tried, each once */
+    char target[32];
+} flood_req;
+
+static atomic_int flood_done;
+static atomic_llong flood_ok;      /* sends that returned 0 */
+static atomic_llong flood_ok_sum;  /* sum of their seqs */
+static atomic_llong flood_eagain;  /* sends that returned -EAGAIN */
+static atomic_int flood_other_err; /* any other code */
+
+static int flood_handle(ch_proc *p, const ch_msg *m)
+{
+    flood_req fr;
+    th_check(m->kind == CH_MSG_CAST && m->len == sizeof(fr));
+    memcpy(&fr, m->data, sizeof(fr));
+    for (uint32_t seq = 1; seq <= fr.attempts; seq++) {
+        seq_msg sm = {.sender = 0, .seq = seq};
+        int rc = ch_send(ch_proc_node(p), fr.target, 0, &sm, sizeof(sm));
+        if (rc == 0) {
+            atomic_fetch_add(&flood_ok, 1);
+            atomic_fetch_add(&flood_ok_sum, seq);
+        } else if (rc == -EAGAIN) {
+            atomic_fetch_add(&flood_eagain, 1);
+        } else {
+            atomic_store(&flood_other_err, rc);
+        }
+    }
+    atomic_store(&flood_done, 1);
+    return CH_CONTINUE;
+}
+
 /* --- node with every type ---------------------------------------------------------------- */
 
 static ch_node *msg_node_cfg(ch_node_config *cfg)
@@ -223,6 +260,8 @@ static ch_node *msg_node_cfg(ch_node_config *cfg)
     ch_process_type fwd = {.name = "fwd", .init = th_tp_init, .handle = fwd_handle};
     ch_process_type pc = {.name = "pc", .handle = pc_handle};
     ch_process_type blk = {.name = "blk", .handle = blk_handle};
+    ch_process_type flood = {.name = "flood", .handle = flood_handle};
+    cr_assert_eq(ch_node_register_type(n, &flood), 0);
     cr_assert_eq(ch_node_register_type(n, &seq), 0);
     cr_assert_eq(ch_node_register_type(n, &fwd), 0);
     cr_assert_eq(ch_node_register_type(n, &pc), 0);
@@ -334,6 +373,92 @@ Test(messaging, a_call_after_casts_from_the_same_thread_sees_them_handled)
     cr_assert_eq(st.count[0], 1000, "the call overtook %lu casts",
                  (unsigned long)(1000 - st.count[0]));
     cr_assert_eq(st.violations, 0);
+    th_node_free(n);
+}
+
+/* --- back-pressure ----------------------------------------------------------------------- */
+
+Test(messaging, full_inbox_refuses_sends_with_eagain_and_loses_none_it_accepted)
+{
+    ch_node_config cfg = th_config(2);
+    cfg.inbox_bytes = 64 * 1024;
+    ch_node *n = msg_node_cfg(&cfg);
+    char id[32];
+    th_id_on_core(n, "q", 1, id, sizeof(id));
+    start_typed(n, id, "seq", NULL);
+    static th_gate gate;
+    th_gate_close(n, &gate, 1);
+
+    /* Core 1 is held: its inbox fills up and then refuses. */
+    uint64_t ok = 0, ok_sum = 0, refused = 0;
+    uint32_t seq = 0;
+    while (refused < 100 && seq < 1000000) {
+        seq_msg m = {.sender = 0, .seq = ++seq};
+        int rc = ch_send(n, id, 0, &m, sizeof(m));
+        cr_assert(rc == 0 || rc == -EAGAIN, "send %u: %s", seq, ch_strerror(rc));
+        if (rc == 0) {
+            ok++;
+            ok_sum += seq;
+        } else {
+            refused++;
+        }
+    }
+    th_gate_open(&gate);
+    cr_assert_eq(refused, 100, "a held core's 64 KiB inbox never said -EAGAIN");
+    cr_assert_gt(ok, 0);
+
+    /* Once the core runs again, sends are accepted again. */
+    for (int k = 0; k < 10; k++) {
+        seq_msg m = {.sender = 0, .seq = ++seq};
+        cr_assert_eq(th_send(n, id, 0, &m, sizeof(m)), 0);
+        ok++;
+        ok_sum += seq;
+    }
+    seq_state st;
+    const uint64_t deadline = th_now_ms() + TH_WAIT_MS;
+    while (st = seq_query(n, id), st.count[0] < ok && th_now_ms() < deadline)
+        th_poll_pause();
+    cr_assert_eq(st.count[0], ok, "handled %lu of the %lu accepted messages",
+                 (unsigned long)st.count[0], (unsigned long)ok);
+    cr_assert_eq(st.sum[0], ok_sum, "a refused message was delivered, or an accepted one lost");
+    cr_assert_eq(st.violations, 0);
+    th_node_free(n);
+}
+
+Test(messaging, full_core_to_core_mailbox_refuses_sends_with_eagain_and_loses_none_it_accepted)
+{
+    ch_node_config cfg = th_config(2);
+    cfg.ring_bytes = 4096;
+    ch_node *n = msg_node_cfg(&cfg);
+    char src[32], dst[32];
+    th_id_on_core(n, "src", 0, src, sizeof(src));
+    th_id_on_core(n, "dst", 1, dst, sizeof(dst));
+    start_typed(n, src, "flood", NULL);
+    start_typed(n, dst, "seq", NULL);
+    static th_gate gate;
+    th_gate_close(n, &gate, 1);
+
+    flood_req fr = {.attempts = 20000};
+    snprintf(fr.target, sizeof(fr.target), "%s", dst);
+    cr_assert_eq(th_send(n, src, 0, &fr, sizeof(fr)), 0);
+    cr_assert(TH_WAIT(atomic_load(&flood_done), TH_WAIT_MS));
+    th_gate_open(&gate);
+    cr_assert_eq(atomic_load(&flood_other_err), 0, "%s",
+                 ch_strerror(atomic_load(&flood_other_err)));
+    cr_assert_gt(atomic_load(&flood_eagain), 0, "a held core's 4 KiB mailbox never filled");
+    const uint64_t ok = (uint64_t)atomic_load(&flood_ok);
+    cr_assert_gt(ok, 0);
+
+    seq_state st;
+    const uint64_t deadline = th_now_ms() + TH_WAIT_MS;
+    while (st = seq_query(n, dst), st.count[0] < ok && th_now_ms() < deadline)
+        th_poll_pause();
+    cr_assert_eq(st.count[0], ok, "handled %lu of the %lu accepted messages",
+                 (unsigned long)st.count[0], (unsigned long)ok);
+    cr_assert_eq(st.sum[0], (uint64_t)atomic_load(&flood_ok_sum),
+                 "a refused message was delivered, or an accepted one lost");
+    cr_assert_eq(st.violations, 0);
+    th_assert_no_bad();
     th_node_free(n);
 }
 

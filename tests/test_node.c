@@ -3,10 +3,11 @@
  */
 #include "helpers.h"
 
+#include <pthread.h>
 #include <unistd.h>
 #include <xxhash.h>
 
-TestSuite(node, .timeout = 60);
+TestSuite(node, .timeout = 30);
 
 Test(node, config_init_sets_the_documented_defaults)
 {
@@ -299,6 +300,63 @@ Test(node, stop_terminates_every_process_with_reason_shutdown)
     cr_assert_eq(others, 0);
     cr_assert_eq(atomic_load(&th.inits), COUNT, "nothing restarted during shutdown");
     ch_node_destroy(n);
+}
+
+/* A blocking call waiting on a process when the node stops is answered, not abandoned. */
+typedef struct pending_call {
+    ch_node *node;
+    atomic_int rc;
+} pending_call;
+
+static void *call_mute_process(void *arg)
+{
+    pending_call *pc = arg;
+    char buf[8];
+    size_t len;
+    atomic_store(&pc->rc, ch_call(pc->node, "mute", 0, "D", 1, buf, sizeof(buf), &len, 60000));
+    return NULL;
+}
+
+Test(node, stop_answers_calls_still_waiting_with_estopped)
+{
+    ch_node *n = th_node_new(2);
+    th_start(n, "mute", CH_PERMANENT, NULL);
+    static pending_call pc;
+    pc.node = n;
+    atomic_store(&pc.rc, 1000);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, call_mute_process, &pc), 0);
+    cr_assert(TH_WAIT(atomic_load(&th.deferred) == 1, TH_WAIT_MS));
+    cr_assert_eq(ch_node_stop(n), 0);
+    /* The call's own timeout is 60 s, the test's 30 s: only the stop can answer it. */
+    pthread_join(t, NULL);
+    cr_assert_eq(atomic_load(&pc.rc), CH_ESTOPPED, "%s", ch_strerror(atomic_load(&pc.rc)));
+    ch_node_destroy(n);
+}
+
+static void slow_terminate(ch_proc *p, ch_reason reason)
+{
+    struct timespec ts = {0, 30 * 1000 * 1000}; /* work that overruns a 5 ms budget */
+    nanosleep(&ts, NULL);
+}
+
+Test(node, terminate_overrunning_its_shutdown_budget_is_counted)
+{
+    ch_node_config cfg = th_config(2);
+    ch_node *n = th_node_create(&cfg);
+    ch_process_type slow = {.name = "slow", .terminate = slow_terminate};
+    cr_assert_eq(ch_node_register_type(n, &slow), 0);
+    th_node_start(n);
+    ch_child_spec s = th_spec("slow", "slow");
+    s.shutdown_ms = 5;
+    th_start_spec(n, &s);
+    ch_child_spec quick = th_spec("quick", "slow");
+    quick.shutdown_ms = 60000;
+    th_start_spec(n, &quick);
+    cr_assert_eq(th_stop(n, "slow"), 0);
+    cr_assert_eq(th_stop(n, "quick"), 0);
+    cr_assert_eq(th_stats(n).slow_terminates, 1);
+    th_node_free(n);
 }
 
 /* --- stats --------------------------------------------------------------------------- */

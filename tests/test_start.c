@@ -269,6 +269,25 @@ Test(start, async_stop_reports_per_child_results_on_done)
     th_node_free(n);
 }
 
+Test(start, async_batch_whose_children_all_fail_validation_completes_on_a_reactor)
+{
+    ch_node *n = th_node_new(2);
+    static async_done d;
+    d.node = n;
+    atomic_store(&d.core, -2);
+    ch_child_spec specs[2] = {th_spec("v0", "no-such-type"), th_spec("", TH_TYPE)};
+    ch_batch_opts o = {.on_done = on_batch_done, .ud = &d};
+    cr_assert_eq(ch_start_children(n, specs, 2, &o, NULL), 0);
+    cr_assert(TH_WAIT(atomic_load_explicit(&d.ready, memory_order_acquire), TH_WAIT_MS));
+    cr_assert_eq(d.count, 2);
+    cr_assert_eq(d.results[0], CH_EUNKNOWN_TYPE);
+    cr_assert_eq(d.results[1], CH_EBADID);
+    int core = atomic_load(&d.core);
+    cr_assert(core >= 0 && core < 2,
+              "on_done ran on the calling thread (core %d), not on a reactor thread", core);
+    th_node_free(n);
+}
+
 /* --- stop ---------------------------------------------------------------------------- */
 
 Test(start, stop_children_reports_zero_or_enoproc_per_child)
@@ -452,6 +471,29 @@ Test(start, list_returns_every_process_or_those_with_a_tag)
     cr_assert_eq(blue.count, COUNT / 4 - 1);
     cr_assert_not(list_has(&blue, ids[0]));
     ch_proc_list_free(&blue);
+    th_node_free(n);
+}
+
+Test(start, list_works_when_some_cores_have_no_process)
+{
+    ch_node *n = th_node_new(4);
+    char id[32];
+    th_id_on_core(n, "only", 2, id, sizeof(id));
+    ch_child_spec s = th_spec(id, TH_TYPE);
+    s.tag = "lonely";
+    th_start_spec(n, &s);
+    ch_proc_list l = {0};
+    cr_assert_eq(ch_list(n, NULL, &l), 0);
+    cr_assert_eq(l.count, 1);
+    cr_assert_str_eq(l.items[0]->id, id);
+    ch_proc_list_free(&l);
+    cr_assert_eq(ch_list(n, "lonely", &l), 0);
+    cr_assert_eq(l.count, 1);
+    ch_proc_list_free(&l);
+    cr_assert_eq(th_stop(n, id), 0);
+    cr_assert_eq(ch_list(n, NULL, &l), 0);
+    cr_assert_eq(l.count, 0, "an empty node lists nothing");
+    ch_proc_list_free(&l);
     th_node_free(n);
 }
 
