@@ -67,6 +67,33 @@ Test(node, stop_is_idempotent)
     ch_node_destroy(n);
 }
 
+static void *stop_thread(void *arg)
+{
+    return (void *)(intptr_t)ch_node_stop(arg);
+}
+
+Test(node, concurrent_stops_all_return_and_terminate_each_process_once)
+{
+    ch_node *n = th_node_new(2);
+    for (int i = 0; i < 50; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "c%d", i);
+        th_start(n, id, CH_PERMANENT, NULL);
+    }
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(pthread_create(&t[i], NULL, stop_thread, n), 0);
+    int rc = ch_node_stop(n);
+    for (int i = 0; i < 3; i++) {
+        void *ret;
+        pthread_join(t[i], &ret);
+        cr_assert_eq((int)(intptr_t)ret, 0);
+    }
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(atomic_load(&th.terminates[CH_REASON_SHUTDOWN]), 50);
+    ch_node_destroy(n);
+}
+
 Test(node, two_nodes_run_side_by_side_in_one_process)
 {
     ch_node *a = th_node_new(2);

@@ -270,6 +270,54 @@ Test(restart, exceeding_restart_intensity_leaves_the_process_down_and_the_node_s
     th_node_free(n);
 }
 
+Test(restart, restart_intensity_is_counted_per_core)
+{
+    ch_node_config cfg = th_config(2);
+    cfg.restart_intensity = 3;
+    cfg.restart_period_ms = 600000;
+    ch_node *n = th_node_create(&cfg);
+    th_node_start(n);
+    char a[32], b[32];
+    th_id_on_core(n, "a", 0, a, sizeof(a));
+    th_id_on_core(n, "b", 1, b, sizeof(b));
+    th_start(n, a, CH_PERMANENT, NULL);
+    th_start(n, b, CH_PERMANENT, NULL);
+    for (int64_t inc = 0; inc < 3; inc++) {
+        cr_assert_eq(th_send(n, a, 0, "c", 1), 0);
+        wait_incarnation(n, a, inc + 1);
+    }
+    /* Core 0 used its 3 restarts; core 1 has all of its own. */
+    for (int64_t inc = 0; inc < 3; inc++) {
+        cr_assert_eq(th_send(n, b, 0, "c", 1), 0);
+        wait_incarnation(n, b, inc + 1);
+    }
+    cr_assert_eq(th_stats(n).intensity_exceeded, 0);
+    th_node_free(n);
+}
+
+Test(restart, restarts_are_allowed_again_once_the_period_has_passed)
+{
+    ch_node_config cfg = th_config(2);
+    cfg.restart_intensity = 2;
+    cfg.restart_period_ms = 300;
+    ch_node *n = th_node_create(&cfg);
+    th_node_start(n);
+    th_start(n, "p", CH_PERMANENT, NULL);
+    for (int64_t inc = 0; inc < 2; inc++) {
+        cr_assert_eq(th_send(n, "p", 0, "c", 1), 0);
+        wait_incarnation(n, "p", inc + 1);
+    }
+    /* Let the window slide past both restarts (waiting on the clock is the behaviour under
+     * test here, not a synchronisation). */
+    const uint64_t until = th_now_ms() + 3 * cfg.restart_period_ms;
+    while (th_now_ms() < until)
+        th_poll_pause();
+    cr_assert_eq(th_send(n, "p", 0, "c", 1), 0);
+    wait_incarnation(n, "p", 3);
+    cr_assert_eq(th_stats(n).intensity_exceeded, 0);
+    th_node_free(n);
+}
+
 /* --- crash during a call --------------------------------------------------------------- */
 
 Test(restart, crash_on_a_call_returns_ecrashed_to_the_caller)

@@ -188,6 +188,28 @@ Test(start, rollback_stops_the_children_that_started)
     th_node_free(n);
 }
 
+Test(start, rollback_never_stops_a_process_that_was_running_before_the_batch)
+{
+    ch_node *n = th_node_new(2);
+    th_start(n, "exists", CH_PERMANENT, "old");
+    ch_child_spec specs[2] = {th_spec("newcomer", TH_TYPE), th_spec("exists", TH_TYPE)};
+    int res[2] = {1, 1};
+    ch_batch_opts o = blocking();
+    o.rollback = 1;
+    cr_assert_eq(ch_start_children(n, specs, 2, &o, res), CH_EPARTIAL);
+    cr_assert_eq(res[0], CH_EROLLEDBACK);
+    cr_assert_eq(res[1], CH_EALREADY);
+    cr_assert_lt(th_incarnation(n, "newcomer"), 0);
+    cr_assert_eq(th_incarnation(n, "exists"), 0, "the pre-existing process was touched");
+    char buf[8];
+    size_t len;
+    cr_assert_eq(th_call(n, "exists", "s", buf, sizeof(buf), &len), 0);
+    cr_assert_eq(len, 3);
+    cr_assert_arr_eq(buf, "old", 3);
+    cr_assert_eq(atomic_load(&th.terminates[CH_REASON_STOPPED]), 1, "only the newcomer stopped");
+    th_node_free(n);
+}
+
 Test(start, rollback_with_no_failure_keeps_every_child)
 {
     ch_node *n = th_node_new(2);

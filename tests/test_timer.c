@@ -6,6 +6,7 @@
  *   'A'                  start "A" (50 ms) and "B" (150 ms), cancel A twice; answers tm_pair
  *   'M'                  start "3" (60 ms), "1" (20 ms), "2" (40 ms) in one callback
  *   'C' u64 id           cancel; answers the code
+ *   'K' u32 n            start n timers, i-th after 1 + i % 50 ms with data "k<i>"
  * Every CH_MSG_TIMER it gets is appended to `fired`.
  */
 #include "helpers.h"
@@ -36,6 +37,10 @@ typedef struct fired_timer {
 static fired_timer fired[FIRED_MAX];
 static atomic_int fired_count; /* release: fired[0..count) are written */
 
+static atomic_int many_fired;
+static atomic_int many_bad;
+static unsigned char many_seen[2000];
+
 static int fired_now(void)
 {
     return atomic_load_explicit(&fired_count, memory_order_acquire);
@@ -60,6 +65,14 @@ static void record_timer(ch_proc *p, const ch_msg *m)
 
 static int tm_handle(ch_proc *p, const ch_msg *m)
 {
+    if (m->kind == CH_MSG_TIMER && m->len >= 2 && ((const char *)m->data)[0] == 'k') {
+        char data[16] = {0};
+        memcpy(data, m->data, m->len < 15 ? m->len : 15);
+        unsigned i = (unsigned)atoi(data + 1);
+        if (i >= sizeof(many_seen) || many_seen[i]++) atomic_fetch_add(&many_bad, 1);
+        atomic_fetch_add(&many_fired, 1);
+        return CH_CONTINUE;
+    }
     if (m->kind == CH_MSG_TIMER) {
         record_timer(p, m);
         return CH_CONTINUE;
@@ -94,6 +107,19 @@ static int tm_handle(ch_proc *p, const ch_msg *m)
         int rc = ch_timer_start(p, 60, "3", 1, &id);
         rc |= ch_timer_start(p, 20, "1", 1, &id);
         rc |= ch_timer_start(p, 40, "2", 1, &id);
+        th_answer(p, m, &rc, sizeof(rc));
+        return CH_CONTINUE;
+    }
+    case 'K': {
+        uint32_t count;
+        memcpy(&count, d + 1, sizeof(count));
+        int rc = 0;
+        for (uint32_t i = 0; i < count; i++) {
+            char data[16];
+            int len = snprintf(data, sizeof(data), "k%u", i);
+            uint64_t id;
+            rc |= ch_timer_start(p, 1 + i % 50, data, (size_t)len, &id);
+        }
         th_answer(p, m, &rc, sizeof(rc));
         return CH_CONTINUE;
     }
@@ -258,6 +284,42 @@ Test(timer, timers_of_different_processes_are_delivered_to_their_owner)
     wait_fired(2);
     assert_fired(0, a, "for a");
     assert_fired(1, b, "for b");
+    th_node_free(n);
+}
+
+Test(timer, many_timers_all_fire_once_with_their_data)
+{
+    ch_node *n = tm_node();
+    tm_start(n, "clock", CH_PERMANENT);
+    uint8_t req[5] = {'K'};
+    uint32_t count = 2000;
+    memcpy(req + 1, &count, sizeof(count));
+    int rc = 1000;
+    size_t len = 0;
+    cr_assert_eq(ch_call(n, "clock", 0, req, sizeof(req), &rc, sizeof(rc), &len, TH_CALL_MS), 0);
+    cr_assert_eq(rc, 0);
+    cr_assert(TH_WAIT(atomic_load(&many_fired) >= 2000, TH_WAIT_MS), "%d of 2000 fired",
+              atomic_load(&many_fired));
+    /* A sentinel after them all: nothing more arrives. */
+    timer_start(n, "clock", 100, "end");
+    wait_fired(1);
+    cr_assert_eq(atomic_load(&many_fired), 2000);
+    cr_assert_eq(atomic_load(&many_bad), 0, "a timer fired twice or with wrong data");
+    th_node_free(n);
+}
+
+Test(timer, a_process_cannot_cancel_another_process_timer)
+{
+    ch_node *n = tm_node();
+    char a[32], b[32];
+    th_id_on_core(n, "ta", 1, a, sizeof(a));
+    th_id_on_core(n, "tb", 1, b, sizeof(b)); /* same core: same timer id space */
+    tm_start(n, a, CH_PERMANENT);
+    tm_start(n, b, CH_PERMANENT);
+    uint64_t id = timer_start(n, a, 100, "mine");
+    cr_assert_eq(timer_cancel(n, b, id), -ENOENT);
+    wait_fired(1);
+    assert_fired(0, a, "mine");
     th_node_free(n);
 }
 
