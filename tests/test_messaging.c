@@ -462,6 +462,36 @@ Test(messaging, full_core_to_core_mailbox_refuses_sends_with_eagain_and_loses_no
     th_node_free(n);
 }
 
+Test(messaging, sends_from_a_callback_keep_order_while_the_mailbox_fills_and_drains)
+{
+    ch_node_config cfg = th_config(2);
+    cfg.ring_bytes = 4096;
+    ch_node *n = msg_node_cfg(&cfg);
+    char src[32], dst[32];
+    th_id_on_core(n, "src", 0, src, sizeof(src));
+    th_id_on_core(n, "dst", 1, dst, sizeof(dst));
+    start_typed(n, src, "flood", NULL);
+    start_typed(n, dst, "seq", NULL);
+    /* The consumer runs while the producer overflows its ring: space frees up under the
+     * producer's feet, and later sends must still queue behind the spilled ones. */
+    flood_req fr = {.attempts = 300000};
+    snprintf(fr.target, sizeof(fr.target), "%s", dst);
+    cr_assert_eq(th_send(n, src, 0, &fr, sizeof(fr)), 0);
+    cr_assert(TH_WAIT(atomic_load(&flood_done), 3 * TH_WAIT_MS));
+    cr_assert_eq(atomic_load(&flood_other_err), 0);
+    const uint64_t ok = (uint64_t)atomic_load(&flood_ok);
+    seq_state st;
+    const uint64_t deadline = th_now_ms() + TH_WAIT_MS;
+    while (st = seq_query(n, dst), st.count[0] < ok && th_now_ms() < deadline)
+        th_poll_pause();
+    cr_assert_eq(st.violations, 0, "%lu messages overtook earlier ones",
+                 (unsigned long)st.violations);
+    cr_assert_eq(st.count[0], ok, "handled %lu of the %lu accepted messages",
+                 (unsigned long)st.count[0], (unsigned long)ok);
+    cr_assert_eq(st.sum[0], (uint64_t)atomic_load(&flood_ok_sum));
+    th_node_free(n);
+}
+
 /* Test thread -> A ("fwd") -> B ("seq"), A and B on the given cores. Sends in windows that
  * B confirms, so A's own sends never meet a full mailbox. */
 static void forward_keeps_order(unsigned core_a, unsigned core_b)
