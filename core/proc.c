@@ -7,6 +7,7 @@
  */
 #include "proc.h"
 
+#include "coord.h"
 #include "log.h"
 #include "node.h"
 #include "supervisor.h"
@@ -239,7 +240,7 @@ int ch_proc_call(ch_proc *p, const char *id, size_t id_len, const void *req, siz
                 .src_core = (uint16_t)r->core,
                 .ref = pid,
                 .aux = hash};
-    rc = ch_reactor_post(n, (unsigned)(hash % n->cores), &h, id, req, true);
+    rc = ch_reactor_post(n, ch_route(n, hash), &h, id, req, true);
     if (rc < 0) {
         ch_timers_free(&r->timers, ch_timers_get(&r->timers, pid));
         return rc;

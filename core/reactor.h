@@ -35,10 +35,19 @@ typedef struct ch_outq {
     size_t bytes;
 } ch_outq;
 
+/* An io_uring operation in flight: embed it in the object that owns the operation and
+ * pass it as the SQE's user data; cb runs on the reactor when the CQE arrives. */
+typedef struct ch_io ch_io;
+struct ch_reactor;
+typedef void (*ch_io_cb)(struct ch_reactor *r, ch_io *io, int res, uint32_t flags);
+struct ch_io {
+    ch_io_cb cb;
+};
+
 /* Per-core counters: written by the owner reactor only, read by anyone (relaxed). */
 typedef struct ch_counters {
     _Atomic uint64_t processes, started, stopped, restarts, crashes, messages, dead_letters,
-        intensity_exceeded, slow_terminates;
+        intensity_exceeded, slow_terminates, crash_restarts;
 } ch_counters;
 
 typedef struct ch_reactor {
@@ -66,6 +75,14 @@ typedef struct ch_reactor {
     _Atomic bool quit; /* leave the loop */
     ch_counters stats;
 } ch_reactor;
+
+/* An SQE from r's ring (submitting first when the queue is full), NULL only if the
+ * kernel refuses to take more. Set its user data with ch_reactor_sqe_io. */
+struct io_uring_sqe *ch_reactor_sqe(ch_reactor *r);
+static inline void ch_reactor_sqe_io(struct io_uring_sqe *sqe, ch_io *io)
+{
+    io_uring_sqe_set_data(sqe, io);
+}
 
 /* The reactor of the calling thread, NULL on foreign threads. */
 ch_reactor *ch_reactor_self(void);
