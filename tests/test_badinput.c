@@ -229,9 +229,9 @@ Test(badinput, calls_on_a_node_not_yet_started_return_estopped)
 
 Test(strerror, names_every_corehub_code_distinctly)
 {
-    const int codes[] = {CH_EUNKNOWN_TYPE, CH_EALREADY, CH_ENOPROC,    CH_EINIT,
-                         CH_ESTOPPED,      CH_EBADID,   CH_EMSGSIZE,   CH_EWOULDBLOCK,
-                         CH_EROLLEDBACK,   CH_ECRASHED, CH_ETRUNCATED, CH_EPARTIAL};
+    const int codes[] = {CH_EUNKNOWN_TYPE, CH_EALREADY, CH_ENOPROC,     CH_EINIT,       CH_ESTOPPED,
+                         CH_EBADID,        CH_EMSGSIZE, CH_EWOULDBLOCK, CH_EROLLEDBACK, CH_ECRASHED,
+                         CH_ETRUNCATED,    CH_EPARTIAL, CH_EPARTITIONED};
     const size_t count = sizeof(codes) / sizeof(codes[0]);
     for (size_t i = 0; i < count; i++) {
         const char *s = ch_strerror(codes[i]);
