@@ -116,18 +116,55 @@ static ch_coord *coord_of(ch_reactor *r)
 
 /* ---- sending ------------------------------------------------------------------------ */
 
-static ch_conn *conn_to(ch_coord *c, uint64_t node)
+static void dial(ch_coord *c, ch_mem *m, uint64_t now);
+
+/* Frames for a member we know but are not connected to yet wait here, in order, until
+ * the connection is up (a view can announce a member before either side dialled). */
+static int backlog(ch_coord *c, ch_mem *m, uint8_t type, const void *a, size_t alen, const void *b,
+                   size_t blen)
+{
+    if (!ch_mem_in_ring(m) || m->id == c->mt.self) return -EHOSTUNREACH;
+    ch_wbuf *w = m->backlog;
+    if (!w && !(w = m->backlog = calloc(1, sizeof(*w)))) return -ENOMEM;
+    if (w->len + alen + blen > CH_CONN_MAX_QUEUE) return -ENOBUFS;
+    uint8_t *hdr = ch_wbuf_put_space(w, CH_FRAME_HDR + alen + blen);
+    if (!hdr) return -ENOMEM;
+    if (alen) memcpy(hdr + CH_FRAME_HDR, a, alen);
+    if (blen) memcpy(hdr + CH_FRAME_HDR + alen, b, blen);
+    ch_frame_header_write(hdr, type, 0, hdr + CH_FRAME_HDR, (uint32_t)(alen + blen));
+    m->next_dial_ns = 0;
+    dial(c, m, ch_now_ns());
+    return 0;
+}
+
+static void backlog_free(ch_mem *m)
+{
+    ch_wbuf *w = m->backlog;
+    if (w) ch_wbuf_free(w);
+    free(w);
+    m->backlog = NULL;
+}
+
+static void backlog_flush(ch_mem *m)
+{
+    ch_wbuf *w = m->backlog;
+    if (w && w->len && m->conn) ch_conn_send_raw(m->conn, w->data, w->len);
+    backlog_free(m);
+}
+
+static int send_frame(ch_coord *c, uint64_t node, uint8_t type, const void *a, size_t alen,
+                      const void *b, size_t blen)
 {
     ch_mem *m = ch_mtab_find(&c->mt, node);
-    return m && m->conn ? m->conn : NULL;
+    if (!m) return -EHOSTUNREACH;
+    if (m->conn) return ch_conn_send2(m->conn, type, a, alen, b, blen);
+    return backlog(c, m, type, a, alen, b, blen);
 }
 
 static int send_to(ch_coord *c, uint64_t node, uint8_t type, const ch_wbuf *w)
 {
     if (w->err) return w->err;
-    ch_conn *conn = conn_to(c, node);
-    if (!conn) return -ENOTCONN;
-    return ch_conn_send(conn, type, w->data, w->len);
+    return send_frame(c, node, type, w->data, w->len, NULL, 0);
 }
 
 static void send_all(ch_coord *c, uint8_t type, const ch_wbuf *w)
@@ -424,8 +461,8 @@ static void dial(ch_coord *c, ch_mem *m, uint64_t now)
 {
     if (m->conn || m->dialing || !m->addr[0] || now < m->next_dial_ns) return;
     if (!ch_mem_in_ring(m) || m->id == c->mt.self) return;
-    /* One connection per pair: the node with the smaller id dials. */
-    if (m->id > c->mt.self) return;
+    /* One connection per pair: the node with the larger id dials, unless frames wait. */
+    if (m->id > c->mt.self && !m->backlog) return;
     ch_conn *conn;
     m->next_dial_ns = now + ms(c->n->cfg.cluster.probe_interval_ms);
     if (ch_transport_connect(c->t, m->addr, CH_ROLE_PEER, &conn) == 0) {
@@ -451,6 +488,15 @@ static void send_join(ch_coord *c, ch_conn *conn)
 
 static void send_digest(ch_coord *c, ch_conn *conn);
 
+/* Of two connections between the same pair, both ends keep the one dialled by the node
+ * with the smaller id. */
+static bool prefer(ch_coord *c, ch_conn *fresh, ch_conn *old, uint64_t peer)
+{
+    uint64_t fresh_by = ch_conn_initiator(fresh) ? c->mt.self : peer;
+    uint64_t old_by = ch_conn_initiator(old) ? c->mt.self : peer;
+    return fresh_by < old_by;
+}
+
 static void on_up(void *ud, ch_conn *conn, const ch_hello *peer)
 {
     ch_coord *c = ud;
@@ -472,9 +518,15 @@ static void on_up(void *ud, ch_conn *conn, const ch_hello *peer)
         ch_conn_close(conn, -EPERM);
         return;
     }
-    if (m && m->conn) { /* a second connection to the same peer: keep the first */
-        ch_conn_close(conn, -EALREADY);
+    if (m && m->conn && !prefer(c, conn, m->conn, peer->node_id)) {
+        ch_conn_close(conn, -EALREADY); /* both sides keep the same one of the two */
         return;
+    }
+    if (m && m->conn) {
+        ch_conn *old = m->conn;
+        m->conn = NULL;
+        ch_conn_set_ud(old, NULL);
+        ch_conn_close(old, -EALREADY);
     }
     if (m && m->dialing == conn) m->dialing = NULL;
     send_join(c, conn);
@@ -488,6 +540,7 @@ static void on_up(void *ud, ch_conn *conn, const ch_hello *peer)
     }
     m->conn = conn;
     ch_conn_set_ud(conn, m);
+    backlog_flush(m);
     send_view_all(c); /* everyone learns of the newcomer, the newcomer of everyone */
     send_digest(c, conn);
 }
@@ -804,8 +857,6 @@ static void to_local_core(ch_coord *c, uint8_t op, const char *id, size_t len, u
 static int send_cast(ch_coord *c, uint64_t node, uint8_t hops, const char *id, size_t len,
                      const void *data, size_t dlen)
 {
-    ch_conn *conn = conn_to(c, node);
-    if (!conn) return -EHOSTUNREACH;
     uint8_t hdr[2 + CH_ID_MAX + 4];
     size_t k = 0;
     hdr[k++] = hops;
@@ -815,14 +866,12 @@ static int send_cast(ch_coord *c, uint64_t node, uint8_t hops, const char *id, s
     uint32_t l32 = (uint32_t)dlen;
     memcpy(hdr + k, &l32, 4);
     k += 4;
-    return ch_conn_send2(conn, CH_F_CAST, hdr, k, data, dlen);
+    return send_frame(c, node, CH_F_CAST, hdr, k, data, dlen);
 }
 
 static int send_call(ch_coord *c, uint64_t node, uint8_t hops, uint16_t core, uint64_t ref,
                      const char *id, size_t len, const void *data, size_t dlen)
 {
-    ch_conn *conn = conn_to(c, node);
-    if (!conn) return -EHOSTUNREACH;
     uint8_t hdr[1 + 2 + 8 + 1 + CH_ID_MAX + 4];
     size_t k = 0;
     hdr[k++] = hops;
@@ -836,7 +885,7 @@ static int send_call(ch_coord *c, uint64_t node, uint8_t hops, uint16_t core, ui
     uint32_t l32 = (uint32_t)dlen;
     memcpy(hdr + k, &l32, 4);
     k += 4;
-    return ch_conn_send2(conn, CH_F_CALL, hdr, k, data, dlen);
+    return send_frame(c, node, CH_F_CALL, hdr, k, data, dlen);
 }
 
 static void fail_call(ch_coord *c, unsigned core, uint64_t ref, int status)
@@ -946,8 +995,6 @@ void ch_coord_relay_done(ch_reactor *r, uint64_t peer, uint16_t core, uint64_t r
                          const void *data, size_t len)
 {
     ch_coord *c = coord_of(r);
-    ch_conn *conn = conn_to(c, peer);
-    if (!conn) return; /* the caller's node is gone; its call fails there */
     uint8_t hdr[2 + 8 + 4 + 4];
     int32_t st = status;
     uint32_t l32 = (uint32_t)len;
@@ -955,7 +1002,7 @@ void ch_coord_relay_done(ch_reactor *r, uint64_t peer, uint16_t core, uint64_t r
     memcpy(hdr + 2, &ref, 8);
     memcpy(hdr + 10, &st, 4);
     memcpy(hdr + 14, &l32, 4);
-    ch_conn_send2(conn, CH_F_REPLY, hdr, sizeof(hdr), data, len);
+    send_frame(c, peer, CH_F_REPLY, hdr, sizeof(hdr), data, len); /* the caller may be gone */
 }
 
 static void on_reply_frame(ch_coord *c, ch_rbuf *rb)
@@ -1293,6 +1340,7 @@ static void on_member_gone(ch_coord *c, ch_mem *m)
     if (!c->partitioned) restart_rows(c, mine, k);
     free(mine);
     drop_rows_of(c, m->id);
+    backlog_free(m);
     if (m->conn) ch_conn_close(m->conn, 0);
 }
 
@@ -1776,6 +1824,8 @@ void ch_coord_free(ch_coord *c)
         ctl_job_free(j);
     }
     ch_transport_free(c->t);
+    for (size_t i = 0; i < c->mt.n; i++)
+        backlog_free(&c->mt.v[i]);
     ch_mtab_free(&c->mt);
     ch_regtab_free(&c->reg);
     ch_wbuf_free(&c->delta);

@@ -290,6 +290,19 @@ static void wait_for(ch_node *n, _Atomic long *v, long want)
         sched_yield();
 }
 
+/* Shuts reactors [from, to) down (their processes terminated) and waits for their acks. */
+static void shut_reactors(ch_node *n, unsigned from, unsigned to)
+{
+    unsigned want = atomic_load(&n->shut_acks);
+    ch_rec h = {.op = CH_OP_SHUTDOWN};
+    for (unsigned i = from; i < to; i++)
+        if (n->reactors[i].running && ch_reactor_post(n, i, &h, NULL, NULL, false) == 0) want++;
+    while (atomic_load(&n->shut_acks) < want) {
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL); /* a poll interval, not a synchronisation */
+    }
+}
+
 /* Phase 1: every reactor terminates its processes while all threads still run, so that
  * terminate callbacks may still talk to each other's cores. Phase 2: join, then drain
  * whatever is left in the mailboxes on this thread. */
@@ -305,16 +318,12 @@ int ch_node_stop(ch_node *n)
         return 0;
     }
     wait_for(n, &n->inflight, 0);
-    unsigned spawned = 0, nr = n->nreactors;
-    for (unsigned i = 0; i < nr; i++)
-        spawned += n->reactors[i].running;
-    ch_rec h = {.op = CH_OP_SHUTDOWN};
-    for (unsigned i = 0; i < nr; i++)
-        if (n->reactors[i].running) ch_reactor_post(n, i, &h, NULL, NULL, false);
-    while (atomic_load(&n->shut_acks) < spawned) {
-        struct timespec ts = {0, 200000};
-        nanosleep(&ts, NULL); /* a poll interval, not a synchronisation */
-    }
+    unsigned nr = n->nreactors;
+    /* The coordinator goes first: peers must see this node vanish with its processes
+     * still registered (a node stopped without ch_node_leave is restarted elsewhere, like
+     * a crash), not watch its registry empty out. */
+    if (n->coord) shut_reactors(n, n->cores, nr);
+    shut_reactors(n, 0, n->cores);
     for (unsigned i = 0; i < nr; i++)
         ch_reactor_stop(&n->reactors[i]);
     for (unsigned i = 0; i < nr; i++)
@@ -464,6 +473,7 @@ static void copy_reply(const ch_fcall *c, void *reply, size_t cap, size_t *reply
 int ch_call(ch_node *n, const char *id, size_t id_len, const void *req, size_t len, void *reply,
             size_t reply_cap, size_t *reply_len, uint32_t timeout_ms)
 {
+    if (reply_len) *reply_len = 0; /* defined on every error path */
     int rc = check_call(n, id, &id_len, req, len);
     if (rc) return rc;
     if (ch_node_on_reactor(n)) return CH_EWOULDBLOCK;
@@ -530,7 +540,7 @@ int ch_node_stats_get(ch_node *n, ch_node_stats *out)
 {
     if (!n || !out) return -EINVAL;
     memset(out, 0, sizeof(*out));
-    for (unsigned i = 0; i < n->cores; i++) {
+    for (unsigned i = 0; i < n->nreactors; i++) {
         ch_counters *c = &n->reactors[i].stats;
 #define SUM(f) out->f += atomic_load_explicit(&c->f, memory_order_relaxed)
         SUM(processes);

@@ -87,6 +87,7 @@ ch_proc_info *ch_info_new(const ch_proc *p)
     info->shutdown_ms = s->shutdown_ms;
     info->incarnation = p->incarnation;
     info->core = p->r->core;
+    info->node = p->r->node->id;
     return info;
 }
 

@@ -228,6 +228,14 @@ static int queue_frame(ch_conn *c, uint8_t type, const void *a, size_t alen, con
     return 0;
 }
 
+int ch_conn_send_raw(ch_conn *c, const void *frames, size_t len)
+{
+    if (c->closing) return -ENOTCONN;
+    if (ch_wbuf_put_bytes(&c->out, frames, len) < 0) return c->out.err;
+    kick_send(c);
+    return 0;
+}
+
 int ch_conn_send(ch_conn *c, uint8_t type, const void *payload, size_t len)
 {
     return queue_frame(c, type, payload, len, NULL, 0);

@@ -52,6 +52,8 @@ void ch_transport_free(ch_transport *t);
 int ch_conn_send(ch_conn *c, uint8_t type, const void *payload, size_t len);
 /* Queues one frame whose payload is the concatenation of two parts (saves a copy). */
 int ch_conn_send2(ch_conn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen);
+/* Queues bytes that already are whole frames. */
+int ch_conn_send_raw(ch_conn *c, const void *frames, size_t len);
 void ch_conn_close(ch_conn *c, int reason);
 void ch_conn_set_ud(ch_conn *c, void *ud);
 void *ch_conn_ud(const ch_conn *c);

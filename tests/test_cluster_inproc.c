@@ -137,7 +137,10 @@ static void start_many(ch_node *n, size_t count, const char *prefix)
         specs[i].id = ids[i];
         specs[i].type = "counter";
     }
-    cr_assert_eq(ch_start_children(n, specs, count, NULL, res), 0);
+    int rc = ch_start_children(n, specs, count, NULL, res);
+    for (size_t i = 0; rc && i < count; i++)
+        cr_assert_eq(res[i], 0, "%s: %s", ids[i], ch_strerror(res[i]));
+    cr_assert_eq(rc, 0, "%s", ch_strerror(rc));
     free(specs);
     free(ids);
     free(res);
