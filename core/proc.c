@@ -151,6 +151,10 @@ void ch_proc_state_clear(ch_proc *p)
 
 void *ch_proc_state_resize(ch_proc *p, size_t len)
 {
+    if (len == 0) {
+        ch_proc_state_clear(p);
+        return NULL;
+    }
     if (p->state && p->state_free != free) {
         /* Memory the process handed over: move it into a block we can realloc. */
         void *copy = calloc(1, len ? len : 1);
