@@ -22,8 +22,10 @@ static _Atomic int level = -1; /* -1: not read from CH_LOG yet */
 typedef struct sink_pair {
     ch_log_sink fn;
     void *ud;
+    struct sink_pair *older; /* keeps every pair reachable */
 } sink_pair;
 static _Atomic(sink_pair *) sink;
+static _Atomic(sink_pair *) every_pair;
 static _Thread_local char thread_name[16];
 
 static int level_from_env(void)
@@ -55,7 +57,10 @@ void ch_log_set_sink(ch_log_sink s, void *ud)
 {
     sink_pair *p = NULL;
     if (s && !(p = malloc(sizeof(*p)))) return; /* keep the old sink rather than none */
-    if (p) *p = (sink_pair){s, ud};
+        if (p) {
+        *p = (sink_pair){s, ud, NULL};
+        p->older = atomic_exchange(&every_pair, p);
+    }
     atomic_store(&sink, p);
 }
 
