@@ -42,6 +42,7 @@
 
 #define MAX_HOPS     CH_MAX_HOPS
 #define RELAY_MS     120000u /* a relayed call's entry outlives any caller's timeout */
+#define HANDSHAKE_MS 5000u   /* a connection must authenticate within this */
 #define DELTA_FLUSH  (64u * 1024)
 #define CTL_MAX_ARGS 64
 
@@ -788,13 +789,29 @@ static void on_reg_sync_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
     ch_wbuf_free(&w);
 }
 
-static void drop_rows_of(ch_coord *c, uint64_t owner)
+static void hook_row_removed(ch_coord *c, const ch_regrow *r)
+{
+    if (!ch_hooks_any(&c->n->hooks, CH_HOOK_REGISTRY_REMOVE)) return;
+    ch_hook_event ev = {.point = CH_HOOK_REGISTRY_REMOVE,
+                        .id = ch_regrow_id(r),
+                        .id_len = r->id_len,
+                        .core = r->core,
+                        .incarnation = r->incarnation,
+                        .reason = CH_REASON_STOPPED,
+                        .node = r->node,
+                        .epoch = c->epoch};
+    ch_hooks_run(&c->n->hooks, &ev);
+}
+
+/* Forgets every row of a member; `gone`: it left the hub, so each removal is an event. */
+static void drop_rows_of(ch_coord *c, uint64_t owner, bool gone)
 {
     for (size_t i = 0; i < c->reg.cap;) {
         ch_regrow *r = c->reg.slots[i];
         if (r && r->node == owner) {
             ch_regtab_remove(&c->reg, r); /* may shift another row into slot i */
             digest_apply(c, r, -1);
+            if (gone) hook_row_removed(c, r);
             free(r);
             continue;
         }
@@ -807,7 +824,7 @@ static void on_reg_sync(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
     uint64_t owner = ch_rbuf_get_u64(rb);
     uint32_t count = ch_rbuf_get_u32(rb);
     if (!ch_rbuf_ok(rb) || owner == c->mt.self || !ch_mtab_find(&c->mt, owner)) return;
-    drop_rows_of(c, owner);
+    drop_rows_of(c, owner, false);
     for (uint32_t i = 0; i < count && ch_rbuf_ok(rb); i++) {
         ch_regrow *row = get_row(rb);
         if (row && row->node == owner)
@@ -1339,7 +1356,7 @@ static void on_member_gone(ch_coord *c, ch_mem *m)
     }
     if (!c->partitioned) restart_rows(c, mine, k);
     free(mine);
-    drop_rows_of(c, m->id);
+    drop_rows_of(c, m->id, true);
     backlog_free(m);
     if (m->conn) ch_conn_close(m->conn, 0);
 }
@@ -1712,6 +1729,7 @@ static void tick(ch_reactor *r, uint64_t round)
     if (c->probe_target && !c->probe_acked && now - c->probe_sent_ns > ms(cc->probe_timeout_ms))
         probe_indirect(c);
     expire_suspects(c, now);
+    ch_transport_sweep(c->t, now, HANDSHAKE_MS * 1000000ull);
     dial_all(c, now);
     if (round % per_probe == 0) dial_seeds(c);
     if (round % per_sync == per_sync - 1)

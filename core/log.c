@@ -57,7 +57,7 @@ void ch_log_set_sink(ch_log_sink s, void *ud)
 {
     sink_pair *p = NULL;
     if (s && !(p = malloc(sizeof(*p)))) return; /* keep the old sink rather than none */
-        if (p) {
+    if (p) {
         *p = (sink_pair){s, ud, NULL};
         p->older = atomic_exchange(&every_pair, p);
     }
@@ -92,7 +92,7 @@ void ch_log(ch_log_level l, const char *fmt, ...)
     va_end(ap);
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof(line) - 2) len = sizeof(line) - 2;
-        sink_pair *s = atomic_load(&sink);
+    sink_pair *s = atomic_load(&sink);
     if (s) {
         line[len] = '\0';
         s->fn(s->ud, l, line);

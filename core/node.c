@@ -553,6 +553,8 @@ int ch_node_stats_get(ch_node *n, ch_node_stats *out)
         SUM(intensity_exceeded);
         SUM(slow_terminates);
         SUM(crash_restarts);
+        SUM(bad_frames);
+        SUM(refused_peers);
 #undef SUM
     }
     return 0;

@@ -42,6 +42,9 @@ int ch_transport_start(ch_transport *t);
 int ch_transport_port(const ch_transport *t);
 /* Connects to addr with `role`; the outcome arrives as on_up or on_down. */
 int ch_transport_connect(ch_transport *t, const char *addr, uint8_t role, ch_conn **out);
+/* Closes connections whose handshake is not done deadline_ns after they opened (a peer
+ * that connects and says nothing must not hold a socket forever). */
+void ch_transport_sweep(ch_transport *t, uint64_t now, uint64_t deadline_ns);
 /* Closes every connection and the listener (on the reactor thread). */
 void ch_transport_close_all(ch_transport *t);
 /* Frees what is left, after the reactor's io_uring is gone. */

@@ -253,6 +253,8 @@ typedef struct ch_node_stats {
     uint64_t intensity_exceeded; /* crashes left unrestarted by the intensity limit */
     uint64_t slow_terminates;    /* terminate callbacks that overran shutdown_ms */
     uint64_t crash_restarts;     /* processes of dead members restarted here from specs */
+    uint64_t bad_frames;         /* connections closed for a malformed or truncated frame */
+    uint64_t refused_peers;      /* handshakes refused (cookie, hub, version) or too slow */
 } ch_node_stats;
 
 /* Sums every core's counters. Each counter is exact per core, the sum a moment's view. */
