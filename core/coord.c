@@ -1666,7 +1666,7 @@ static void on_frame(void *ud, ch_conn *conn, const ch_frame *f)
         }
         return;
     }
-        ch_mem *from = ch_conn_ud(conn);
+    ch_mem *from = ch_conn_ud(conn);
     if (!from) return; /* not yet a member: nothing else is trusted */
     if (from->id == c->probe_target) c->probe_acked = true; /* any frame proves it lives */
     if (f->type == CH_F_BATCH) {

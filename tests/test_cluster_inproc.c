@@ -45,7 +45,7 @@ static ch_node *node_new(const char *seed, const opts *o)
     c.cluster.listen = "127.0.0.1:0";
     c.cluster.cookie = cookie;
     c.cluster.cookie_len = sizeof(cookie) - 1;
-        /* Fast, but with room for a loaded 2-core machine under ASan: a false death is final. */
+    /* Fast, but with room for a loaded 2-core machine under ASan: a false death is final. */
     c.cluster.probe_interval_ms = 200;
     c.cluster.probe_timeout_ms = 100;
     c.cluster.suspicion_mult = 5;

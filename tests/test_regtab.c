@@ -65,7 +65,7 @@ Test(regtab, insert_replace_remove_many)
     cr_assert_eq(t.count, N);
     for (int i = 1; i < N; i += 2) {
         snprintf(id, sizeof(id), "p%d", i);
-                ch_regrow *probe = row(1, id, 0);
+        ch_regrow *probe = row(1, id, 0);
         ch_regrow *r = ch_regtab_find(&t, probe->hash, id, strlen(id));
         free(probe);
         cr_assert_not_null(r);
