@@ -66,14 +66,25 @@ static uint64_t ch_le_get(const uint8_t *p, unsigned n)
     return v;
 }
 
-void ch_frame_header_write(uint8_t out[CH_FRAME_HDR], enum ch_frame_type type, uint16_t flags,
-                           const void *payload, uint32_t len)
+void ch_frame_header_fields(uint8_t out[CH_FRAME_HDR], enum ch_frame_type type, uint16_t flags,
+                            uint32_t len)
 {
     out[0] = CH_FRAME_VERSION;
     out[1] = (uint8_t)type;
     ch_le_put(out + 2, flags, 2);
     ch_le_put(out + 4, len, 4);
-    ch_le_put(out + 8, ch_frame_sum(payload, len), 8);
+}
+
+void ch_frame_header_sum(uint8_t hdr[CH_FRAME_HDR], const void *payload, uint32_t len)
+{
+    ch_le_put(hdr + CH_FRAME_FIELDS, ch_frame_sum(payload, len), 8);
+}
+
+void ch_frame_header_write(uint8_t out[CH_FRAME_HDR], enum ch_frame_type type, uint16_t flags,
+                           const void *payload, uint32_t len)
+{
+    ch_frame_header_fields(out, type, flags, len);
+    ch_frame_header_sum(out, payload, len);
 }
 
 /* Checks the header fields that are within avail bytes. 0 or a negative error. */

@@ -17,6 +17,7 @@
 
 #define CH_FRAME_VERSION 1
 #define CH_FRAME_HDR     16
+#define CH_FRAME_FIELDS  8 /* header bytes before the checksum: version, type, flags, length */
 #define CH_FRAME_MAX     (16u << 20)
 
 enum ch_frame_type {
@@ -57,6 +58,13 @@ typedef struct ch_frame {
 /* Fills a header for `payload` (len bytes, at most CH_FRAME_MAX). */
 void ch_frame_header_write(uint8_t out[CH_FRAME_HDR], enum ch_frame_type type, uint16_t flags,
                            const void *payload, uint32_t len);
+
+/* The same in two steps, for a payload transformed after its header is known (net/seal.h
+ * encrypts under the header's fields): the fields first, the checksum once the payload's
+ * bytes are final. */
+void ch_frame_header_fields(uint8_t out[CH_FRAME_HDR], enum ch_frame_type type, uint16_t flags,
+                            uint32_t len);
+void ch_frame_header_sum(uint8_t hdr[CH_FRAME_HDR], const void *payload, uint32_t len);
 
 /*
  * Decodes the frame at the start of buf (avail bytes; never reads past them). max_len is the

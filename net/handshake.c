@@ -59,6 +59,7 @@ int ch_hello_encode(ch_wbuf *w, const ch_hello *h)
     ch_wbuf_put_u64(w, h->node_id);
     ch_wbuf_put_u64(w, h->incarnation);
     ch_wbuf_put_u16(w, h->cores);
+    ch_wbuf_put_u8(w, h->caps);
     ch_wbuf_put_str8(w, h->addr, strlen(h->addr));
     ch_wbuf_put_u8(w, h->role);
     if (h->role == CH_ROLE_LANE) ch_wbuf_put_u16(w, h->lane_core);
@@ -77,6 +78,7 @@ int ch_hello_decode(const uint8_t *p, size_t len, ch_hello *h)
     h->node_id = ch_rbuf_get_u64(&r);
     h->incarnation = ch_rbuf_get_u64(&r);
     h->cores = ch_rbuf_get_u16(&r);
+    h->caps = ch_rbuf_get_u8(&r);
     ch_rbuf_get_cstr8(&r, h->addr, sizeof(h->addr));
     h->role = ch_rbuf_get_u8(&r);
     if (h->role < CH_ROLE_PEER || h->role > CH_ROLE_LANE) ch_rbuf_fail(&r);

@@ -14,8 +14,13 @@
  * Until then decode the connection's frames with max_len CH_HS_FRAME_MAX.
  *
  * HELLO payload: u8 version | str8 hub_id | u64 node_id | u64 incarnation | u16 cores |
- *                str8 listen addr | u8 role [| u16 lane core, role LANE only] | 32-byte nonce
+ *                u8 caps | str8 listen addr | u8 role [| u16 lane core, role LANE only] |
+ *                32-byte nonce
  * AUTH payload:  the 32-byte MAC
+ *
+ * Once the handshake is done every frame is sealed (net/seal.h) with keys derived from
+ * ch_hs_session_key; the cipher follows from both sides' caps, which the AUTH MACs cover,
+ * so a man in the middle cannot downgrade it. Version 2 is the first sealed protocol.
  */
 #ifndef CH_NET_HANDSHAKE_H
 #define CH_NET_HANDSHAKE_H
@@ -29,9 +34,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define CH_PROTO_VERSION 1
+#define CH_PROTO_VERSION 2
 #define CH_HS_FRAME_MAX  4096 /* payload limit of a connection until the handshake is done */
-#define CH_HELLO_MAX     (1 + 1 + CH_HUB_ID_MAX + 8 + 8 + 2 + 1 + CH_ADDR_MAX + 1 + 2 + CH_NONCE_LEN)
+#define CH_HELLO_MAX                                                                               \
+    (1 + 1 + CH_HUB_ID_MAX + 8 + 8 + 2 + 1 + 1 + CH_ADDR_MAX + 1 + 2 + CH_NONCE_LEN)
+
+/* HELLO caps: what the sender can do. Unknown bits are ignored. */
+#define CH_CAP_AES256GCM 0x01 /* AES-256-GCM in hardware (net/seal.h) */
 
 enum ch_role {
     CH_ROLE_PEER = 1, /* coordinator to coordinator */
@@ -45,6 +54,7 @@ typedef struct ch_hello {
     uint64_t node_id;
     uint64_t incarnation;
     uint16_t cores;
+    uint8_t caps;               /* CH_CAP_* */
     char addr[CH_ADDR_MAX + 1]; /* "HOST:PORT" the sender listens on, "" if none */
     uint8_t role;               /* enum ch_role */
     uint16_t lane_core;         /* CH_ROLE_LANE only */

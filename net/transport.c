@@ -6,14 +6,23 @@
  * with an error, and free the connection when the last one returns. Callbacks never see a
  * connection freed under them, because freeing happens only at the end of a completion.
  *
- * Output is double-buffered: frames are appended to `out` while `sending` is on the wire;
+ * Output is double-buffered: frames are appended to `out` while `wire` is on the socket;
  * when the send completes the buffers swap, so every send carries all the frames queued
  * since the last one.
+ *
+ * Every frame after the handshake is sealed (net/seal.h) as it is queued: written once
+ * into `out` with room for its tag, then encrypted there. Frames queued before the
+ * handshake is done wait in plain in `early` (the HELLO and AUTH must go first, in clear)
+ * and are sealed, in order, the moment the keys exist, before on_up can queue more.
+ * Received frames are opened in place in the receive buffer; one that fails its tag
+ * closes the connection. Nothing a peer sends reaches on_frame unless it was sealed with
+ * this connection's keys, which only a holder of the cookie can derive.
  */
 #define _GNU_SOURCE
 #include "transport.h"
 
 #include "core/log.h"
+#include "net/seal.h"
 #include "net/wire.h"
 
 #include <arpa/inet.h>
@@ -42,7 +51,9 @@ struct ch_conn {
     size_t rlen, rcap;
     ch_wbuf out, wire; /* queued frames; frames on the wire */
     size_t wire_off;   /* bytes of `wire` already sent */
+    ch_wbuf early;     /* plain frames queued before the handshake was done */
     ch_hs hs;
+    ch_seal seal; /* keys, once up */
     void *ud;
     uint64_t born_ns; /* for the handshake deadline */
     ch_conn *next, *prev;
@@ -127,6 +138,7 @@ static ch_conn *conn_new(ch_transport *t, int fd, bool initiator, uint8_t role)
     c->born_ns = ch_now_ns();
     ch_wbuf_init(&c->out);
     ch_wbuf_init(&c->wire);
+    ch_wbuf_init(&c->early);
     c->next = t->conns;
     if (t->conns) t->conns->prev = c;
     t->conns = c;
@@ -148,6 +160,9 @@ static void conn_destroy(ch_conn *c)
     if (c->fd >= 0) close(c->fd);
     ch_wbuf_free(&c->out);
     ch_wbuf_free(&c->wire);
+    ch_wbuf_free(&c->early);
+    ch_seal_wipe(&c->seal);
+    ch_hs_clear(&c->hs);
     free(c->rbuf);
     free(c);
 }
@@ -216,33 +231,86 @@ static void on_sent(ch_reactor *r, ch_io *io, int res, uint32_t flags)
     conn_maybe_free(c);
 }
 
-static int queue_frame(ch_conn *c, uint8_t type, const void *a, size_t alen, const void *b,
-                       size_t blen)
+/* Makes room for queued bytes, or cuts off a peer that stopped reading. */
+static int check_queue(ch_conn *c, size_t more)
 {
     if (c->closing) return -ENOTCONN;
+    if (c->out.len + c->early.len + more <= CH_CONN_MAX_QUEUE) return 0;
+    CH_WARN("%s stopped reading (%zu bytes queued): closing", c->addr, c->out.len + c->early.len);
+    ch_conn_close(c, -ENOBUFS);
+    return -ENOBUFS;
+}
+
+/* Appends one frame of payload a || b to `out`, sealed, or to `early`, plain, before the
+ * keys exist. Hot path: one copy into the output buffer, encrypted there. */
+static int put_frame(ch_conn *c, uint8_t type, uint16_t flags, const void *a, size_t alen,
+                     const void *b, size_t blen)
+{
     size_t len = alen + blen;
-    if (len > c->t->max_frame) return -EMSGSIZE;
-    if (c->out.len + len > CH_CONN_MAX_QUEUE) {
-        CH_WARN("%s stopped reading (%zu bytes queued): closing", c->addr, c->out.len);
-        ch_conn_close(c, -ENOBUFS);
-        return -ENOBUFS;
-    }
-    uint8_t *hdr = ch_wbuf_put_space(&c->out, CH_FRAME_HDR + len);
-    if (!hdr) return -ENOMEM;
+    ch_wbuf *w = c->up ? &c->out : &c->early;
+    size_t at = w->len;
+    uint8_t *hdr = ch_wbuf_put_space(w, CH_FRAME_HDR + len + (c->up ? CH_SEAL_TAG : 0));
+    if (!hdr) return w->err;
     uint8_t *body = hdr + CH_FRAME_HDR;
     if (alen) memcpy(body, a, alen);
     if (blen) memcpy(body + alen, b, blen);
-    ch_frame_header_write(hdr, type, 0, body, (uint32_t)len);
-    kick_send(c);
-    return 0;
+    if (!c->up) {
+        ch_frame_header_write(hdr, type, flags, body, (uint32_t)len);
+        return 0;
+    }
+    int rc = ch_seal_frame(&c->seal, hdr, type, flags, len);
+    if (rc < 0) {
+        w->len = at; /* nothing half-written goes out */
+        CH_ERROR("cannot seal a %s frame to %s: %s; closing", ch_frame_type_name(type), c->addr,
+                 strerror(-rc));
+        ch_conn_close(c, rc);
+    }
+    return rc;
 }
 
+static int queue_frame(ch_conn *c, uint8_t type, const void *a, size_t alen, const void *b,
+                       size_t blen)
+{
+    size_t len = alen + blen;
+    if (c->closing) return -ENOTCONN;
+    if (len > c->t->max_frame || len > CH_SEAL_PLAIN_MAX) return -EMSGSIZE;
+    int rc = check_queue(c, CH_FRAME_HDR + len + CH_SEAL_TAG);
+    if (rc == 0) rc = put_frame(c, type, 0, a, alen, b, blen);
+    if (rc == 0) kick_send(c);
+    return rc;
+}
+
+/* Counts the frames in `frames`, which must be whole and valid, each small enough to be
+ * sealed. The count or -EMSGSIZE, -EINVAL. */
+static long count_raw(const ch_conn *c, const uint8_t *frames, size_t len)
+{
+    long count = 0;
+    for (size_t off = 0; off < len; count++) {
+        ch_frame f;
+        int n = ch_frame_decode(frames + off, len - off, CH_SEAL_PLAIN_MAX, &f);
+        if (n == -EMSGSIZE || (n > 0 && f.len > c->t->max_frame)) return -EMSGSIZE;
+        if (n <= 0) return -EINVAL; /* truncated or malformed: nothing is queued */
+        off += (size_t)n;
+    }
+    return count;
+}
+
+/* Each frame is queued again through put_frame, sealed: a cold path (a backlog flushed
+ * once when its connection comes up), where one more copy costs nothing that matters. */
 int ch_conn_send_raw(ch_conn *c, const void *frames, size_t len)
 {
     if (c->closing) return -ENOTCONN;
-    if (ch_wbuf_put_bytes(&c->out, frames, len) < 0) return c->out.err;
-    kick_send(c);
-    return 0;
+    const uint8_t *p = frames;
+    long count = count_raw(c, p, len);
+    if (count < 0) return (int)count;
+    int rc = check_queue(c, len + (size_t)count * CH_SEAL_TAG);
+    for (size_t off = 0; off < len && rc == 0;) {
+        ch_frame f;
+        off += (size_t)ch_frame_decode(p + off, len - off, CH_SEAL_PLAIN_MAX, &f); /* > 0 */
+        rc = put_frame(c, f.type, f.flags, f.payload, f.len, NULL, 0);
+    }
+    if (rc == 0) kick_send(c);
+    return rc;
 }
 
 int ch_conn_send(ch_conn *c, uint8_t type, const void *payload, size_t len)
@@ -257,6 +325,32 @@ int ch_conn_send2(ch_conn *c, uint8_t type, const void *a, size_t alen, const vo
 
 /* ---- receiving ---------------------------------------------------------------------- */
 
+/* The handshake is done: derives the keys, then seals what waited for them, in order. */
+static int go_up(ch_conn *c)
+{
+    int rc = ch_seal_init_hs(&c->seal, &c->hs);
+    if (rc < 0) {
+        CH_ERROR("no frame keys for %s: %s; closing", c->addr, strerror(-rc));
+        return rc;
+    }
+    CH_DEBUG("%s is up, frames sealed with %s", c->addr, ch_seal_cipher_name(c->seal.cipher));
+    c->up = true;
+    ch_wbuf early = c->early;
+    ch_wbuf_init(&c->early);
+    for (size_t off = 0; off < early.len && rc == 0;) {
+        ch_frame f;
+        int n = ch_frame_decode(early.data + off, early.len - off, CH_SEAL_PLAIN_MAX, &f);
+        if (n <= 0) { /* our own frames: cannot happen */
+            rc = n < 0 ? n : -EINVAL;
+            break;
+        }
+        off += (size_t)n;
+        rc = put_frame(c, f.type, f.flags, f.payload, f.len, NULL, 0);
+    }
+    ch_wbuf_free(&early);
+    return rc;
+}
+
 static int handshake_frame(ch_conn *c, const ch_frame *f)
 {
     int rc = ch_hs_on_frame(&c->hs, f, &c->out);
@@ -268,12 +362,29 @@ static int handshake_frame(ch_conn *c, const ch_frame *f)
         return rc;
     }
     if (rc == CH_HS_DONE) {
-        c->up = true;
         const ch_hello *p = ch_hs_peer(&c->hs);
-        if (!c->initiator) snprintf(c->addr, sizeof(c->addr), "%s", p->addr);
+        if (!c->initiator && p->addr[0]) snprintf(c->addr, sizeof(c->addr), "%s", p->addr);
+        if ((rc = go_up(c)) < 0) return rc;
         if (c->t->cbs.on_up) c->t->cbs.on_up(c->t->cbs.ud, c, p);
+        kick_send(c);
     }
     return 0;
+}
+
+/* Decrypts a received frame in place. Hot path. */
+static int open_frame(ch_conn *c, uint8_t *frame, ch_frame *f)
+{
+    int rc = ch_seal_open(&c->seal, frame, f);
+    if (rc == 0) return 0;
+    if (rc == -EBADMSG)
+        CH_WARN("%s frame %llu from %s fails authentication (forged, altered, replayed or out "
+                "of order): closing",
+                ch_frame_type_name(f->type), (unsigned long long)c->seal.rx.n, c->addr);
+    else
+        CH_WARN("cannot open frame %llu from %s: %s; closing", (unsigned long long)c->seal.rx.n,
+                c->addr, strerror(-rc));
+    bump(&c->t->r->stats.bad_frames);
+    return rc;
 }
 
 /* Handles every complete frame in the buffer; returns a negative code to close. */
@@ -283,8 +394,9 @@ static int parse_frames(ch_conn *c)
     int rc = 0;
     while (!c->closing) {
         ch_frame f;
-        uint32_t max = c->up ? c->t->max_frame : CH_HS_FRAME_MAX;
-        int n = ch_frame_decode(c->rbuf + off, c->rlen - off, max, &f);
+        uint8_t *frame = c->rbuf + off;
+        uint32_t max = c->up ? c->t->max_frame + CH_SEAL_TAG : CH_HS_FRAME_MAX;
+        int n = ch_frame_decode(frame, c->rlen - off, max, &f);
         if (n == 0) break;
         if (n < 0) {
             CH_WARN("bad frame from %s: %s; closing", c->addr, strerror(-n));
@@ -295,6 +407,8 @@ static int parse_frames(ch_conn *c)
         off += (size_t)n;
         if (!c->up) {
             if ((rc = handshake_frame(c, &f)) < 0) break;
+        } else if ((rc = open_frame(c, frame, &f)) < 0) {
+            break;
         } else if (c->t->cbs.on_frame) {
             c->t->cbs.on_frame(c->t->cbs.ud, c, &f);
         }
@@ -363,6 +477,7 @@ static void begin(ch_conn *c)
 {
     ch_hello mine = c->t->self;
     mine.role = c->role;
+    mine.caps = ch_seal_caps();
     int rc = ch_hs_init(&c->hs, c->initiator, &mine, c->t->cookie, c->t->cookie_len);
     if (rc == 0) rc = ch_hs_start(&c->hs, &c->out);
     if (rc < 0) {
@@ -495,7 +610,7 @@ int ch_transport_create(ch_reactor *r, const char *listen, const ch_hello *self,
     t->cookie_len = cookie_len;
     t->r = r;
     t->self = *self;
-    t->max_frame = max_frame;
+    t->max_frame = max_frame && max_frame < CH_FRAME_MAX ? max_frame : CH_FRAME_MAX;
     t->cbs = *cbs;
     t->aio.cb = on_accept;
     t->lfd = -1;

@@ -223,6 +223,11 @@ Test(cluster_inproc, sends_and_calls_reach_processes_on_every_node, .timeout = 6
     uint64_t v;
     size_t len;
     cr_assert_eq(ch_call(h.n[0], "nobody", 0, "get", 3, &v, sizeof(v), &len, 2000), CH_ENOPROC);
+    for (size_t k = 0; k < 3; k++) { /* every frame between nodes was sealed and opened */
+        ch_node_stats s;
+        cr_assert_eq(ch_node_stats_get(h.n[k], &s), 0);
+        cr_assert_eq(s.bad_frames, 0, "node %zu", k);
+    }
     hub_down(&h);
 }
 

@@ -403,6 +403,7 @@ Test(handshake, hello_payload_round_trips)
 {
     ch_hello h = hello(0x1122334455667788ull, "corehub", CH_ROLE_LANE), back;
     h.version = CH_PROTO_VERSION;
+    h.caps = CH_CAP_AES256GCM | 0x80;
     memset(h.nonce, 0xa5, sizeof(h.nonce));
     ch_wbuf w;
     ch_wbuf_init(&w);
@@ -414,6 +415,7 @@ Test(handshake, hello_payload_round_trips)
     cr_assert_eq(back.node_id, h.node_id);
     cr_assert_eq(back.incarnation, h.incarnation);
     cr_assert_eq(back.cores, h.cores);
+    cr_assert_eq(back.caps, h.caps, "caps travel as they are, unknown bits included");
     cr_assert_str_eq(back.addr, h.addr);
     cr_assert_eq(back.role, h.role);
     cr_assert_eq(back.lane_core, h.lane_core);

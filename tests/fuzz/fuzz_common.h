@@ -2,18 +2,24 @@
  * tests/fuzz/fuzz_common.h - what the fuzz target and its corpus generator share: the
  * cookie, the hellos, and the "chunk" reading of an input (u8 type | u16 length | bytes,
  * repeated), which the fuzzer turns into frames with valid checksums so that mutations
- * reach the handshake's payload decoding without first having to guess an XXH3 sum.
+ * reach the handshake's payload decoding without first having to guess an XXH3 sum, and
+ * the session key of sealed frames.
  */
 #ifndef CH_TESTS_FUZZ_COMMON_H
 #define CH_TESTS_FUZZ_COMMON_H
 
 #include "net/handshake.h"
+#include "net/seal.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #define FUZZ_COOKIE "fuzz-cookie-0123456789abcdef"
 #define FUZZ_HUB    "corehub"
+
+/* The session key of the sealed-frame reading: the corpus holds frames sealed with it by
+ * an initiator, which the fuzzer opens as the acceptor. */
+static const uint8_t fuzz_session[32] = "fuzz-session-key-0123456789abcd";
 
 static inline ch_hello fuzz_hello(uint64_t node, uint8_t role)
 {

@@ -6,10 +6,13 @@
  * 2. as a byte stream decoded at the handshake limit, each frame fed to an acceptor
  *    handshake (the path an unauthenticated peer controls);
  * 3. as chunks (fuzz_common.h) made into valid frames, fed to an acceptor and to an
- *    initiator, so that HELLO and AUTH payload decoding is exercised in depth.
+ *    initiator, so that HELLO and AUTH payload decoding is exercised in depth;
+ * 4. as a byte stream of sealed frames, each opened in place (net/seal.h) by an
+ *    acceptor holding fuzz_session, with each cipher this machine has.
  * The properties checked are those of the sanitizers (no out-of-bounds access, no UB, no
- * leak), the decoder's contract (a frame never claims more bytes than it was given), and
- * authentication itself: without the cookie no input may complete a handshake.
+ * leak), the decoder's contract (a frame never claims more bytes than it was given),
+ * authentication itself: without the cookie no input may complete a handshake, and the
+ * opener's contract (a refusal leaves the counter where it was; success strips the tag).
  */
 #include "fuzz_common.h"
 
@@ -107,9 +110,36 @@ static void fuzz_chunks(const uint8_t *data, size_t size)
     ch_wbuf_free(&frames);
 }
 
+/* Opens every frame of a copy of the stream, in order, until one is refused. */
+static void fuzz_sealed(const uint8_t *data, size_t size, enum ch_seal_cipher cipher)
+{
+    ch_seal s;
+    uint8_t *copy = malloc(size ? size : 1);
+    if (!copy || ch_seal_init(&s, cipher, fuzz_session, false) < 0) {
+        free(copy);
+        return;
+    }
+    memcpy(copy, data, size);
+    for (size_t off = 0; off < size;) {
+        ch_frame f;
+        int n = ch_frame_decode(copy + off, size - off, CH_FRAME_MAX, &f);
+        if (n <= 0) break;
+        uint64_t before = s.rx.n;
+        uint32_t len = f.len;
+        int rc = ch_seal_open(&s, copy + off, &f);
+        check(rc == 0 ? s.rx.n == before + 1 && f.len == len - CH_SEAL_TAG : s.rx.n == before);
+        if (rc < 0) break;
+        off += (size_t)n;
+    }
+    ch_seal_wipe(&s);
+    free(copy);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_stream(data, size);
+    fuzz_sealed(data, size, CH_SEAL_CHACHA20POLY1305);
+    if (ch_seal_caps() & CH_CAP_AES256GCM) fuzz_sealed(data, size, CH_SEAL_AES256GCM);
     fuzz_acceptor(data, size);
     fuzz_chunks(data, size);
     ch_hello h;

@@ -3,7 +3,8 @@
  *
  * Run once when the wire format changes (`fuzz_corpus_gen tests/fuzz/corpus`) and commit
  * the files: valid HELLO, AUTH, PING and BATCH frames as a real handshake writes them,
- * truncated and corrupted variants, and the same payloads in the fuzzer's chunk form.
+ * truncated and corrupted variants, the same payloads in the fuzzer's chunk form, and
+ * frames sealed with fuzz_session.
  */
 #include "fuzz_common.h"
 
@@ -89,6 +90,27 @@ static void frames(void)
     ch_wbuf_free(&w);
 }
 
+/* Frames an initiator sealed with fuzz_session: the fuzzer's sealed reading opens them. */
+static void sealed(enum ch_seal_cipher cipher, const char *name)
+{
+    ch_seal s;
+    if (ch_seal_init(&s, cipher, fuzz_session, true) < 0) return; /* no AES here: skip */
+    ch_wbuf w;
+    ch_wbuf_init(&w);
+    static const char *const payloads[] = {"", "cast", "a somewhat longer sealed payload"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t len = strlen(payloads[i]);
+        uint8_t *b = ch_wbuf_put_space(&w, CH_FRAME_HDR + len + CH_SEAL_TAG);
+        if (!b) break;
+        memcpy(b + CH_FRAME_HDR, payloads[i], len);
+        if (ch_seal_frame(&s, b, i == 1 ? CH_F_CAST : CH_F_PING, 0, len) < 0) failures++;
+    }
+    if (w.err) failures++;
+    save(name, w.data, w.len);
+    ch_seal_wipe(&s);
+    ch_wbuf_free(&w);
+}
+
 static void chunks(void)
 {
     ch_wbuf hello, auth, w;
@@ -122,5 +144,7 @@ int main(int argc, char **argv)
     dir = argv[1];
     frames();
     chunks();
+    sealed(CH_SEAL_CHACHA20POLY1305, "sealed_chacha");
+    sealed(CH_SEAL_AES256GCM, "sealed_aes");
     return failures ? 1 : 0;
 }
