@@ -49,7 +49,8 @@ typedef struct fixture {
     _Atomic int port;     /* A's, once listening */
     _Atomic int setup_rc; /* 1 until the setup ran */
     _Atomic int closed;
-    _Atomic bool greet; /* A sends the secret to each connection that comes up */
+    _Atomic bool greet;     /* A sends the secret to each connection that comes up */
+    _Atomic int up_send_rc; /* the first failure of a send from on_up, 0 if none */
     _Atomic int oversize_rc;
 } fixture;
 
@@ -64,15 +65,21 @@ static void frame_payload(uint8_t *p, size_t len, unsigned position)
         p[i] = (uint8_t)(i * 7 + position * 13 + 1);
 }
 
+static void up_send(ch_conn *c, uint8_t type, const void *p, size_t len)
+{
+    int rc = ch_conn_send(c, type, p, len), none = 0;
+    if (rc < 0) atomic_compare_exchange_strong(&fx.up_send_rc, &none, rc);
+}
+
 static void on_up(void *ud, ch_conn *c, const ch_hello *peer)
 {
     end *e = ud;
     e->conn = c;
-    if (e == &fx.a && atomic_load(&fx.greet)) ch_conn_send(c, CH_F_CAST, secret, sizeof(secret));
+    if (e == &fx.a && atomic_load(&fx.greet)) up_send(c, CH_F_CAST, secret, sizeof(secret));
     if (e == &fx.b) { /* after the early frames: position 5, the largest allowed frame */
         static uint8_t big[MAX_FRAME + 1];
         frame_payload(big, MAX_FRAME, 5);
-        ch_conn_send(c, CH_F_CALL, big, MAX_FRAME);
+        up_send(c, CH_F_CALL, big, MAX_FRAME);
         atomic_store(&fx.oversize_rc, ch_conn_send(c, CH_F_CALL, big, MAX_FRAME + 1));
     }
     atomic_fetch_add(&e->ups, 1);
@@ -347,6 +354,7 @@ Test(transport, frames_queued_before_the_handshake_arrive_sealed_and_in_order)
         cr_assert_eq(fx.a.rec[k].len, want[k].len, "frame %d", k);
         cr_assert(fx.a.rec[k].intact, "frame %d arrived intact and in its place", k);
     }
+    cr_assert_eq(atomic_load(&fx.up_send_rc), 0);
     cr_assert_eq(atomic_load(&fx.oversize_rc), -EMSGSIZE, "one byte over the limit");
     cr_assert_eq(stats().bad_frames, 0);
     cr_assert_eq(atomic_load(&fx.a.frames), 6, "nothing else arrived");
@@ -471,6 +479,7 @@ Test(transport, frames_on_the_wire_are_encrypted)
     cr_assert_eq(ch_seal_open(&c.seal, c.buf, &f), 0);
     cr_assert_eq(f.len, sizeof(secret));
     cr_assert_arr_eq(f.payload, secret, sizeof(secret));
+    cr_assert_eq(atomic_load(&fx.up_send_rc), 0);
     client_close(&c);
     fixture_down();
 }
