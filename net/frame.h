@@ -6,6 +6,11 @@
  * A payload is at most CH_FRAME_MAX bytes, and at most the connection's own limit, which
  * the decoder judges from the header alone, before the payload arrives. Flags belong to the
  * frame type. A CH_F_BATCH payload is a sequence of whole frames (no nested batches).
+ *
+ * A sealed frame (net/seal.h: every frame after the handshake) has 0 in place of the
+ * checksum: its AEAD tag already covers the payload and the header, and a sum of the
+ * ciphertext would cost a pass over the bytes for nothing (a sum of the plaintext would
+ * leak it). The frames inside a sealed BATCH keep their checksums.
  */
 #ifndef CH_NET_FRAME_H
 #define CH_NET_FRAME_H
@@ -17,7 +22,6 @@
 
 #define CH_FRAME_VERSION 1
 #define CH_FRAME_HDR     16
-#define CH_FRAME_FIELDS  8 /* header bytes before the checksum: version, type, flags, length */
 #define CH_FRAME_MAX     (16u << 20)
 
 enum ch_frame_type {
@@ -59,12 +63,9 @@ typedef struct ch_frame {
 void ch_frame_header_write(uint8_t out[CH_FRAME_HDR], enum ch_frame_type type, uint16_t flags,
                            const void *payload, uint32_t len);
 
-/* The same in two steps, for a payload transformed after its header is known (net/seal.h
- * encrypts under the header's fields): the fields first, the checksum once the payload's
- * bytes are final. */
-void ch_frame_header_fields(uint8_t out[CH_FRAME_HDR], enum ch_frame_type type, uint16_t flags,
+/* Fills the header of a sealed frame: checksum 0, len counting the payload's tag. */
+void ch_frame_header_sealed(uint8_t out[CH_FRAME_HDR], enum ch_frame_type type, uint16_t flags,
                             uint32_t len);
-void ch_frame_header_sum(uint8_t hdr[CH_FRAME_HDR], const void *payload, uint32_t len);
 
 /*
  * Decodes the frame at the start of buf (avail bytes; never reads past them). max_len is the
@@ -74,6 +75,9 @@ void ch_frame_header_sum(uint8_t hdr[CH_FRAME_HDR], const void *payload, uint32_
  * first three are detected as soon as the bytes holding them arrive. Hot path.
  */
 int ch_frame_decode(const uint8_t *buf, size_t avail, uint32_t max_len, ch_frame *out);
+/* The same for a sealed frame: -EBADMSG when the checksum field is not 0 (as soon as the
+ * header is in), no sum computed; the payload is still sealed (ch_seal_open). Hot path. */
+int ch_frame_decode_sealed(const uint8_t *buf, size_t avail, uint32_t max_len, ch_frame *out);
 
 /* Appends a whole frame (header + payload) to w. 0 or w's sticky error (-EMSGSIZE when
  * len > CH_FRAME_MAX). */

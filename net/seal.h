@@ -2,10 +2,9 @@
  * net/seal.h - authenticated encryption of every frame after the handshake.
  *
  * A sealed frame is an ordinary frame (net/frame.h) whose payload is the ciphertext
- * followed by a CH_SEAL_TAG-byte tag; the header's length counts both, and its checksum is
- * the XXH3 of those bytes (never of the plaintext, which it would leak), so the frame
- * decoder works unchanged. The header's fields (version, type, flags, length) are the
- * associated data: they cannot be altered either.
+ * followed by a CH_SEAL_TAG-byte tag; the header's length counts both and its checksum is
+ * 0 (ch_frame_decode_sealed reads such frames). The whole header (version, type, flags,
+ * length, the zero checksum) is the associated data: it cannot be altered either.
  *
  * Keys: two per connection, one per direction (initiator to acceptor, acceptor to
  * initiator), derived with BLAKE2b (crypto_kdf) from the handshake's session key, itself
@@ -73,15 +72,15 @@ void ch_seal_wipe(ch_seal *s);
 /*
  * Seals the frame at `frame` in place. On entry: CH_FRAME_HDR bytes of room for the
  * header, the `len`-byte plaintext payload, then CH_SEAL_TAG bytes of room for the tag.
- * Writes the whole header (length len + CH_SEAL_TAG), encrypts, appends the tag and sums
- * the result. 0, -EMSGSIZE (len > CH_SEAL_PLAIN_MAX), -EOVERFLOW (2^64 frames sealed:
+ * Writes the header (length len + CH_SEAL_TAG, checksum 0), encrypts, appends the tag.
+ * 0, -EMSGSIZE (len > CH_SEAL_PLAIN_MAX), -EOVERFLOW (2^64 frames sealed:
  * the connection must close), -EINVAL (not initialised). Hot path.
  */
 int ch_seal_frame(ch_seal *s, uint8_t *frame, enum ch_frame_type type, uint16_t flags, size_t len);
 
 /*
- * Opens in place the frame that ch_frame_decode found at `frame` (f is its result: the
- * payload is frame + CH_FRAME_HDR). On success the payload holds the plaintext and f->len
+ * Opens in place the frame that ch_frame_decode_sealed found at `frame` (f is its result:
+ * the payload is frame + CH_FRAME_HDR). On success the payload holds the plaintext and f->len
  * shrinks by CH_SEAL_TAG. -EBADMSG when the tag does not verify: the frame was altered,
  * replayed, reordered, sealed with another key or is shorter than a tag; the counter does
  * not move, the payload's bytes are lost (libsodium wipes its output) and the connection

@@ -395,8 +395,9 @@ static int parse_frames(ch_conn *c)
     while (!c->closing) {
         ch_frame f;
         uint8_t *frame = c->rbuf + off;
-        uint32_t max = c->up ? c->t->max_frame + CH_SEAL_TAG : CH_HS_FRAME_MAX;
-        int n = ch_frame_decode(frame, c->rlen - off, max, &f);
+        int n =
+            c->up ? ch_frame_decode_sealed(frame, c->rlen - off, c->t->max_frame + CH_SEAL_TAG, &f)
+                  : ch_frame_decode(frame, c->rlen - off, CH_HS_FRAME_MAX, &f);
         if (n == 0) break;
         if (n < 0) {
             CH_WARN("bad frame from %s: %s; closing", c->addr, strerror(-n));

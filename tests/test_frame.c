@@ -214,6 +214,34 @@ Test(frame, bad_checksum_is_refused)
     ch_wbuf_free(&w);
 }
 
+Test(frame, sealed_frames_carry_no_checksum)
+{
+    uint8_t b[CH_FRAME_HDR + 40];
+    memset(b + CH_FRAME_HDR, 0xab, 40);
+    ch_frame_header_sealed(b, CH_F_CAST, 0x0203, 40);
+    ch_frame f;
+    cr_assert_eq(ch_frame_decode_sealed(b, sizeof(b), 0, &f), (int)sizeof(b));
+    cr_assert_eq(f.type, CH_F_CAST);
+    cr_assert_eq(f.flags, 0x0203);
+    cr_assert_eq(f.len, 40);
+    cr_assert_eq(f.payload, b + CH_FRAME_HDR);
+    cr_assert_eq(ch_frame_decode_sealed(b, sizeof(b) - 1, 0, &f), 0, "needs the payload");
+    cr_assert_eq(ch_frame_decode(b, sizeof(b), 0, &f), -EBADMSG, "0 is no XXH3 of it");
+
+    /* A frame with a checksum is no sealed frame: refused once the header is in. */
+    ch_frame_header_write(b, CH_F_CAST, 0, b + CH_FRAME_HDR, 40);
+    cr_assert_eq(ch_frame_decode_sealed(b, CH_FRAME_HDR - 1, 0, &f), 0);
+    cr_assert_eq(ch_frame_decode_sealed(b, CH_FRAME_HDR, 0, &f), -EBADMSG);
+
+    /* The header checks are the same as for any frame. */
+    ch_frame_header_sealed(b, CH_F_CAST, 0, 40);
+    cr_assert_eq(ch_frame_decode_sealed(b, 8, 39, &f), -EMSGSIZE);
+    b[1] = CH_F__COUNT;
+    cr_assert_eq(ch_frame_decode_sealed(b, 2, 0, &f), -ENOMSG);
+    b[0] = CH_FRAME_VERSION + 1;
+    cr_assert_eq(ch_frame_decode_sealed(b, 1, 0, &f), -EPROTO);
+}
+
 Test(frame, stream_fed_byte_by_byte_yields_every_frame)
 {
     ch_wbuf w;

@@ -271,7 +271,9 @@ static int client_read(client *c, ch_frame *f)
     c->len -= c->consumed;
     c->consumed = 0;
     for (;;) {
-        int n = ch_frame_decode(c->buf, c->len, sizeof(c->buf) - CH_FRAME_HDR, f);
+        uint32_t max = sizeof(c->buf) - CH_FRAME_HDR;
+        int n = c->seal.cipher ? ch_frame_decode_sealed(c->buf, c->len, max, f)
+                               : ch_frame_decode(c->buf, c->len, max, f);
         if (n != 0) {
             if (n > 0) c->consumed = (size_t)n;
             return n;

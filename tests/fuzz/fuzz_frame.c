@@ -122,8 +122,9 @@ static void fuzz_sealed(const uint8_t *data, size_t size, enum ch_seal_cipher ci
     memcpy(copy, data, size);
     for (size_t off = 0; off < size;) {
         ch_frame f;
-        int n = ch_frame_decode(copy + off, size - off, CH_FRAME_MAX, &f);
+        int n = ch_frame_decode_sealed(copy + off, size - off, CH_FRAME_MAX, &f);
         if (n <= 0) break;
+        check((size_t)n <= size - off && (size_t)n == CH_FRAME_HDR + f.len);
         uint64_t before = s.rx.n;
         uint32_t len = f.len;
         int rc = ch_seal_open(&s, copy + off, &f);
