@@ -11,8 +11,9 @@
  *              XChaCha20-Poly1305 for comparison (seal.c does not use it: its random-nonce
  *              margin buys nothing with counter nonces). What a checksum over the sealed
  *              bytes would cost (seal.c writes 0 instead) is the baseline's XXH3 rate.
- * Every figure is the median of R runs with min and max; "x base" is the ratio to the
- * baseline of the same side measured in the same run. Not a test.
+ * Every figure is the median of R runs with min and max, the variants measured round-robin
+ * (see measure); "x base" is the ratio to the baseline of the same side measured in the
+ * same run. Not a test.
  */
 #define _GNU_SOURCE
 #include "net/frame.h"
@@ -139,38 +140,55 @@ static stat3 summarize(double *v, unsigned n)
 }
 
 /*
- * Measures one row: `reps` runs, each of enough passes to move run_bytes of payload. The
- * sealed rows alternate SEAL and OPEN passes (the receiver needs what the sender sealed,
- * in order), each timed on its own; plain rows do the same with write and decode.
+ * One variant: a pass kind for the sender (a) and, for two-sided variants, one for the
+ * receiver (b), which needs what the sender just produced, in order. Its figures are MB/s
+ * per run, each side timed on its own.
  */
-static void measure(frames *f, const opts *o, what a, what b, enum ch_seal_cipher cipher, stat3 *sa,
-                    stat3 *sb)
-{
+typedef struct variant {
+    const char *name_a, *name_b; /* name_b NULL: one-sided */
+    what a, b;
+    enum ch_seal_cipher cipher; /* 0: no ch_seal */
+    ch_seal tx, rx;
     double va[MAX_REPS], vb[MAX_REPS];
+    stat3 sa, sb;
+} variant;
+
+static void variant_run(variant *v, frames *f, size_t passes, unsigned rep)
+{
+    double ta = 0, tb = 0;
+    for (size_t p = 0; p < passes; p++) {
+        ta += pass(f, v->a, &v->tx);
+        if (v->name_b) tb += pass(f, v->b, &v->rx);
+    }
+    double mb = (double)(passes * f->count * f->size) / 1e6;
+    v->va[rep] = mb / ta;
+    if (v->name_b) v->vb[rep] = mb / tb;
+}
+
+/*
+ * Measures every variant `reps` times, round-robin: the machine is shared and its speed
+ * drifts, so each repetition runs every variant back to back and the drift falls on all of
+ * them alike (the ratios are then meaningful even when the absolute figures move).
+ */
+static void measure(frames *f, const opts *o, variant *vs, size_t nv)
+{
+    static const uint8_t session[32] = {42};
     size_t passes = o->run_bytes / (f->count * f->size);
     if (passes == 0) passes = 1;
-    ch_seal tx, rx;
-    static const uint8_t session[32] = {42};
-    if (cipher) {
-        int rc = ch_seal_init(&tx, cipher, session, true);
-        if (rc == 0) rc = ch_seal_init(&rx, cipher, session, false);
+    for (size_t i = 0; i < nv; i++) {
+        if (!vs[i].cipher) continue;
+        int rc = ch_seal_init(&vs[i].tx, vs[i].cipher, session, true);
+        if (rc == 0) rc = ch_seal_init(&vs[i].rx, vs[i].cipher, session, false);
         if (rc < 0) die("ch_seal_init", rc);
     }
-    for (unsigned r = 0; r < o->reps; r++) {
-        double ta = 0, tb = 0;
-        for (size_t p = 0; p < passes; p++) {
-            ta += pass(f, a, &tx);
-            if (sb) tb += pass(f, b, &rx);
-        }
-        double mb = (double)(passes * f->count * f->size) / 1e6;
-        va[r] = mb / ta;
-        if (sb) vb[r] = mb / tb;
-    }
-    *sa = summarize(va, o->reps);
-    if (sb) *sb = summarize(vb, o->reps);
-    if (cipher) {
-        ch_seal_wipe(&tx);
-        ch_seal_wipe(&rx);
+    for (unsigned r = 0; r < o->reps; r++)
+        for (size_t i = 0; i < nv; i++)
+            variant_run(&vs[i], f, passes, r);
+    for (size_t i = 0; i < nv; i++) {
+        vs[i].sa = summarize(vs[i].va, o->reps);
+        if (vs[i].name_b) vs[i].sb = summarize(vs[i].vb, o->reps);
+        ch_seal_wipe(&vs[i].tx);
+        ch_seal_wipe(&vs[i].rx);
     }
 }
 
@@ -210,8 +228,8 @@ static void machine(void)
 static void usage(void)
 {
     fputs("usage: bench_seal [--reps R] [--mib M] [--quick]\n"
-          "  --reps R  runs per figure (default 7)\n"
-          "  --mib M   MiB of payload per run (default 256)\n"
+          "  --reps R  runs per figure (default 9)\n"
+          "  --mib M   MiB of payload per run (default 128)\n"
           "  --quick   3 runs of 32 MiB\n",
           stderr);
     exit(2);
@@ -219,7 +237,7 @@ static void usage(void)
 
 static void parse(int argc, char **argv, opts *o)
 {
-    *o = (opts){.reps = 7, .run_bytes = 256u << 20};
+    *o = (opts){.reps = 9, .run_bytes = 128u << 20};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             *o = (opts){.reps = 3, .run_bytes = 32u << 20};
@@ -247,33 +265,39 @@ int main(int argc, char **argv)
     printf("%8s  %-30s %8s  %18s  %10s  %6s\n", "payload", "", "MB/s", "[min .. max]", "frames/s",
            "x base");
     const size_t sizes[] = {100, 4096, 65536, 1u << 20};
+    enum { PLAIN, AES, CHACHA, RAW_AES, RAW_CHACHA, RAW_XCHACHA, NV };
     for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
         frames f = frames_new(sizes[k]);
-        stat3 w, d, s, op;
-        measure(&f, &o, PLAIN_WRITE, PLAIN_DECODE, 0, &w, &d);
-        row(f.size, "baseline: write (XXH3)", w, 0);
-        row(f.size, "baseline: decode (XXH3)", d, 0);
-        if (aes) {
-            measure(&f, &o, SEAL, OPEN, CH_SEAL_AES256GCM, &s, &op);
-            row(f.size, "AES-256-GCM: seal", s, w.med);
-            row(f.size, "AES-256-GCM: decode + open", op, d.med);
+        variant vs[NV] = {
+            [PLAIN] = {"baseline: write (XXH3)", "baseline: decode (XXH3)", PLAIN_WRITE,
+                       PLAIN_DECODE},
+            [AES] = {"AES-256-GCM: seal", "AES-256-GCM: decode + open", SEAL, OPEN,
+                     CH_SEAL_AES256GCM},
+            [CHACHA] = {"ChaCha20-Poly1305: seal", "ChaCha20-Poly1305: decode + open", SEAL, OPEN,
+                        CH_SEAL_CHACHA20POLY1305},
+            [RAW_AES] = {"aead only: AES-256-GCM", NULL, AEAD_AES},
+            [RAW_CHACHA] = {"aead only: ChaCha20-Poly1305", NULL, AEAD_CHACHA},
+            [RAW_XCHACHA] = {"aead only: XChaCha20-Poly1305", NULL, AEAD_XCHACHA},
+        };
+        variant *use[NV];
+        size_t nv = 0;
+        for (size_t i = 0; i < NV; i++)
+            if (aes || (i != AES && i != RAW_AES)) use[nv++] = &vs[i];
+        variant run[NV];
+        for (size_t i = 0; i < nv; i++)
+            run[i] = *use[i];
+        measure(&f, &o, run, nv);
+        for (size_t i = 0; i < nv; i++)
+            *use[i] = run[i];
+        double wbase = vs[PLAIN].sa.med, dbase = vs[PLAIN].sb.med;
+        for (size_t i = 0; i < nv; i++) {
+            bool sealed = use[i]->cipher != 0;
+            row(f.size, use[i]->name_a, use[i]->sa, sealed ? wbase : 0);
+            if (use[i]->name_b) row(f.size, use[i]->name_b, use[i]->sb, sealed ? dbase : 0);
         }
-        stat3 cs, cop;
-        measure(&f, &o, SEAL, OPEN, CH_SEAL_CHACHA20POLY1305, &cs, &cop);
-        row(f.size, "ChaCha20-Poly1305: seal", cs, w.med);
-        row(f.size, "ChaCha20-Poly1305: decode + open", cop, d.med);
-        stat3 x;
-        if (aes) {
-            measure(&f, &o, AEAD_AES, AEAD_AES, 0, &x, NULL);
-            row(f.size, "aead only: AES-256-GCM", x, 0);
-        }
-        measure(&f, &o, AEAD_CHACHA, AEAD_CHACHA, 0, &x, NULL);
-        row(f.size, "aead only: ChaCha20-Poly1305", x, 0);
-        measure(&f, &o, AEAD_XCHACHA, AEAD_XCHACHA, 0, &x, NULL);
-        row(f.size, "aead only: XChaCha20-Poly1305", x, 0);
         if (aes)
             printf("%8zu  AES-256-GCM / ChaCha20-Poly1305: seal %.2fx, open %.2fx\n", f.size,
-                   s.med / cs.med, op.med / cop.med);
+                   vs[AES].sa.med / vs[CHACHA].sa.med, vs[AES].sb.med / vs[CHACHA].sb.med);
         printf("\n");
         free(f.b);
     }
