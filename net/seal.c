@@ -14,7 +14,9 @@
  *   ciphertext would prove nothing the tag does not, for 8-10% of the sealing time at
  *   64 KiB (bench/bench_seal), and an XXH3 of the plaintext would let an eavesdropper test
  *   guesses of short payloads.
- * - AES-256-GCM keeps its expanded key (beforenm) per direction: no key schedule per frame.
+ * - AES-256-GCM when both sides have it: on this project's machines it seals 1.2x faster
+ *   than ChaCha20-Poly1305 at 64 KiB-1 MiB and 2.4x at 100 B (bench/bench_seal, libsodium
+ *   1.0.18). It keeps its expanded key (beforenm) per direction: no key schedule per frame.
  */
 #include "net/seal.h"
 
