@@ -87,10 +87,10 @@ int harness_init(ch_harness *h)
     return write_cookie(h);
 }
 
-static void remove_dir(ch_harness *h)
+static void remove_dir(ch_harness *h, bool keep)
 {
     if (!h->dir[0]) return;
-    if (env_set("CH_HARNESS_KEEP")) {
+    if (keep || env_set("CH_HARNESS_KEEP")) {
         fprintf(stderr, "cluster harness: kept %s\n", h->dir);
         return;
     }
@@ -101,11 +101,45 @@ static void remove_dir(ch_harness *h)
     h->dir[0] = '\0';
 }
 
-void harness_fini(ch_harness *h)
+/* Copies the end of a node's log to stderr: what a crash or a sanitizer said last. */
+static void print_log_tail(const hnode *n)
+{
+    FILE *f = fopen(n->log, "r");
+    if (!f) return;
+    char buf[4096];
+    if (fseek(f, 0, SEEK_END) == 0 && ftell(f) > (long)sizeof(buf))
+        fseek(f, -(long)sizeof(buf), SEEK_END);
+    else
+        rewind(f);
+    size_t got = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    fprintf(stderr, "---- %s (end) ----\n%.*s\n----\n", n->log, (int)got, buf);
+}
+
+/* A node that the test did not stop but that is gone already died on its own. */
+static bool died_unexpectedly(hnode *n)
+{
+    if (n->pid <= 0 || node_alive(n)) return false;
+    fprintf(stderr, "cluster harness: node %d died on its own (%s %d)\n", n->index,
+            WIFEXITED(n->wstatus) ? "exit" : "signal",
+            WIFEXITED(n->wstatus) ? WEXITSTATUS(n->wstatus) : WTERMSIG(n->wstatus));
+    print_log_tail(n);
+    return true;
+}
+
+int harness_check(ch_harness *h)
 {
     for (int i = 0; i < h->nnodes; i++)
-        if (h->nodes[i].pid > 0) node_kill9(&h->nodes[i]);
-    remove_dir(h);
+        if (died_unexpectedly(&h->nodes[i])) h->deaths++;
+    return h->deaths;
+}
+
+void harness_fini(ch_harness *h)
+{
+    harness_check(h);
+    for (int i = 0; i < h->nnodes; i++)
+        node_kill9(&h->nodes[i]);
+    remove_dir(h, h->deaths > 0); /* the logs are the evidence */
     free(h->cookie);
     h->cookie = NULL;
     h->nnodes = 0;

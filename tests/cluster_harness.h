@@ -54,12 +54,19 @@ struct ch_harness {
     const char *hub; /* node_ctl's hub id; NULL: the default, as for nodes without --hub */
     hnode nodes[HARNESS_MAX_NODES];
     int nnodes;
+    int deaths; /* see harness_check */
 };
 
 /* Makes the directory and a fresh random cookie. */
 int harness_init(ch_harness *h);
-/* Kills and reaps every node still running, removes the directory. Idempotent. */
+/* Kills and reaps every node still running and removes the directory (kept when a node
+ * died on its own). Idempotent. */
 void harness_fini(ch_harness *h);
+/* How many nodes died on their own so far: gone although the test neither stopped them
+ * nor watched them exit (node_term, node_wait_exit, node_alive, node_kill9). Each such
+ * death (a crash, a sanitizer report) is told once on stderr with the end of its log.
+ * A test's last assertion: Criterion ignores a fixture's fini when it decides the verdict. */
+int harness_check(ch_harness *h);
 
 /* Spawns a node with extra arguments (a NULL-terminated list) and waits for its listening
  * line. NULL on failure (the child, if any, is killed and reaped). */

@@ -41,6 +41,17 @@ static void teardown(void)
 
 TestSuite(tools_node, .init = setup, .fini = teardown, .timeout = 30);
 
+/* A test whose verdict also requires that no node died on its own (a crash, a sanitizer
+ * report in a sanitizer build): Criterion ignores assertions made in a fixture's fini. */
+#define NODE_TEST(name)                                                                            \
+    static void name##_body(void);                                                                 \
+    Test(tools_node, name)                                                                         \
+    {                                                                                              \
+        name##_body();                                                                             \
+        cr_expect_eq(harness_check(&H), 0, "a node died on its own: its log is above");            \
+    }                                                                                              \
+    static void name##_body(void)
+
 static bool starts_with(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -74,7 +85,7 @@ static void expect_text(hnode *n, const char *want, const char *const *argv, int
 
 /* ---- one node ---------------------------------------------------------------------------- */
 
-Test(tools_node, one_node_starts_calls_looks_up_and_counts)
+NODE_TEST(one_node_starts_calls_looks_up_and_counts)
 {
     hnode *n = node_spawn(&H, NULL);
     cr_assert_not_null(n);
@@ -97,7 +108,7 @@ Test(tools_node, one_node_starts_calls_looks_up_and_counts)
     free(text);
 }
 
-Test(tools_node, blob_stores_sets_and_appends_bytes)
+NODE_TEST(blob_stores_sets_and_appends_bytes)
 {
     hnode *n = node_spawn(&H, NULL);
     cr_assert_not_null(n);
@@ -109,7 +120,7 @@ Test(tools_node, blob_stores_sets_and_appends_bytes)
     EXPECT_TEXT(n, "{\"id\":\"b1\",\"reply\":\"x\\\"y\"}\n", "call", "--json", "b1", "get");
 }
 
-Test(tools_node, statuses_say_usage_not_found_and_failure)
+NODE_TEST(statuses_say_usage_not_found_and_failure)
 {
     hnode *n = node_spawn(&H, NULL);
     cr_assert_not_null(n);
@@ -125,7 +136,7 @@ Test(tools_node, statuses_say_usage_not_found_and_failure)
     cr_expect_eq(node_ctl_status(n, "stop", "t1", NULL), 0);
 }
 
-Test(tools_node, start_many_starts_every_id_and_procs_lists_them)
+NODE_TEST(start_many_starts_every_id_and_procs_lists_them)
 {
     hnode *n = node_spawn(&H, "--cores", "2", NULL);
     cr_assert_not_null(n);
@@ -145,7 +156,7 @@ Test(tools_node, start_many_starts_every_id_and_procs_lists_them)
     free(text);
 }
 
-Test(tools_node, json_escapes_ids_that_text_would_break)
+NODE_TEST(json_escapes_ids_that_text_would_break)
 {
     hnode *n = node_spawn(&H, NULL);
     cr_assert_not_null(n);
@@ -189,7 +200,7 @@ static bool b_lists_twenty(void *ud)
     return lines == 20;
 }
 
-Test(tools_node, two_nodes_see_each_other_and_call_across)
+NODE_TEST(two_nodes_see_each_other_and_call_across)
 {
     pair p;
     spawn_pair(&p);
@@ -215,7 +226,7 @@ static bool a_sees_b_gone(void *ud)
     return node_count_members(p->a, "alive") == 1;
 }
 
-Test(tools_node, sigterm_leaves_the_hub_and_exits_0)
+NODE_TEST(sigterm_leaves_the_hub_and_exits_0)
 {
     pair p;
     spawn_pair(&p);
@@ -225,7 +236,7 @@ Test(tools_node, sigterm_leaves_the_hub_and_exits_0)
     cr_expect_eq(node_term(p.a, EXIT_MS), 0, "the last member leaves too");
 }
 
-Test(tools_node, ctl_leave_answers_then_the_node_exits_0)
+NODE_TEST(ctl_leave_answers_then_the_node_exits_0)
 {
     hnode *n = node_spawn(&H, NULL);
     cr_assert_not_null(n);
@@ -235,7 +246,7 @@ Test(tools_node, ctl_leave_answers_then_the_node_exits_0)
 
 /* ---- refusals --------------------------------------------------------------------------- */
 
-Test(tools_node, wrong_cookie_is_refused_and_the_node_serves_on)
+NODE_TEST(wrong_cookie_is_refused_and_the_node_serves_on)
 {
     hnode *n = node_spawn(&H, NULL);
     cr_assert_not_null(n);
@@ -248,7 +259,7 @@ Test(tools_node, wrong_cookie_is_refused_and_the_node_serves_on)
     EXPECT_TEXT(n, "1\n", "epoch");
 }
 
-Test(tools_node, garbage_bytes_are_refused_and_the_node_serves_on)
+NODE_TEST(garbage_bytes_are_refused_and_the_node_serves_on)
 {
     hnode *n = node_spawn(&H, NULL);
     cr_assert_not_null(n);
@@ -265,7 +276,38 @@ Test(tools_node, garbage_bytes_are_refused_and_the_node_serves_on)
     EXPECT_TEXT(n, "1\n", "epoch");
 }
 
-Test(tools_node, node_without_cookie_refuses_to_start)
+static bool started_all(void *ud)
+{
+    hnode *n = ud;
+    int status = -1;
+    char *text = NULL;
+    bool done = CTL(n, &status, &text, "stats") == 0 && status == 0 &&
+                strstr(text, "processes 100000\n") != NULL;
+    free(text);
+    return done;
+}
+
+/* Disabled until core/coord.c's ctl_answer stops dereferencing the connection of a client
+ * that hung up while its request ran (a use-after-free: ASan aborts the node here). */
+Test(tools_node, client_hanging_up_before_the_answer_leaves_the_node_serving, .disabled = true)
+{
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    ch_ctl *c = NULL;
+    cr_assert_eq(ch_ctl_open(n->addr, NULL, H.cookie, H.cookie_len, 5000, &c), 0);
+    ch_ctl_close(c);
+    cr_assert_eq(ch_ctl_open(n->addr, NULL, H.cookie, H.cookie_len, 20, &c), 0);
+    const char *argv[] = {"start-many", "h", "100000", "counter"};
+    int status = 0;
+    char *text = NULL;
+    cr_expect_eq(ch_ctl_exec(c, 4, argv, &status, &text), -ETIMEDOUT);
+    ch_ctl_close(c); /* gone before the answer */
+    cr_expect(wait_until(started_all, n, 20000));
+    EXPECT_TEXT(n, "1\n", "epoch");
+    cr_expect_eq(harness_check(&H), 0, "a node died on its own: its log is above");
+}
+
+NODE_TEST(node_without_cookie_refuses_to_start)
 {
     char *argv[] = {CH_COREHUB_BIN, "node", "--listen", "127.0.0.1:0", NULL};
     char *envp[] = {"PATH=/usr/bin:/bin", NULL}; /* and no COREHUB_COOKIE_FILE */
@@ -309,7 +351,7 @@ static int run_ctl(const char *addr, const char *cookie, char *out, size_t cap, 
     return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
 }
 
-Test(tools_node, ctl_program_prints_the_answer_and_exits_with_its_status)
+NODE_TEST(ctl_program_prints_the_answer_and_exits_with_its_status)
 {
     hnode *n = node_spawn(&H, NULL);
     cr_assert_not_null(n);
