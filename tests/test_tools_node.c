@@ -322,6 +322,59 @@ NODE_TEST(node_without_cookie_refuses_to_start)
     cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 2, "status %#x", ws);
 }
 
+/* A bound socket: listening (accepts, never answers) or not (connections are refused). */
+static int local_socket(bool listening, char *addr, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(sa);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    if (listening) cr_assert_eq(listen(fd, 4), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(addr, cap, "127.0.0.1:%d", ntohs(sa.sin_port));
+    return fd;
+}
+
+Test(tools_node, ctl_open_reports_refusal_silence_and_bad_arguments)
+{
+    char addr[64];
+    ch_ctl *c = NULL;
+    int fd = local_socket(false, addr, sizeof(addr));
+    cr_expect_eq(ch_ctl_open(addr, NULL, H.cookie, H.cookie_len, 2000, &c), -ECONNREFUSED);
+    close(fd);
+    fd = local_socket(true, addr, sizeof(addr));
+    uint64_t t0 = harness_now_ms();
+    cr_expect_eq(ch_ctl_open(addr, NULL, H.cookie, H.cookie_len, 200, &c), -ETIMEDOUT);
+    cr_expect_lt(harness_now_ms() - t0, 2000, "the timeout bounds the handshake");
+    close(fd);
+    cr_expect_eq(ch_ctl_open("no-port", NULL, H.cookie, H.cookie_len, 200, &c), -EINVAL);
+    cr_expect_eq(ch_ctl_open(addr, NULL, "short", 5, 200, &c), -EINVAL);
+    cr_expect_null(c);
+}
+
+NODE_TEST(ctl_exec_refuses_bad_argument_lists)
+{
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    ch_ctl *c = NULL;
+    cr_assert_eq(ch_ctl_open(n->addr, NULL, H.cookie, H.cookie_len, 5000, &c), 0);
+    const char *many[65];
+    for (int i = 0; i < 65; i++)
+        many[i] = "epoch";
+    int status = 0;
+    char *text = NULL;
+    cr_expect_eq(ch_ctl_exec(c, 65, many, &status, &text), -EINVAL);
+    cr_expect_eq(ch_ctl_exec(c, 0, many, &status, &text), -EINVAL);
+    const char *with_null[] = {"lookup", NULL};
+    cr_expect_eq(ch_ctl_exec(c, 2, with_null, &status, &text), -EINVAL);
+    cr_expect_eq(ch_ctl_exec(c, 1, many, &status, &text), 0, "the channel is still in step");
+    cr_expect_str_eq(text, "1\n");
+    free(text);
+    ch_ctl_close(c);
+}
+
 /* ---- the corehub ctl program ----------------------------------------------------------- */
 
 /* Runs `corehub ctl --node ADDR --cookie-file F args...`; stdout into out (cap bytes). */
