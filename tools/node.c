@@ -213,7 +213,8 @@ static int open_fds(node_daemon *d)
     if (pthread_sigmask(SIG_BLOCK, &d->sigs, NULL) != 0) return -1;
     signal(SIGPIPE, SIG_IGN); /* a closed stdout must not kill the node */
     d->sig_fd = signalfd(-1, &d->sigs, SFD_CLOEXEC);
-    if (d->sig_fd < 0 || pipe2(d->wake, O_CLOEXEC) < 0) return -1;
+    /* Non-blocking: a control request must never wait on a main thread busy leaving. */
+    if (d->sig_fd < 0 || pipe2(d->wake, O_CLOEXEC | O_NONBLOCK) < 0) return -1;
     d->quit_fd = eventfd(0, EFD_CLOEXEC);
     return d->quit_fd < 0 ? -1 : 0;
 }

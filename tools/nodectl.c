@@ -503,7 +503,8 @@ static int cmd_partition_reset(nodectl *c, const ctlout *o, int argc, char **arg
 static int cmd_leave(nodectl *c, const ctlout *o, int argc, char **argv)
 {
     char b = NODECTL_WAKE_LEAVE;
-    if (write(c->wake_fd, &b, 1) != 1)
+    /* A full pipe holds wake-ups enough: the main thread is leaving already. */
+    if (write(c->wake_fd, &b, 1) != 1 && errno != EAGAIN)
         return ctlout_fail(o, NODECTL_FAILED, "leave: cannot wake the main thread");
     ch_ctl_reply_append(o->r, o->json ? "{\"leaving\":true}\n" : "leaving\n");
     return NODECTL_OK;
@@ -565,7 +566,10 @@ int nodectl_handler(void *ud, int argc, char **argv, ch_ctl_reply *reply)
             args[n++] = argv[i];
     }
     const command *cmd = n > 0 ? find_command(args[0]) : NULL;
+    if (!cmd && o.json)
+        return ctlout_fail(&o, NODECTL_USAGE, "unknown command '%s' (try help)", n ? args[0] : "");
     if (!cmd) {
+        ctlout_fail(&o, NODECTL_USAGE, "unknown command '%s'", n ? args[0] : "");
         put_help(reply);
         return NODECTL_USAGE;
     }
