@@ -55,10 +55,11 @@ typedef struct node_daemon {
     size_t cookie_len;
     ch_node *node;
     nodectl ctl;
-    int sig_fd;    /* SIGTERM, SIGINT */
-    int wake[2];   /* the control thread's requests (nodectl.h) */
-    int quit_fd;   /* eventfd: tells the watchdog that the leave is over */
-    sigset_t sigs; /* the signals this program reads from sig_fd */
+    int sig_fd;                 /* SIGTERM, SIGINT */
+    int wake[2];                /* the control thread's requests (nodectl.h) */
+    int quit_fd;                /* eventfd: tells the watchdog that the leave is over */
+    char addr[CH_ADDR_MAX + 1]; /* HOST:PORT as announced */
+    sigset_t sigs;              /* the signals this program reads from sig_fd */
 } node_daemon;
 
 static void usage(FILE *out)
@@ -256,18 +257,21 @@ static int node_open(node_daemon *d)
 }
 
 /* The one line on stdout: the host as given, the port as bound. */
-static void announce(const node_daemon *d)
+static void announce(node_daemon *d)
 {
     const char *colon = strrchr(d->opt.listen, ':');
     int hlen = colon ? (int)(colon - d->opt.listen) : (int)strlen(d->opt.listen);
-    printf("listening %.*s:%d node %016" PRIx64 "\n", hlen, d->opt.listen, ch_node_port(d->node),
-           ch_node_id(d->node));
+    snprintf(d->addr, sizeof(d->addr), "%.*s:%d", hlen, d->opt.listen, ch_node_port(d->node));
+    printf("listening %s node %016" PRIx64 "\n", d->addr, ch_node_id(d->node));
     fflush(stdout);
 }
 
 /* ---- stop -------------------------------------------------------------------------------- */
 
-/* Blocks until a signal or a `leave` request arrives. 0, or -1 if polling failed. */
+enum { BY_SIGNAL = 0, BY_CTL = 1 };
+
+/* Blocks until a signal or a `leave` request arrives: BY_SIGNAL, BY_CTL, or -1 when
+ * polling failed. */
 static int wait_for_leave(node_daemon *d)
 {
     struct pollfd p[2] = {{.fd = d->sig_fd, .events = POLLIN},
@@ -280,14 +284,35 @@ static int wait_for_leave(node_daemon *d)
         struct signalfd_siginfo si;
         if ((p[0].revents & POLLIN) && read(d->sig_fd, &si, sizeof(si)) == sizeof(si)) {
             fprintf(stderr, "corehub node: %s: leaving the hub\n", strsignal((int)si.ssi_signo));
-            return 0;
+            return BY_SIGNAL;
         }
         char b;
         if ((p[1].revents & POLLIN) && read(d->wake[0], &b, 1) == 1 && b == NODECTL_WAKE_LEAVE) {
             fprintf(stderr, "corehub node: leave requested: leaving the hub\n");
-            return 0;
+            return BY_CTL;
         }
     }
+}
+
+/*
+ * Makes sure the answer to `ctl leave` left before the leave stops the node: stopping
+ * closes every connection at once, dropping output not yet sent (see the report on
+ * net/transport.c's ch_conn_close), and the control thread posts that answer only after
+ * its handler returned, which can be after this thread woke. The control thread runs
+ * requests in order, so once our own request is answered, the earlier answer was sent
+ * before it. Best effort: a failure only risks that one answer.
+ */
+static void flush_ctl_answers(node_daemon *d)
+{
+    ch_ctl *c = NULL;
+    const char *argv[] = {"epoch"};
+    int status = 0;
+    char *text = NULL;
+    int rc = ch_ctl_open(d->addr, d->opt.hub, d->cookie, d->cookie_len, 2000, &c);
+    if (rc == 0) rc = ch_ctl_exec(c, 1, argv, &status, &text);
+    if (rc < 0) fprintf(stderr, "corehub node: flushing control answers: %s\n", ch_strerror(rc));
+    free(text);
+    ch_ctl_close(c);
 }
 
 /* While the main thread leaves: a second signal stops the node now. The process exits
@@ -349,7 +374,9 @@ int cmd_node(int argc, char **argv)
         fprintf(stderr, "corehub node: cannot start on %s: %s\n", d.opt.listen, ch_strerror(rc));
     } else {
         announce(&d);
-        if (wait_for_leave(&d) == 0 && leave(&d) == 0) code = CLI_OK;
+        int by = wait_for_leave(&d);
+        if (by == BY_CTL) flush_ctl_answers(&d);
+        if (by >= 0 && leave(&d) == 0) code = CLI_OK;
     }
     daemon_close(&d);
     return code;
