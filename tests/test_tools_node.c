@@ -93,6 +93,8 @@ NODE_TEST(one_node_starts_calls_looks_up_and_counts)
     EXPECT_TEXT(n, "sent\n", "send", "c1", "add", "41");
     EXPECT_TEXT(n, "sent\n", "send", "c1", "inc");
     EXPECT_TEXT(n, "42\n", "call", "c1", "get");
+    EXPECT_TEXT(n, "sent\n", "send", "c1", "add -50"); /* one argument works as well */
+    EXPECT_TEXT(n, "-8\n", "call", "c1", "get");
 
     char *text = CTL_OK(n, "lookup", "c1");
     cr_expect(starts_with(text, "c1 counter "), "lookup: %s", text);

@@ -296,8 +296,8 @@ static int wait_for_leave(node_daemon *d)
 
 /*
  * Makes sure the answer to `ctl leave` left before the leave stops the node: stopping
- * closes every connection at once, dropping output not yet sent (see the report on
- * net/transport.c's ch_conn_close), and the control thread posts that answer only after
+ * closes every connection at once, dropping output not yet sent (ch_conn_close shuts the
+ * socket down without flushing), and the control thread posts that answer only after
  * its handler returned, which can be after this thread woke. The control thread runs
  * requests in order, so once our own request is answered, the earlier answer was sent
  * before it. Best effort: a failure only risks that one answer.
@@ -341,7 +341,9 @@ static int leave(node_daemon *d)
     if (rc < 0) fprintf(stderr, "corehub node: leave: %s\n", ch_strerror(rc));
     if (dog_rc == 0) {
         uint64_t one = 1;
-        if (write(d->quit_fd, &one, sizeof(one)) != sizeof(one)) abort(); /* cannot fail */
+        /* An eventfd write of 1 only fails on a counter overflow: never here. Were it to,
+         * the join below would wait forever, so fail loudly instead. */
+        if (write(d->quit_fd, &one, sizeof(one)) != sizeof(one)) abort();
         pthread_join(dog, NULL);
     }
     return rc;
