@@ -10,6 +10,7 @@
 #include <corehub/common.h>
 #include <corehub/process.h>
 #include <corehub/node.h>
+#include <corehub/cluster.h>
 
 #define COREHUB_VERSION_MAJOR 0
 #define COREHUB_VERSION_MINOR 1

@@ -19,6 +19,40 @@
 extern "C" {
 #endif
 
+#define CH_ADDR_MAX 63  /* "HOST:PORT" */
+#define CH_HUB_ID_MAX 63
+
+/* Partition strategies, with ProcessHub's semantics. In partition mode a node stops its
+ * local processes (keeping their specs) and refuses starts; leaving it restarts them. */
+typedef enum ch_partition_strategy {
+    CH_PARTITION_DIVERGENCE = 0,      /* never partitioned: each side carries on (default) */
+    CH_PARTITION_STATIC_QUORUM = 1,   /* partitioned while fewer than quorum_size nodes */
+    CH_PARTITION_DYNAMIC_QUORUM = 2,  /* partitioned when more than quorum_percent of the
+                                         largest cluster seen recently is gone */
+    CH_PARTITION_MAJORITY_QUORUM = 3, /* partitioned without a strict majority of the
+                                         largest cluster seen; ch_partition_reset forgets it */
+} ch_partition_strategy;
+
+typedef struct ch_cluster_config {
+    const char *hub_id;          /* nodes of one hub share it; default "corehub" */
+    const char *listen;          /* "HOST:PORT" (port 0: kernel-chosen); NULL: no cluster */
+    const char *const *seeds;    /* "HOST:PORT" of nodes to join through */
+    size_t nseeds;
+    const void *cookie;          /* the hub's shared secret (see ch_cookie_read) */
+    size_t cookie_len;           /* at least 16 bytes */
+    uint32_t probe_interval_ms;  /* failure detection probe period; default 1000 */
+    uint32_t probe_timeout_ms;   /* a probe's answer deadline; default 500 */
+    uint32_t suspicion_mult;     /* suspicion lasts mult * log10(n+1) * probe interval; 4 */
+    uint32_t sync_interval_ms;   /* registry anti-entropy period; default 5000 */
+    uint32_t vnodes;             /* virtual nodes per member on the ring; default 128 */
+    uint32_t replicas;           /* replication factor (distinct successors); default 1 */
+    ch_partition_strategy partition;
+    uint32_t quorum_size;        /* STATIC_QUORUM: nodes needed; default 1 */
+    uint32_t quorum_percent;     /* DYNAMIC_QUORUM: % of the largest recent cluster that
+                                    may be lost before partition mode; default 50 */
+    uint32_t quorum_window_ms;   /* DYNAMIC_QUORUM: how long "recent" is; default 60000 */
+} ch_cluster_config;
+
 typedef struct ch_node_config {
     const char *name;           /* for logs; default "node" */
     unsigned cores;             /* reactor threads; default: online CPUs */
@@ -33,6 +67,7 @@ typedef struct ch_node_config {
     uint32_t shutdown_ms;       /* default shutdown budget of a child; 5000 */
     uint32_t call_timeout_ms;   /* timeout when a call passes 0; default 5000 */
     uint32_t start_timeout_ms;  /* blocking start/stop wait when opts give 0; default 5000 */
+    ch_cluster_config cluster;  /* see corehub/cluster.h */
 } ch_node_config;
 
 CH_API void ch_node_config_init(ch_node_config *cfg);
@@ -60,16 +95,16 @@ CH_API int ch_node_post(ch_node *n, unsigned core, void (*fn)(ch_node *, void *)
 /* --- children ----------------------------------------------------------------------- */
 
 typedef struct ch_child_spec {
-    const char *id;      /* 1..CH_ID_MAX bytes */
-    size_t id_len;       /* 0: id is NUL-terminated */
-    const char *type;    /* a registered type name */
-    const void *arg;     /* handed to init; copied */
-    size_t arg_len;      /* */
-    ch_restart restart;  /* default CH_PERMANENT */
+    const char *id;       /* 1..CH_ID_MAX bytes */
+    size_t id_len;        /* 0: id is NUL-terminated */
+    const char *type;     /* a registered type name */
+    const void *arg;      /* handed to init; copied */
+    size_t arg_len;       /* */
+    ch_restart restart;   /* default CH_PERMANENT */
     uint32_t shutdown_ms; /* 0: the node's shutdown_ms */
-    const void *meta;    /* opaque metadata, up to CH_META_MAX bytes; copied */
-    size_t meta_len;     /* */
-    const char *tag;     /* NULL or up to CH_TAG_MAX bytes, for ch_list queries */
+    const void *meta;     /* opaque metadata, up to CH_META_MAX bytes; copied */
+    size_t meta_len;      /* */
+    const char *tag;      /* NULL or up to CH_TAG_MAX bytes, for ch_list queries */
 } ch_child_spec;
 
 /* Completion of an asynchronous batch: results[i] is child i's outcome. Runs on a reactor
@@ -96,8 +131,8 @@ CH_API int ch_start_children(ch_node *n, const ch_child_spec *specs, size_t coun
                              const ch_batch_opts *opts, int *results);
 /* Stops children by id (id_lens NULL: NUL-terminated ids). Per child: 0 or CH_ENOPROC.
  * Same blocking and asynchronous forms and returns as ch_start_children. */
-CH_API int ch_stop_children(ch_node *n, const char *const *ids, const size_t *id_lens,
-                            size_t count, const ch_batch_opts *opts, int *results);
+CH_API int ch_stop_children(ch_node *n, const char *const *ids, const size_t *id_lens, size_t count,
+                            const ch_batch_opts *opts, int *results);
 
 #define CH_EPARTIAL (-10012) /* some children of the batch failed: see the results */
 
@@ -142,7 +177,8 @@ typedef struct ch_proc_info {
     ch_restart restart;
     uint32_t shutdown_ms;
     uint32_t incarnation; /* restarts so far */
-    unsigned core;        /* owner core on this node */
+    unsigned core;        /* owner core on its node */
+    uint64_t node;        /* owner node id (ch_node_id); 0 on a node without a cluster */
 } ch_proc_info;
 
 /* Looks an id up. Blocks. *out is one allocation: free it with ch_proc_info_free. */
@@ -166,28 +202,37 @@ typedef enum ch_hook_point {
     CH_HOOK_REGISTRY_INSERT = 3,     /* id, core, incarnation; on the owner reactor */
     CH_HOOK_REGISTRY_REMOVE = 4,     /* id, core, reason; on the owner reactor */
     CH_HOOK_PROCESS_RESTARTED = 5,   /* id, core, incarnation (new); on the owner reactor */
-    CH_HOOK_POINTS = 6,
+    CH_HOOK_PRE_CLUSTER_JOIN = 6,    /* node: a member is about to be added */
+    CH_HOOK_POST_CLUSTER_JOIN = 7,   /* node: a member was added */
+    CH_HOOK_PRE_CLUSTER_LEAVE = 8,   /* node: a member is about to be removed */
+    CH_HOOK_POST_CLUSTER_LEAVE = 9,  /* node: a member was removed (left or dead) */
+    CH_HOOK_PRE_REDISTRIBUTION = 10, /* node: the ring is about to change (epoch) */
+    CH_HOOK_POST_REDISTRIBUTION = 11,/* node: the ring changed (epoch) */
+    CH_HOOK_COORDINATOR_SHUTDOWN = 12, /* the coordinator is stopping */
+    CH_HOOK_FORWARDED_MIGRATION = 13,  /* id, node: a start reached a non-owner and was
+                                          forwarded to node */
+    CH_HOOK_POINTS = 14,
 } ch_hook_point;
 
 typedef struct ch_hook_event {
     ch_hook_point point;
-    ch_child_spec *spec;         /* CHILD_ALTER: the child about to start (mutable) */
-    const ch_child_spec *specs;  /* PRE/POST_CHILDREN_START */
-    size_t count;                /* */
-    const int *results;          /* POST_CHILDREN_START */
-    const char *id;              /* REGISTRY_*, PROCESS_RESTARTED */
-    size_t id_len;               /* */
-    unsigned core;               /* */
-    uint32_t incarnation;        /* */
-    ch_reason reason;            /* REGISTRY_REMOVE */
+    ch_child_spec *spec;        /* CHILD_ALTER: the child about to start (mutable) */
+    const ch_child_spec *specs; /* PRE/POST_CHILDREN_START */
+    size_t count;               /* */
+    const int *results;         /* POST_CHILDREN_START */
+    const char *id;             /* REGISTRY_*, PROCESS_RESTARTED */
+    size_t id_len;              /* */
+    unsigned core;              /* */
+    uint32_t incarnation;       /* */
+    ch_reason reason;           /* REGISTRY_REMOVE */
 } ch_hook_event;
 
 typedef void (*ch_hook_fn)(void *ud, ch_hook_event *ev);
 
 /* Registers fn on a hook point under hook_id (unique per point: -EEXIST). Handlers of a
  * point run highest priority first. At boot or at run time, from any thread. */
-CH_API int ch_hook_register(ch_node *n, ch_hook_point point, const char *hook_id,
-                            int priority, ch_hook_fn fn, void *ud);
+CH_API int ch_hook_register(ch_node *n, ch_hook_point point, const char *hook_id, int priority,
+                            ch_hook_fn fn, void *ud);
 /* -ENOENT when no such handler. A handler may still run once after this returns if it
  * was already under way on a reactor. */
 CH_API int ch_hook_cancel(ch_node *n, ch_hook_point point, const char *hook_id);
@@ -195,13 +240,13 @@ CH_API int ch_hook_cancel(ch_node *n, ch_hook_point point, const char *hook_id);
 /* --- statistics --------------------------------------------------------------------- */
 
 typedef struct ch_node_stats {
-    uint64_t processes;    /* alive now */
-    uint64_t started;      /* first starts */
-    uint64_t stopped;      /* ended for good (stopped, exited, not restarted) */
-    uint64_t restarts;     /* restarts by policy */
-    uint64_t crashes;      /* handle/init failures */
-    uint64_t messages;     /* handled messages */
-    uint64_t dead_letters; /* messages for ids that did not exist */
+    uint64_t processes;          /* alive now */
+    uint64_t started;            /* first starts */
+    uint64_t stopped;            /* ended for good (stopped, exited, not restarted) */
+    uint64_t restarts;           /* restarts by policy */
+    uint64_t crashes;            /* handle/init failures */
+    uint64_t messages;           /* handled messages */
+    uint64_t dead_letters;       /* messages for ids that did not exist */
     uint64_t intensity_exceeded; /* crashes left unrestarted by the intensity limit */
     uint64_t slow_terminates;    /* terminate callbacks that overran shutdown_ms */
 } ch_node_stats;

@@ -1,0 +1,477 @@
+/*
+ * core/node.c - the node: lifecycle, and the public API that routes work to reactors
+ * (start/stop children, send, call, registry queries, hooks, statistics).
+ *
+ * Routing is a pure function of the id (XXH3_64(id) % cores), so any thread sends without
+ * asking anyone. Calls that wait (blocking start, call, lookup) are posted like any other
+ * record and then wait on a heap object shared, by reference count, with the reactor that
+ * completes it.
+ */
+#include "node.h"
+
+#include "log.h"
+#include "supervisor.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- waiter ------------------------------------------------------------------------- */
+
+int ch_waiter_init(ch_waiter *w)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&w->cv, &a);
+    pthread_condattr_destroy(&a);
+    if (rc) return -rc;
+    rc = pthread_mutex_init(&w->mu, NULL);
+    if (rc) {
+        pthread_cond_destroy(&w->cv);
+        return -rc;
+    }
+    w->done = 0;
+    return 0;
+}
+
+void ch_waiter_destroy(ch_waiter *w)
+{
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+}
+
+void ch_waiter_signal(ch_waiter *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int ch_waiter_wait(ch_waiter *w, uint32_t timeout_ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&w->mu);
+    int rc = 0;
+    while (!w->done && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&w->cv, &w->mu, &dl);
+    int done = w->done;
+    pthread_mutex_unlock(&w->mu);
+    return done ? 0 : -ETIMEDOUT;
+}
+
+/* ---- config and lifecycle ----------------------------------------------------------- */
+
+void ch_node_config_init(ch_node_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->name = "node";
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    c->cores = cpus > 0 ? (unsigned)cpus : 1;
+    c->pin = 1;
+    c->ring_bytes = 256 * 1024;
+    c->inbox_bytes = 8 * 1024 * 1024;
+    c->max_message = 1024 * 1024;
+    c->spin_us = 50;
+    c->batch = 256;
+    c->restart_intensity = 100;
+    c->restart_period_ms = 4000;
+    c->shutdown_ms = 5000;
+    c->call_timeout_ms = 5000;
+    c->start_timeout_ms = 5000;
+}
+
+static int check_config(const ch_node_config *c)
+{
+    if (c->cores == 0 || c->cores > 1024) return -EINVAL;
+    if (c->ring_bytes < 4096 || c->ring_bytes > ((size_t)1 << 30)) return -EINVAL;
+    if (c->max_message == 0 || c->max_message > UINT32_MAX / 2) return -EINVAL;
+    if (c->batch == 0 || c->restart_period_ms == 0) return -EINVAL;
+    return 0;
+}
+
+static void free_node(ch_node *n)
+{
+    for (unsigned i = 0; n->reactors && i < n->cores; i++)
+        ch_reactor_destroy(&n->reactors[i]);
+    for (unsigned i = 0; n->rings && i < n->cores * n->cores; i++)
+        ch_ring_destroy(&n->rings[i]);
+    free(n->reactors);
+    free(n->rings);
+    free(n->types);
+    ch_hooks_destroy(&n->hooks);
+    pthread_mutex_destroy(&n->stop_lock);
+    free(n);
+}
+
+int ch_node_create(const ch_node_config *cfg, ch_node **out)
+{
+    ch_node_config def;
+    if (!cfg) {
+        ch_node_config_init(&def);
+        cfg = &def;
+    }
+    if (!out) return -EINVAL;
+    int rc = check_config(cfg);
+    if (rc) return rc;
+    ch_node *n = calloc(1, sizeof(*n));
+    if (!n) return -ENOMEM;
+    n->cfg = *cfg;
+    snprintf(n->name, sizeof(n->name), "%s", cfg->name ? cfg->name : "node");
+    n->cfg.name = n->name;
+    n->cores = cfg->cores;
+    atomic_init(&n->state, CH_NODE_CREATED);
+    pthread_mutex_init(&n->stop_lock, NULL);
+    rc = ch_hooks_init(&n->hooks);
+    if (rc) {
+        pthread_mutex_destroy(&n->stop_lock);
+        free(n);
+        return rc;
+    }
+    n->rings = calloc((size_t)n->cores * n->cores, sizeof(*n->rings));
+    n->reactors = calloc(n->cores, sizeof(*n->reactors));
+    rc = -ENOMEM;
+    if (!n->rings || !n->reactors) goto fail;
+    for (unsigned i = 0; i < n->cores * n->cores; i++)
+        if ((rc = ch_ring_init(&n->rings[i], cfg->ring_bytes)) < 0) goto fail;
+    for (unsigned i = 0; i < n->cores; i++)
+        if ((rc = ch_reactor_init(&n->reactors[i], n, i)) < 0) goto fail;
+    *out = n;
+    return 0;
+fail:
+    free_node(n);
+    return rc;
+}
+
+const ch_ptype *ch_node_find_type(const ch_node *n, const char *name)
+{
+    for (unsigned i = 0; name && i < n->ntypes; i++)
+        if (strcmp(n->types[i].name, name) == 0) return &n->types[i];
+    return NULL;
+}
+
+int ch_node_register_type(ch_node *n, const ch_process_type *type)
+{
+    if (!n || !type || !type->name) return -EINVAL;
+    size_t len = strlen(type->name);
+    if (len == 0 || len > CH_TYPE_NAME_MAX) return -EINVAL;
+    if (atomic_load(&n->state) != CH_NODE_CREATED) return -EBUSY;
+    if (ch_node_find_type(n, type->name)) return -EEXIST;
+    ch_ptype *t = realloc(n->types, (n->ntypes + 1) * sizeof(*t));
+    if (!t) return -ENOMEM;
+    n->types = t;
+    t[n->ntypes].cb = *type;
+    memcpy(t[n->ntypes].name, type->name, len + 1);
+    t[n->ntypes].cb.name = t[n->ntypes].name;
+    n->ntypes++;
+    return 0;
+}
+
+int ch_node_start(ch_node *n)
+{
+    if (!n) return -EINVAL;
+    if (atomic_load(&n->state) != CH_NODE_CREATED) return -EBUSY;
+    atomic_store(&n->state, CH_NODE_RUNNING);
+    for (unsigned i = 0; i < n->cores; i++) {
+        int rc = ch_reactor_spawn(&n->reactors[i]);
+        if (rc < 0) {
+            CH_ERROR("cannot start reactor %u: %s", i, strerror(-rc));
+            ch_node_stop(n);
+            return rc;
+        }
+    }
+    CH_INFO("%s started on %u cores", n->name, n->cores);
+    return 0;
+}
+
+int ch_node_api_enter(ch_node *n)
+{
+    atomic_fetch_add(&n->inflight, 1);
+    if (atomic_load(&n->state) == CH_NODE_RUNNING) return 0;
+    atomic_fetch_sub(&n->inflight, 1);
+    return CH_ESTOPPED;
+}
+
+void ch_node_api_leave(ch_node *n)
+{
+    atomic_fetch_sub(&n->inflight, 1);
+}
+
+void ch_node_shut_ack(ch_node *n)
+{
+    atomic_fetch_add(&n->shut_acks, 1);
+}
+
+static void wait_for(ch_node *n, _Atomic long *v, long want)
+{
+    (void)n;
+    while (atomic_load(v) != want)
+        sched_yield();
+}
+
+/* Phase 1: every reactor terminates its processes while all threads still run, so that
+ * terminate callbacks may still talk to each other's cores. Phase 2: join, then drain
+ * whatever is left in the mailboxes on this thread. */
+int ch_node_stop(ch_node *n)
+{
+    if (!n) return -EINVAL;
+    if (ch_reactor_self() && ch_reactor_self()->node == n) return CH_EWOULDBLOCK;
+    pthread_mutex_lock(&n->stop_lock);
+    int prev = atomic_exchange(&n->state, CH_NODE_STOPPING);
+    if (prev == CH_NODE_STOPPED || prev == CH_NODE_CREATED) {
+        atomic_store(&n->state, CH_NODE_STOPPED);
+        pthread_mutex_unlock(&n->stop_lock);
+        return 0;
+    }
+    wait_for(n, &n->inflight, 0);
+    unsigned spawned = 0;
+    for (unsigned i = 0; i < n->cores; i++)
+        spawned += n->reactors[i].running;
+    ch_rec h = {.op = CH_OP_SHUTDOWN};
+    for (unsigned i = 0; i < n->cores; i++)
+        if (n->reactors[i].running) ch_reactor_post(n, i, &h, NULL, NULL, false);
+    while (atomic_load(&n->shut_acks) < spawned) {
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL); /* a poll interval, not a synchronisation */
+    }
+    for (unsigned i = 0; i < n->cores; i++)
+        ch_reactor_stop(&n->reactors[i]);
+    for (unsigned i = 0; i < n->cores; i++)
+        n->reactors[i].shut = true;
+    unsigned work;
+    do {
+        work = 0;
+        for (unsigned i = 0; i < n->cores; i++)
+            work += ch_reactor_drain(&n->reactors[i]);
+    } while (work);
+    atomic_store(&n->state, CH_NODE_STOPPED);
+    pthread_mutex_unlock(&n->stop_lock);
+    CH_INFO("%s stopped", n->name);
+    return 0;
+}
+
+void ch_node_destroy(ch_node *n)
+{
+    if (!n) return;
+    ch_node_stop(n);
+    free_node(n);
+}
+
+unsigned ch_node_cores(const ch_node *n)
+{
+    return n ? n->cores : 0;
+}
+
+int ch_node_core_of(const ch_node *n, const char *id, size_t id_len)
+{
+    if (!n) return -EINVAL;
+    int rc = ch_id_check(id, &id_len);
+    if (rc) return rc;
+    return (int)(ch_id_hash(id, id_len) % n->cores);
+}
+
+int ch_node_current_core(const ch_node *n)
+{
+    ch_reactor *r = ch_reactor_self();
+    return r && r->node == n ? (int)r->core : -1;
+}
+
+static bool on_reactor(const ch_node *n)
+{
+    return ch_node_current_core(n) >= 0;
+}
+
+int ch_node_post(ch_node *n, unsigned core, void (*fn)(ch_node *, void *), void *ud)
+{
+    if (!n || !fn || core >= n->cores) return -EINVAL;
+    int rc = ch_node_api_enter(n);
+    if (rc) return rc;
+    ch_post post = {.fn = fn, .ud = ud};
+    ch_rec h = {.op = CH_OP_POST, .len = sizeof(post)};
+    rc = ch_reactor_post(n, core, &h, NULL, &post, false);
+    ch_node_api_leave(n);
+    return rc;
+}
+
+/* ---- messages ----------------------------------------------------------------------- */
+
+int ch_send(ch_node *n, const char *id, size_t id_len, const void *data, size_t len)
+{
+    if (!n || (len && !data)) return -EINVAL;
+    int rc = ch_id_check(id, &id_len);
+    if (rc) return rc;
+    if (len > n->cfg.max_message) return CH_EMSGSIZE;
+    if ((rc = ch_node_api_enter(n))) return rc;
+    uint64_t hash = ch_id_hash(id, id_len);
+    ch_rec h = {.op = CH_OP_CAST, .id_len = (uint8_t)id_len, .len = (uint32_t)len, .aux = hash};
+    rc = ch_reactor_post(n, (unsigned)(hash % n->cores), &h, id, data, true);
+    ch_node_api_leave(n);
+    return rc;
+}
+
+void ch_fcall_put(ch_fcall *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) != 1) return;
+    if (!c->fn) ch_waiter_destroy(&c->w);
+    free(c->reply);
+    free(c);
+}
+
+void ch_fcall_complete(ch_fcall *c, int status, const void *data, size_t len)
+{
+    if (c->fn) {
+        c->fn(c->ud, status, data, len);
+        ch_fcall_put(c);
+        return;
+    }
+    if (len && (c->reply = malloc(len))) {
+        memcpy(c->reply, data, len);
+        c->reply_len = len;
+    } else if (len) {
+        status = -ENOMEM;
+    }
+    c->status = status;
+    ch_waiter_signal(&c->w);
+    ch_fcall_put(c);
+}
+
+static int check_call(ch_node *n, const char *id, size_t *id_len, const void *req, size_t len)
+{
+    if (!n || (len && !req)) return -EINVAL;
+    int rc = ch_id_check(id, id_len);
+    if (rc) return rc;
+    return len > n->cfg.max_message ? CH_EMSGSIZE : 0;
+}
+
+/* Posts a call from a foreign thread; the target core tracks its timeout. */
+static int post_fcall(ch_node *n, const char *id, size_t id_len, const void *req, size_t len,
+                      ch_fcall *c)
+{
+    int rc = ch_node_api_enter(n);
+    if (rc) return rc;
+    uint64_t hash = ch_id_hash(id, id_len);
+    ch_rec h = {.op = CH_OP_FCALL,
+                .id_len = (uint8_t)id_len,
+                .len = (uint32_t)len,
+                .ref = (uint64_t)(uintptr_t)c,
+                .aux = hash};
+    rc = ch_reactor_post(n, (unsigned)(hash % n->cores), &h, id, req, true);
+    ch_node_api_leave(n);
+    return rc;
+}
+
+static void copy_reply(const ch_fcall *c, void *reply, size_t cap, size_t *reply_len, int *rc)
+{
+    if (reply_len) *reply_len = c->reply_len;
+    size_t n = c->reply_len < cap ? c->reply_len : cap;
+    if (n && reply) memcpy(reply, c->reply, n);
+    if (c->reply_len > cap) *rc = CH_ETRUNCATED;
+}
+
+int ch_call(ch_node *n, const char *id, size_t id_len, const void *req, size_t len, void *reply,
+            size_t reply_cap, size_t *reply_len, uint32_t timeout_ms)
+{
+    int rc = check_call(n, id, &id_len, req, len);
+    if (rc) return rc;
+    if (on_reactor(n)) return CH_EWOULDBLOCK;
+    if (!timeout_ms) timeout_ms = n->cfg.call_timeout_ms;
+    ch_fcall *c = calloc(1, sizeof(*c));
+    if (!c) return -ENOMEM;
+    if ((rc = ch_waiter_init(&c->w))) {
+        free(c);
+        return rc;
+    }
+    atomic_init(&c->refs, 2); /* this thread and the reactor */
+    c->timeout_ms = timeout_ms;
+    if ((rc = post_fcall(n, id, id_len, req, len, c)) < 0) {
+        ch_waiter_destroy(&c->w);
+        free(c);
+        return rc;
+    }
+    /* The reactor enforces the timeout; the margin only covers a reactor stuck in a
+     * callback, so that the caller never waits much longer than it asked. */
+    rc = ch_waiter_wait(&c->w, timeout_ms + 100);
+    if (rc == 0) {
+        rc = c->status;
+        if (rc == 0) copy_reply(c, reply, reply_cap, reply_len, &rc);
+    }
+    ch_fcall_put(c);
+    return rc;
+}
+
+int ch_call_async(ch_node *n, const char *id, size_t id_len, const void *req, size_t len,
+                  uint32_t timeout_ms, ch_reply_fn fn, void *ud)
+{
+    int rc = check_call(n, id, &id_len, req, len);
+    if (rc) return rc;
+    if (!fn) return -EINVAL;
+    ch_reactor *r = ch_reactor_self();
+    if (r && r->node == n) {
+        if ((rc = ch_node_api_enter(n))) return rc;
+        uint64_t pid = ch_sup_pending(r, CH_TK_CALL_FN, (void *)(uintptr_t)fn, ud, 0, timeout_ms);
+        uint64_t hash = ch_id_hash(id, id_len);
+        ch_rec h = {.op = CH_OP_CALL,
+                    .id_len = (uint8_t)id_len,
+                    .len = (uint32_t)len,
+                    .src_core = (uint16_t)r->core,
+                    .ref = pid,
+                    .aux = hash};
+        rc = pid ? ch_reactor_post(n, (unsigned)(hash % n->cores), &h, id, req, true) : -ENOMEM;
+        if (rc < 0 && pid) ch_timers_free(&r->timers, ch_timers_get(&r->timers, pid));
+        ch_node_api_leave(n);
+        return rc;
+    }
+    ch_fcall *c = calloc(1, sizeof(*c));
+    if (!c) return -ENOMEM;
+    atomic_init(&c->refs, 1);
+    c->timeout_ms = timeout_ms ? timeout_ms : n->cfg.call_timeout_ms;
+    c->fn = fn;
+    c->ud = ud;
+    if ((rc = post_fcall(n, id, id_len, req, len, c)) < 0) free(c);
+    return rc;
+}
+
+/* ---- node statistics ---------------------------------------------------------------- */
+
+int ch_node_stats_get(ch_node *n, ch_node_stats *out)
+{
+    if (!n || !out) return -EINVAL;
+    memset(out, 0, sizeof(*out));
+    for (unsigned i = 0; i < n->cores; i++) {
+        ch_counters *c = &n->reactors[i].stats;
+#define SUM(f) out->f += atomic_load_explicit(&c->f, memory_order_relaxed)
+        SUM(processes);
+        SUM(started);
+        SUM(stopped);
+        SUM(restarts);
+        SUM(crashes);
+        SUM(messages);
+        SUM(dead_letters);
+        SUM(intensity_exceeded);
+        SUM(slow_terminates);
+#undef SUM
+    }
+    return 0;
+}
+
+int ch_hook_register(ch_node *n, ch_hook_point point, const char *hook_id, int priority,
+                     ch_hook_fn fn, void *ud)
+{
+    return n ? ch_hooks_register(&n->hooks, point, hook_id, priority, fn, ud) : -EINVAL;
+}
+
+int ch_hook_cancel(ch_node *n, ch_hook_point point, const char *hook_id)
+{
+    return n ? ch_hooks_cancel(&n->hooks, point, hook_id) : -EINVAL;
+}

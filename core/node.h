@@ -1,0 +1,120 @@
+/*
+ * core/node.h - the node as the runtime sees it, and the requests that cross threads.
+ *
+ * A request from one thread to reactors (a batch start, a lookup, a call from a foreign
+ * thread) is a heap object whose pointer travels in a record. It is reference counted
+ * between the thread that waits for it and the reactor that completes it, because a
+ * waiter may give up (timeout) before the reactor finishes.
+ */
+#ifndef CH_CORE_NODE_H
+#define CH_CORE_NODE_H
+
+#include "hook.h"
+#include "proc.h"
+#include "reactor.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+enum ch_node_state { CH_NODE_CREATED, CH_NODE_RUNNING, CH_NODE_STOPPING, CH_NODE_STOPPED };
+
+struct ch_node {
+    ch_node_config cfg;
+    ch_ptype *types;
+    unsigned ntypes;
+    unsigned cores;
+    ch_reactor *reactors;
+    ch_ring *rings; /* rings[src * cores + dst] */
+    ch_hooks hooks;
+    _Atomic int state;
+    _Atomic long inflight; /* API calls between their state check and their post */
+    _Atomic unsigned shut_acks;
+    pthread_mutex_t stop_lock; /* serialises ch_node_stop callers */
+    char name[32];
+};
+
+/* A one-shot completion a thread can wait on with a deadline. */
+typedef struct ch_waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+} ch_waiter;
+
+int ch_waiter_init(ch_waiter *w);
+void ch_waiter_destroy(ch_waiter *w);
+void ch_waiter_signal(ch_waiter *w);
+/* 0 when signalled, -ETIMEDOUT when timeout_ms passed first. */
+int ch_waiter_wait(ch_waiter *w, uint32_t timeout_ms);
+
+/* A call from a foreign thread: completed by the target core's pending-call entry. */
+typedef struct ch_fcall {
+    _Atomic int refs;
+    uint32_t timeout_ms;
+    ch_reply_fn fn; /* async form */
+    void *ud;
+    ch_waiter w; /* blocking form */
+    int status;
+    void *reply;
+    size_t reply_len;
+} ch_fcall;
+
+void ch_fcall_complete(ch_fcall *c, int status, const void *data, size_t len);
+void ch_fcall_put(ch_fcall *c);
+
+/* A batch of starts or stops spread over the cores. */
+typedef struct ch_batch {
+    _Atomic int refs;
+    _Atomic unsigned pending; /* cores still working on the current phase */
+    ch_node *node;
+    uint8_t op; /* CH_OP_START or CH_OP_STOP */
+    bool rollback;
+    bool rolling_back;
+    size_t count;
+    ch_spec **specs; /* per child; the owner core takes a start spec */
+    ch_spec **keys;  /* rollback: id-only copies of the start specs */
+    int *results;
+    int *scratch;              /* results of the rollback stops (ignored) */
+    ch_child_spec *hook_specs; /* deep copy for POST_CHILDREN_START, when hooked */
+    char *hook_arena;
+    ch_batch_done on_done;
+    void *ud;
+    ch_waiter w;
+    bool waited; /* a thread waits (blocking form) */
+} ch_batch;
+
+/* Called by a core when it finished its part of the batch's current phase. */
+void ch_batch_core_done(ch_batch *b);
+void ch_batch_put(ch_batch *b);
+
+/* A registry query (lookup or list), answered by every core involved. */
+typedef struct ch_query {
+    _Atomic int refs;
+    _Atomic unsigned pending;
+    ch_waiter w;
+    bool list;
+    unsigned cores;         /* slots in per_core */
+    const ch_spec *key;     /* lookup */
+    const char *tag;        /* list filter, NULL for all */
+    int status;             /* lookup */
+    ch_proc_info *info;     /* lookup */
+    ch_proc_list *per_core; /* list: one per core */
+} ch_query;
+
+void ch_query_core_done(ch_query *q);
+ch_proc_info *ch_info_new(const ch_proc *p);
+
+/* Function posted with ch_node_post. */
+typedef struct ch_post {
+    void (*fn)(ch_node *, void *);
+    void *ud;
+} ch_post;
+
+const ch_ptype *ch_node_find_type(const ch_node *n, const char *name);
+
+/* Brackets an API call that posts work: fails with CH_ESTOPPED unless the node runs. */
+int ch_node_api_enter(ch_node *n);
+void ch_node_api_leave(ch_node *n);
+/* A reactor finished terminating its processes at shutdown. */
+void ch_node_shut_ack(ch_node *n);
+
+#endif

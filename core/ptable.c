@@ -1,0 +1,95 @@
+/*
+ * core/ptable.c - open-addressing process table (see ptable.h).
+ *
+ * Every id on one core has the same hash modulo the core count, so the slot index must come
+ * from the hash's high bits (Fibonacci hashing), not from its low bits.
+ */
+#include "ptable.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t slot_of(const ch_ptable *t, uint64_t hash)
+{
+    unsigned bits = (unsigned)__builtin_ctzll(t->cap);
+    return (size_t)((hash * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+}
+
+int ch_ptable_init(ch_ptable *t)
+{
+    t->cap = 1024;
+    t->count = 0;
+    t->slots = calloc(t->cap, sizeof(*t->slots));
+    return t->slots ? 0 : -ENOMEM;
+}
+
+void ch_ptable_destroy(ch_ptable *t)
+{
+    free(t->slots);
+    t->slots = NULL;
+}
+
+static bool same(const ch_proc *p, uint64_t hash, const char *id, size_t len)
+{
+    return p->hash == hash && p->spec->id_len == len && memcmp(ch_spec_id(p->spec), id, len) == 0;
+}
+
+ch_proc *ch_ptable_find(const ch_ptable *t, uint64_t hash, const char *id, size_t len)
+{
+    size_t mask = t->cap - 1;
+    for (size_t i = slot_of(t, hash);; i = (i + 1) & mask) {
+        ch_proc *p = t->slots[i];
+        if (!p) return NULL;
+        if (same(p, hash, id, len)) return p;
+    }
+}
+
+static void put(ch_proc **slots, size_t cap, size_t start, ch_proc *p)
+{
+    size_t i = start;
+    while (slots[i])
+        i = (i + 1) & (cap - 1);
+    slots[i] = p;
+}
+
+static int grow(ch_ptable *t)
+{
+    size_t cap = t->cap * 2;
+    ch_proc **slots = calloc(cap, sizeof(*slots));
+    if (!slots) return -ENOMEM;
+    ch_ptable bigger = {.slots = slots, .cap = cap, .count = t->count};
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->slots[i]) put(slots, cap, slot_of(&bigger, t->slots[i]->hash), t->slots[i]);
+    free(t->slots);
+    *t = bigger;
+    return 0;
+}
+
+int ch_ptable_insert(ch_ptable *t, ch_proc *p)
+{
+    if ((t->count + 1) * 4 > t->cap * 3 && grow(t) < 0) return -ENOMEM;
+    put(t->slots, t->cap, slot_of(t, p->hash), p);
+    t->count++;
+    return 0;
+}
+
+void ch_ptable_remove(ch_ptable *t, ch_proc *p)
+{
+    size_t mask = t->cap - 1;
+    size_t i = slot_of(t, p->hash);
+    while (t->slots[i] != p) {
+        if (!t->slots[i]) return;
+        i = (i + 1) & mask;
+    }
+    /* Backward shift: pull later entries of the probe run into the hole. */
+    for (size_t j = (i + 1) & mask; t->slots[j]; j = (j + 1) & mask) {
+        size_t home = slot_of(t, t->slots[j]->hash);
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            t->slots[i] = t->slots[j];
+            i = j;
+        }
+    }
+    t->slots[i] = NULL;
+    t->count--;
+}

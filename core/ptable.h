@@ -1,0 +1,28 @@
+/*
+ * core/ptable.h - a reactor's process table: open addressing on the id's XXH3 hash.
+ *
+ * Owned by one reactor. Linear probing with backward-shift deletion, so there are no
+ * tombstones and lookups stay short however many processes come and go.
+ */
+#ifndef CH_CORE_PTABLE_H
+#define CH_CORE_PTABLE_H
+
+#include "proc.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ch_ptable {
+    ch_proc **slots;
+    size_t cap; /* power of two */
+    size_t count;
+} ch_ptable;
+
+int ch_ptable_init(ch_ptable *t);
+void ch_ptable_destroy(ch_ptable *t);
+ch_proc *ch_ptable_find(const ch_ptable *t, uint64_t hash, const char *id, size_t len);
+/* -ENOMEM when it cannot grow. The id must not be present. */
+int ch_ptable_insert(ch_ptable *t, ch_proc *p);
+void ch_ptable_remove(ch_ptable *t, ch_proc *p);
+
+#endif

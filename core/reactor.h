@@ -1,0 +1,117 @@
+/*
+ * core/reactor.h - one reactor thread per core: its io_uring, its mailboxes, its shard of
+ * processes, its timers.
+ *
+ * The loop: reap completions, drain the inbound mailboxes (a bounded batch per source for
+ * fairness), fire due timers, publish outbound records and wake sleeping consumers. When
+ * idle it spins for spin_us, then sleeps in io_uring until an eventfd wake-up, a
+ * completion or the next timer. Nothing in a reactor is touched by another thread except
+ * the SPSC rings' shared positions, its inbox and its `sleeping` flag.
+ */
+#ifndef CH_CORE_REACTOR_H
+#define CH_CORE_REACTOR_H
+
+#include "inbox.h"
+#include "msg.h"
+#include "proc.h"
+#include "ptable.h"
+#include "ring.h"
+#include "timer.h"
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+/* A record that did not fit its ring; kept in order until the ring has room. */
+typedef struct ch_ovf {
+    struct ch_ovf *next;
+    size_t size;
+    alignas(32) uint8_t rec[];
+} ch_ovf;
+
+typedef struct ch_outq {
+    ch_ovf *head, *tail;
+    size_t bytes;
+} ch_outq;
+
+/* An io_uring operation in flight: embed it in the object that owns the operation and
+ * pass it as the SQE's user data; cb runs on the reactor when the CQE arrives. */
+typedef struct ch_io ch_io;
+struct ch_reactor;
+typedef void (*ch_io_cb)(struct ch_reactor *r, ch_io *io, int res, uint32_t flags);
+struct ch_io {
+    ch_io_cb cb;
+};
+
+/* Per-core counters: written by the owner reactor only, read by anyone (relaxed). */
+typedef struct ch_counters {
+    _Atomic uint64_t processes, started, stopped, restarts, crashes, messages, dead_letters,
+        intensity_exceeded, slow_terminates;
+} ch_counters;
+
+typedef struct ch_reactor {
+    struct ch_node *node;
+    unsigned core;
+    pthread_t thread;
+    struct io_uring uring;
+    int efd;          /* wake-up eventfd */
+    uint64_t efd_buf; /* target of the pending read on efd */
+    bool efd_armed;
+    alignas(64) _Atomic int sleeping;
+    ch_inbox inbox; /* from foreign threads */
+    ch_ring **in;   /* in[src]: records from reactor src */
+    ch_ring **out;  /* out[dst]: records to reactor dst (out[core] is the local queue) */
+    ch_outq *ovf;   /* ovf[dst]: records waiting for room in out[dst] */
+    bool *dirty;    /* dirty[dst]: out[dst] has unpublished records */
+    ch_ptable procs;
+    ch_timers timers;
+    struct ch_dispatch *cur; /* the call being handled, for ch_reply */
+    uint64_t *restarts;      /* ring buffer of restart times for the intensity limit */
+    uint32_t restart_pos;
+    bool shut; /* processes terminated; refuse new ones */
+    bool uring_ready;
+    bool running;      /* the thread was spawned and not yet joined */
+    _Atomic bool quit; /* leave the loop */
+    ch_counters stats;
+} ch_reactor;
+
+/* An SQE from r's ring (submitting first when the queue is full), NULL only if the
+ * kernel refuses to take more. Set its user data with ch_reactor_sqe_io. */
+struct io_uring_sqe *ch_reactor_sqe(ch_reactor *r);
+static inline void ch_reactor_sqe_io(struct io_uring_sqe *sqe, ch_io *io)
+{
+    io_uring_sqe_set_data(sqe, io);
+}
+
+/* The reactor of the calling thread, NULL on foreign threads. */
+ch_reactor *ch_reactor_self(void);
+
+int ch_reactor_init(ch_reactor *r, struct ch_node *n, unsigned core);
+void ch_reactor_destroy(ch_reactor *r);
+int ch_reactor_spawn(ch_reactor *r);
+/* Makes the thread leave its loop and joins it. */
+void ch_reactor_stop(ch_reactor *r);
+/* After every reactor thread is joined: runs r's turns on the calling thread until r has
+ * nothing left; returns the work done (the node repeats until every reactor returns 0). */
+unsigned ch_reactor_drain(ch_reactor *r);
+void ch_reactor_wake(ch_reactor *r);
+
+/*
+ * Sends one record to core `dst` from whatever thread this is: through this reactor's
+ * ring (or its overflow queue) on a reactor thread, through dst's inbox elsewhere.
+ * `user`: a ch_send from the application, which gets -EAGAIN under back-pressure;
+ * framework records are always queued. Hot path.
+ */
+int ch_reactor_post(struct ch_node *n, unsigned dst, const ch_rec *h, const void *id,
+                    const void *payload, bool user);
+/* Publishes every dirty outbound ring and wakes sleeping consumers; returns how many rings
+ * it published. */
+unsigned ch_reactor_flush(ch_reactor *r);
+
+/* Delivering to processes (reactor.c). */
+void ch_reactor_reply(ch_reactor *r, unsigned core, uint64_t ref, int status, const void *data,
+                      size_t len);
+uint64_t ch_now_ns(void);
+
+#endif

@@ -1,0 +1,349 @@
+/*
+ * core/supervisor.c - process lifecycle on the owner reactor (see supervisor.h).
+ *
+ * Everything here runs on one reactor thread and touches only that reactor's data; the
+ * only shared objects are batches and queries, whose slots each core writes disjointly
+ * before it signals completion with an atomic.
+ */
+#include "supervisor.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Counters have a single writer (this reactor): a plain load and store, no locked add. */
+static void count(_Atomic uint64_t *c, int64_t d)
+{
+    uint64_t v = atomic_load_explicit(c, memory_order_relaxed);
+    atomic_store_explicit(c, v + (uint64_t)d, memory_order_relaxed);
+}
+
+static void hook_proc(ch_reactor *r, ch_hook_point point, ch_proc *p, ch_reason reason)
+{
+    ch_hooks *h = &r->node->hooks;
+    if (!ch_hooks_any(h, point)) return;
+    ch_hook_event ev = {.point = point,
+                        .id = ch_spec_id(p->spec),
+                        .id_len = p->spec->id_len,
+                        .core = r->core,
+                        .incarnation = p->incarnation,
+                        .reason = reason};
+    ch_hooks_run(h, &ev);
+}
+
+/* ---- timers and pending calls -------------------------------------------------------- */
+
+static void unlink_timer(ch_reactor *r, ch_proc *p, uint32_t slot)
+{
+    uint32_t *at = &p->timers;
+    while (*at != CH_TIMER_NONE && *at != slot)
+        at = &r->timers.slots[*at].next;
+    if (*at == slot) *at = r->timers.slots[slot].next;
+}
+
+/* Drops every timer and pending call of p: they die with the incarnation. */
+static void drop_timers(ch_reactor *r, ch_proc *p)
+{
+    while (p->timers != CH_TIMER_NONE) {
+        ch_timer *e = &r->timers.slots[p->timers];
+        p->timers = e->next;
+        free(e->b);
+        ch_timers_free(&r->timers, e);
+    }
+    for (uint32_t i = 0; p->pending_calls && i < r->timers.nslots; i++) {
+        ch_timer *e = &r->timers.slots[i];
+        if ((e->gen & 1) && e->kind == CH_TK_CALL_PROC && e->a == p) {
+            ch_timers_free(&r->timers, e);
+            p->pending_calls--;
+        }
+    }
+}
+
+uint64_t ch_sup_pending(ch_reactor *r, uint32_t kind, void *a, void *b, uint64_t c,
+                        uint32_t timeout_ms)
+{
+    if (!timeout_ms) timeout_ms = r->node->cfg.call_timeout_ms;
+    ch_timer *e;
+    uint64_t id = ch_timers_add(&r->timers, ch_now_ns() + (uint64_t)timeout_ms * 1000000, &e);
+    if (!id) return 0;
+    e->kind = kind;
+    e->a = a;
+    e->b = b;
+    e->c = c;
+    return id;
+}
+
+uint64_t ch_sup_pending_foreign(ch_reactor *r, ch_fcall *c)
+{
+    return ch_sup_pending(r, CH_TK_CALL_FOREIGN, NULL, c, 0, c->timeout_ms);
+}
+
+void ch_sup_complete_call(ch_reactor *r, ch_timer *e, int status, const void *data, size_t len)
+{
+    uint32_t kind = e->kind;
+    void *a = e->a, *b = e->b;
+    uint64_t c = e->c;
+    ch_timers_free(&r->timers, e); /* before user code, which may add timers */
+    if (kind == CH_TK_CALL_PROC) {
+        ch_proc *p = a;
+        p->pending_calls--;
+        ch_msg m = {.kind = CH_MSG_REPLY, .data = data, .len = len, .ref = c, .status = status};
+        ch_sup_deliver(r, p, &m, 0, 0);
+    } else if (kind == CH_TK_CALL_FN) {
+        ch_reply_fn fn = (ch_reply_fn)(uintptr_t)a;
+        fn(b, status, data, len);
+    } else if (kind == CH_TK_CALL_FOREIGN) {
+        ch_fcall_complete(b, status, data, len);
+    }
+}
+
+static void fire_proc_timer(ch_reactor *r, ch_timer *e)
+{
+    ch_proc *p = e->a;
+    uint32_t slot = (uint32_t)(e - r->timers.slots);
+    uint64_t id = ch_timers_id(&r->timers, e);
+    void *data = e->b;
+    size_t len = e->len;
+    unlink_timer(r, p, slot);
+    ch_timers_free(&r->timers, e);
+    ch_msg m = {.kind = CH_MSG_TIMER, .data = data, .len = len, .ref = id};
+    ch_sup_deliver(r, p, &m, 0, 0);
+    free(data);
+}
+
+unsigned ch_sup_fire_timers(ch_reactor *r, uint64_t now)
+{
+    unsigned n = 0;
+    ch_timer *e;
+    while (n < r->node->cfg.batch && (e = ch_timers_expired(&r->timers, now))) {
+        if (e->kind == CH_TK_PROC)
+            fire_proc_timer(r, e);
+        else
+            ch_sup_complete_call(r, e, -ETIMEDOUT, NULL, 0);
+        n++;
+    }
+    return n;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------- */
+
+static int run_init(ch_proc *p, unsigned flags)
+{
+    const ch_process_type *t = &p->spec->type->cb;
+    if (!t->init) return 0;
+    return t->init(p, ch_spec_arg(p->spec), p->spec->arg_len, flags);
+}
+
+static void run_terminate(ch_reactor *r, ch_proc *p, ch_reason reason)
+{
+    const ch_process_type *t = &p->spec->type->cb;
+    if (t->terminate) {
+        uint64_t t0 = ch_now_ns();
+        t->terminate(p, reason);
+        uint64_t budget = (uint64_t)p->spec->shutdown_ms * 1000000;
+        if (ch_now_ns() - t0 > budget) {
+            count(&r->stats.slow_terminates, 1);
+            CH_WARN("terminate of %.*s overran its %u ms budget", p->spec->id_len,
+                    ch_spec_id(p->spec), p->spec->shutdown_ms);
+        }
+    }
+    drop_timers(r, p);
+    ch_proc_state_clear(p);
+}
+
+static void remove_proc(ch_reactor *r, ch_proc *p, ch_reason reason)
+{
+    ch_ptable_remove(&r->procs, p);
+    hook_proc(r, CH_HOOK_REGISTRY_REMOVE, p, reason);
+    count(&r->stats.processes, -1);
+    count(&r->stats.stopped, 1);
+    free(p->spec);
+    free(p);
+}
+
+static bool wants_restart(const ch_proc *p, ch_reason reason)
+{
+    switch (p->spec->restart) {
+    case CH_PERMANENT:
+        return true;
+    case CH_TRANSIENT:
+        return reason == CH_REASON_CRASH;
+    default:
+        return false;
+    }
+}
+
+/* One more restart on this core within the intensity window? Records it if so. */
+static bool intensity_allows(ch_reactor *r)
+{
+    uint32_t max = r->node->cfg.restart_intensity;
+    if (!max) return false;
+    uint64_t now = ch_now_ns(), period = (uint64_t)r->node->cfg.restart_period_ms * 1000000;
+    uint64_t oldest = r->restarts[r->restart_pos];
+    if (oldest && now - oldest < period) return false;
+    r->restarts[r->restart_pos] = now;
+    r->restart_pos = (r->restart_pos + 1) % max;
+    return true;
+}
+
+/* p ended (exit or crash): restart it by its policy, or remove it. */
+static void ended(ch_reactor *r, ch_proc *p, ch_reason reason)
+{
+    run_terminate(r, p, reason);
+    while (wants_restart(p, reason)) {
+        if (!intensity_allows(r)) {
+            count(&r->stats.intensity_exceeded, 1);
+            CH_ERROR("%.*s not restarted: more than %u restarts in %u ms on core %u",
+                     p->spec->id_len, ch_spec_id(p->spec), r->node->cfg.restart_intensity,
+                     r->node->cfg.restart_period_ms, r->core);
+            break;
+        }
+        p->incarnation++;
+        count(&r->stats.restarts, 1);
+        int rc = run_init(p, CH_INIT_RESTART);
+        if (rc == 0) {
+            hook_proc(r, CH_HOOK_PROCESS_RESTARTED, p, reason);
+            return;
+        }
+        CH_WARN("%.*s failed to restart: %s", p->spec->id_len, ch_spec_id(p->spec),
+                ch_strerror(rc));
+        count(&r->stats.crashes, 1);
+        drop_timers(r, p);
+        ch_proc_state_clear(p);
+        reason = CH_REASON_CRASH;
+    }
+    remove_proc(r, p, reason);
+}
+
+static void stop_proc(ch_reactor *r, ch_proc *p, ch_reason reason)
+{
+    run_terminate(r, p, reason);
+    remove_proc(r, p, reason);
+}
+
+static int default_handle(ch_proc *p, const ch_msg *m)
+{
+    if (m->kind == CH_MSG_CALL) ch_reply(p, m, NULL, 0);
+    return CH_CONTINUE;
+}
+
+/* Hot path: one message into one process. */
+void ch_sup_deliver(ch_reactor *r, ch_proc *p, const ch_msg *m, unsigned core, uint64_t ref)
+{
+    struct ch_dispatch d = {.msg = m, .core = core, .ref = ref};
+    struct ch_dispatch *prev = r->cur;
+    r->cur = &d;
+    const ch_process_type *t = &p->spec->type->cb;
+    int rc = t->handle ? t->handle(p, m) : default_handle(p, m);
+    r->cur = prev;
+    count(&r->stats.messages, 1);
+    if (m->kind == CH_MSG_CALL && !d.answered)
+        ch_reactor_reply(r, core, ref, rc < 0 ? CH_ECRASHED : -ENODATA, NULL, 0);
+    if (rc == CH_CONTINUE) return;
+    if (rc < 0) {
+        count(&r->stats.crashes, 1);
+        CH_WARN("%.*s crashed: %s", p->spec->id_len, ch_spec_id(p->spec), ch_strerror(rc));
+    }
+    ended(r, p, rc < 0 ? CH_REASON_CRASH : CH_REASON_NORMAL);
+}
+
+int ch_sup_start(ch_reactor *r, ch_spec *spec)
+{
+    int rc = CH_ESTOPPED;
+    if (r->shut) goto fail;
+    rc = CH_EALREADY;
+    if (ch_ptable_find(&r->procs, spec->hash, ch_spec_id(spec), spec->id_len)) goto fail;
+    rc = -ENOMEM;
+    ch_proc *p = calloc(1, sizeof(*p));
+    if (!p) goto fail;
+    p->hash = spec->hash;
+    p->spec = spec;
+    p->r = r;
+    p->timers = CH_TIMER_NONE;
+    if (ch_ptable_insert(&r->procs, p) < 0) {
+        free(p);
+        goto fail;
+    }
+    rc = run_init(p, 0);
+    if (rc != 0) {
+        CH_DEBUG("init of %.*s refused: %s", spec->id_len, ch_spec_id(spec), ch_strerror(rc));
+        drop_timers(r, p);
+        ch_proc_state_clear(p);
+        ch_ptable_remove(&r->procs, p);
+        free(p);
+        rc = CH_EINIT;
+        goto fail;
+    }
+    count(&r->stats.processes, 1);
+    count(&r->stats.started, 1);
+    hook_proc(r, CH_HOOK_REGISTRY_INSERT, p, CH_REASON_NORMAL);
+    return 0;
+fail:
+    free(spec);
+    return rc;
+}
+
+void ch_sup_start_batch(ch_reactor *r, ch_batch *b, const uint32_t *idx, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        ch_spec *spec = b->specs[idx[i]];
+        b->specs[idx[i]] = NULL;
+        b->results[idx[i]] = ch_sup_start(r, spec);
+    }
+    ch_batch_core_done(b);
+}
+
+void ch_sup_stop_batch(ch_reactor *r, ch_batch *b, const uint32_t *idx, size_t n)
+{
+    ch_spec **keys = b->rolling_back ? b->keys : b->specs;
+    int *results = b->rolling_back ? b->scratch : b->results;
+    for (size_t i = 0; i < n; i++) {
+        const ch_spec *k = keys[idx[i]];
+        ch_proc *p = r->shut ? NULL : ch_ptable_find(&r->procs, k->hash, ch_spec_id(k), k->id_len);
+        results[idx[i]] = p ? 0 : (r->shut ? CH_ESTOPPED : CH_ENOPROC);
+        if (p) stop_proc(r, p, CH_REASON_STOPPED);
+    }
+    ch_batch_core_done(b);
+}
+
+static void stop_all(ch_reactor *r)
+{
+    ch_ptable *t = &r->procs;
+    /* Removal shifts later entries back into slot i, so look at slot i again. */
+    for (size_t i = 0; i < t->cap; i++)
+        while (t->slots[i])
+            stop_proc(r, t->slots[i], CH_REASON_SHUTDOWN);
+}
+
+static void fail_pending_calls(ch_reactor *r)
+{
+    for (uint32_t i = 0; i < r->timers.nslots; i++) {
+        ch_timer *e = &r->timers.slots[i];
+        if ((e->gen & 1) && e->kind != CH_TK_PROC) ch_sup_complete_call(r, e, CH_ESTOPPED, NULL, 0);
+    }
+}
+
+void ch_sup_shutdown(ch_reactor *r)
+{
+    if (r->shut) return;
+    stop_all(r);
+    r->shut = true;
+    fail_pending_calls(r);
+    ch_node_shut_ack(r->node);
+}
+
+void ch_sup_list(ch_reactor *r, const char *tag, ch_proc_list *list)
+{
+    ch_ptable *t = &r->procs;
+    if (r->shut || !t->count) return;
+    list->items = calloc(t->count, sizeof(*list->items));
+    if (!list->items) return;
+    for (size_t i = 0; i < t->cap; i++) {
+        ch_proc *p = t->slots[i];
+        if (!p || (tag && strcmp(tag, ch_spec_tag(p->spec)) != 0)) continue;
+        ch_proc_info *info = ch_info_new(p);
+        if (info) list->items[list->count++] = info;
+    }
+}

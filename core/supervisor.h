@@ -1,0 +1,51 @@
+/*
+ * core/supervisor.h - a reactor's processes: start, message delivery, crash and exit
+ * handling by restart policy and intensity, timers, pending calls, shutdown.
+ *
+ * Restart intensity is counted per core: a core allows restart_intensity restarts in any
+ * restart_period_ms window. A process whose restart would exceed it is not restarted: it is
+ * removed (logged, counted in intensity_exceeded, registry-remove hook) and every other
+ * process keeps running. Unlike OTP, a crash loop does not take the node down, because the
+ * other shards' processes are healthy and a node restart would lose their state.
+ */
+#ifndef CH_CORE_SUPERVISOR_H
+#define CH_CORE_SUPERVISOR_H
+
+#include "node.h"
+#include "reactor.h"
+
+/* Kinds of timer entries (ch_timer.kind). */
+enum {
+    CH_TK_PROC = 1,     /* a process timer: a = proc, b = data (len) */
+    CH_TK_CALL_PROC,    /* a call by a process: a = proc, c = its ref */
+    CH_TK_CALL_FN,      /* ch_call_async on a reactor: a = fn, b = ud */
+    CH_TK_CALL_FOREIGN, /* a call from a foreign thread: b = ch_fcall */
+};
+
+/* Runs handle for one message; for a call, (core, ref) is where the reply goes. */
+void ch_sup_deliver(ch_reactor *r, ch_proc *p, const ch_msg *m, unsigned core, uint64_t ref);
+/* Starts one child; takes the spec. Returns 0 or the child's result code. */
+int ch_sup_start(ch_reactor *r, ch_spec *spec);
+void ch_sup_start_batch(ch_reactor *r, ch_batch *b, const uint32_t *idx, size_t n);
+void ch_sup_stop_batch(ch_reactor *r, ch_batch *b, const uint32_t *idx, size_t n);
+/* Terminates every process and every pending call; acknowledges to the node. */
+void ch_sup_shutdown(ch_reactor *r);
+unsigned ch_sup_fire_timers(ch_reactor *r, uint64_t now);
+/* Registers a pending call that expires after timeout_ms; returns its id, 0 on ENOMEM. */
+uint64_t ch_sup_pending(ch_reactor *r, uint32_t kind, void *a, void *b, uint64_t c,
+                        uint32_t timeout_ms);
+uint64_t ch_sup_pending_foreign(ch_reactor *r, ch_fcall *c);
+/* Completes a pending call (reply, timeout or shutdown) and frees its entry. */
+void ch_sup_complete_call(ch_reactor *r, ch_timer *e, int status, const void *data, size_t len);
+/* Appends an info for each process (with that tag, if tag) to list. */
+void ch_sup_list(ch_reactor *r, const char *tag, ch_proc_list *list);
+
+/* The call being handled on this reactor, for ch_reply. */
+struct ch_dispatch {
+    const ch_msg *msg;
+    unsigned core;
+    uint64_t ref;
+    bool answered;
+};
+
+#endif
