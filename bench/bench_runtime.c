@@ -18,6 +18,7 @@
 #define _GNU_SOURCE /* CPU_SET, pthread_setaffinity_np */
 #include <corehub/corehub.h>
 
+#include "core/msg.h"
 #include "core/ring.h"
 
 #include <errno.h>
@@ -82,13 +83,15 @@ typedef struct bench_opts {
     size_t calls; /* timed calls per call run */
     size_t chunk; /* messages a posted sender sends before it re-posts itself */
     bool quick;
+    bool verbose; /* print every repetition as it ends */
 } bench_opts;
 
 static void usage(int code)
 {
     fputs("usage: bench_runtime [--reps R] [--procs N] [--batch B] [--msgs M] [--calls K]\n"
-          "                     [--chunk C] [--quick]\n"
-          "  --quick  small sizes for a smoke run (explicit sizes still win)\n",
+          "                     [--chunk C] [--quick] [--verbose]\n"
+          "  --quick    small sizes for a smoke run (explicit sizes still win)\n"
+          "  --verbose  print every repetition, not only the summary\n",
           code ? stderr : stdout);
     exit(code);
 }
@@ -121,6 +124,10 @@ static void parse_opts(int argc, char **argv, bench_opts *o)
         const char *a = argv[i];
         if (!strcmp(a, "--quick")) {
             o->quick = true;
+            continue;
+        }
+        if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
+            o->verbose = true;
             continue;
         }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) usage(0);
@@ -583,9 +590,11 @@ typedef struct results {
     series send_same;   /* msgs/s */
     series send_cross;  /* msgs/s */
     series ring;        /* msgs/s */
+    series ring_big;    /* msgs/s, records as large as ch_send's */
     series cross_ratio; /* send_cross / ring, rep by rep */
     series call_p50, call_p99, async_p50, async_p99, pcall_p50, pcall_p99; /* µs */
     unsigned cores;
+    size_t rec_bytes; /* ring bytes of one ch_send record in the cross-core case */
     uint64_t eagain[2], reposts[2], sent[2]; /* summed over reps: same core, cross core */
 } results;
 
@@ -653,6 +662,8 @@ static void bench_start(const bench_opts *o, results *r)
         series_add(&r->start_rate, s.rate);
         series_add(&r->mem, s.mem);
         r->cores = s.cores;
+        if (o->verbose)
+            printf("start rep %u: %.3f M/s, %.1f B/process\n", i + 1, s.rate / 1e6, s.mem);
     }
     free(warm_ids);
     free(ids);
@@ -662,6 +673,7 @@ static void bench_start(const bench_opts *o, results *r)
 
 typedef struct ring_run {
     ch_ring ring;
+    size_t rec_bytes;  /* reserved per record, ring header included */
     uint64_t warm;     /* untimed records first */
     uint64_t total;    /* warm + timed */
     _Atomic int ready; /* both threads pinned and waiting */
@@ -686,7 +698,7 @@ static void *ring_producer(void *ud)
     for (uint64_t i = 0; i < rr->total; i++) {
         if (i == rr->warm) rr->t_start = now_ns();
         uint8_t *rec;
-        while (!(rec = ch_ring_reserve(&rr->ring, 4 + MSG_BYTES))) {
+        while (!(rec = ch_ring_reserve(&rr->ring, rr->rec_bytes))) {
             ch_ring_publish(&rr->ring); /* full: make sure the consumer sees it all */
             cpu_relax();
         }
@@ -725,9 +737,10 @@ static void *ring_consumer(void *ud)
     return NULL;
 }
 
-static double ring_rep(size_t msgs, size_t ring_bytes)
+static double ring_rep(size_t msgs, size_t ring_bytes, size_t rec_bytes)
 {
-    ring_run rr = {.warm = msgs / WARM_DIV, .total = msgs + msgs / WARM_DIV};
+    ring_run rr = {
+        .rec_bytes = rec_bytes, .warm = msgs / WARM_DIV, .total = msgs + msgs / WARM_DIV};
     CHECK(ch_ring_init(&rr.ring, ring_bytes));
     pthread_t prod, cons;
     CHECK_PT(pthread_create(&cons, NULL, ring_consumer, &rr));
@@ -910,6 +923,16 @@ static void check_node_stats(ch_node *n)
                 st.crashes);
 }
 
+static void print_node_rep(const results *r, unsigned i)
+{
+    printf("node rep %u: ring %.2f, ring %zu B %.2f, cross %.2f, same %.2f M msg/s; call p50/p99 "
+           "%.2f/%.2f, async %.2f/%.2f, proc %.2f/%.2f us\n",
+           i + 1, r->ring.v[i] / 1e6, r->rec_bytes, r->ring_big.v[i] / 1e6,
+           r->send_cross.v[i] / 1e6, r->send_same.v[i] / 1e6, r->call_p50.v[i], r->call_p99.v[i],
+           r->async_p50.v[i], r->async_p99.v[i], r->pcall_p50.v[i], r->pcall_p99.v[i]);
+    fflush(stdout);
+}
+
 /* Repetitions interleave the cases, baseline included, so that a noisy neighbour on this
  * shared machine hits them all alike. The node's reactors sleep while the baseline runs
  * (nothing is sent to them), so it runs on the same two CPUs undisturbed. */
@@ -925,8 +948,13 @@ static void bench_node(const bench_opts *o, results *r)
     ch_node_config_init(&cfg); /* the baseline ring has the size of the node's mailboxes */
     ch_node *n = node_new(b);
     place_processes(b, n);
+    /* A diagnostic second baseline: the raw ring moving records the size of the ones
+     * ch_send writes (header, id, payload), which tells the cost of the record format
+     * apart from the cost of the code around it. */
+    r->rec_bytes = ch_rec_payload_off(strlen(b->rx_id[1]), MSG_BYTES) + MSG_BYTES;
     for (unsigned i = 0; i < o->reps; i++) {
-        double ring = ring_rep(o->msgs, cfg.ring_bytes);
+        double ring = ring_rep(o->msgs, cfg.ring_bytes, 4 + MSG_BYTES);
+        series_add(&r->ring_big, ring_rep(o->msgs, cfg.ring_bytes, r->rec_bytes));
         double cross = send_rep(b, n, OTHER_CORE, o, r);
         series_add(&r->ring, ring);
         series_add(&r->send_cross, cross);
@@ -935,6 +963,7 @@ static void bench_node(const bench_opts *o, results *r)
         call_foreign_rep(b, n, o, lat, r);
         call_async_rep(b, n, o, lat, r);
         proc_call_rep(b, n, o, lat, r);
+        if (o->verbose) print_node_rep(r, i);
     }
     check_node_stats(n);
     node_free(n);
@@ -1034,6 +1063,11 @@ static void print_throughput_rows(const results *r)
     ratio = series_median(&r->cross_ratio);
     verdict(v, sizeof(v), ratio, ratio >= 0.5);
     print_row("ch_send cross / ring, per repetition", &r->cross_ratio, 1, "x", ">= 0.5", v);
+    char metric[64];
+    snprintf(metric, sizeof(metric), "raw ring, ch_send-sized records (%zu B)", r->rec_bytes);
+    ratio = series_median(&r->send_cross) / series_median(&r->ring_big);
+    snprintf(v, sizeof(v), "%.2f", ratio);
+    print_row(metric, &r->ring_big, 1e6, "M msg/s", "diagnostic", v);
 }
 
 static void print_latency_rows(const results *r)
