@@ -7,6 +7,7 @@
  * brings it to zero finishes the batch (rollback phase, post hook, completion). A rollback
  * is a second phase of the same batch: stops for the children that did start.
  */
+#include "coord.h"
 #include "log.h"
 #include "node.h"
 #include "supervisor.h"
@@ -60,56 +61,71 @@ static ch_batch *batch_new(ch_node *n, uint8_t op, size_t count, const ch_batch_
     return NULL;
 }
 
+/* The core a child goes to: its own core here, or the coordinator when another node owns
+ * it (unless the request already travelled too far: then here, wherever it belongs). */
+static unsigned destination(const ch_batch *b, const ch_spec *key)
+{
+    if (b->hops >= CH_MAX_HOPS) return (unsigned)(key->hash % b->node->cores);
+    return ch_route(b->node, key->hash);
+}
+
+/* A phase with no child to route still completes on a reactor, as on_done promises: an
+ * empty part to core 0 (a blocking caller just completes here, it is waiting anyway). */
+static void complete_on_reactor(ch_batch *b, uint8_t op)
+{
+    atomic_store(&b->pending, 1);
+    ch_rec h = {.op = op, .len = 0, .ref = (uint64_t)(uintptr_t)b};
+    if (!b->on_done || ch_reactor_post(b->node, 0, &h, NULL, NULL, false) < 0)
+        ch_batch_core_done(b);
+}
+
 /* Sends each core the indices of the children it owns among those in `keys`. */
 static void dispatch_phase(ch_batch *b, uint8_t op, ch_spec **keys)
 {
     ch_node *n = b->node;
-    unsigned cores = n->cores;
-    size_t *per = calloc(cores + 1, sizeof(*per));
-    uint32_t *idx = calloc(b->count ? b->count : 1, sizeof(*idx));
-    if (!per || !idx) {
+    unsigned cores = n->nreactors; /* the coordinator takes the children of other nodes */
+    size_t count = b->count ? b->count : 1;
+    size_t *per = calloc(cores + 1, sizeof(*per)), *fill = calloc(cores, sizeof(*fill));
+    uint32_t *idx = calloc(count, sizeof(*idx));
+    unsigned *dst = calloc(count, sizeof(*dst));
+    if (!per || !fill || !idx || !dst) {
         /* No memory to route: fail the children of this phase here. */
         for (size_t i = 0; i < b->count; i++)
             if (keys[i] && op == CH_OP_START) b->results[i] = -ENOMEM;
-        free(per);
-        free(idx);
-        atomic_store(&b->pending, 1);
-        ch_batch_core_done(b);
-        return;
+        complete_on_reactor(b, op);
+        goto out;
     }
     for (size_t i = 0; i < b->count; i++)
-        if (keys[i]) per[keys[i]->hash % cores + 1]++;
+        if (keys[i]) per[(dst[i] = destination(b, keys[i])) + 1]++;
     unsigned involved = 0;
     for (unsigned c = 0; c < cores; c++) {
         involved += per[c + 1] > 0;
         per[c + 1] += per[c]; /* per[c] becomes core c's first index */
     }
-    size_t *fill = calloc(cores, sizeof(*fill));
-    for (size_t i = 0; fill && i < b->count; i++)
-        if (keys[i]) {
-            unsigned c = (unsigned)(keys[i]->hash % cores);
-            idx[per[c] + fill[c]++] = (uint32_t)i;
-        }
+    for (size_t i = 0; i < b->count; i++)
+        if (keys[i]) idx[per[dst[i]] + fill[dst[i]]++] = (uint32_t)i;
     atomic_store(&b->pending, involved ? involved : 1);
-    if (!involved || !fill) {
-        ch_batch_core_done(b);
-    } else {
-        for (unsigned c = 0; c < cores; c++) {
-            size_t k = per[c + 1] - per[c];
-            if (!k) continue;
-            ch_rec h = {.op = op, .len = (uint32_t)(k * 4), .ref = (uint64_t)(uintptr_t)b};
-            int rc = ch_reactor_post(n, c, &h, NULL, idx + per[c], false);
-            if (rc < 0) {
-                CH_ERROR("batch part for core %u not sent: %s", c, ch_strerror(rc));
-                for (size_t j = per[c]; j < per[c + 1] && !b->rolling_back; j++)
-                    b->results[idx[j]] = rc;
-                ch_batch_core_done(b);
-            }
+    if (!involved) {
+        complete_on_reactor(b, op);
+        goto out;
+    }
+    for (unsigned c = 0; c < cores; c++) {
+        size_t k = per[c + 1] - per[c];
+        if (!k) continue;
+        ch_rec h = {.op = op, .len = (uint32_t)(k * 4), .ref = (uint64_t)(uintptr_t)b};
+        int rc = ch_reactor_post(n, c, &h, NULL, idx + per[c], false);
+        if (rc < 0) {
+            CH_ERROR("batch part for core %u not sent: %s", c, ch_strerror(rc));
+            for (size_t j = per[c]; j < per[c + 1] && !b->rolling_back; j++)
+                b->results[idx[j]] = rc;
+            ch_batch_core_done(b);
         }
     }
+out:
     free(fill);
     free(per);
     free(idx);
+    free(dst);
 }
 
 static void finish(ch_batch *b)
@@ -271,11 +287,14 @@ static int wait_batch(ch_batch *b, uint32_t timeout_ms, int *results)
 }
 
 static int run_batch(ch_node *n, uint8_t op, size_t count, const ch_batch_opts *opts, int *results,
-                     const ch_child_spec *specs, const char *const *ids, const size_t *id_lens)
+                     const ch_child_spec *specs, const char *const *ids, const size_t *id_lens,
+                     uint8_t hops)
 {
     ch_batch_opts o = {0};
     if (opts) o = *opts;
-    if (!o.on_done && ch_node_current_core(n) >= 0) return CH_EWOULDBLOCK;
+    if (!o.on_done && ch_node_on_reactor(n)) return CH_EWOULDBLOCK;
+    if (op == CH_OP_START && hops < CH_MAX_HOPS && atomic_load(&n->partitioned))
+        return CH_EPARTITIONED;
     int rc = ch_node_api_enter(n);
     if (rc) return rc;
     ch_batch *b = batch_new(n, op, count, &o);
@@ -283,6 +302,7 @@ static int run_batch(ch_node *n, uint8_t op, size_t count, const ch_batch_opts *
         ch_node_api_leave(n);
         return -ENOMEM;
     }
+    b->hops = hops;
     rc = op == CH_OP_START ? build_start(b, specs) : build_stop(b, ids, id_lens);
     if (rc < 0) {
         if (b->waited) ch_batch_put(b);
@@ -300,12 +320,20 @@ int ch_start_children(ch_node *n, const ch_child_spec *specs, size_t count,
                       const ch_batch_opts *opts, int *results)
 {
     if (!n || (count && !specs)) return -EINVAL;
-    return run_batch(n, CH_OP_START, count, opts, results, specs, NULL, NULL);
+    return run_batch(n, CH_OP_START, count, opts, results, specs, NULL, NULL, 0);
 }
 
 int ch_stop_children(ch_node *n, const char *const *ids, const size_t *id_lens, size_t count,
                      const ch_batch_opts *opts, int *results)
 {
     if (!n || (count && !ids)) return -EINVAL;
-    return run_batch(n, CH_OP_STOP, count, opts, results, NULL, ids, id_lens);
+    return run_batch(n, CH_OP_STOP, count, opts, results, NULL, ids, id_lens, 0);
+}
+
+int ch_batch_submit(ch_node *n, uint8_t op, const ch_child_spec *specs, size_t count,
+                    const char *const *ids, const size_t *id_lens, uint8_t hops,
+                    ch_batch_done on_done, void *ud)
+{
+    ch_batch_opts o = {.on_done = on_done, .ud = ud};
+    return run_batch(n, op, count, &o, NULL, specs, ids, id_lens, hops);
 }

@@ -21,6 +21,7 @@ static const struct {
     {CH_ECRASHED, "process crashed handling the request"},
     {CH_ETRUNCATED, "reply truncated"},
     {CH_EPARTIAL, "some children of the batch failed"},
+    {CH_EPARTITIONED, "node is in partition mode"},
 };
 
 const char *ch_strerror(int code)

@@ -22,9 +22,11 @@ enum ch_op {
     CH_OP_POST,     /* payload = ch_post */
     CH_OP_QUERY,    /* ref = ch_query */
     CH_OP_SHUTDOWN, /* terminate every process; ref = node */
+    CH_OP_REG,      /* to the coordinator: a local registry insert or remove */
 };
 
 #define CH_REC_INDIRECT 1u
+#define CH_REC_MISS     2u /* already routed by the coordinator: do not forward again */
 
 typedef struct ch_rec {
     uint32_t ring_size; /* owned by the ring */

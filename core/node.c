@@ -9,6 +9,8 @@
  */
 #include "node.h"
 
+#include "coord.h"
+#include "hashring.h"
 #include "log.h"
 #include "supervisor.h"
 
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 /* ---- waiter ------------------------------------------------------------------------- */
@@ -90,6 +93,17 @@ void ch_node_config_init(ch_node_config *c)
     c->shutdown_ms = 5000;
     c->call_timeout_ms = 5000;
     c->start_timeout_ms = 5000;
+    c->cluster.hub_id = "corehub";
+    c->cluster.probe_interval_ms = 1000;
+    c->cluster.probe_timeout_ms = 500;
+    c->cluster.suspicion_mult = 4;
+    c->cluster.sync_interval_ms = 5000;
+    c->cluster.vnodes = CH_HASHRING_DEFAULT_VNODES;
+    c->cluster.replicas = 1;
+    c->cluster.partition = CH_PARTITION_DIVERGENCE;
+    c->cluster.quorum_size = 1;
+    c->cluster.quorum_percent = 50;
+    c->cluster.quorum_window_ms = 60000;
 }
 
 static int check_config(const ch_node_config *c)
@@ -98,21 +112,60 @@ static int check_config(const ch_node_config *c)
     if (c->ring_bytes < 4096 || c->ring_bytes > ((size_t)1 << 30)) return -EINVAL;
     if (c->max_message == 0 || c->max_message > UINT32_MAX / 2) return -EINVAL;
     if (c->batch == 0 || c->restart_period_ms == 0) return -EINVAL;
+    const ch_cluster_config *cc = &c->cluster;
+    if (cc->listen && (cc->probe_interval_ms == 0 || cc->vnodes == 0 || !cc->hub_id ||
+                       strlen(cc->hub_id) == 0 || strlen(cc->hub_id) > CH_HUB_ID_MAX))
+        return -EINVAL;
+    if ((unsigned)cc->partition > CH_PARTITION_MAJORITY_QUORUM) return -EINVAL;
     return 0;
 }
 
 static void free_node(ch_node *n)
 {
-    for (unsigned i = 0; n->reactors && i < n->cores; i++)
+    for (unsigned i = 0; n->reactors && i < n->nreactors; i++)
         ch_reactor_destroy(&n->reactors[i]);
-    for (unsigned i = 0; n->rings && i < n->cores * n->cores; i++)
+    ch_coord_free(n->coord); /* after the io_uring that carried its sockets is gone */
+    for (unsigned i = 0; n->rings && i < n->nreactors * n->nreactors; i++)
         ch_ring_destroy(&n->rings[i]);
+    for (size_t i = 0; i < n->nretired; i++)
+        ch_hashring_free(n->retired[i]);
+    free(n->retired);
+    free(n->cluster_strings);
+    ch_hashring_free(atomic_load(&n->ring));
     free(n->reactors);
     free(n->rings);
     free(n->types);
     ch_hooks_destroy(&n->hooks);
     pthread_mutex_destroy(&n->stop_lock);
     free(n);
+}
+
+/* The caller's config may point at strings that die after ch_node_create returns: keep
+ * copies of every one of them, in one block. */
+static int copy_cluster_config(ch_node *n)
+{
+    ch_cluster_config *cc = &n->cfg.cluster;
+    size_t bytes = cc->cookie_len + sizeof(char *) * (cc->nseeds + 1);
+    const char *strs[] = {cc->hub_id, cc->listen};
+    for (size_t i = 0; i < 2; i++)
+        bytes += strs[i] ? strlen(strs[i]) + 1 : 0;
+    for (size_t i = 0; i < cc->nseeds; i++)
+        bytes += cc->seeds && cc->seeds[i] ? strlen(cc->seeds[i]) + 1 : 1;
+    char *blk = malloc(bytes);
+    if (!blk) return -ENOMEM;
+    const char **seeds = (const char **)blk;
+    char *at = blk + sizeof(char *) * (cc->nseeds + 1);
+    for (size_t i = 0; i < cc->nseeds; i++) {
+        const char *s = cc->seeds && cc->seeds[i] ? cc->seeds[i] : "";
+        seeds[i] = strcpy(at, s);
+        at += strlen(s) + 1;
+    }
+    if (cc->hub_id) cc->hub_id = strcpy(at, cc->hub_id), at += strlen(at) + 1;
+    if (cc->listen) cc->listen = strcpy(at, cc->listen), at += strlen(at) + 1;
+    if (cc->cookie_len && cc->cookie) cc->cookie = memcpy(at, cc->cookie, cc->cookie_len);
+    cc->seeds = seeds;
+    n->cluster_strings = blk;
+    return 0;
 }
 
 int ch_node_create(const ch_node_config *cfg, ch_node **out)
@@ -130,7 +183,14 @@ int ch_node_create(const ch_node_config *cfg, ch_node **out)
     n->cfg = *cfg;
     snprintf(n->name, sizeof(n->name), "%s", cfg->name ? cfg->name : "node");
     n->cfg.name = n->name;
+    if ((rc = copy_cluster_config(n)) < 0) {
+        free(n);
+        return rc;
+    }
     n->cores = cfg->cores;
+    n->nreactors = cfg->cores + (cfg->cluster.listen ? 1 : 0);
+    while (getrandom(&n->id, sizeof(n->id), 0) != sizeof(n->id) || n->id == 0) {
+    }
     atomic_init(&n->state, CH_NODE_CREATED);
     pthread_mutex_init(&n->stop_lock, NULL);
     rc = ch_hooks_init(&n->hooks);
@@ -139,14 +199,16 @@ int ch_node_create(const ch_node_config *cfg, ch_node **out)
         free(n);
         return rc;
     }
-    n->rings = calloc((size_t)n->cores * n->cores, sizeof(*n->rings));
-    n->reactors = calloc(n->cores, sizeof(*n->reactors));
+    unsigned nr = n->nreactors;
+    n->rings = calloc((size_t)nr * nr, sizeof(*n->rings));
+    n->reactors = calloc(nr, sizeof(*n->reactors));
     rc = -ENOMEM;
     if (!n->rings || !n->reactors) goto fail;
-    for (unsigned i = 0; i < n->cores * n->cores; i++)
+    for (unsigned i = 0; i < nr * nr; i++)
         if ((rc = ch_ring_init(&n->rings[i], cfg->ring_bytes)) < 0) goto fail;
-    for (unsigned i = 0; i < n->cores; i++)
+    for (unsigned i = 0; i < nr; i++)
         if ((rc = ch_reactor_init(&n->reactors[i], n, i)) < 0) goto fail;
+    if (cfg->cluster.listen && (rc = ch_coord_create(n, &n->coord)) < 0) goto fail;
     *out = n;
     return 0;
 fail:
@@ -183,7 +245,7 @@ int ch_node_start(ch_node *n)
     if (!n) return -EINVAL;
     if (atomic_load(&n->state) != CH_NODE_CREATED) return -EBUSY;
     atomic_store(&n->state, CH_NODE_RUNNING);
-    for (unsigned i = 0; i < n->cores; i++) {
+    for (unsigned i = 0; i < n->nreactors; i++) {
         int rc = ch_reactor_spawn(&n->reactors[i]);
         if (rc < 0) {
             CH_ERROR("cannot start reactor %u: %s", i, strerror(-rc));
@@ -191,7 +253,15 @@ int ch_node_start(ch_node *n)
             return rc;
         }
     }
-    CH_INFO("%s started on %u cores", n->name, n->cores);
+    if (n->coord) {
+        ch_post post = {.fn = ch_coord_boot, .ud = NULL};
+        ch_rec h = {.op = CH_OP_POST, .len = sizeof(post)};
+        ch_reactor_post(n, n->cores, &h, NULL, &post, false);
+        CH_INFO("%s %016llx started on %u cores, listening on port %d", n->name,
+                (unsigned long long)n->id, n->cores, ch_node_port(n));
+    } else {
+        CH_INFO("%s started on %u cores", n->name, n->cores);
+    }
     return 0;
 }
 
@@ -220,13 +290,26 @@ static void wait_for(ch_node *n, _Atomic long *v, long want)
         sched_yield();
 }
 
+/* Shuts reactors [from, to) down (their processes terminated) and waits for their acks. */
+static void shut_reactors(ch_node *n, unsigned from, unsigned to)
+{
+    unsigned want = atomic_load(&n->shut_acks);
+    ch_rec h = {.op = CH_OP_SHUTDOWN};
+    for (unsigned i = from; i < to; i++)
+        if (n->reactors[i].running && ch_reactor_post(n, i, &h, NULL, NULL, false) == 0) want++;
+    while (atomic_load(&n->shut_acks) < want) {
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL); /* a poll interval, not a synchronisation */
+    }
+}
+
 /* Phase 1: every reactor terminates its processes while all threads still run, so that
  * terminate callbacks may still talk to each other's cores. Phase 2: join, then drain
  * whatever is left in the mailboxes on this thread. */
 int ch_node_stop(ch_node *n)
 {
     if (!n) return -EINVAL;
-    if (ch_reactor_self() && ch_reactor_self()->node == n) return CH_EWOULDBLOCK;
+    if (ch_node_on_reactor(n)) return CH_EWOULDBLOCK;
     pthread_mutex_lock(&n->stop_lock);
     int prev = atomic_exchange(&n->state, CH_NODE_STOPPING);
     if (prev == CH_NODE_STOPPED || prev == CH_NODE_CREATED) {
@@ -235,24 +318,20 @@ int ch_node_stop(ch_node *n)
         return 0;
     }
     wait_for(n, &n->inflight, 0);
-    unsigned spawned = 0;
-    for (unsigned i = 0; i < n->cores; i++)
-        spawned += n->reactors[i].running;
-    ch_rec h = {.op = CH_OP_SHUTDOWN};
-    for (unsigned i = 0; i < n->cores; i++)
-        if (n->reactors[i].running) ch_reactor_post(n, i, &h, NULL, NULL, false);
-    while (atomic_load(&n->shut_acks) < spawned) {
-        struct timespec ts = {0, 200000};
-        nanosleep(&ts, NULL); /* a poll interval, not a synchronisation */
-    }
-    for (unsigned i = 0; i < n->cores; i++)
+    unsigned nr = n->nreactors;
+    /* The coordinator goes first: peers must see this node vanish with its processes
+     * still registered (a node stopped without ch_node_leave is restarted elsewhere, like
+     * a crash), not watch its registry empty out. */
+    if (n->coord) shut_reactors(n, n->cores, nr);
+    shut_reactors(n, 0, n->cores);
+    for (unsigned i = 0; i < nr; i++)
         ch_reactor_stop(&n->reactors[i]);
-    for (unsigned i = 0; i < n->cores; i++)
+    for (unsigned i = 0; i < nr; i++)
         n->reactors[i].shut = true;
     unsigned work;
     do {
         work = 0;
-        for (unsigned i = 0; i < n->cores; i++)
+        for (unsigned i = 0; i < nr; i++)
             work += ch_reactor_drain(&n->reactors[i]);
     } while (work);
     atomic_store(&n->state, CH_NODE_STOPPED);
@@ -284,12 +363,24 @@ int ch_node_core_of(const ch_node *n, const char *id, size_t id_len)
 int ch_node_current_core(const ch_node *n)
 {
     ch_reactor *r = ch_reactor_self();
-    return r && r->node == n ? (int)r->core : -1;
+    return r && r->node == n && r->core < n->cores ? (int)r->core : -1;
 }
 
-static bool on_reactor(const ch_node *n)
+bool ch_node_on_reactor(const ch_node *n)
 {
-    return ch_node_current_core(n) >= 0;
+    ch_reactor *r = ch_reactor_self();
+    return r && r->node == n; /* a core or the coordinator: neither may block */
+}
+
+void ch_node_retire_ring(ch_node *n, struct ch_hashring *ring)
+{
+    struct ch_hashring **v = realloc(n->retired, (n->nretired + 1) * sizeof(*v));
+    if (!v) {
+        CH_ERROR("cannot retire ring: leaking it");
+        return;
+    }
+    n->retired = v;
+    v[n->nretired++] = ring;
 }
 
 int ch_node_post(ch_node *n, unsigned core, void (*fn)(ch_node *, void *), void *ud)
@@ -315,7 +406,7 @@ int ch_send(ch_node *n, const char *id, size_t id_len, const void *data, size_t 
     if ((rc = ch_node_api_enter(n))) return rc;
     uint64_t hash = ch_id_hash(id, id_len);
     ch_rec h = {.op = CH_OP_CAST, .id_len = (uint8_t)id_len, .len = (uint32_t)len, .aux = hash};
-    rc = ch_reactor_post(n, (unsigned)(hash % n->cores), &h, id, data, true);
+    rc = ch_reactor_post(n, ch_route(n, hash), &h, id, data, true);
     ch_node_api_leave(n);
     return rc;
 }
@@ -366,7 +457,7 @@ static int post_fcall(ch_node *n, const char *id, size_t id_len, const void *req
                 .len = (uint32_t)len,
                 .ref = (uint64_t)(uintptr_t)c,
                 .aux = hash};
-    rc = ch_reactor_post(n, (unsigned)(hash % n->cores), &h, id, req, true);
+    rc = ch_reactor_post(n, ch_route(n, hash), &h, id, req, true);
     ch_node_api_leave(n);
     return rc;
 }
@@ -382,9 +473,10 @@ static void copy_reply(const ch_fcall *c, void *reply, size_t cap, size_t *reply
 int ch_call(ch_node *n, const char *id, size_t id_len, const void *req, size_t len, void *reply,
             size_t reply_cap, size_t *reply_len, uint32_t timeout_ms)
 {
+    if (reply_len) *reply_len = 0; /* defined on every error path */
     int rc = check_call(n, id, &id_len, req, len);
     if (rc) return rc;
-    if (on_reactor(n)) return CH_EWOULDBLOCK;
+    if (ch_node_on_reactor(n)) return CH_EWOULDBLOCK;
     if (!timeout_ms) timeout_ms = n->cfg.call_timeout_ms;
     ch_fcall *c = calloc(1, sizeof(*c));
     if (!c) return -ENOMEM;
@@ -427,7 +519,7 @@ int ch_call_async(ch_node *n, const char *id, size_t id_len, const void *req, si
                     .src_core = (uint16_t)r->core,
                     .ref = pid,
                     .aux = hash};
-        rc = pid ? ch_reactor_post(n, (unsigned)(hash % n->cores), &h, id, req, true) : -ENOMEM;
+        rc = pid ? ch_reactor_post(n, ch_route(n, hash), &h, id, req, true) : -ENOMEM;
         if (rc < 0 && pid) ch_timers_free(&r->timers, ch_timers_get(&r->timers, pid));
         ch_node_api_leave(n);
         return rc;
@@ -448,7 +540,7 @@ int ch_node_stats_get(ch_node *n, ch_node_stats *out)
 {
     if (!n || !out) return -EINVAL;
     memset(out, 0, sizeof(*out));
-    for (unsigned i = 0; i < n->cores; i++) {
+    for (unsigned i = 0; i < n->nreactors; i++) {
         ch_counters *c = &n->reactors[i].stats;
 #define SUM(f) out->f += atomic_load_explicit(&c->f, memory_order_relaxed)
         SUM(processes);
@@ -460,6 +552,9 @@ int ch_node_stats_get(ch_node *n, ch_node_stats *out)
         SUM(dead_letters);
         SUM(intensity_exceeded);
         SUM(slow_terminates);
+        SUM(crash_restarts);
+        SUM(bad_frames);
+        SUM(refused_peers);
 #undef SUM
     }
     return 0;

@@ -18,13 +18,25 @@
 
 enum ch_node_state { CH_NODE_CREATED, CH_NODE_RUNNING, CH_NODE_STOPPING, CH_NODE_STOPPED };
 
+struct ch_hashring;
+struct ch_coord;
+
 struct ch_node {
     ch_node_config cfg;
     ch_ptype *types;
     unsigned ntypes;
-    unsigned cores;
+    unsigned cores;     /* reactors that own processes */
+    unsigned nreactors; /* cores, plus the coordinator (index `cores`) when clustered */
     ch_reactor *reactors;
-    ch_ring *rings; /* rings[src * cores + dst] */
+    ch_ring *rings;         /* rings[src * nreactors + dst] */
+    uint64_t id;            /* this node's identity in the hub: random, new at every start */
+    struct ch_coord *coord; /* NULL without a cluster */
+    _Atomic(struct ch_hashring *) ring; /* the current epoch's ring, any thread reads */
+    _Atomic uint64_t epoch;
+    _Atomic int partitioned;
+    struct ch_hashring **retired; /* rings replaced while threads may still read them */
+    size_t nretired;
+    char *cluster_strings; /* the node's copies of the cluster config's strings and cookie */
     ch_hooks hooks;
     _Atomic int state;
     _Atomic long inflight; /* API calls between their state check and their post */
@@ -79,7 +91,8 @@ typedef struct ch_batch {
     ch_batch_done on_done;
     void *ud;
     ch_waiter w;
-    bool waited; /* a thread waits (blocking form) */
+    bool waited;  /* a thread waits (blocking form) */
+    uint8_t hops; /* forwards between nodes so far */
 } ch_batch;
 
 /* Called by a core when it finished its part of the batch's current phase. */
@@ -110,6 +123,18 @@ typedef struct ch_post {
 } ch_post;
 
 const ch_ptype *ch_node_find_type(const ch_node *n, const char *name);
+/* True on any of n's reactor threads (cores and coordinator), where nothing may block. */
+bool ch_node_on_reactor(const ch_node *n);
+/* Keeps a replaced ring until the node is destroyed (coordinator thread only). */
+void ch_node_retire_ring(ch_node *n, struct ch_hashring *ring);
+
+/* Starts or stops children on behalf of the runtime (crash restarts, peers' requests):
+ * asynchronous, from any thread; hops counts forwards between nodes (at the limit the
+ * children are started here, wherever the ring says they belong). */
+int ch_batch_submit(ch_node *n, uint8_t op, const ch_child_spec *specs, size_t count,
+                    const char *const *ids, const size_t *id_lens, uint8_t hops,
+                    ch_batch_done on_done, void *ud);
+#define CH_MAX_HOPS 4
 
 /* Brackets an API call that posts work: fails with CH_ESTOPPED unless the node runs. */
 int ch_node_api_enter(ch_node *n);

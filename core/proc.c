@@ -7,6 +7,7 @@
  */
 #include "proc.h"
 
+#include "coord.h"
 #include "log.h"
 #include "node.h"
 #include "supervisor.h"
@@ -86,6 +87,7 @@ ch_proc_info *ch_info_new(const ch_proc *p)
     info->shutdown_ms = s->shutdown_ms;
     info->incarnation = p->incarnation;
     info->core = p->r->core;
+    info->node = p->r->node->id;
     return info;
 }
 
@@ -149,6 +151,10 @@ void ch_proc_state_clear(ch_proc *p)
 
 void *ch_proc_state_resize(ch_proc *p, size_t len)
 {
+    if (len == 0) {
+        ch_proc_state_clear(p);
+        return NULL;
+    }
     if (p->state && p->state_free != free) {
         /* Memory the process handed over: move it into a block we can realloc. */
         void *copy = calloc(1, len ? len : 1);
@@ -239,7 +245,7 @@ int ch_proc_call(ch_proc *p, const char *id, size_t id_len, const void *req, siz
                 .src_core = (uint16_t)r->core,
                 .ref = pid,
                 .aux = hash};
-    rc = ch_reactor_post(n, (unsigned)(hash % n->cores), &h, id, req, true);
+    rc = ch_reactor_post(n, ch_route(n, hash), &h, id, req, true);
     if (rc < 0) {
         ch_timers_free(&r->timers, ch_timers_get(&r->timers, pid));
         return rc;

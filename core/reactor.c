@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include "reactor.h"
 
+#include "coord.h"
 #include "log.h"
 #include "node.h"
 #include "supervisor.h"
@@ -111,7 +112,7 @@ static void drain_overflow(ch_reactor *r, unsigned dst)
 
 unsigned ch_reactor_flush(ch_reactor *r)
 {
-    unsigned cores = r->node->cores, n = 0;
+    unsigned cores = r->node->nreactors, n = 0;
     for (unsigned d = 0; d < cores; d++) {
         if (r->ovf[d].head) drain_overflow(r, d);
         if (r->dirty[d]) n += publish(r, d);
@@ -221,6 +222,10 @@ static ch_proc *find_target(ch_reactor *r, ch_rec *rec)
 static void on_cast(ch_reactor *r, ch_rec *rec)
 {
     ch_proc *p = find_target(r, rec);
+    if (!p && r->node->coord && !r->shut && !(rec->flags & CH_REC_MISS)) {
+        ch_coord_miss(r, rec, 0, 0); /* perhaps it lives on another node */
+        return;
+    }
     if (!p) {
         uint64_t v = atomic_load_explicit(&r->stats.dead_letters, memory_order_relaxed);
         atomic_store_explicit(&r->stats.dead_letters, v + 1, memory_order_relaxed);
@@ -234,6 +239,10 @@ static void on_cast(ch_reactor *r, ch_rec *rec)
 static void call_target(ch_reactor *r, ch_rec *rec, unsigned core, uint64_t ref)
 {
     ch_proc *p = find_target(r, rec);
+    if (!p && r->node->coord && !r->shut && !(rec->flags & CH_REC_MISS)) {
+        ch_coord_miss(r, rec, core, ref); /* perhaps it lives on another node */
+        return;
+    }
     if (!p) {
         ch_reactor_reply(r, core, ref, r->shut ? CH_ESTOPPED : CH_ENOPROC, NULL, 0);
         return;
@@ -267,10 +276,20 @@ static void on_reply(ch_reactor *r, ch_rec *rec)
 static void on_query(ch_reactor *r, ch_rec *rec)
 {
     ch_query *q = (ch_query *)(uintptr_t)rec->ref;
+    if (r->core == r->node->cores) { /* a coordinator that already shut down */
+        q->status = CH_ESTOPPED;
+        ch_query_core_done(q);
+        return;
+    }
     if (!q->list) {
         ch_proc *p =
             r->shut ? NULL
                     : ch_ptable_find(&r->procs, q->key->hash, ch_spec_id(q->key), q->key->id_len);
+        if (!p && r->node->coord && !r->shut) { /* not here: ask the hub's registry */
+            ch_rec h = *rec;
+            ch_reactor_post(r->node, r->node->cores, &h, NULL, NULL, false);
+            return;
+        }
         q->status = p ? 0 : CH_ENOPROC;
         if (p && !(q->info = ch_info_new(p))) q->status = -ENOMEM;
     } else {
@@ -288,6 +307,11 @@ static void on_post(ch_reactor *r, ch_rec *rec)
 
 static void dispatch(ch_reactor *r, ch_rec *rec)
 {
+    if (r->core == r->node->cores && rec->op == CH_OP_REG && r->shut) return;
+    if (r->core == r->node->cores && !r->shut && ch_coord_dispatch(r, rec)) {
+        if (rec->flags & CH_REC_INDIRECT) free(ch_rec_payload(rec));
+        return;
+    }
     switch (rec->op) {
     case CH_OP_CAST:
         on_cast(r, rec);
@@ -314,6 +338,7 @@ static void dispatch(ch_reactor *r, ch_rec *rec)
         on_query(r, rec);
         break;
     case CH_OP_SHUTDOWN:
+        if (r->core == r->node->cores) ch_coord_shutdown(r);
         ch_sup_shutdown(r);
         break;
     default:
@@ -399,7 +424,7 @@ static unsigned turn(ch_reactor *r)
 {
     unsigned batch = r->node->cfg.batch, work = reap(r);
     work += drain_inbox(r, batch);
-    for (unsigned s = 0; s < r->node->cores; s++)
+    for (unsigned s = 0; s < r->node->nreactors; s++)
         work += drain_ring(r, r->in[s], batch);
     work += ch_sup_fire_timers(r, ch_now_ns());
     return work;
@@ -408,7 +433,7 @@ static unsigned turn(ch_reactor *r)
 static bool has_work(ch_reactor *r)
 {
     if (!ch_inbox_empty(&r->inbox) || io_uring_cq_ready(&r->uring)) return true;
-    for (unsigned s = 0; s < r->node->cores; s++)
+    for (unsigned s = 0; s < r->node->nreactors; s++)
         if (!ch_ring_empty(r->in[s]) || r->ovf[s].head) return true;
     return ch_timers_next(&r->timers) <= ch_now_ns();
 }
@@ -459,7 +484,10 @@ static void *reactor_main(void *arg)
 {
     ch_reactor *r = arg;
     char name[16];
-    snprintf(name, sizeof(name), "r%u", r->core);
+    if (r->core == r->node->cores)
+        snprintf(name, sizeof(name), "coord");
+    else
+        snprintf(name, sizeof(name), "r%u", r->core);
     ch_log_thread_name(name);
     tls_self = r;
     pin(r);
@@ -496,7 +524,7 @@ int ch_reactor_init(ch_reactor *r, ch_node *n, unsigned core)
     r->efd = -1;
     ch_inbox_init(&r->inbox);
     ch_timers_init(&r->timers);
-    unsigned c = n->cores;
+    unsigned c = n->nreactors;
     r->in = calloc(c, sizeof(*r->in));
     r->out = calloc(c, sizeof(*r->out));
     r->ovf = calloc(c, sizeof(*r->ovf));
@@ -565,7 +593,7 @@ void ch_reactor_destroy(ch_reactor *r)
 {
     if (r->uring_ready) io_uring_queue_exit(&r->uring);
     if (r->efd >= 0) close(r->efd);
-    for (unsigned i = 0; r->ovf && i < r->node->cores; i++)
+    for (unsigned i = 0; r->ovf && i < r->node->nreactors; i++)
         free_overflow(&r->ovf[i]);
     ch_ptable_destroy(&r->procs);
     ch_timers_destroy(&r->timers);

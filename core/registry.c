@@ -6,6 +6,7 @@
  * shared by reference count between the waiting thread and each core it was sent to,
  * because the waiter may give up first.
  */
+#include "coord.h"
 #include "log.h"
 #include "node.h"
 
@@ -69,7 +70,7 @@ static int send_query(ch_node *n, ch_query *q, unsigned core)
 static int begin(ch_node *n)
 {
     if (!n) return -EINVAL;
-    if (ch_node_current_core(n) >= 0) return CH_EWOULDBLOCK;
+    if (ch_node_on_reactor(n)) return CH_EWOULDBLOCK;
     return ch_node_api_enter(n);
 }
 
@@ -88,7 +89,7 @@ int ch_lookup(ch_node *n, const char *id, size_t id_len, ch_proc_info **out)
         return q ? rc : -ENOMEM;
     }
     q->key = key;
-    rc = send_query(n, q, (unsigned)(key->hash % n->cores));
+    rc = send_query(n, q, ch_route(n, key->hash));
     ch_node_api_leave(n);
     if (rc == 0) rc = ch_waiter_wait(&q->w, n->cfg.call_timeout_ms);
     if (rc == 0 && (rc = q->status) == 0) {
@@ -108,7 +109,7 @@ static int merge(ch_query *q, ch_proc_list *out)
     if (!out->items) return -ENOMEM;
     for (unsigned i = 0; i < q->cores; i++) {
         ch_proc_list *l = &q->per_core[i];
-        memcpy(out->items + out->count, l->items, l->count * sizeof(*l->items));
+        if (l->count) memcpy(out->items + out->count, l->items, l->count * sizeof(*l->items));
         out->count += l->count;
         free(l->items);
         l->items = NULL;
@@ -117,33 +118,43 @@ static int merge(ch_query *q, ch_proc_list *out)
     return 0;
 }
 
-int ch_list(ch_node *n, const char *tag, ch_proc_list *out)
+/* Asks `slots` reactors (the cores, or the coordinator alone) and merges their answers. */
+static int list_from(ch_node *n, const char *tag, ch_proc_list *out, bool hub)
 {
     if (!out) return -EINVAL;
     out->count = 0;
     out->items = NULL;
     int rc = begin(n);
     if (rc) return rc;
-    ch_query *q = query_new(n->cores);
-    if (q) q->per_core = calloc(n->cores, sizeof(*q->per_core));
-    if (!q || !q->per_core) {
+    unsigned slots = hub ? 1 : n->cores;
+    ch_query *q = query_new(slots);
+    if (q) q->per_core = calloc(slots, sizeof(*q->per_core));
+    if (q) q->list = true;
+    if (!q || !q->per_core || (tag && !(q->tag = strdup(tag)))) {
         ch_node_api_leave(n);
         if (q) query_put(q);
         return -ENOMEM;
     }
-    q->list = true;
-    if (tag && !(q->tag = strdup(tag))) {
-        ch_node_api_leave(n);
-        query_put(q);
-        return -ENOMEM;
-    }
-    for (unsigned c = 0; c < n->cores; c++)
-        send_query(n, q, c);
+    if (hub)
+        send_query(n, q, n->cores);
+    else
+        for (unsigned c = 0; c < n->cores; c++)
+            send_query(n, q, c);
     ch_node_api_leave(n);
     rc = ch_waiter_wait(&q->w, n->cfg.call_timeout_ms);
     if (rc == 0) rc = merge(q, out);
     query_put(q);
     return rc;
+}
+
+int ch_list(ch_node *n, const char *tag, ch_proc_list *out)
+{
+    return list_from(n, tag, out, n && n->coord);
+}
+
+int ch_list_local(ch_node *n, const char *tag, ch_proc_list *out)
+{
+    return list_from(n, tag, out, false);
 }
 
 void ch_proc_list_free(ch_proc_list *list)

@@ -7,6 +7,7 @@
  */
 #include "supervisor.h"
 
+#include "coord.h"
 #include "log.h"
 
 #include <errno.h>
@@ -23,6 +24,12 @@ static void count(_Atomic uint64_t *c, int64_t d)
 static void hook_proc(ch_reactor *r, ch_hook_point point, ch_proc *p, ch_reason reason)
 {
     ch_hooks *h = &r->node->hooks;
+    if (r->node->coord) { /* the hub's registry follows every local change */
+        if (point == CH_HOOK_REGISTRY_REMOVE)
+            ch_coord_local_remove(r, p);
+        else
+            ch_coord_local_insert(r, p);
+    }
     if (!ch_hooks_any(h, point)) return;
     ch_hook_event ev = {.point = point,
                         .id = ch_spec_id(p->spec),
@@ -82,7 +89,7 @@ uint64_t ch_sup_pending_foreign(ch_reactor *r, ch_fcall *c)
 
 void ch_sup_complete_call(ch_reactor *r, ch_timer *e, int status, const void *data, size_t len)
 {
-    uint32_t kind = e->kind;
+    uint32_t kind = e->kind, elen = e->len;
     void *a = e->a, *b = e->b;
     uint64_t c = e->c;
     ch_timers_free(&r->timers, e); /* before user code, which may add timers */
@@ -96,7 +103,22 @@ void ch_sup_complete_call(ch_reactor *r, ch_timer *e, int status, const void *da
         fn(b, status, data, len);
     } else if (kind == CH_TK_CALL_FOREIGN) {
         ch_fcall_complete(b, status, data, len);
+    } else if (kind == CH_TK_RELAY) {
+        ch_coord_relay_done(r, (uint64_t)(uintptr_t)b, (uint16_t)elen, c, status, data, len);
+    } else if (kind == CH_TK_REMOTE) {
+        ch_coord_remote_batch_done(r, a, status ? status : -ETIMEDOUT, NULL, 0);
     }
+}
+
+uint64_t ch_sup_timer_fn(ch_reactor *r, uint32_t delay_ms, ch_timer_fn fn, uint64_t arg)
+{
+    ch_timer *e;
+    uint64_t id = ch_timers_add(&r->timers, ch_now_ns() + (uint64_t)delay_ms * 1000000, &e);
+    if (!id) return 0;
+    e->kind = CH_TK_FN;
+    e->a = (void *)(uintptr_t)fn;
+    e->c = arg;
+    return id;
 }
 
 static void fire_proc_timer(ch_reactor *r, ch_timer *e)
@@ -118,10 +140,16 @@ unsigned ch_sup_fire_timers(ch_reactor *r, uint64_t now)
     unsigned n = 0;
     ch_timer *e;
     while (n < r->node->cfg.batch && (e = ch_timers_expired(&r->timers, now))) {
-        if (e->kind == CH_TK_PROC)
+        if (e->kind == CH_TK_PROC) {
             fire_proc_timer(r, e);
-        else
+        } else if (e->kind == CH_TK_FN) {
+            ch_timer_fn fn = (ch_timer_fn)(uintptr_t)e->a;
+            uint64_t arg = e->c;
+            ch_timers_free(&r->timers, e);
+            fn(r, arg);
+        } else {
             ch_sup_complete_call(r, e, -ETIMEDOUT, NULL, 0);
+        }
         n++;
     }
     return n;
@@ -321,7 +349,11 @@ static void fail_pending_calls(ch_reactor *r)
 {
     for (uint32_t i = 0; i < r->timers.nslots; i++) {
         ch_timer *e = &r->timers.slots[i];
-        if ((e->gen & 1) && e->kind != CH_TK_PROC) ch_sup_complete_call(r, e, CH_ESTOPPED, NULL, 0);
+        if (!(e->gen & 1) || e->kind == CH_TK_PROC) continue;
+        if (e->kind == CH_TK_FN)
+            ch_timers_free(&r->timers, e);
+        else
+            ch_sup_complete_call(r, e, CH_ESTOPPED, NULL, 0);
     }
 }
 

@@ -20,7 +20,14 @@ enum {
     CH_TK_CALL_PROC,    /* a call by a process: a = proc, c = its ref */
     CH_TK_CALL_FN,      /* ch_call_async on a reactor: a = fn, b = ud */
     CH_TK_CALL_FOREIGN, /* a call from a foreign thread: b = ch_fcall */
+    CH_TK_RELAY,        /* coordinator: a peer's call; b = peer id, c = its ref, len = core */
+    CH_TK_REMOTE,       /* coordinator: a start/stop request to a peer; a = the request */
+    CH_TK_FN,           /* a function to run: a = ch_timer_fn, c = its argument */
 };
+
+typedef void (*ch_timer_fn)(ch_reactor *r, uint64_t arg);
+/* Runs fn(r, arg) on r after delay_ms; returns the timer id, 0 on ENOMEM. */
+uint64_t ch_sup_timer_fn(ch_reactor *r, uint32_t delay_ms, ch_timer_fn fn, uint64_t arg);
 
 /* Runs handle for one message; for a call, (core, ref) is where the reply goes. */
 void ch_sup_deliver(ch_reactor *r, ch_proc *p, const ch_msg *m, unsigned core, uint64_t ref);

@@ -36,7 +36,7 @@ typedef struct ch_member {
     char addr[CH_ADDR_MAX + 1];
     unsigned cores;
     ch_member_state state;
-    int self;             /* this node */
+    int self; /* this node */
 } ch_member;
 
 /* This node's id (0 before start), listening port (0 when not clustered), ring epoch. */
@@ -72,8 +72,8 @@ CH_API int ch_node_set_ctl_handler(ch_node *n, ch_ctl_handler handler, void *ud)
 
 /* The client side, with blocking sockets (for tools, never on a reactor). */
 typedef struct ch_ctl ch_ctl;
-CH_API int ch_ctl_open(const char *addr, const char *hub_id, const void *cookie,
-                       size_t cookie_len, uint32_t timeout_ms, ch_ctl **out);
+CH_API int ch_ctl_open(const char *addr, const char *hub_id, const void *cookie, size_t cookie_len,
+                       uint32_t timeout_ms, ch_ctl **out);
 /* Sends argv, waits for the answer: *status is the handler's status, *text its output
  * (malloc'd, NUL-terminated; free it). */
 CH_API int ch_ctl_exec(ch_ctl *c, int argc, const char *const *argv, int *status, char **text);

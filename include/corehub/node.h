@@ -19,7 +19,7 @@
 extern "C" {
 #endif
 
-#define CH_ADDR_MAX 63  /* "HOST:PORT" */
+#define CH_ADDR_MAX   63 /* "HOST:PORT" */
 #define CH_HUB_ID_MAX 63
 
 /* Partition strategies, with ProcessHub's semantics. In partition mode a node stops its
@@ -34,23 +34,23 @@ typedef enum ch_partition_strategy {
 } ch_partition_strategy;
 
 typedef struct ch_cluster_config {
-    const char *hub_id;          /* nodes of one hub share it; default "corehub" */
-    const char *listen;          /* "HOST:PORT" (port 0: kernel-chosen); NULL: no cluster */
-    const char *const *seeds;    /* "HOST:PORT" of nodes to join through */
+    const char *hub_id;       /* nodes of one hub share it; default "corehub" */
+    const char *listen;       /* "HOST:PORT" (port 0: kernel-chosen); NULL: no cluster */
+    const char *const *seeds; /* "HOST:PORT" of nodes to join through */
     size_t nseeds;
-    const void *cookie;          /* the hub's shared secret (see ch_cookie_read) */
-    size_t cookie_len;           /* at least 16 bytes */
-    uint32_t probe_interval_ms;  /* failure detection probe period; default 1000 */
-    uint32_t probe_timeout_ms;   /* a probe's answer deadline; default 500 */
-    uint32_t suspicion_mult;     /* suspicion lasts mult * log10(n+1) * probe interval; 4 */
-    uint32_t sync_interval_ms;   /* registry anti-entropy period; default 5000 */
-    uint32_t vnodes;             /* virtual nodes per member on the ring; default 128 */
-    uint32_t replicas;           /* replication factor (distinct successors); default 1 */
+    const void *cookie;         /* the hub's shared secret (see ch_cookie_read) */
+    size_t cookie_len;          /* at least 16 bytes */
+    uint32_t probe_interval_ms; /* failure detection probe period; default 1000 */
+    uint32_t probe_timeout_ms;  /* a probe's answer deadline; default 500 */
+    uint32_t suspicion_mult;    /* suspicion lasts mult * log10(n+1) * probe interval; 4 */
+    uint32_t sync_interval_ms;  /* registry anti-entropy period; default 5000 */
+    uint32_t vnodes;            /* virtual nodes per member on the ring; default 256 */
+    uint32_t replicas;          /* replication factor (distinct successors); default 1 */
     ch_partition_strategy partition;
-    uint32_t quorum_size;        /* STATIC_QUORUM: nodes needed; default 1 */
-    uint32_t quorum_percent;     /* DYNAMIC_QUORUM: % of the largest recent cluster that
-                                    may be lost before partition mode; default 50 */
-    uint32_t quorum_window_ms;   /* DYNAMIC_QUORUM: how long "recent" is; default 60000 */
+    uint32_t quorum_size;      /* STATIC_QUORUM: nodes needed; default 1 */
+    uint32_t quorum_percent;   /* DYNAMIC_QUORUM: % of the largest recent cluster that
+                                  may be lost before partition mode; default 50 */
+    uint32_t quorum_window_ms; /* DYNAMIC_QUORUM: how long "recent" is; default 60000 */
 } ch_cluster_config;
 
 typedef struct ch_node_config {
@@ -129,7 +129,8 @@ typedef struct ch_batch_opts {
  */
 CH_API int ch_start_children(ch_node *n, const ch_child_spec *specs, size_t count,
                              const ch_batch_opts *opts, int *results);
-/* Stops children by id (id_lens NULL: NUL-terminated ids). Per child: 0 or CH_ENOPROC.
+/* Stops children by id (id_lens NULL: NUL-terminated ids). Per child: 0, CH_ENOPROC,
+ * CH_EBADID, CH_ESTOPPED (the node stopped meanwhile), -EHOSTUNREACH (its node is gone).
  * Same blocking and asynchronous forms and returns as ch_start_children. */
 CH_API int ch_stop_children(ch_node *n, const char *const *ids, const size_t *id_lens, size_t count,
                             const ch_batch_opts *opts, int *results);
@@ -196,18 +197,18 @@ CH_API void ch_proc_list_free(ch_proc_list *list);
 /* --- hooks -------------------------------------------------------------------------- */
 
 typedef enum ch_hook_point {
-    CH_HOOK_CHILD_ALTER = 0,         /* before each child start; may change ev->spec */
-    CH_HOOK_PRE_CHILDREN_START = 1,  /* specs, count */
-    CH_HOOK_POST_CHILDREN_START = 2, /* specs, count, results */
-    CH_HOOK_REGISTRY_INSERT = 3,     /* id, core, incarnation; on the owner reactor */
-    CH_HOOK_REGISTRY_REMOVE = 4,     /* id, core, reason; on the owner reactor */
-    CH_HOOK_PROCESS_RESTARTED = 5,   /* id, core, incarnation (new); on the owner reactor */
-    CH_HOOK_PRE_CLUSTER_JOIN = 6,    /* node: a member is about to be added */
-    CH_HOOK_POST_CLUSTER_JOIN = 7,   /* node: a member was added */
-    CH_HOOK_PRE_CLUSTER_LEAVE = 8,   /* node: a member is about to be removed */
-    CH_HOOK_POST_CLUSTER_LEAVE = 9,  /* node: a member was removed (left or dead) */
-    CH_HOOK_PRE_REDISTRIBUTION = 10, /* node: the ring is about to change (epoch) */
-    CH_HOOK_POST_REDISTRIBUTION = 11,/* node: the ring changed (epoch) */
+    CH_HOOK_CHILD_ALTER = 0,           /* before each child start; may change ev->spec */
+    CH_HOOK_PRE_CHILDREN_START = 1,    /* specs, count */
+    CH_HOOK_POST_CHILDREN_START = 2,   /* specs, count, results */
+    CH_HOOK_REGISTRY_INSERT = 3,       /* id, core, incarnation; on the owner reactor */
+    CH_HOOK_REGISTRY_REMOVE = 4,       /* id, core, reason; on the owner reactor */
+    CH_HOOK_PROCESS_RESTARTED = 5,     /* id, core, incarnation (new); on the owner reactor */
+    CH_HOOK_PRE_CLUSTER_JOIN = 6,      /* node: a member is about to be added */
+    CH_HOOK_POST_CLUSTER_JOIN = 7,     /* node: a member was added */
+    CH_HOOK_PRE_CLUSTER_LEAVE = 8,     /* node: a member is about to be removed */
+    CH_HOOK_POST_CLUSTER_LEAVE = 9,    /* node: a member was removed (left or dead) */
+    CH_HOOK_PRE_REDISTRIBUTION = 10,   /* node: the ring is about to change (epoch) */
+    CH_HOOK_POST_REDISTRIBUTION = 11,  /* node: the ring changed (epoch) */
     CH_HOOK_COORDINATOR_SHUTDOWN = 12, /* the coordinator is stopping */
     CH_HOOK_FORWARDED_MIGRATION = 13,  /* id, node: a start reached a non-owner and was
                                           forwarded to node */
@@ -225,6 +226,8 @@ typedef struct ch_hook_event {
     unsigned core;              /* */
     uint32_t incarnation;       /* */
     ch_reason reason;           /* REGISTRY_REMOVE */
+    uint64_t node;              /* cluster hooks: the member concerned */
+    uint64_t epoch;             /* cluster hooks: the ring epoch */
 } ch_hook_event;
 
 typedef void (*ch_hook_fn)(void *ud, ch_hook_event *ev);
@@ -249,6 +252,9 @@ typedef struct ch_node_stats {
     uint64_t dead_letters;       /* messages for ids that did not exist */
     uint64_t intensity_exceeded; /* crashes left unrestarted by the intensity limit */
     uint64_t slow_terminates;    /* terminate callbacks that overran shutdown_ms */
+    uint64_t crash_restarts;     /* processes of dead members restarted here from specs */
+    uint64_t bad_frames;         /* connections closed for a malformed or truncated frame */
+    uint64_t refused_peers;      /* handshakes refused (cookie, hub, version) or too slow */
 } ch_node_stats;
 
 /* Sums every core's counters. Each counter is exact per core, the sum a moment's view. */

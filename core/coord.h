@@ -1,0 +1,45 @@
+/*
+ * core/coord.h - the coordinator: membership, ring epochs, the registry replica, and the
+ * routing of work to other nodes. It runs as one more reactor (index `cores`) that owns no
+ * processes, so it reuses the reactor loop, mailboxes and timers; its io_uring carries the
+ * node's TCP connections (net/transport).
+ *
+ * coord.c is, with node.c, where the layers meet: it is the only core/ file that uses
+ * net/, because the coordinator is the part of the node that speaks to other nodes.
+ */
+#ifndef CH_CORE_COORD_H
+#define CH_CORE_COORD_H
+
+#include "node.h"
+
+typedef struct ch_coord ch_coord;
+
+/* Before the threads start: binds the listener, builds the first (one-member) ring. */
+int ch_coord_create(ch_node *n, ch_coord **out);
+/* On the coordinator thread, once: accept, dial the seeds, arm the timers. */
+void ch_coord_boot(ch_node *n, void *ud);
+/* A record that reached the coordinator reactor. */
+bool ch_coord_dispatch(ch_reactor *r, ch_rec *rec); /* false: not a coordinator record */
+/* Shutdown on the coordinator thread: hook, close connections, fail what waits. */
+void ch_coord_shutdown(ch_reactor *r);
+/* After the io_uring is gone. */
+void ch_coord_free(ch_coord *c);
+
+/* Where a record for this id hash goes: its core here, or the coordinator (another node
+ * owns it). Any thread. Hot path. */
+unsigned ch_route(ch_node *n, uint64_t hash);
+
+/* From reactors: a local process entered or left the registry. */
+void ch_coord_local_insert(ch_reactor *r, const ch_proc *p);
+void ch_coord_local_remove(ch_reactor *r, const ch_proc *p);
+/* From reactors: a cast or call for an id that is not here; the coordinator forwards it
+ * to where the registry says it lives, or answers CH_ENOPROC. */
+void ch_coord_miss(ch_reactor *r, ch_rec *rec, unsigned core, uint64_t ref);
+/* A pending relay entry completed (reply, timeout or shutdown): answer the remote caller. */
+void ch_coord_relay_done(ch_reactor *r, uint64_t peer, uint16_t core, uint64_t ref, int status,
+                         const void *data, size_t len);
+/* A remote start/stop request completed or timed out. */
+void ch_coord_remote_batch_done(ch_reactor *r, void *req, int status, const void *payload,
+                                size_t len);
+
+#endif

@@ -1,0 +1,593 @@
+/*
+ * net/transport.c - TCP connections on a reactor's io_uring (see transport.h).
+ *
+ * A connection always has at least one io_uring request in flight while it lives (its
+ * receive, or its connect), so closing is: shut the socket down, let the requests complete
+ * with an error, and free the connection when the last one returns. Callbacks never see a
+ * connection freed under them, because freeing happens only at the end of a completion.
+ *
+ * Output is double-buffered: frames are appended to `out` while `sending` is on the wire;
+ * when the send completes the buffers swap, so every send carries all the frames queued
+ * since the last one.
+ */
+#define _GNU_SOURCE
+#include "transport.h"
+
+#include "core/log.h"
+#include "net/wire.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define RBUF_MIN (64u * 1024)
+
+struct ch_conn {
+    ch_io rio, sio, cio; /* receive, send, connect */
+    ch_transport *t;
+    int fd;
+    int inflight; /* io_uring requests not yet completed */
+    bool initiator, up, closing, sending_now;
+    uint8_t role;
+    int reason; /* why it closed */
+    uint8_t *rbuf;
+    size_t rlen, rcap;
+    ch_wbuf out, wire; /* queued frames; frames on the wire */
+    size_t wire_off;   /* bytes of `wire` already sent */
+    ch_hs hs;
+    void *ud;
+    uint64_t born_ns; /* for the handshake deadline */
+    ch_conn *next, *prev;
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    char addr[CH_ADDR_MAX + 1];
+};
+
+struct ch_transport {
+    ch_io aio; /* accept */
+    ch_reactor *r;
+    int lfd;
+    int port;
+    bool accepting;
+    ch_hello self;
+    uint8_t *cookie;
+    size_t cookie_len;
+    uint32_t max_frame;
+    ch_transport_cbs cbs;
+    ch_conn *conns;
+};
+
+/* Counters live in the owner reactor's stats: this thread is their only writer. */
+static void bump(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+#define CONTAINER(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
+
+static void conn_maybe_free(ch_conn *c);
+static void arm_recv(ch_conn *c);
+
+/* ---- addresses ---------------------------------------------------------------------- */
+
+int ch_addr_parse(const char *addr, struct sockaddr_storage *sa, socklen_t *len)
+{
+    if (!addr) return -EINVAL;
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr || strlen(colon + 1) == 0) return -EINVAL;
+    char host[CH_ADDR_MAX + 1];
+    size_t hlen = (size_t)(colon - addr);
+    if (hlen >= sizeof(host)) return -EINVAL;
+    memcpy(host, addr, hlen);
+    host[hlen] = '\0';
+    if (host[0] == '[' && hlen > 2 && host[hlen - 1] == ']') { /* [::1]:port */
+        memmove(host, host + 1, hlen - 2);
+        host[hlen - 2] = '\0';
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+    int rc = getaddrinfo(host, colon + 1, &hints, &res);
+    if (rc) return -EINVAL;
+    memcpy(sa, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static void tune_socket(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* ---- connections -------------------------------------------------------------------- */
+
+static ch_conn *conn_new(ch_transport *t, int fd, bool initiator, uint8_t role)
+{
+    ch_conn *c = calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    c->rbuf = malloc(RBUF_MIN);
+    if (!c->rbuf) {
+        free(c);
+        return NULL;
+    }
+    c->rcap = RBUF_MIN;
+    c->t = t;
+    c->fd = fd;
+    c->initiator = initiator;
+    c->role = role;
+    c->born_ns = ch_now_ns();
+    ch_wbuf_init(&c->out);
+    ch_wbuf_init(&c->wire);
+    c->next = t->conns;
+    if (t->conns) t->conns->prev = c;
+    t->conns = c;
+    return c;
+}
+
+static void conn_unlink(ch_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (c->t->conns == c)
+        c->t->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+}
+
+static void conn_destroy(ch_conn *c)
+{
+    conn_unlink(c);
+    if (c->fd >= 0) close(c->fd);
+    ch_wbuf_free(&c->out);
+    ch_wbuf_free(&c->wire);
+    free(c->rbuf);
+    free(c);
+}
+
+static void conn_maybe_free(ch_conn *c)
+{
+    if (!c->closing || c->inflight > 0) return;
+    ch_transport *t = c->t;
+    if (t->cbs.on_down) t->cbs.on_down(t->cbs.ud, c, c->reason);
+    conn_destroy(c);
+}
+
+void ch_conn_close(ch_conn *c, int reason)
+{
+    if (c->closing) return;
+    c->closing = true;
+    c->reason = reason;
+    if (c->fd >= 0) shutdown(c->fd, SHUT_RDWR); /* completes whatever is in flight */
+}
+
+static void kick_send(ch_conn *c)
+{
+    if (c->sending_now || c->closing || c->out.len == 0) return;
+    ch_wbuf tmp = c->wire;
+    c->wire = c->out;
+    c->out = tmp;
+    ch_wbuf_reset(&c->out);
+    c->wire_off = 0;
+    struct io_uring_sqe *sqe = ch_reactor_sqe(c->t->r);
+    if (!sqe) {
+        ch_conn_close(c, -EBUSY);
+        return;
+    }
+    io_uring_prep_send(sqe, c->fd, c->wire.data, c->wire.len, MSG_NOSIGNAL);
+    ch_reactor_sqe_io(sqe, &c->sio);
+    c->sending_now = true;
+    c->inflight++;
+}
+
+static void on_sent(ch_reactor *r, ch_io *io, int res, uint32_t flags)
+{
+    ch_conn *c = CONTAINER(io, ch_conn, sio);
+    c->inflight--;
+    c->sending_now = false;
+    if (res < 0 && !c->closing) {
+        CH_WARN("send to %s failed: %s", c->addr, strerror(-res));
+        ch_conn_close(c, res);
+    } else if (res >= 0 && !c->closing) {
+        c->wire_off += (size_t)res;
+        if (c->wire_off < c->wire.len) { /* partial: the rest, before anything newer */
+            struct io_uring_sqe *sqe = ch_reactor_sqe(r);
+            if (sqe) {
+                io_uring_prep_send(sqe, c->fd, c->wire.data + c->wire_off,
+                                   c->wire.len - c->wire_off, MSG_NOSIGNAL);
+                ch_reactor_sqe_io(sqe, &c->sio);
+                c->sending_now = true;
+                c->inflight++;
+            } else {
+                ch_conn_close(c, -EBUSY);
+            }
+        } else {
+            ch_wbuf_reset(&c->wire);
+            kick_send(c);
+        }
+    }
+    conn_maybe_free(c);
+}
+
+static int queue_frame(ch_conn *c, uint8_t type, const void *a, size_t alen, const void *b,
+                       size_t blen)
+{
+    if (c->closing) return -ENOTCONN;
+    size_t len = alen + blen;
+    if (len > c->t->max_frame) return -EMSGSIZE;
+    if (c->out.len + len > CH_CONN_MAX_QUEUE) {
+        CH_WARN("%s stopped reading (%zu bytes queued): closing", c->addr, c->out.len);
+        ch_conn_close(c, -ENOBUFS);
+        return -ENOBUFS;
+    }
+    uint8_t *hdr = ch_wbuf_put_space(&c->out, CH_FRAME_HDR + len);
+    if (!hdr) return -ENOMEM;
+    uint8_t *body = hdr + CH_FRAME_HDR;
+    if (alen) memcpy(body, a, alen);
+    if (blen) memcpy(body + alen, b, blen);
+    ch_frame_header_write(hdr, type, 0, body, (uint32_t)len);
+    kick_send(c);
+    return 0;
+}
+
+int ch_conn_send_raw(ch_conn *c, const void *frames, size_t len)
+{
+    if (c->closing) return -ENOTCONN;
+    if (ch_wbuf_put_bytes(&c->out, frames, len) < 0) return c->out.err;
+    kick_send(c);
+    return 0;
+}
+
+int ch_conn_send(ch_conn *c, uint8_t type, const void *payload, size_t len)
+{
+    return queue_frame(c, type, payload, len, NULL, 0);
+}
+
+int ch_conn_send2(ch_conn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen)
+{
+    return queue_frame(c, type, a, alen, b, blen);
+}
+
+/* ---- receiving ---------------------------------------------------------------------- */
+
+static int handshake_frame(ch_conn *c, const ch_frame *f)
+{
+    int rc = ch_hs_on_frame(&c->hs, f, &c->out);
+    if (c->out.err) return c->out.err;
+    kick_send(c);
+    if (rc < 0) {
+        CH_WARN("handshake with %s refused: %s", c->addr, ch_hs_error(&c->hs));
+        bump(&c->t->r->stats.refused_peers);
+        return rc;
+    }
+    if (rc == CH_HS_DONE) {
+        c->up = true;
+        const ch_hello *p = ch_hs_peer(&c->hs);
+        if (!c->initiator) snprintf(c->addr, sizeof(c->addr), "%s", p->addr);
+        if (c->t->cbs.on_up) c->t->cbs.on_up(c->t->cbs.ud, c, p);
+    }
+    return 0;
+}
+
+/* Handles every complete frame in the buffer; returns a negative code to close. */
+static int parse_frames(ch_conn *c)
+{
+    size_t off = 0;
+    int rc = 0;
+    while (!c->closing) {
+        ch_frame f;
+        uint32_t max = c->up ? c->t->max_frame : CH_HS_FRAME_MAX;
+        int n = ch_frame_decode(c->rbuf + off, c->rlen - off, max, &f);
+        if (n == 0) break;
+        if (n < 0) {
+            CH_WARN("bad frame from %s: %s; closing", c->addr, strerror(-n));
+            bump(&c->t->r->stats.bad_frames);
+            rc = n;
+            break;
+        }
+        off += (size_t)n;
+        if (!c->up) {
+            if ((rc = handshake_frame(c, &f)) < 0) break;
+        } else if (c->t->cbs.on_frame) {
+            c->t->cbs.on_frame(c->t->cbs.ud, c, &f);
+        }
+    }
+    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+    c->rlen -= off;
+    return rc;
+}
+
+/* Grows the buffer when the frame at its start is larger than the free room. */
+static int ensure_room(ch_conn *c)
+{
+    size_t need = RBUF_MIN;
+    if (c->rlen >= CH_FRAME_HDR) {
+        uint32_t len;
+        memcpy(&len, c->rbuf + 4, 4);
+        need = CH_FRAME_HDR + (size_t)len; /* bounded: the decoder refused oversize */
+    }
+    if (need <= c->rcap && c->rlen < c->rcap) return 0;
+    size_t cap = need > c->rcap ? need : c->rcap * 2;
+    uint8_t *b = realloc(c->rbuf, cap);
+    if (!b) return -ENOMEM;
+    c->rbuf = b;
+    c->rcap = cap;
+    return 0;
+}
+
+static void on_recv(ch_reactor *r, ch_io *io, int res, uint32_t flags)
+{
+    ch_conn *c = CONTAINER(io, ch_conn, rio);
+    c->inflight--;
+    if (res <= 0 && !c->closing) {
+        if (res < 0) CH_INFO("connection to %s lost: %s", c->addr, strerror(-res));
+        if (res == 0 && c->rlen) {
+            CH_WARN("%s closed in the middle of a frame (%zu bytes); dropped", c->addr, c->rlen);
+            bump(&c->t->r->stats.bad_frames);
+        }
+        ch_conn_close(c, res);
+    } else if (res > 0 && !c->closing) {
+        c->rlen += (size_t)res;
+        int rc = parse_frames(c);
+        if (rc == 0) rc = ensure_room(c);
+        if (rc < 0)
+            ch_conn_close(c, rc);
+        else
+            arm_recv(c);
+    }
+    conn_maybe_free(c);
+}
+
+static void arm_recv(ch_conn *c)
+{
+    if (c->closing) return;
+    struct io_uring_sqe *sqe = ch_reactor_sqe(c->t->r);
+    if (!sqe) {
+        ch_conn_close(c, -EBUSY);
+        return;
+    }
+    io_uring_prep_recv(sqe, c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+    ch_reactor_sqe_io(sqe, &c->rio);
+    c->inflight++;
+}
+
+/* Both sides speak first: each sends its HELLO as soon as the socket is connected. */
+static void begin(ch_conn *c)
+{
+    ch_hello mine = c->t->self;
+    mine.role = c->role;
+    int rc = ch_hs_init(&c->hs, c->initiator, &mine, c->t->cookie, c->t->cookie_len);
+    if (rc == 0) rc = ch_hs_start(&c->hs, &c->out);
+    if (rc < 0) {
+        CH_ERROR("handshake with %s not started: %s", c->addr, strerror(-rc));
+        ch_conn_close(c, rc);
+        return;
+    }
+    c->rio.cb = on_recv;
+    c->sio.cb = on_sent;
+    kick_send(c);
+    arm_recv(c);
+}
+
+/* ---- connect and accept ------------------------------------------------------------- */
+
+static void on_connected(ch_reactor *r, ch_io *io, int res, uint32_t flags)
+{
+    ch_conn *c = CONTAINER(io, ch_conn, cio);
+    c->inflight--;
+    if (res < 0 && !c->closing) {
+        CH_DEBUG("connect to %s failed: %s", c->addr, strerror(-res));
+        ch_conn_close(c, res);
+    } else if (!c->closing) {
+        tune_socket(c->fd);
+        begin(c);
+    }
+    conn_maybe_free(c);
+}
+
+int ch_transport_connect(ch_transport *t, const char *addr, uint8_t role, ch_conn **out)
+{
+    struct sockaddr_storage sa;
+    socklen_t len;
+    int rc = ch_addr_parse(addr, &sa, &len);
+    if (rc) return rc;
+    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    ch_conn *c = conn_new(t, fd, true, role);
+    if (!c) {
+        close(fd);
+        return -ENOMEM;
+    }
+    snprintf(c->addr, sizeof(c->addr), "%s", addr);
+    c->sa = sa;
+    c->salen = len;
+    c->cio.cb = on_connected;
+    struct io_uring_sqe *sqe = ch_reactor_sqe(t->r);
+    if (!sqe) {
+        conn_destroy(c);
+        return -EBUSY;
+    }
+    io_uring_prep_connect(sqe, fd, (struct sockaddr *)&c->sa, c->salen);
+    ch_reactor_sqe_io(sqe, &c->cio);
+    c->inflight++;
+    if (out) *out = c;
+    return 0;
+}
+
+static void arm_accept(ch_transport *t);
+
+static void on_accept(ch_reactor *r, ch_io *io, int res, uint32_t flags)
+{
+    ch_transport *t = CONTAINER(io, ch_transport, aio);
+    t->accepting = false;
+    if (t->lfd < 0) {
+        if (res >= 0) close(res);
+        return;
+    }
+    if (res >= 0) {
+        ch_conn *c = conn_new(t, res, false, CH_ROLE_PEER); /* our side speaks as a node */
+        if (!c) {
+            close(res);
+        } else {
+            tune_socket(res);
+            snprintf(c->addr, sizeof(c->addr), "fd %d", res);
+            begin(c);
+            conn_maybe_free(c);
+        }
+    } else if (res != -ECANCELED) {
+        CH_WARN("accept failed: %s", strerror(-res));
+    }
+    arm_accept(t);
+}
+
+static void arm_accept(ch_transport *t)
+{
+    if (t->lfd < 0 || t->accepting) return;
+    struct io_uring_sqe *sqe = ch_reactor_sqe(t->r);
+    if (!sqe) return;
+    io_uring_prep_accept(sqe, t->lfd, NULL, NULL, SOCK_CLOEXEC);
+    ch_reactor_sqe_io(sqe, &t->aio);
+    t->accepting = true;
+}
+
+static int listen_on(const char *addr, int *port)
+{
+    struct sockaddr_storage sa;
+    socklen_t len;
+    int rc = ch_addr_parse(addr, &sa, &len);
+    if (rc) return rc;
+    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, 512) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    struct sockaddr_storage got;
+    socklen_t glen = sizeof(got);
+    getsockname(fd, (struct sockaddr *)&got, &glen);
+    *port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
+                                            : ((struct sockaddr_in *)&got)->sin_port);
+    return fd;
+}
+
+int ch_transport_create(ch_reactor *r, const char *listen, const ch_hello *self, const void *cookie,
+                        size_t cookie_len, uint32_t max_frame, const ch_transport_cbs *cbs,
+                        ch_transport **out)
+{
+    ch_transport *t = calloc(1, sizeof(*t));
+    if (!t) return -ENOMEM;
+    t->cookie = malloc(cookie_len ? cookie_len : 1);
+    if (!t->cookie) {
+        free(t);
+        return -ENOMEM;
+    }
+    memcpy(t->cookie, cookie, cookie_len);
+    t->cookie_len = cookie_len;
+    t->r = r;
+    t->self = *self;
+    t->max_frame = max_frame;
+    t->cbs = *cbs;
+    t->aio.cb = on_accept;
+    t->lfd = -1;
+    if (listen) {
+        int fd = listen_on(listen, &t->port);
+        if (fd < 0) {
+            CH_ERROR("cannot listen on %s: %s", listen, strerror(-fd));
+            free(t->cookie);
+            free(t);
+            return fd;
+        }
+        t->lfd = fd;
+    }
+    *out = t;
+    return 0;
+}
+
+void ch_transport_set_hello(ch_transport *t, const ch_hello *self, void *ud)
+{
+    t->self = *self;
+    t->cbs.ud = ud;
+}
+
+int ch_transport_start(ch_transport *t)
+{
+    arm_accept(t);
+    return 0;
+}
+
+int ch_transport_port(const ch_transport *t)
+{
+    return t->port;
+}
+
+void ch_transport_close_all(ch_transport *t)
+{
+    if (t->lfd >= 0) {
+        shutdown(t->lfd, SHUT_RDWR);
+        close(t->lfd);
+        t->lfd = -1;
+    }
+    for (ch_conn *c = t->conns; c; c = c->next)
+        ch_conn_close(c, -ESHUTDOWN);
+}
+
+void ch_transport_free(ch_transport *t)
+{
+    if (!t) return;
+    if (t->lfd >= 0) close(t->lfd);
+    while (t->conns)
+        conn_destroy(t->conns);
+    explicit_bzero(t->cookie, t->cookie_len);
+    free(t->cookie);
+    free(t);
+}
+
+void ch_transport_sweep(ch_transport *t, uint64_t now, uint64_t deadline_ns)
+{
+    for (ch_conn *c = t->conns; c; c = c->next) {
+        if (c->up || c->closing || now - c->born_ns < deadline_ns) continue;
+        CH_WARN("%s did not finish its handshake in time: closing", c->addr);
+        bump(&t->r->stats.refused_peers);
+        ch_conn_close(c, -ETIMEDOUT);
+    }
+}
+
+void ch_conn_set_ud(ch_conn *c, void *ud)
+{
+    c->ud = ud;
+}
+
+void *ch_conn_ud(const ch_conn *c)
+{
+    return c->ud;
+}
+
+const ch_hello *ch_conn_peer(const ch_conn *c)
+{
+    return c->up ? ch_hs_peer(&c->hs) : NULL;
+}
+
+bool ch_conn_initiator(const ch_conn *c)
+{
+    return c->initiator;
+}
+
+uint8_t ch_conn_role(const ch_conn *c)
+{
+    return c->up ? ch_hs_peer(&c->hs)->role : c->role;
+}
+
+const char *ch_conn_addr(const ch_conn *c)
+{
+    return c->addr;
+}

@@ -1,0 +1,71 @@
+/*
+ * net/transport.h - authenticated TCP connections driven by one reactor's io_uring.
+ *
+ * The coordinator owns a transport: a listening socket and its connections to peers (and
+ * to control clients). Every socket operation is an io_uring request completed on the
+ * owner reactor; nothing here blocks. A connection first runs the handshake (net/handshake)
+ * and reads no other frame until the peer proved it holds the cookie. Frames sent during
+ * one reactor turn leave in one send; a peer that stops reading is cut off once its queue
+ * passes CH_CONN_MAX_QUEUE instead of growing without bound.
+ */
+#ifndef CH_NET_TRANSPORT_H
+#define CH_NET_TRANSPORT_H
+
+#include "core/reactor.h"
+#include "net/frame.h"
+#include "net/handshake.h"
+
+#define CH_CONN_MAX_QUEUE (64u << 20)
+
+typedef struct ch_conn ch_conn;
+typedef struct ch_transport ch_transport;
+
+typedef struct ch_transport_cbs {
+    void *ud;
+    /* The handshake completed: the peer is authenticated. */
+    void (*on_up)(void *ud, ch_conn *c, const ch_hello *peer);
+    /* One frame from an authenticated peer; the payload is valid during the call. */
+    void (*on_frame)(void *ud, ch_conn *c, const ch_frame *f);
+    /* The connection closed (reason: 0 EOF, or a negative code); c is freed after. */
+    void (*on_down)(void *ud, ch_conn *c, int reason);
+} ch_transport_cbs;
+
+/* Binds `listen` ("HOST:PORT", port 0 for any) now, accepts once started. The hello is
+ * this node's (role and nonce are set per connection). */
+int ch_transport_create(ch_reactor *r, const char *listen, const ch_hello *self, const void *cookie,
+                        size_t cookie_len, uint32_t max_frame, const ch_transport_cbs *cbs,
+                        ch_transport **out);
+/* Replaces this node's hello and the callbacks' user data (before start). */
+void ch_transport_set_hello(ch_transport *t, const ch_hello *self, void *ud);
+/* Starts accepting (on the reactor thread). */
+int ch_transport_start(ch_transport *t);
+int ch_transport_port(const ch_transport *t);
+/* Connects to addr with `role`; the outcome arrives as on_up or on_down. */
+int ch_transport_connect(ch_transport *t, const char *addr, uint8_t role, ch_conn **out);
+/* Closes connections whose handshake is not done deadline_ns after they opened (a peer
+ * that connects and says nothing must not hold a socket forever). */
+void ch_transport_sweep(ch_transport *t, uint64_t now, uint64_t deadline_ns);
+/* Closes every connection and the listener (on the reactor thread). */
+void ch_transport_close_all(ch_transport *t);
+/* Frees what is left, after the reactor's io_uring is gone. */
+void ch_transport_free(ch_transport *t);
+
+/* Queues one frame. -ENOTCONN when closing, -ENOBUFS when the peer stopped reading (the
+ * connection is then closed). */
+int ch_conn_send(ch_conn *c, uint8_t type, const void *payload, size_t len);
+/* Queues one frame whose payload is the concatenation of two parts (saves a copy). */
+int ch_conn_send2(ch_conn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen);
+/* Queues bytes that already are whole frames. */
+int ch_conn_send_raw(ch_conn *c, const void *frames, size_t len);
+void ch_conn_close(ch_conn *c, int reason);
+void ch_conn_set_ud(ch_conn *c, void *ud);
+void *ch_conn_ud(const ch_conn *c);
+const ch_hello *ch_conn_peer(const ch_conn *c); /* NULL before the handshake is done */
+bool ch_conn_initiator(const ch_conn *c);
+uint8_t ch_conn_role(const ch_conn *c);
+const char *ch_conn_addr(const ch_conn *c);
+
+/* Parses "HOST:PORT" (numeric or resolvable host). */
+int ch_addr_parse(const char *addr, struct sockaddr_storage *sa, socklen_t *len);
+
+#endif
