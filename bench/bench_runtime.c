@@ -5,9 +5,11 @@
  *   1. local start rate: N trivial processes started with ch_start_children, in batches
  *      kept in flight a few at a time so that every reactor stays busy;
  *   2. memory per idle process: RSS growth over those N processes (8-byte ids, no state);
+ *      1 and 2 run on a fresh node in a fresh (forked) process per repetition;
  *   3. ch_send throughput, same core and cross core, from a sender that runs on a reactor,
  *      next to its baseline: the raw SPSC ring (core/ring.h) between two threads pinned to
- *      the same two CPUs, moving the same 16-byte records;
+ *      the same two CPUs, moving the same 16-byte records, and, as a diagnostic, moving
+ *      records as large as ch_send's;
  *   4. call round trips: ch_call from a foreign thread, ch_call_async and ch_proc_call from
  *      a reactor to a process on the other core.
  * Every measurement runs R times; the table shows the median with min and max and the ratio
@@ -631,6 +633,7 @@ static start_sample start_rep(const bench_opts *o, const char *ids, const char *
 static start_sample start_rep_forked(const bench_opts *o, const char *ids, const char *warm_ids)
 {
     int fds[2];
+    fflush(stdout); /* or a child that dies would print our buffered lines again */
     if (pipe(fds) < 0) die("pipe: %s", strerror(errno));
     pid_t pid = fork();
     if (pid < 0) die("fork: %s", strerror(errno));
