@@ -49,7 +49,8 @@ struct ch_node {
 typedef struct ch_waiter {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int done;
+    int done;          /* under mu */
+    _Atomic int ready; /* set last by the signaller: after it, the waiter may be freed */
 } ch_waiter;
 
 int ch_waiter_init(ch_waiter *w);

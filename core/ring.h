@@ -21,10 +21,14 @@
 typedef struct ch_ring {
     alignas(64) _Atomic size_t pub_tail; /* written by the producer, release */
     alignas(64) _Atomic size_t pub_head; /* written by the consumer, release */
-    alignas(64) size_t tail;             /* producer: next write position */
-    size_t head_cache;                   /* producer: last head it saw */
-    alignas(64) size_t head;             /* consumer: next read position */
-    size_t tail_cache;                   /* consumer: last tail it saw */
+        /* Each side has its own read-only copy of buf and cap on its own cache line, so that
+     * neither reads a line the other one writes on every record. */
+    alignas(64) size_t tail; /* producer: next write position */
+    size_t head_cache;       /* producer: last head it saw */
+    uint8_t *pbuf;           /* producer: = buf */
+    size_t pcap;             /* producer: = cap */
+    alignas(64) size_t head; /* consumer: next read position */
+    size_t tail_cache;       /* consumer: last tail it saw */
     uint8_t *buf;
     size_t cap; /* power of two */
 } ch_ring;
