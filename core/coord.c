@@ -181,7 +181,9 @@ static void send_all(ch_coord *c, uint8_t type, const ch_wbuf *w)
 
 unsigned ch_route(ch_node *n, uint64_t hash)
 {
-    unsigned local = (unsigned)(hash % n->cores);
+    /* hash % cores, without a division when cores is a power of two (hot path) */
+    unsigned local = (unsigned)(n->core_mask || n->cores == 1 ? hash & n->core_mask
+                                                              : hash % n->cores);
     if (!n->coord) return local;
     ch_hashring *ring = atomic_load_explicit(&n->ring, memory_order_acquire);
     uint64_t owner;

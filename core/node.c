@@ -212,7 +212,8 @@ int ch_node_create(const ch_node_config *cfg, ch_node **out)
         free(n);
         return rc;
     }
-    n->cores = cfg->cores;
+        n->cores = cfg->cores;
+    n->core_mask = (cfg->cores & (cfg->cores - 1)) == 0 ? cfg->cores - 1 : 0;
     n->nreactors = cfg->cores + (cfg->cluster.listen ? 1 : 0);
     while (getrandom(&n->id, sizeof(n->id), 0) != sizeof(n->id) || n->id == 0) {
     }

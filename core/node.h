@@ -25,7 +25,8 @@ struct ch_node {
     ch_node_config cfg;
     ch_ptype *types;
     unsigned ntypes;
-    unsigned cores;     /* reactors that own processes */
+        unsigned cores;     /* reactors that own processes */
+    uint64_t core_mask; /* cores - 1 when cores is a power of two, else 0 */
     unsigned nreactors; /* cores, plus the coordinator (index `cores`) when clustered */
     ch_reactor *reactors;
     ch_ring *rings;         /* rings[src * nreactors + dst] */

@@ -44,11 +44,6 @@ void ch_ring_destroy(ch_ring *r)
     r->buf = NULL;
 }
 
-size_t ch_ring_max_record(const ch_ring *r)
-{
-    return r->pcap / 4; /* the producer asks: its own copy */
-}
-
 static bool has_room(ch_ring *r, size_t need)
 {
     if (r->tail + need - r->head_cache <= r->pcap) return true;

@@ -36,8 +36,11 @@ typedef struct ch_ring {
 /* cap: bytes, rounded up to a power of two, at least 4 KiB. */
 int ch_ring_init(ch_ring *r, size_t cap);
 void ch_ring_destroy(ch_ring *r);
-/* The largest record a ring of this capacity takes. */
-size_t ch_ring_max_record(const ch_ring *r);
+/* The largest record a ring of this capacity takes (the producer's question). */
+static inline size_t ch_ring_max_record(const ch_ring *r)
+{
+    return r->pcap / 4;
+}
 
 /* Producer: room for a record of `size` bytes (the 4-byte ring header included), 32-byte
  * aligned, or NULL when the ring is full now. The record is committed at once. Hot path. */
