@@ -87,13 +87,17 @@ struct ch_coord {
     ch_ctl_handler ctl_handler;
     void *ctl_ud;
     uint64_t ctl_serial;
+    struct ctl_conn { /* control connections alive now: answers find theirs by serial */
+        uint64_t serial;
+        ch_conn *conn;
+    } * ctl_conns;
+    size_t nctl;
 };
 
 struct ctl_job {
     ctl_job *next;
     ch_coord *c;
-    ch_conn *conn;
-    uint64_t serial; /* the connection's serial when the job was made */
+    uint64_t serial; /* the control connection's serial (see ctl_conns) */
     int argc;
     char **argv;
     char *argbuf;
@@ -182,8 +186,8 @@ static void send_all(ch_coord *c, uint8_t type, const ch_wbuf *w)
 unsigned ch_route(ch_node *n, uint64_t hash)
 {
     /* hash % cores, without a division when cores is a power of two (hot path) */
-    unsigned local = (unsigned)(n->core_mask || n->cores == 1 ? hash & n->core_mask
-                                                              : hash % n->cores);
+    unsigned local =
+        (unsigned)(n->core_mask || n->cores == 1 ? hash & n->core_mask : hash % n->cores);
     if (!n->coord) return local;
     ch_hashring *ring = atomic_load_explicit(&n->ring, memory_order_acquire);
     uint64_t owner;
@@ -504,7 +508,14 @@ static void on_up(void *ud, ch_conn *conn, const ch_hello *peer)
 {
     ch_coord *c = ud;
     if (peer->role == CH_ROLE_CTL) {
-        ch_conn_set_ud(conn, (void *)(uintptr_t)++c->ctl_serial);
+        struct ctl_conn *v = realloc(c->ctl_conns, (c->nctl + 1) * sizeof(*v));
+        if (!v) {
+            ch_conn_close(conn, -ENOMEM);
+            return;
+        }
+        c->ctl_conns = v;
+        v[c->nctl++] = (struct ctl_conn){++c->ctl_serial, conn};
+        ch_conn_set_ud(conn, (void *)(uintptr_t)c->ctl_serial);
         return;
     }
     if (peer->role != CH_ROLE_PEER || peer->node_id == c->mt.self) {
@@ -558,6 +569,8 @@ static ch_mem *mem_of_conn(ch_coord *c, ch_conn *conn)
 static void on_down(void *ud, ch_conn *conn, int reason)
 {
     ch_coord *c = ud;
+    for (size_t i = 0; i < c->nctl; i++)
+        if (c->ctl_conns[i].conn == conn) c->ctl_conns[i] = c->ctl_conns[--c->nctl];
     ch_mem *m = mem_of_conn(c, conn);
     if (!m) return;
     bool was_up = m->conn == conn;
@@ -1496,15 +1509,17 @@ static void ctl_answer(ch_node *n, void *ud)
 {
     ctl_job *j = ud;
     ch_coord *c = n->coord;
-    if (j->conn && (uintptr_t)ch_conn_ud(j->conn) == j->serial) {
+    ch_conn *conn = NULL; /* the connection may have closed while the handler ran */
+    for (size_t i = 0; i < c->nctl; i++)
+        if (c->ctl_conns[i].serial == j->serial) conn = c->ctl_conns[i].conn;
+    if (conn) {
         ch_wbuf w;
         ch_wbuf_init(&w);
         ch_wbuf_put_u32(&w, (uint32_t)j->status);
         ch_wbuf_put_blob32(&w, j->out.data ? j->out.data : (const uint8_t *)"", j->out.len);
-        if (!w.err) ch_conn_send(j->conn, CH_F_CTL_RESP, w.data, w.len);
+        if (!w.err) ch_conn_send(conn, CH_F_CTL_RESP, w.data, w.len);
         ch_wbuf_free(&w);
     }
-    (void)c;
     ctl_job_free(j);
 }
 
@@ -1570,7 +1585,6 @@ static void on_ctl_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
         return;
     }
     j->c = c;
-    j->conn = conn;
     j->serial = (uintptr_t)ch_conn_ud(conn);
     pthread_mutex_lock(&c->ctl_mu);
     if (c->ctl_tail)
