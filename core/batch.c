@@ -69,6 +69,16 @@ static unsigned destination(const ch_batch *b, const ch_spec *key)
     return ch_route(b->node, key->hash);
 }
 
+/* A phase with no child to route still completes on a reactor, as on_done promises: an
+ * empty part to core 0 (a blocking caller just completes here, it is waiting anyway). */
+static void complete_on_reactor(ch_batch *b, uint8_t op)
+{
+    atomic_store(&b->pending, 1);
+    ch_rec h = {.op = op, .len = 0, .ref = (uint64_t)(uintptr_t)b};
+    if (!b->on_done || ch_reactor_post(b->node, 0, &h, NULL, NULL, false) < 0)
+        ch_batch_core_done(b);
+}
+
 /* Sends each core the indices of the children it owns among those in `keys`. */
 static void dispatch_phase(ch_batch *b, uint8_t op, ch_spec **keys)
 {
@@ -82,8 +92,7 @@ static void dispatch_phase(ch_batch *b, uint8_t op, ch_spec **keys)
         /* No memory to route: fail the children of this phase here. */
         for (size_t i = 0; i < b->count; i++)
             if (keys[i] && op == CH_OP_START) b->results[i] = -ENOMEM;
-        atomic_store(&b->pending, 1);
-        ch_batch_core_done(b);
+        complete_on_reactor(b, op);
         goto out;
     }
     for (size_t i = 0; i < b->count; i++)
@@ -97,7 +106,7 @@ static void dispatch_phase(ch_batch *b, uint8_t op, ch_spec **keys)
         if (keys[i]) idx[per[dst[i]] + fill[dst[i]]++] = (uint32_t)i;
     atomic_store(&b->pending, involved ? involved : 1);
     if (!involved) {
-        ch_batch_core_done(b);
+        complete_on_reactor(b, op);
         goto out;
     }
     for (unsigned c = 0; c < cores; c++) {

@@ -42,6 +42,7 @@
 
 #define MAX_HOPS     CH_MAX_HOPS
 #define RELAY_MS     120000u /* a relayed call's entry outlives any caller's timeout */
+#define HANDSHAKE_MS 5000u   /* a connection must authenticate within this */
 #define DELTA_FLUSH  (64u * 1024)
 #define CTL_MAX_ARGS 64
 
@@ -86,13 +87,17 @@ struct ch_coord {
     ch_ctl_handler ctl_handler;
     void *ctl_ud;
     uint64_t ctl_serial;
+    struct ctl_conn { /* control connections alive now: answers find theirs by serial */
+        uint64_t serial;
+        ch_conn *conn;
+    } * ctl_conns;
+    size_t nctl;
 };
 
 struct ctl_job {
     ctl_job *next;
     ch_coord *c;
-    ch_conn *conn;
-    uint64_t serial; /* the connection's serial when the job was made */
+    uint64_t serial; /* the control connection's serial (see ctl_conns) */
     int argc;
     char **argv;
     char *argbuf;
@@ -116,18 +121,55 @@ static ch_coord *coord_of(ch_reactor *r)
 
 /* ---- sending ------------------------------------------------------------------------ */
 
-static ch_conn *conn_to(ch_coord *c, uint64_t node)
+static void dial(ch_coord *c, ch_mem *m, uint64_t now);
+
+/* Frames for a member we know but are not connected to yet wait here, in order, until
+ * the connection is up (a view can announce a member before either side dialled). */
+static int backlog(ch_coord *c, ch_mem *m, uint8_t type, const void *a, size_t alen, const void *b,
+                   size_t blen)
+{
+    if (!ch_mem_in_ring(m) || m->id == c->mt.self) return -EHOSTUNREACH;
+    ch_wbuf *w = m->backlog;
+    if (!w && !(w = m->backlog = calloc(1, sizeof(*w)))) return -ENOMEM;
+    if (w->len + alen + blen > CH_CONN_MAX_QUEUE) return -ENOBUFS;
+    uint8_t *hdr = ch_wbuf_put_space(w, CH_FRAME_HDR + alen + blen);
+    if (!hdr) return -ENOMEM;
+    if (alen) memcpy(hdr + CH_FRAME_HDR, a, alen);
+    if (blen) memcpy(hdr + CH_FRAME_HDR + alen, b, blen);
+    ch_frame_header_write(hdr, type, 0, hdr + CH_FRAME_HDR, (uint32_t)(alen + blen));
+    m->next_dial_ns = 0;
+    dial(c, m, ch_now_ns());
+    return 0;
+}
+
+static void backlog_free(ch_mem *m)
+{
+    ch_wbuf *w = m->backlog;
+    if (w) ch_wbuf_free(w);
+    free(w);
+    m->backlog = NULL;
+}
+
+static void backlog_flush(ch_mem *m)
+{
+    ch_wbuf *w = m->backlog;
+    if (w && w->len && m->conn) ch_conn_send_raw(m->conn, w->data, w->len);
+    backlog_free(m);
+}
+
+static int send_frame(ch_coord *c, uint64_t node, uint8_t type, const void *a, size_t alen,
+                      const void *b, size_t blen)
 {
     ch_mem *m = ch_mtab_find(&c->mt, node);
-    return m && m->conn ? m->conn : NULL;
+    if (!m) return -EHOSTUNREACH;
+    if (m->conn) return ch_conn_send2(m->conn, type, a, alen, b, blen);
+    return backlog(c, m, type, a, alen, b, blen);
 }
 
 static int send_to(ch_coord *c, uint64_t node, uint8_t type, const ch_wbuf *w)
 {
     if (w->err) return w->err;
-    ch_conn *conn = conn_to(c, node);
-    if (!conn) return -ENOTCONN;
-    return ch_conn_send(conn, type, w->data, w->len);
+    return send_frame(c, node, type, w->data, w->len, NULL, 0);
 }
 
 static void send_all(ch_coord *c, uint8_t type, const ch_wbuf *w)
@@ -143,7 +185,9 @@ static void send_all(ch_coord *c, uint8_t type, const ch_wbuf *w)
 
 unsigned ch_route(ch_node *n, uint64_t hash)
 {
-    unsigned local = (unsigned)(hash % n->cores);
+    /* hash % cores, without a division when cores is a power of two (hot path) */
+    unsigned local =
+        (unsigned)(n->core_mask || n->cores == 1 ? hash & n->core_mask : hash % n->cores);
     if (!n->coord) return local;
     ch_hashring *ring = atomic_load_explicit(&n->ring, memory_order_acquire);
     uint64_t owner;
@@ -424,8 +468,8 @@ static void dial(ch_coord *c, ch_mem *m, uint64_t now)
 {
     if (m->conn || m->dialing || !m->addr[0] || now < m->next_dial_ns) return;
     if (!ch_mem_in_ring(m) || m->id == c->mt.self) return;
-    /* One connection per pair: the node with the smaller id dials. */
-    if (m->id > c->mt.self) return;
+    /* One connection per pair: the node with the larger id dials, unless frames wait. */
+    if (m->id > c->mt.self && !m->backlog) return;
     ch_conn *conn;
     m->next_dial_ns = now + ms(c->n->cfg.cluster.probe_interval_ms);
     if (ch_transport_connect(c->t, m->addr, CH_ROLE_PEER, &conn) == 0) {
@@ -451,11 +495,27 @@ static void send_join(ch_coord *c, ch_conn *conn)
 
 static void send_digest(ch_coord *c, ch_conn *conn);
 
+/* Of two connections between the same pair, both ends keep the one dialled by the node
+ * with the smaller id. */
+static bool prefer(ch_coord *c, ch_conn *fresh, ch_conn *old, uint64_t peer)
+{
+    uint64_t fresh_by = ch_conn_initiator(fresh) ? c->mt.self : peer;
+    uint64_t old_by = ch_conn_initiator(old) ? c->mt.self : peer;
+    return fresh_by < old_by;
+}
+
 static void on_up(void *ud, ch_conn *conn, const ch_hello *peer)
 {
     ch_coord *c = ud;
     if (peer->role == CH_ROLE_CTL) {
-        ch_conn_set_ud(conn, (void *)(uintptr_t)++c->ctl_serial);
+        struct ctl_conn *v = realloc(c->ctl_conns, (c->nctl + 1) * sizeof(*v));
+        if (!v) {
+            ch_conn_close(conn, -ENOMEM);
+            return;
+        }
+        c->ctl_conns = v;
+        v[c->nctl++] = (struct ctl_conn){++c->ctl_serial, conn};
+        ch_conn_set_ud(conn, (void *)(uintptr_t)c->ctl_serial);
         return;
     }
     if (peer->role != CH_ROLE_PEER || peer->node_id == c->mt.self) {
@@ -472,9 +532,15 @@ static void on_up(void *ud, ch_conn *conn, const ch_hello *peer)
         ch_conn_close(conn, -EPERM);
         return;
     }
-    if (m && m->conn) { /* a second connection to the same peer: keep the first */
-        ch_conn_close(conn, -EALREADY);
+    if (m && m->conn && !prefer(c, conn, m->conn, peer->node_id)) {
+        ch_conn_close(conn, -EALREADY); /* both sides keep the same one of the two */
         return;
+    }
+    if (m && m->conn) {
+        ch_conn *old = m->conn;
+        m->conn = NULL;
+        ch_conn_set_ud(old, NULL);
+        ch_conn_close(old, -EALREADY);
     }
     if (m && m->dialing == conn) m->dialing = NULL;
     send_join(c, conn);
@@ -488,6 +554,7 @@ static void on_up(void *ud, ch_conn *conn, const ch_hello *peer)
     }
     m->conn = conn;
     ch_conn_set_ud(conn, m);
+    backlog_flush(m);
     send_view_all(c); /* everyone learns of the newcomer, the newcomer of everyone */
     send_digest(c, conn);
 }
@@ -502,6 +569,8 @@ static ch_mem *mem_of_conn(ch_coord *c, ch_conn *conn)
 static void on_down(void *ud, ch_conn *conn, int reason)
 {
     ch_coord *c = ud;
+    for (size_t i = 0; i < c->nctl; i++)
+        if (c->ctl_conns[i].conn == conn) c->ctl_conns[i] = c->ctl_conns[--c->nctl];
     ch_mem *m = mem_of_conn(c, conn);
     if (!m) return;
     bool was_up = m->conn == conn;
@@ -735,13 +804,29 @@ static void on_reg_sync_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
     ch_wbuf_free(&w);
 }
 
-static void drop_rows_of(ch_coord *c, uint64_t owner)
+static void hook_row_removed(ch_coord *c, const ch_regrow *r)
+{
+    if (!ch_hooks_any(&c->n->hooks, CH_HOOK_REGISTRY_REMOVE)) return;
+    ch_hook_event ev = {.point = CH_HOOK_REGISTRY_REMOVE,
+                        .id = ch_regrow_id(r),
+                        .id_len = r->id_len,
+                        .core = r->core,
+                        .incarnation = r->incarnation,
+                        .reason = CH_REASON_STOPPED,
+                        .node = r->node,
+                        .epoch = c->epoch};
+    ch_hooks_run(&c->n->hooks, &ev);
+}
+
+/* Forgets every row of a member; `gone`: it left the hub, so each removal is an event. */
+static void drop_rows_of(ch_coord *c, uint64_t owner, bool gone)
 {
     for (size_t i = 0; i < c->reg.cap;) {
         ch_regrow *r = c->reg.slots[i];
         if (r && r->node == owner) {
             ch_regtab_remove(&c->reg, r); /* may shift another row into slot i */
             digest_apply(c, r, -1);
+            if (gone) hook_row_removed(c, r);
             free(r);
             continue;
         }
@@ -754,7 +839,7 @@ static void on_reg_sync(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
     uint64_t owner = ch_rbuf_get_u64(rb);
     uint32_t count = ch_rbuf_get_u32(rb);
     if (!ch_rbuf_ok(rb) || owner == c->mt.self || !ch_mtab_find(&c->mt, owner)) return;
-    drop_rows_of(c, owner);
+    drop_rows_of(c, owner, false);
     for (uint32_t i = 0; i < count && ch_rbuf_ok(rb); i++) {
         ch_regrow *row = get_row(rb);
         if (row && row->node == owner)
@@ -804,8 +889,6 @@ static void to_local_core(ch_coord *c, uint8_t op, const char *id, size_t len, u
 static int send_cast(ch_coord *c, uint64_t node, uint8_t hops, const char *id, size_t len,
                      const void *data, size_t dlen)
 {
-    ch_conn *conn = conn_to(c, node);
-    if (!conn) return -EHOSTUNREACH;
     uint8_t hdr[2 + CH_ID_MAX + 4];
     size_t k = 0;
     hdr[k++] = hops;
@@ -815,14 +898,12 @@ static int send_cast(ch_coord *c, uint64_t node, uint8_t hops, const char *id, s
     uint32_t l32 = (uint32_t)dlen;
     memcpy(hdr + k, &l32, 4);
     k += 4;
-    return ch_conn_send2(conn, CH_F_CAST, hdr, k, data, dlen);
+    return send_frame(c, node, CH_F_CAST, hdr, k, data, dlen);
 }
 
 static int send_call(ch_coord *c, uint64_t node, uint8_t hops, uint16_t core, uint64_t ref,
                      const char *id, size_t len, const void *data, size_t dlen)
 {
-    ch_conn *conn = conn_to(c, node);
-    if (!conn) return -EHOSTUNREACH;
     uint8_t hdr[1 + 2 + 8 + 1 + CH_ID_MAX + 4];
     size_t k = 0;
     hdr[k++] = hops;
@@ -836,7 +917,7 @@ static int send_call(ch_coord *c, uint64_t node, uint8_t hops, uint16_t core, ui
     uint32_t l32 = (uint32_t)dlen;
     memcpy(hdr + k, &l32, 4);
     k += 4;
-    return ch_conn_send2(conn, CH_F_CALL, hdr, k, data, dlen);
+    return send_frame(c, node, CH_F_CALL, hdr, k, data, dlen);
 }
 
 static void fail_call(ch_coord *c, unsigned core, uint64_t ref, int status)
@@ -946,8 +1027,6 @@ void ch_coord_relay_done(ch_reactor *r, uint64_t peer, uint16_t core, uint64_t r
                          const void *data, size_t len)
 {
     ch_coord *c = coord_of(r);
-    ch_conn *conn = conn_to(c, peer);
-    if (!conn) return; /* the caller's node is gone; its call fails there */
     uint8_t hdr[2 + 8 + 4 + 4];
     int32_t st = status;
     uint32_t l32 = (uint32_t)len;
@@ -955,7 +1034,7 @@ void ch_coord_relay_done(ch_reactor *r, uint64_t peer, uint16_t core, uint64_t r
     memcpy(hdr + 2, &ref, 8);
     memcpy(hdr + 10, &st, 4);
     memcpy(hdr + 14, &l32, 4);
-    ch_conn_send2(conn, CH_F_REPLY, hdr, sizeof(hdr), data, len);
+    send_frame(c, peer, CH_F_REPLY, hdr, sizeof(hdr), data, len); /* the caller may be gone */
 }
 
 static void on_reply_frame(ch_coord *c, ch_rbuf *rb)
@@ -1292,7 +1371,8 @@ static void on_member_gone(ch_coord *c, ch_mem *m)
     }
     if (!c->partitioned) restart_rows(c, mine, k);
     free(mine);
-    drop_rows_of(c, m->id);
+    drop_rows_of(c, m->id, true);
+    backlog_free(m);
     if (m->conn) ch_conn_close(m->conn, 0);
 }
 
@@ -1429,15 +1509,17 @@ static void ctl_answer(ch_node *n, void *ud)
 {
     ctl_job *j = ud;
     ch_coord *c = n->coord;
-    if (j->conn && (uintptr_t)ch_conn_ud(j->conn) == j->serial) {
+    ch_conn *conn = NULL; /* the connection may have closed while the handler ran */
+    for (size_t i = 0; i < c->nctl; i++)
+        if (c->ctl_conns[i].serial == j->serial) conn = c->ctl_conns[i].conn;
+    if (conn) {
         ch_wbuf w;
         ch_wbuf_init(&w);
         ch_wbuf_put_u32(&w, (uint32_t)j->status);
         ch_wbuf_put_blob32(&w, j->out.data ? j->out.data : (const uint8_t *)"", j->out.len);
-        if (!w.err) ch_conn_send(j->conn, CH_F_CTL_RESP, w.data, w.len);
+        if (!w.err) ch_conn_send(conn, CH_F_CTL_RESP, w.data, w.len);
         ch_wbuf_free(&w);
     }
-    (void)c;
     ctl_job_free(j);
 }
 
@@ -1503,7 +1585,6 @@ static void on_ctl_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
         return;
     }
     j->c = c;
-    j->conn = conn;
     j->serial = (uintptr_t)ch_conn_ud(conn);
     pthread_mutex_lock(&c->ctl_mu);
     if (c->ctl_tail)
@@ -1601,7 +1682,9 @@ static void on_frame(void *ud, ch_conn *conn, const ch_frame *f)
         }
         return;
     }
-    if (!ch_conn_ud(conn)) return; /* not yet a member: nothing else is trusted */
+    ch_mem *from = ch_conn_ud(conn);
+    if (!from) return; /* not yet a member: nothing else is trusted */
+    if (from->id == c->probe_target) c->probe_acked = true; /* any frame proves it lives */
     if (f->type == CH_F_BATCH) {
         size_t pos = 0;
         ch_frame inner;
@@ -1664,6 +1747,7 @@ static void tick(ch_reactor *r, uint64_t round)
     if (c->probe_target && !c->probe_acked && now - c->probe_sent_ns > ms(cc->probe_timeout_ms))
         probe_indirect(c);
     expire_suspects(c, now);
+    ch_transport_sweep(c->t, now, HANDSHAKE_MS * 1000000ull);
     dial_all(c, now);
     if (round % per_probe == 0) dial_seeds(c);
     if (round % per_sync == per_sync - 1)
@@ -1776,6 +1860,8 @@ void ch_coord_free(ch_coord *c)
         ctl_job_free(j);
     }
     ch_transport_free(c->t);
+    for (size_t i = 0; i < c->mt.n; i++)
+        backlog_free(&c->mt.v[i]);
     ch_mtab_free(&c->mt);
     ch_regtab_free(&c->reg);
     ch_wbuf_free(&c->delta);

@@ -16,8 +16,16 @@
 #include <unistd.h>
 
 static _Atomic int level = -1; /* -1: not read from CH_LOG yet */
-static _Atomic(ch_log_sink) sink;
-static _Atomic(void *) sink_ud;
+/* The sink and its user data change together: one immutable pair behind one atomic
+ * pointer. A replaced pair is not freed, since another thread may be using it (a program
+ * sets its sink a handful of times). */
+typedef struct sink_pair {
+    ch_log_sink fn;
+    void *ud;
+    struct sink_pair *older; /* keeps every pair reachable */
+} sink_pair;
+static _Atomic(sink_pair *) sink;
+static _Atomic(sink_pair *) every_pair;
 static _Thread_local char thread_name[16];
 
 static int level_from_env(void)
@@ -47,8 +55,13 @@ void ch_log_set_level(ch_log_level l)
 
 void ch_log_set_sink(ch_log_sink s, void *ud)
 {
-    atomic_store(&sink_ud, ud);
-    atomic_store(&sink, s);
+    sink_pair *p = NULL;
+    if (s && !(p = malloc(sizeof(*p)))) return; /* keep the old sink rather than none */
+    if (p) {
+        *p = (sink_pair){s, ud, NULL};
+        p->older = atomic_exchange(&every_pair, p);
+    }
+    atomic_store(&sink, p);
 }
 
 void ch_log_thread_name(const char *name)
@@ -79,10 +92,10 @@ void ch_log(ch_log_level l, const char *fmt, ...)
     va_end(ap);
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof(line) - 2) len = sizeof(line) - 2;
-    ch_log_sink s = atomic_load(&sink);
+    sink_pair *s = atomic_load(&sink);
     if (s) {
         line[len] = '\0';
-        s(atomic_load(&sink_ud), l, line);
+        s->fn(s->ud, l, line);
         return;
     }
     line[len++] = '\n';

@@ -28,6 +28,7 @@ typedef struct ch_mem {
     uint64_t next_dial_ns;
     uint64_t reg_count, reg_xor; /* digest of the registry rows this member owns */
     bool saw_leave;              /* while this node leaves: the peer saw it */
+    void *backlog;               /* the coordinator's frames waiting for a connection */
 } ch_mem;
 
 typedef struct ch_mtab {

@@ -37,7 +37,8 @@ int ch_waiter_init(ch_waiter *w)
         pthread_cond_destroy(&w->cv);
         return -rc;
     }
-    w->done = 0;
+        w->done = 0;
+    atomic_init(&w->ready, 0);
     return 0;
 }
 
@@ -53,6 +54,28 @@ void ch_waiter_signal(ch_waiter *w)
     w->done = 1;
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
+    atomic_store_explicit(&w->ready, 1, memory_order_release); /* the last touch of w */
+}
+
+static inline void relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Answers often come back within microseconds, and waking a sleeping thread costs tens of
+ * them here: spin a little before sleeping. */
+static bool spin_for(ch_waiter *w, uint64_t ns)
+{
+    uint64_t end = ch_now_ns() + ns;
+    do {
+        for (int i = 0; i < 64; i++) {
+            if (atomic_load_explicit(&w->ready, memory_order_acquire)) return true;
+            relax();
+        }
+    } while (ch_now_ns() < end);
+    return false;
 }
 
 int ch_waiter_wait(ch_waiter *w, uint32_t timeout_ms)
@@ -65,13 +88,15 @@ int ch_waiter_wait(ch_waiter *w, uint32_t timeout_ms)
         dl.tv_sec++;
         dl.tv_nsec -= 1000000000;
     }
+        if (spin_for(w, 20000)) return 0;
     pthread_mutex_lock(&w->mu);
     int rc = 0;
-    while (!w->done && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&w->cv, &w->mu, &dl);
+    while (!w->done && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&w->cv, &w->mu, &dl);
     int done = w->done;
     pthread_mutex_unlock(&w->mu);
-    return done ? 0 : -ETIMEDOUT;
+    if (!done) return -ETIMEDOUT;
+    while (!atomic_load_explicit(&w->ready, memory_order_acquire)) relax(); /* nanoseconds */
+    return 0;
 }
 
 /* ---- config and lifecycle ----------------------------------------------------------- */
@@ -187,7 +212,8 @@ int ch_node_create(const ch_node_config *cfg, ch_node **out)
         free(n);
         return rc;
     }
-    n->cores = cfg->cores;
+        n->cores = cfg->cores;
+    n->core_mask = (cfg->cores & (cfg->cores - 1)) == 0 ? cfg->cores - 1 : 0;
     n->nreactors = cfg->cores + (cfg->cluster.listen ? 1 : 0);
     while (getrandom(&n->id, sizeof(n->id), 0) != sizeof(n->id) || n->id == 0) {
     }
@@ -290,6 +316,19 @@ static void wait_for(ch_node *n, _Atomic long *v, long want)
         sched_yield();
 }
 
+/* Shuts reactors [from, to) down (their processes terminated) and waits for their acks. */
+static void shut_reactors(ch_node *n, unsigned from, unsigned to)
+{
+    unsigned want = atomic_load(&n->shut_acks);
+    ch_rec h = {.op = CH_OP_SHUTDOWN};
+    for (unsigned i = from; i < to; i++)
+        if (n->reactors[i].running && ch_reactor_post(n, i, &h, NULL, NULL, false) == 0) want++;
+    while (atomic_load(&n->shut_acks) < want) {
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL); /* a poll interval, not a synchronisation */
+    }
+}
+
 /* Phase 1: every reactor terminates its processes while all threads still run, so that
  * terminate callbacks may still talk to each other's cores. Phase 2: join, then drain
  * whatever is left in the mailboxes on this thread. */
@@ -305,16 +344,12 @@ int ch_node_stop(ch_node *n)
         return 0;
     }
     wait_for(n, &n->inflight, 0);
-    unsigned spawned = 0, nr = n->nreactors;
-    for (unsigned i = 0; i < nr; i++)
-        spawned += n->reactors[i].running;
-    ch_rec h = {.op = CH_OP_SHUTDOWN};
-    for (unsigned i = 0; i < nr; i++)
-        if (n->reactors[i].running) ch_reactor_post(n, i, &h, NULL, NULL, false);
-    while (atomic_load(&n->shut_acks) < spawned) {
-        struct timespec ts = {0, 200000};
-        nanosleep(&ts, NULL); /* a poll interval, not a synchronisation */
-    }
+    unsigned nr = n->nreactors;
+    /* The coordinator goes first: peers must see this node vanish with its processes
+     * still registered (a node stopped without ch_node_leave is restarted elsewhere, like
+     * a crash), not watch its registry empty out. */
+    if (n->coord) shut_reactors(n, n->cores, nr);
+    shut_reactors(n, 0, n->cores);
     for (unsigned i = 0; i < nr; i++)
         ch_reactor_stop(&n->reactors[i]);
     for (unsigned i = 0; i < nr; i++)
@@ -393,10 +428,17 @@ int ch_send(ch_node *n, const char *id, size_t id_len, const void *data, size_t 
     if (!n || (len && !data)) return -EINVAL;
     int rc = ch_id_check(id, &id_len);
     if (rc) return rc;
-    if (len > n->cfg.max_message) return CH_EMSGSIZE;
-    if ((rc = ch_node_api_enter(n))) return rc;
+        if (len > n->cfg.max_message) return CH_EMSGSIZE;
     uint64_t hash = ch_id_hash(id, id_len);
     ch_rec h = {.op = CH_OP_CAST, .id_len = (uint8_t)id_len, .len = (uint32_t)len, .aux = hash};
+    if (ch_node_on_reactor(n)) {
+        /* Hot path. A reactor's records are drained before it exits, so it needs no
+         * in-flight count, only the state (a shared counter would bounce between cores). */
+        if (atomic_load_explicit(&n->state, memory_order_relaxed) != CH_NODE_RUNNING)
+            return CH_ESTOPPED;
+        return ch_reactor_post(n, ch_route(n, hash), &h, id, data, true);
+    }
+    if ((rc = ch_node_api_enter(n))) return rc;
     rc = ch_reactor_post(n, ch_route(n, hash), &h, id, data, true);
     ch_node_api_leave(n);
     return rc;
@@ -464,6 +506,7 @@ static void copy_reply(const ch_fcall *c, void *reply, size_t cap, size_t *reply
 int ch_call(ch_node *n, const char *id, size_t id_len, const void *req, size_t len, void *reply,
             size_t reply_cap, size_t *reply_len, uint32_t timeout_ms)
 {
+    if (reply_len) *reply_len = 0; /* defined on every error path */
     int rc = check_call(n, id, &id_len, req, len);
     if (rc) return rc;
     if (ch_node_on_reactor(n)) return CH_EWOULDBLOCK;
@@ -530,7 +573,7 @@ int ch_node_stats_get(ch_node *n, ch_node_stats *out)
 {
     if (!n || !out) return -EINVAL;
     memset(out, 0, sizeof(*out));
-    for (unsigned i = 0; i < n->cores; i++) {
+    for (unsigned i = 0; i < n->nreactors; i++) {
         ch_counters *c = &n->reactors[i].stats;
 #define SUM(f) out->f += atomic_load_explicit(&c->f, memory_order_relaxed)
         SUM(processes);
@@ -543,6 +586,8 @@ int ch_node_stats_get(ch_node *n, ch_node_stats *out)
         SUM(intensity_exceeded);
         SUM(slow_terminates);
         SUM(crash_restarts);
+        SUM(bad_frames);
+        SUM(refused_peers);
 #undef SUM
     }
     return 0;

@@ -25,7 +25,8 @@ struct ch_node {
     ch_node_config cfg;
     ch_ptype *types;
     unsigned ntypes;
-    unsigned cores;     /* reactors that own processes */
+        unsigned cores;     /* reactors that own processes */
+    uint64_t core_mask; /* cores - 1 when cores is a power of two, else 0 */
     unsigned nreactors; /* cores, plus the coordinator (index `cores`) when clustered */
     ch_reactor *reactors;
     ch_ring *rings;         /* rings[src * nreactors + dst] */
@@ -49,7 +50,8 @@ struct ch_node {
 typedef struct ch_waiter {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int done;
+    int done;          /* under mu */
+    _Atomic int ready; /* set last by the signaller: after it, the waiter may be freed */
 } ch_waiter;
 
 int ch_waiter_init(ch_waiter *w);

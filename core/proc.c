@@ -87,6 +87,7 @@ ch_proc_info *ch_info_new(const ch_proc *p)
     info->shutdown_ms = s->shutdown_ms;
     info->incarnation = p->incarnation;
     info->core = p->r->core;
+    info->node = p->r->node->id;
     return info;
 }
 
@@ -150,6 +151,10 @@ void ch_proc_state_clear(ch_proc *p)
 
 void *ch_proc_state_resize(ch_proc *p, size_t len)
 {
+    if (len == 0) {
+        ch_proc_state_clear(p);
+        return NULL;
+    }
     if (p->state && p->state_free != free) {
         /* Memory the process handed over: move it into a block we can realloc. */
         void *copy = calloc(1, len ? len : 1);

@@ -155,7 +155,7 @@ static int post_ring(ch_reactor *r, unsigned dst, const ch_rec *h, const void *i
     void *slot = q->head ? NULL : ch_ring_reserve(ring, size);
     if (!slot) {
         if (r->dirty[dst]) publish(r, dst); /* let the consumer make room */
-        if (user && q->bytes >= ring->cap) {
+        if (user && q->bytes >= ring->pcap) {
             free(heap);
             return -EAGAIN;
         }

@@ -47,7 +47,7 @@ struct ch_io {
 /* Per-core counters: written by the owner reactor only, read by anyone (relaxed). */
 typedef struct ch_counters {
     _Atomic uint64_t processes, started, stopped, restarts, crashes, messages, dead_letters,
-        intensity_exceeded, slow_terminates, crash_restarts;
+        intensity_exceeded, slow_terminates, crash_restarts, bad_frames, refused_peers;
 } ch_counters;
 
 typedef struct ch_reactor {

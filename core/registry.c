@@ -109,7 +109,7 @@ static int merge(ch_query *q, ch_proc_list *out)
     if (!out->items) return -ENOMEM;
     for (unsigned i = 0; i < q->cores; i++) {
         ch_proc_list *l = &q->per_core[i];
-        memcpy(out->items + out->count, l->items, l->count * sizeof(*l->items));
+        if (l->count) memcpy(out->items + out->count, l->items, l->count * sizeof(*l->items));
         out->count += l->count;
         free(l->items);
         l->items = NULL;

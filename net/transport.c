@@ -44,6 +44,7 @@ struct ch_conn {
     size_t wire_off;   /* bytes of `wire` already sent */
     ch_hs hs;
     void *ud;
+    uint64_t born_ns; /* for the handshake deadline */
     ch_conn *next, *prev;
     struct sockaddr_storage sa;
     socklen_t salen;
@@ -63,6 +64,13 @@ struct ch_transport {
     ch_transport_cbs cbs;
     ch_conn *conns;
 };
+
+/* Counters live in the owner reactor's stats: this thread is their only writer. */
+static void bump(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
 
 #define CONTAINER(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
@@ -116,6 +124,7 @@ static ch_conn *conn_new(ch_transport *t, int fd, bool initiator, uint8_t role)
     c->fd = fd;
     c->initiator = initiator;
     c->role = role;
+    c->born_ns = ch_now_ns();
     ch_wbuf_init(&c->out);
     ch_wbuf_init(&c->wire);
     c->next = t->conns;
@@ -228,6 +237,14 @@ static int queue_frame(ch_conn *c, uint8_t type, const void *a, size_t alen, con
     return 0;
 }
 
+int ch_conn_send_raw(ch_conn *c, const void *frames, size_t len)
+{
+    if (c->closing) return -ENOTCONN;
+    if (ch_wbuf_put_bytes(&c->out, frames, len) < 0) return c->out.err;
+    kick_send(c);
+    return 0;
+}
+
 int ch_conn_send(ch_conn *c, uint8_t type, const void *payload, size_t len)
 {
     return queue_frame(c, type, payload, len, NULL, 0);
@@ -247,6 +264,7 @@ static int handshake_frame(ch_conn *c, const ch_frame *f)
     kick_send(c);
     if (rc < 0) {
         CH_WARN("handshake with %s refused: %s", c->addr, ch_hs_error(&c->hs));
+        bump(&c->t->r->stats.refused_peers);
         return rc;
     }
     if (rc == CH_HS_DONE) {
@@ -270,6 +288,7 @@ static int parse_frames(ch_conn *c)
         if (n == 0) break;
         if (n < 0) {
             CH_WARN("bad frame from %s: %s; closing", c->addr, strerror(-n));
+            bump(&c->t->r->stats.bad_frames);
             rc = n;
             break;
         }
@@ -309,6 +328,10 @@ static void on_recv(ch_reactor *r, ch_io *io, int res, uint32_t flags)
     c->inflight--;
     if (res <= 0 && !c->closing) {
         if (res < 0) CH_INFO("connection to %s lost: %s", c->addr, strerror(-res));
+        if (res == 0 && c->rlen) {
+            CH_WARN("%s closed in the middle of a frame (%zu bytes); dropped", c->addr, c->rlen);
+            bump(&c->t->r->stats.bad_frames);
+        }
         ch_conn_close(c, res);
     } else if (res > 0 && !c->closing) {
         c->rlen += (size_t)res;
@@ -527,6 +550,16 @@ void ch_transport_free(ch_transport *t)
     explicit_bzero(t->cookie, t->cookie_len);
     free(t->cookie);
     free(t);
+}
+
+void ch_transport_sweep(ch_transport *t, uint64_t now, uint64_t deadline_ns)
+{
+    for (ch_conn *c = t->conns; c; c = c->next) {
+        if (c->up || c->closing || now - c->born_ns < deadline_ns) continue;
+        CH_WARN("%s did not finish its handshake in time: closing", c->addr);
+        bump(&t->r->stats.refused_peers);
+        ch_conn_close(c, -ETIMEDOUT);
+    }
 }
 
 void ch_conn_set_ud(ch_conn *c, void *ud)

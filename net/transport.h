@@ -42,6 +42,9 @@ int ch_transport_start(ch_transport *t);
 int ch_transport_port(const ch_transport *t);
 /* Connects to addr with `role`; the outcome arrives as on_up or on_down. */
 int ch_transport_connect(ch_transport *t, const char *addr, uint8_t role, ch_conn **out);
+/* Closes connections whose handshake is not done deadline_ns after they opened (a peer
+ * that connects and says nothing must not hold a socket forever). */
+void ch_transport_sweep(ch_transport *t, uint64_t now, uint64_t deadline_ns);
 /* Closes every connection and the listener (on the reactor thread). */
 void ch_transport_close_all(ch_transport *t);
 /* Frees what is left, after the reactor's io_uring is gone. */
@@ -52,6 +55,8 @@ void ch_transport_free(ch_transport *t);
 int ch_conn_send(ch_conn *c, uint8_t type, const void *payload, size_t len);
 /* Queues one frame whose payload is the concatenation of two parts (saves a copy). */
 int ch_conn_send2(ch_conn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen);
+/* Queues bytes that already are whole frames. */
+int ch_conn_send_raw(ch_conn *c, const void *frames, size_t len);
 void ch_conn_close(ch_conn *c, int reason);
 void ch_conn_set_ud(ch_conn *c, void *ud);
 void *ch_conn_ud(const ch_conn *c);

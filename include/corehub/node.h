@@ -129,7 +129,8 @@ typedef struct ch_batch_opts {
  */
 CH_API int ch_start_children(ch_node *n, const ch_child_spec *specs, size_t count,
                              const ch_batch_opts *opts, int *results);
-/* Stops children by id (id_lens NULL: NUL-terminated ids). Per child: 0 or CH_ENOPROC.
+/* Stops children by id (id_lens NULL: NUL-terminated ids). Per child: 0, CH_ENOPROC,
+ * CH_EBADID, CH_ESTOPPED (the node stopped meanwhile), -EHOSTUNREACH (its node is gone).
  * Same blocking and asynchronous forms and returns as ch_start_children. */
 CH_API int ch_stop_children(ch_node *n, const char *const *ids, const size_t *id_lens, size_t count,
                             const ch_batch_opts *opts, int *results);
@@ -252,6 +253,8 @@ typedef struct ch_node_stats {
     uint64_t intensity_exceeded; /* crashes left unrestarted by the intensity limit */
     uint64_t slow_terminates;    /* terminate callbacks that overran shutdown_ms */
     uint64_t crash_restarts;     /* processes of dead members restarted here from specs */
+    uint64_t bad_frames;         /* connections closed for a malformed or truncated frame */
+    uint64_t refused_peers;      /* handshakes refused (cookie, hub, version) or too slow */
 } ch_node_stats;
 
 /* Sums every core's counters. Each counter is exact per core, the sum a moment's view. */

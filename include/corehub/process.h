@@ -102,7 +102,7 @@ CH_API void *ch_proc_type_ud(const ch_proc *p);
 /* The state: a byte block the process owns. NULL with *len 0 when empty. */
 CH_API void *ch_proc_state(const ch_proc *p, size_t *len);
 /* Resizes the state (contents kept up to the smaller size, growth zero-filled) and returns
- * it; NULL on -ENOMEM with the old state untouched. */
+ * it; NULL on -ENOMEM with the old state untouched. len 0 empties the state (NULL). */
 CH_API void *ch_proc_state_resize(ch_proc *p, size_t len);
 /* Replaces the state with `data` (ownership moves to the process; freed with free_fn,
  * which may be NULL for memory the process must not free). The old state is freed. */
@@ -119,6 +119,9 @@ CH_API int ch_reply(ch_proc *p, const ch_msg *call, const void *data, size_t len
 typedef struct ch_reply_token {
     uint64_t w[3];
 } ch_reply_token;
+/* A token answers its call once: later answers, and answers after the caller's timeout,
+ * are dropped. A process that ends with a deferred call unanswered lets that caller time
+ * out (it does not know whom it owed an answer). */
 CH_API int ch_reply_defer(ch_proc *p, const ch_msg *call, ch_reply_token *token);
 CH_API int ch_reply_send(ch_proc *p, const ch_reply_token *token, const void *data, size_t len);
 
