@@ -207,9 +207,6 @@ static int cmd_procs(nodectl *c, const ctlout *o, int argc, char **argv)
     ch_proc_list l = {0};
     int rc = local ? ch_list_local(c->node, tag, &l) : ch_list(c->node, tag, &l);
     if (rc < 0) return ctlout_fail(o, NODECTL_FAILED, "procs: %s", ch_strerror(rc));
-    /* core/proc.c leaves a local listing's node field unset: every row is this node's. */
-    for (size_t i = 0; local && i < l.count; i++)
-        l.items[i]->node = ch_node_id(c->node);
     qsort(l.items, l.count, sizeof(*l.items), cmp_info);
     size_t left = put_procs(o, &l);
     ch_proc_list_free(&l);
