@@ -466,6 +466,8 @@ static int cmd_stats(nodectl *c, const ctlout *o, int argc, char **argv)
         {"intensity_exceeded", s.intensity_exceeded},
         {"slow_terminates", s.slow_terminates},
         {"crash_restarts", s.crash_restarts},
+        {"bad_frames", s.bad_frames},
+        {"refused_peers", s.refused_peers},
         {"epoch", ch_node_epoch(c->node)},
         {"partitioned", ch_is_partitioned(c->node) == 1},
         {"port", (uint64_t)ch_node_port(c->node)},
