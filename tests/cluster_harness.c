@@ -352,6 +352,7 @@ int node_wait_exit(hnode *n, int timeout_ms)
         pid_t r = waitpid(n->pid, &n->wstatus, WNOHANG);
         if (r == n->pid || (r < 0 && errno == ECHILD)) {
             n->pid = 0;
+            if (n->wstatus != 0) print_log_tail(n); /* why it failed, for the test log */
             return exit_code(n->wstatus);
         }
         if (harness_now_ms() >= deadline) break;
