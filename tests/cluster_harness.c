@@ -6,10 +6,12 @@
  * async-signal-safe calls (dup2, prctl, close_range, execv): the test process may have
  * threads, and anything else could deadlock on a lock another thread held at the fork.
  * Everything the child needs (argv, the log file, the pipe) is made before the fork.
+ * The directory is flat: tests may add files to it, and fini removes them all.
  */
 #define _GNU_SOURCE
 #include "cluster_harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -94,9 +96,12 @@ static void remove_dir(ch_harness *h, bool keep)
         fprintf(stderr, "cluster harness: kept %s\n", h->dir);
         return;
     }
-    for (int i = 0; i < h->nnodes; i++)
-        unlink(h->nodes[i].log);
-    if (h->cookie_path[0]) unlink(h->cookie_path);
+    /* Every file, not only ours: tests put their own there (another hub's cookie...). */
+    DIR *dir = opendir(h->dir);
+    for (struct dirent *e; dir && (e = readdir(dir)) != NULL;)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            unlinkat(dirfd(dir), e->d_name, 0);
+    if (dir) closedir(dir);
     rmdir(h->dir);
     h->dir[0] = '\0';
 }

@@ -59,8 +59,9 @@ struct ch_harness {
 
 /* Makes the directory and a fresh random cookie. */
 int harness_init(ch_harness *h);
-/* Kills and reaps every node still running and removes the directory (kept when a node
- * died on its own). Idempotent. */
+/* Kills and reaps every node still running and removes the directory with every file in
+ * it (a test may put its own files there; no subdirectories), unless a node died on its
+ * own: then it is kept for its logs. Idempotent. */
 void harness_fini(ch_harness *h);
 /* How many nodes died on their own so far: gone although the test neither stopped them
  * nor watched them exit (node_term, node_wait_exit, node_alive, node_kill9). Each such
