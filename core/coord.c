@@ -157,13 +157,36 @@ static void backlog_flush(ch_mem *m)
     backlog_free(m);
 }
 
+/* Back-pressure toward the application: when a peer reads slower than we write, new
+ * ch_send calls for remote ids get -EAGAIN (node.c) until the queues drain, rather than
+ * the queue growing until the connection must be cut. */
+#define QUEUE_HIGH (16u << 20)
+#define QUEUE_LOW  (4u << 20)
+
+static void update_congestion(ch_coord *c)
+{
+    size_t worst = 0;
+    for (size_t i = 0; i < c->mt.n; i++) {
+        ch_mem *m = &c->mt.v[i];
+        size_t q = m->conn ? ch_conn_queued(m->conn) : 0;
+        if (m->backlog) q += ((ch_wbuf *)m->backlog)->len;
+        if (q > worst) worst = q;
+    }
+    int was = atomic_load_explicit(&c->n->net_congested, memory_order_relaxed);
+    int now = worst > QUEUE_HIGH || (was && worst > QUEUE_LOW);
+    if (now != was) atomic_store_explicit(&c->n->net_congested, now, memory_order_relaxed);
+}
+
 static int send_frame(ch_coord *c, uint64_t node, uint8_t type, const void *a, size_t alen,
                       const void *b, size_t blen)
 {
     ch_mem *m = ch_mtab_find(&c->mt, node);
     if (!m) return -EHOSTUNREACH;
-    if (m->conn) return ch_conn_send2(m->conn, type, a, alen, b, blen);
-    return backlog(c, m, type, a, alen, b, blen);
+    int rc = m->conn ? ch_conn_send2(m->conn, type, a, alen, b, blen)
+                     : backlog(c, m, type, a, alen, b, blen);
+    if (rc == 0 && m->conn && ch_conn_queued(m->conn) > QUEUE_HIGH)
+        atomic_store_explicit(&c->n->net_congested, 1, memory_order_relaxed);
+    return rc;
 }
 
 static int send_to(ch_coord *c, uint64_t node, uint8_t type, const ch_wbuf *w)
@@ -1747,6 +1770,7 @@ static void tick(ch_reactor *r, uint64_t round)
     if (c->probe_target && !c->probe_acked && now - c->probe_sent_ns > ms(cc->probe_timeout_ms))
         probe_indirect(c);
     expire_suspects(c, now);
+    update_congestion(c);
     ch_transport_sweep(c->t, now, HANDSHAKE_MS * 1000000ull);
     dial_all(c, now);
     if (round % per_probe == 0) dial_seeds(c);

@@ -37,7 +37,7 @@ int ch_waiter_init(ch_waiter *w)
         pthread_cond_destroy(&w->cv);
         return -rc;
     }
-        w->done = 0;
+    w->done = 0;
     atomic_init(&w->ready, 0);
     return 0;
 }
@@ -88,14 +88,16 @@ int ch_waiter_wait(ch_waiter *w, uint32_t timeout_ms)
         dl.tv_sec++;
         dl.tv_nsec -= 1000000000;
     }
-        if (spin_for(w, 20000)) return 0;
+    if (spin_for(w, 20000)) return 0;
     pthread_mutex_lock(&w->mu);
     int rc = 0;
-    while (!w->done && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&w->cv, &w->mu, &dl);
+    while (!w->done && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&w->cv, &w->mu, &dl);
     int done = w->done;
     pthread_mutex_unlock(&w->mu);
     if (!done) return -ETIMEDOUT;
-    while (!atomic_load_explicit(&w->ready, memory_order_acquire)) relax(); /* nanoseconds */
+    while (!atomic_load_explicit(&w->ready, memory_order_acquire))
+        relax(); /* nanoseconds */
     return 0;
 }
 
@@ -212,7 +214,7 @@ int ch_node_create(const ch_node_config *cfg, ch_node **out)
         free(n);
         return rc;
     }
-        n->cores = cfg->cores;
+    n->cores = cfg->cores;
     n->core_mask = (cfg->cores & (cfg->cores - 1)) == 0 ? cfg->cores - 1 : 0;
     n->nreactors = cfg->cores + (cfg->cluster.listen ? 1 : 0);
     while (getrandom(&n->id, sizeof(n->id), 0) != sizeof(n->id) || n->id == 0) {
@@ -428,18 +430,21 @@ int ch_send(ch_node *n, const char *id, size_t id_len, const void *data, size_t 
     if (!n || (len && !data)) return -EINVAL;
     int rc = ch_id_check(id, &id_len);
     if (rc) return rc;
-        if (len > n->cfg.max_message) return CH_EMSGSIZE;
+    if (len > n->cfg.max_message) return CH_EMSGSIZE;
     uint64_t hash = ch_id_hash(id, id_len);
     ch_rec h = {.op = CH_OP_CAST, .id_len = (uint8_t)id_len, .len = (uint32_t)len, .aux = hash};
+    unsigned dst = ch_route(n, hash);
+    if (dst == n->cores && atomic_load_explicit(&n->net_congested, memory_order_relaxed))
+        return -EAGAIN; /* the links to other nodes are backed up */
     if (ch_node_on_reactor(n)) {
         /* Hot path. A reactor's records are drained before it exits, so it needs no
          * in-flight count, only the state (a shared counter would bounce between cores). */
         if (atomic_load_explicit(&n->state, memory_order_relaxed) != CH_NODE_RUNNING)
             return CH_ESTOPPED;
-        return ch_reactor_post(n, ch_route(n, hash), &h, id, data, true);
+        return ch_reactor_post(n, dst, &h, id, data, true);
     }
     if ((rc = ch_node_api_enter(n))) return rc;
-    rc = ch_reactor_post(n, ch_route(n, hash), &h, id, data, true);
+    rc = ch_reactor_post(n, dst, &h, id, data, true);
     ch_node_api_leave(n);
     return rc;
 }

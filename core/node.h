@@ -25,7 +25,7 @@ struct ch_node {
     ch_node_config cfg;
     ch_ptype *types;
     unsigned ntypes;
-        unsigned cores;     /* reactors that own processes */
+    unsigned cores;     /* reactors that own processes */
     uint64_t core_mask; /* cores - 1 when cores is a power of two, else 0 */
     unsigned nreactors; /* cores, plus the coordinator (index `cores`) when clustered */
     ch_reactor *reactors;
@@ -35,6 +35,7 @@ struct ch_node {
     _Atomic(struct ch_hashring *) ring; /* the current epoch's ring, any thread reads */
     _Atomic uint64_t epoch;
     _Atomic int partitioned;
+    _Atomic int net_congested;    /* a peer connection's queue is over its high mark */
     struct ch_hashring **retired; /* rings replaced while threads may still read them */
     size_t nretired;
     char *cluster_strings; /* the node's copies of the cluster config's strings and cookie */

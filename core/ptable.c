@@ -51,7 +51,8 @@ ch_proc *ch_ptable_find(const ch_ptable *t, uint64_t hash, const char *id, size_
 static void put(ch_pslot *slots, size_t cap, size_t start, ch_proc *p)
 {
     size_t i = start;
-    while (slots[i].p) i = (i + 1) & (cap - 1);
+    while (slots[i].p)
+        i = (i + 1) & (cap - 1);
     slots[i] = (ch_pslot){p->hash, p};
 }
 

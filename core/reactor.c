@@ -152,6 +152,7 @@ static int post_ring(ch_reactor *r, unsigned dst, const ch_rec *h, const void *i
         size = off + sizeof(void *);
     }
     ch_outq *q = &r->ovf[dst];
+    if (q->head) drain_overflow(r, dst); /* room may be back: keep spills the exception */
     void *slot = q->head ? NULL : ch_ring_reserve(ring, size);
     if (!slot) {
         if (r->dirty[dst]) publish(r, dst); /* let the consumer make room */
@@ -460,7 +461,8 @@ static void sleep_until_work(ch_reactor *r)
 static void pin(ch_reactor *r)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    if (!r->node->cfg.pin || cpus <= 0) return;
+    /* The coordinator floats: pinned, it would share a CPU with reactor 0 for good. */
+    if (!r->node->cfg.pin || cpus <= 0 || r->core >= r->node->cores) return;
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(r->core % (unsigned)cpus, &set);
@@ -493,6 +495,8 @@ static void *reactor_main(void *arg)
     pin(r);
     arm_wakeup(r);
     uint64_t spin_ns = (uint64_t)r->node->cfg.spin_us * 1000, idle_since = 0;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    bool oversubscribed = cpus > 0 && r->node->nreactors > (unsigned)cpus;
     while (!atomic_load_explicit(&r->quit, memory_order_acquire)) {
         unsigned work = turn(r);
         ch_reactor_flush(r);
@@ -504,7 +508,12 @@ static void *reactor_main(void *arg)
         uint64_t now = ch_now_ns();
         if (!idle_since) idle_since = now;
         if (now - idle_since < spin_ns) {
-            cpu_relax();
+            /* Spin, but let a thread we just woke have this CPU if it is waiting for it:
+             * with more threads than CPUs, a bare spin delays every hand-off. */
+            if (oversubscribed)
+                sched_yield();
+            else
+                cpu_relax();
             continue;
         }
         sleep_until_work(r);

@@ -21,7 +21,7 @@
 typedef struct ch_ring {
     alignas(64) _Atomic size_t pub_tail; /* written by the producer, release */
     alignas(64) _Atomic size_t pub_head; /* written by the consumer, release */
-        /* Each side has its own read-only copy of buf and cap on its own cache line, so that
+    /* Each side has its own read-only copy of buf and cap on its own cache line, so that
      * neither reads a line the other one writes on every record. */
     alignas(64) size_t tail; /* producer: next write position */
     size_t head_cache;       /* producer: last head it saw */

@@ -210,6 +210,7 @@ static void on_sent(ch_reactor *r, ch_io *io, int res, uint32_t flags)
             }
         } else {
             ch_wbuf_reset(&c->wire);
+            c->wire_off = 0;
             kick_send(c);
         }
     }
@@ -235,6 +236,11 @@ static int queue_frame(ch_conn *c, uint8_t type, const void *a, size_t alen, con
     ch_frame_header_write(hdr, type, 0, body, (uint32_t)len);
     kick_send(c);
     return 0;
+}
+
+size_t ch_conn_queued(const ch_conn *c)
+{
+    return c->out.len + (c->wire.len - c->wire_off);
 }
 
 int ch_conn_send_raw(ch_conn *c, const void *frames, size_t len)
@@ -555,7 +561,8 @@ void ch_transport_free(ch_transport *t)
 void ch_transport_sweep(ch_transport *t, uint64_t now, uint64_t deadline_ns)
 {
     for (ch_conn *c = t->conns; c; c = c->next) {
-        if (c->up || c->closing || now - c->born_ns < deadline_ns) continue;
+        /* born after `now` (dialled during this tick) is young, not ancient */
+        if (c->up || c->closing || c->born_ns >= now || now - c->born_ns < deadline_ns) continue;
         CH_WARN("%s did not finish its handshake in time: closing", c->addr);
         bump(&t->r->stats.refused_peers);
         ch_conn_close(c, -ETIMEDOUT);
