@@ -1539,7 +1539,14 @@ static void ctl_answer(ch_node *n, void *ud)
         ch_wbuf w;
         ch_wbuf_init(&w);
         ch_wbuf_put_u32(&w, (uint32_t)j->status);
-        ch_wbuf_put_blob32(&w, j->out.data ? j->out.data : (const uint8_t *)"", j->out.len);
+        if (j->out.err || j->out.len > CH_FRAME_MAX - 64) { /* the answer must reach the client */
+            ch_wbuf_reset(&w);
+            ch_wbuf_put_u32(&w, 4);
+            static const char msg[] = "error: the answer is too large to send\n";
+            ch_wbuf_put_blob32(&w, msg, sizeof(msg) - 1);
+        } else {
+            ch_wbuf_put_blob32(&w, j->out.data ? j->out.data : (const uint8_t *)"", j->out.len);
+        }
         if (!w.err) ch_conn_send(conn, CH_F_CTL_RESP, w.data, w.len);
         ch_wbuf_free(&w);
     }
@@ -1892,6 +1899,7 @@ void ch_coord_free(ch_coord *c)
     for (size_t i = 0; i < c->nparked; i++)
         free(c->parked[i]);
     free(c->parked);
+    free(c->ctl_conns);
     pthread_mutex_destroy(&c->ctl_mu);
     pthread_cond_destroy(&c->ctl_cv);
     free(c);
@@ -1997,7 +2005,9 @@ int ch_node_leave(ch_node *n)
     uint64_t deadline = ch_now_ns() + ms(n->cfg.cluster.probe_interval_ms) * 5;
     while (ch_now_ns() < deadline) {
         coord_call chk = {0};
-        if (on_coordinator(n, leave_check_fn, &chk) != 1) {
+        int r = on_coordinator(n, leave_check_fn, &chk);
+        if (r < 0) break; /* stopped meanwhile */
+        if (r != 1) {
             struct timespec ts = {0, 5000000};
             nanosleep(&ts, NULL); /* a poll interval, not a synchronisation */
             continue;

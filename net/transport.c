@@ -36,6 +36,7 @@ struct ch_conn {
     int fd;
     int inflight; /* io_uring requests not yet completed */
     bool initiator, up, closing, sending_now;
+    bool draining; /* closing gracefully: queued output still goes out first */
     uint8_t role;
     int reason; /* why it closed */
     uint8_t *rbuf;
@@ -75,6 +76,7 @@ static void bump(_Atomic uint64_t *c)
 #define CONTAINER(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
 static void conn_maybe_free(ch_conn *c);
+static void kick_send(ch_conn *c);
 static void arm_recv(ch_conn *c);
 
 /* ---- addresses ---------------------------------------------------------------------- */
@@ -160,17 +162,36 @@ static void conn_maybe_free(ch_conn *c)
     conn_destroy(c);
 }
 
+/* An orderly close (reason 0 or -ESHUTDOWN) lets queued output leave first: reading stops
+ * now, writing when the queue is empty (last answers, the leave announcement). Any other
+ * close is immediate. Either way the requests in flight complete, and the last one frees
+ * the connection. */
 void ch_conn_close(ch_conn *c, int reason)
 {
     if (c->closing) return;
     c->closing = true;
     c->reason = reason;
-    if (c->fd >= 0) shutdown(c->fd, SHUT_RDWR); /* completes whatever is in flight */
+    bool orderly = reason == 0 || reason == -ESHUTDOWN;
+    c->draining = orderly && (c->sending_now || c->out.len);
+        if (c->fd >= 0) shutdown(c->fd, c->draining ? SHUT_RD : SHUT_RDWR);
+    if (c->draining) kick_send(c);
+}
+
+static bool may_send(const ch_conn *c)
+{
+    return !c->closing || c->draining;
+}
+
+static void drained(ch_conn *c)
+{
+    if (!c->draining || c->sending_now || c->out.len) return;
+    c->draining = false;
+    if (c->fd >= 0) shutdown(c->fd, SHUT_WR);
 }
 
 static void kick_send(ch_conn *c)
 {
-    if (c->sending_now || c->closing || c->out.len == 0) return;
+    if (c->sending_now || !may_send(c) || c->out.len == 0) return;
     ch_wbuf tmp = c->wire;
     c->wire = c->out;
     c->out = tmp;
@@ -192,10 +213,11 @@ static void on_sent(ch_reactor *r, ch_io *io, int res, uint32_t flags)
     ch_conn *c = CONTAINER(io, ch_conn, sio);
     c->inflight--;
     c->sending_now = false;
-    if (res < 0 && !c->closing) {
-        CH_WARN("send to %s failed: %s", c->addr, strerror(-res));
-        ch_conn_close(c, res);
-    } else if (res >= 0 && !c->closing) {
+    if (res < 0 && may_send(c)) {
+        if (!c->closing) CH_WARN("send to %s failed: %s", c->addr, strerror(-res));
+        c->draining = false;
+        if (!c->closing) ch_conn_close(c, res);
+    } else if (res >= 0 && may_send(c)) {
         c->wire_off += (size_t)res;
         if (c->wire_off < c->wire.len) { /* partial: the rest, before anything newer */
             struct io_uring_sqe *sqe = ch_reactor_sqe(r);
@@ -213,6 +235,7 @@ static void on_sent(ch_reactor *r, ch_io *io, int res, uint32_t flags)
             c->wire_off = 0;
             kick_send(c);
         }
+        drained(c);
     }
     conn_maybe_free(c);
 }
