@@ -58,8 +58,10 @@ typedef struct ch_waiter {
 int ch_waiter_init(ch_waiter *w);
 void ch_waiter_destroy(ch_waiter *w);
 void ch_waiter_signal(ch_waiter *w);
-/* 0 when signalled, -ETIMEDOUT when timeout_ms passed first. */
+/* 0 when signalled, -ETIMEDOUT when timeout_ms passed first. spin_ns: how long to poll
+ * before sleeping (worth it only when the answer comes from this machine's own cores). */
 int ch_waiter_wait(ch_waiter *w, uint32_t timeout_ms);
+int ch_waiter_wait_spin(ch_waiter *w, uint32_t timeout_ms, uint64_t spin_ns);
 
 /* A call from a foreign thread: completed by the target core's pending-call entry. */
 typedef struct ch_fcall {
