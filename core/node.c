@@ -93,7 +93,7 @@ int ch_waiter_wait_spin(ch_waiter *w, uint32_t timeout_ms, uint64_t spin_ns)
         dl.tv_sec++;
         dl.tv_nsec -= 1000000000;
     }
-        if (spin_ns && spin_for(w, spin_ns)) return 0;
+    if (spin_ns && spin_for(w, spin_ns)) return 0;
     pthread_mutex_lock(&w->mu);
     int rc = 0;
     while (!w->done && rc != ETIMEDOUT)
@@ -536,7 +536,7 @@ int ch_call(ch_node *n, const char *id, size_t id_len, const void *req, size_t l
     }
     /* The reactor enforces the timeout; the margin only covers a reactor stuck in a
      * callback, so that the caller never waits much longer than it asked. */
-        bool local = ch_route(n, ch_id_hash(id, id_len)) < n->cores;
+    bool local = ch_route(n, ch_id_hash(id, id_len)) < n->cores;
     rc = ch_waiter_wait_spin(&c->w, timeout_ms + 100, local ? 20000 : 0);
     if (rc == 0) {
         rc = c->status;

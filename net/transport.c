@@ -173,7 +173,7 @@ void ch_conn_close(ch_conn *c, int reason)
     c->reason = reason;
     bool orderly = reason == 0 || reason == -ESHUTDOWN;
     c->draining = orderly && (c->sending_now || c->out.len);
-        if (c->fd >= 0) shutdown(c->fd, c->draining ? SHUT_RD : SHUT_RDWR);
+    if (c->fd >= 0) shutdown(c->fd, c->draining ? SHUT_RD : SHUT_RDWR);
     if (c->draining) kick_send(c);
 }
 
