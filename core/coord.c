@@ -87,13 +87,17 @@ struct ch_coord {
     ch_ctl_handler ctl_handler;
     void *ctl_ud;
     uint64_t ctl_serial;
+    struct ctl_conn { /* control connections alive now: answers find theirs by serial */
+        uint64_t serial;
+        ch_conn *conn;
+    } * ctl_conns;
+    size_t nctl;
 };
 
 struct ctl_job {
     ctl_job *next;
     ch_coord *c;
-    ch_conn *conn;
-    uint64_t serial; /* the connection's serial when the job was made */
+    uint64_t serial; /* the control connection's serial (see ctl_conns) */
     int argc;
     char **argv;
     char *argbuf;
@@ -153,13 +157,36 @@ static void backlog_flush(ch_mem *m)
     backlog_free(m);
 }
 
+/* Back-pressure toward the application: when a peer reads slower than we write, new
+ * ch_send calls for remote ids get -EAGAIN (node.c) until the queues drain, rather than
+ * the queue growing until the connection must be cut. */
+#define QUEUE_HIGH (16u << 20)
+#define QUEUE_LOW  (4u << 20)
+
+static void update_congestion(ch_coord *c)
+{
+    size_t worst = 0;
+    for (size_t i = 0; i < c->mt.n; i++) {
+        ch_mem *m = &c->mt.v[i];
+        size_t q = m->conn ? ch_conn_queued(m->conn) : 0;
+        if (m->backlog) q += ((ch_wbuf *)m->backlog)->len;
+        if (q > worst) worst = q;
+    }
+    int was = atomic_load_explicit(&c->n->net_congested, memory_order_relaxed);
+    int now = worst > QUEUE_HIGH || (was && worst > QUEUE_LOW);
+    if (now != was) atomic_store_explicit(&c->n->net_congested, now, memory_order_relaxed);
+}
+
 static int send_frame(ch_coord *c, uint64_t node, uint8_t type, const void *a, size_t alen,
                       const void *b, size_t blen)
 {
     ch_mem *m = ch_mtab_find(&c->mt, node);
     if (!m) return -EHOSTUNREACH;
-    if (m->conn) return ch_conn_send2(m->conn, type, a, alen, b, blen);
-    return backlog(c, m, type, a, alen, b, blen);
+    int rc = m->conn ? ch_conn_send2(m->conn, type, a, alen, b, blen)
+                     : backlog(c, m, type, a, alen, b, blen);
+    if (rc == 0 && m->conn && ch_conn_queued(m->conn) > QUEUE_HIGH)
+        atomic_store_explicit(&c->n->net_congested, 1, memory_order_relaxed);
+    return rc;
 }
 
 static int send_to(ch_coord *c, uint64_t node, uint8_t type, const ch_wbuf *w)
@@ -181,7 +208,9 @@ static void send_all(ch_coord *c, uint8_t type, const ch_wbuf *w)
 
 unsigned ch_route(ch_node *n, uint64_t hash)
 {
-    unsigned local = (unsigned)(hash % n->cores);
+    /* hash % cores, without a division when cores is a power of two (hot path) */
+    unsigned local =
+        (unsigned)(n->core_mask || n->cores == 1 ? hash & n->core_mask : hash % n->cores);
     if (!n->coord) return local;
     ch_hashring *ring = atomic_load_explicit(&n->ring, memory_order_acquire);
     uint64_t owner;
@@ -502,7 +531,14 @@ static void on_up(void *ud, ch_conn *conn, const ch_hello *peer)
 {
     ch_coord *c = ud;
     if (peer->role == CH_ROLE_CTL) {
-        ch_conn_set_ud(conn, (void *)(uintptr_t)++c->ctl_serial);
+        struct ctl_conn *v = realloc(c->ctl_conns, (c->nctl + 1) * sizeof(*v));
+        if (!v) {
+            ch_conn_close(conn, -ENOMEM);
+            return;
+        }
+        c->ctl_conns = v;
+        v[c->nctl++] = (struct ctl_conn){++c->ctl_serial, conn};
+        ch_conn_set_ud(conn, (void *)(uintptr_t)c->ctl_serial);
         return;
     }
     if (peer->role != CH_ROLE_PEER || peer->node_id == c->mt.self) {
@@ -556,6 +592,8 @@ static ch_mem *mem_of_conn(ch_coord *c, ch_conn *conn)
 static void on_down(void *ud, ch_conn *conn, int reason)
 {
     ch_coord *c = ud;
+    for (size_t i = 0; i < c->nctl; i++)
+        if (c->ctl_conns[i].conn == conn) c->ctl_conns[i] = c->ctl_conns[--c->nctl];
     ch_mem *m = mem_of_conn(c, conn);
     if (!m) return;
     bool was_up = m->conn == conn;
@@ -1494,15 +1532,24 @@ static void ctl_answer(ch_node *n, void *ud)
 {
     ctl_job *j = ud;
     ch_coord *c = n->coord;
-    if (j->conn && (uintptr_t)ch_conn_ud(j->conn) == j->serial) {
+    ch_conn *conn = NULL; /* the connection may have closed while the handler ran */
+    for (size_t i = 0; i < c->nctl; i++)
+        if (c->ctl_conns[i].serial == j->serial) conn = c->ctl_conns[i].conn;
+    if (conn) {
         ch_wbuf w;
         ch_wbuf_init(&w);
         ch_wbuf_put_u32(&w, (uint32_t)j->status);
-        ch_wbuf_put_blob32(&w, j->out.data ? j->out.data : (const uint8_t *)"", j->out.len);
-        if (!w.err) ch_conn_send(j->conn, CH_F_CTL_RESP, w.data, w.len);
+        if (j->out.err || j->out.len > CH_FRAME_MAX - 64) { /* the answer must reach the client */
+            ch_wbuf_reset(&w);
+            ch_wbuf_put_u32(&w, 4);
+            static const char msg[] = "error: the answer is too large to send\n";
+            ch_wbuf_put_blob32(&w, msg, sizeof(msg) - 1);
+        } else {
+            ch_wbuf_put_blob32(&w, j->out.data ? j->out.data : (const uint8_t *)"", j->out.len);
+        }
+        if (!w.err) ch_conn_send(conn, CH_F_CTL_RESP, w.data, w.len);
         ch_wbuf_free(&w);
     }
-    (void)c;
     ctl_job_free(j);
 }
 
@@ -1568,7 +1615,6 @@ static void on_ctl_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
         return;
     }
     j->c = c;
-    j->conn = conn;
     j->serial = (uintptr_t)ch_conn_ud(conn);
     pthread_mutex_lock(&c->ctl_mu);
     if (c->ctl_tail)
@@ -1731,6 +1777,7 @@ static void tick(ch_reactor *r, uint64_t round)
     if (c->probe_target && !c->probe_acked && now - c->probe_sent_ns > ms(cc->probe_timeout_ms))
         probe_indirect(c);
     expire_suspects(c, now);
+    update_congestion(c);
     ch_transport_sweep(c->t, now, HANDSHAKE_MS * 1000000ull);
     dial_all(c, now);
     if (round % per_probe == 0) dial_seeds(c);
@@ -1852,6 +1899,7 @@ void ch_coord_free(ch_coord *c)
     for (size_t i = 0; i < c->nparked; i++)
         free(c->parked[i]);
     free(c->parked);
+    free(c->ctl_conns);
     pthread_mutex_destroy(&c->ctl_mu);
     pthread_cond_destroy(&c->ctl_cv);
     free(c);
@@ -1957,7 +2005,9 @@ int ch_node_leave(ch_node *n)
     uint64_t deadline = ch_now_ns() + ms(n->cfg.cluster.probe_interval_ms) * 5;
     while (ch_now_ns() < deadline) {
         coord_call chk = {0};
-        if (on_coordinator(n, leave_check_fn, &chk) != 1) {
+        int r = on_coordinator(n, leave_check_fn, &chk);
+        if (r < 0) break; /* stopped meanwhile */
+        if (r != 1) {
             struct timespec ts = {0, 5000000};
             nanosleep(&ts, NULL); /* a poll interval, not a synchronisation */
             continue;

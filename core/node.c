@@ -38,6 +38,7 @@ int ch_waiter_init(ch_waiter *w)
         return -rc;
     }
     w->done = 0;
+    atomic_init(&w->ready, 0);
     return 0;
 }
 
@@ -53,9 +54,36 @@ void ch_waiter_signal(ch_waiter *w)
     w->done = 1;
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
+    atomic_store_explicit(&w->ready, 1, memory_order_release); /* the last touch of w */
+}
+
+static inline void relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Answers often come back within microseconds, and waking a sleeping thread costs tens of
+ * them here: spin a little before sleeping. */
+static bool spin_for(ch_waiter *w, uint64_t ns)
+{
+    uint64_t end = ch_now_ns() + ns;
+    do {
+        for (int i = 0; i < 64; i++) {
+            if (atomic_load_explicit(&w->ready, memory_order_acquire)) return true;
+            relax();
+        }
+    } while (ch_now_ns() < end);
+    return false;
 }
 
 int ch_waiter_wait(ch_waiter *w, uint32_t timeout_ms)
+{
+    return ch_waiter_wait_spin(w, timeout_ms, 0);
+}
+
+int ch_waiter_wait_spin(ch_waiter *w, uint32_t timeout_ms, uint64_t spin_ns)
 {
     struct timespec dl;
     clock_gettime(CLOCK_MONOTONIC, &dl);
@@ -65,13 +93,17 @@ int ch_waiter_wait(ch_waiter *w, uint32_t timeout_ms)
         dl.tv_sec++;
         dl.tv_nsec -= 1000000000;
     }
+    if (spin_ns && spin_for(w, spin_ns)) return 0;
     pthread_mutex_lock(&w->mu);
     int rc = 0;
     while (!w->done && rc != ETIMEDOUT)
         rc = pthread_cond_timedwait(&w->cv, &w->mu, &dl);
     int done = w->done;
     pthread_mutex_unlock(&w->mu);
-    return done ? 0 : -ETIMEDOUT;
+    if (!done) return -ETIMEDOUT;
+    while (!atomic_load_explicit(&w->ready, memory_order_acquire))
+        relax(); /* nanoseconds */
+    return 0;
 }
 
 /* ---- config and lifecycle ----------------------------------------------------------- */
@@ -188,6 +220,7 @@ int ch_node_create(const ch_node_config *cfg, ch_node **out)
         return rc;
     }
     n->cores = cfg->cores;
+    n->core_mask = (cfg->cores & (cfg->cores - 1)) == 0 ? cfg->cores - 1 : 0;
     n->nreactors = cfg->cores + (cfg->cluster.listen ? 1 : 0);
     while (getrandom(&n->id, sizeof(n->id), 0) != sizeof(n->id) || n->id == 0) {
     }
@@ -403,10 +436,20 @@ int ch_send(ch_node *n, const char *id, size_t id_len, const void *data, size_t 
     int rc = ch_id_check(id, &id_len);
     if (rc) return rc;
     if (len > n->cfg.max_message) return CH_EMSGSIZE;
-    if ((rc = ch_node_api_enter(n))) return rc;
     uint64_t hash = ch_id_hash(id, id_len);
     ch_rec h = {.op = CH_OP_CAST, .id_len = (uint8_t)id_len, .len = (uint32_t)len, .aux = hash};
-    rc = ch_reactor_post(n, ch_route(n, hash), &h, id, data, true);
+    unsigned dst = ch_route(n, hash);
+    if (dst == n->cores && atomic_load_explicit(&n->net_congested, memory_order_relaxed))
+        return -EAGAIN; /* the links to other nodes are backed up */
+    if (ch_node_on_reactor(n)) {
+        /* Hot path. A reactor's records are drained before it exits, so it needs no
+         * in-flight count, only the state (a shared counter would bounce between cores). */
+        if (atomic_load_explicit(&n->state, memory_order_relaxed) != CH_NODE_RUNNING)
+            return CH_ESTOPPED;
+        return ch_reactor_post(n, dst, &h, id, data, true);
+    }
+    if ((rc = ch_node_api_enter(n))) return rc;
+    rc = ch_reactor_post(n, dst, &h, id, data, true);
     ch_node_api_leave(n);
     return rc;
 }
@@ -493,7 +536,8 @@ int ch_call(ch_node *n, const char *id, size_t id_len, const void *req, size_t l
     }
     /* The reactor enforces the timeout; the margin only covers a reactor stuck in a
      * callback, so that the caller never waits much longer than it asked. */
-    rc = ch_waiter_wait(&c->w, timeout_ms + 100);
+    bool local = ch_route(n, ch_id_hash(id, id_len)) < n->cores;
+    rc = ch_waiter_wait_spin(&c->w, timeout_ms + 100, local ? 20000 : 0);
     if (rc == 0) {
         rc = c->status;
         if (rc == 0) copy_reply(c, reply, reply_cap, reply_len, &rc);

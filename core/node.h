@@ -26,6 +26,7 @@ struct ch_node {
     ch_ptype *types;
     unsigned ntypes;
     unsigned cores;     /* reactors that own processes */
+    uint64_t core_mask; /* cores - 1 when cores is a power of two, else 0 */
     unsigned nreactors; /* cores, plus the coordinator (index `cores`) when clustered */
     ch_reactor *reactors;
     ch_ring *rings;         /* rings[src * nreactors + dst] */
@@ -34,6 +35,7 @@ struct ch_node {
     _Atomic(struct ch_hashring *) ring; /* the current epoch's ring, any thread reads */
     _Atomic uint64_t epoch;
     _Atomic int partitioned;
+    _Atomic int net_congested;    /* a peer connection's queue is over its high mark */
     struct ch_hashring **retired; /* rings replaced while threads may still read them */
     size_t nretired;
     char *cluster_strings; /* the node's copies of the cluster config's strings and cookie */
@@ -49,14 +51,17 @@ struct ch_node {
 typedef struct ch_waiter {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int done;
+    int done;          /* under mu */
+    _Atomic int ready; /* set last by the signaller: after it, the waiter may be freed */
 } ch_waiter;
 
 int ch_waiter_init(ch_waiter *w);
 void ch_waiter_destroy(ch_waiter *w);
 void ch_waiter_signal(ch_waiter *w);
-/* 0 when signalled, -ETIMEDOUT when timeout_ms passed first. */
+/* 0 when signalled, -ETIMEDOUT when timeout_ms passed first. spin_ns: how long to poll
+ * before sleeping (worth it only when the answer comes from this machine's own cores). */
 int ch_waiter_wait(ch_waiter *w, uint32_t timeout_ms);
+int ch_waiter_wait_spin(ch_waiter *w, uint32_t timeout_ms, uint64_t spin_ns);
 
 /* A call from a foreign thread: completed by the target core's pending-call entry. */
 typedef struct ch_fcall {

@@ -12,8 +12,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+typedef struct ch_pslot {
+    uint64_t hash; /* = p->hash, probed without touching the process */
+    ch_proc *p;    /* NULL: empty */
+} ch_pslot;
+
 typedef struct ch_ptable {
-    ch_proc **slots;
+    ch_pslot *slots;
     size_t cap; /* power of two */
     size_t count;
 } ch_ptable;

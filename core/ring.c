@@ -31,6 +31,8 @@ int ch_ring_init(ch_ring *r, size_t cap)
     r->buf = aligned_alloc(64, c);
     if (!r->buf) return -ENOMEM;
     r->cap = c;
+    r->pbuf = r->buf;
+    r->pcap = c;
     atomic_init(&r->pub_tail, 0);
     atomic_init(&r->pub_head, 0);
     return 0;
@@ -42,33 +44,28 @@ void ch_ring_destroy(ch_ring *r)
     r->buf = NULL;
 }
 
-size_t ch_ring_max_record(const ch_ring *r)
-{
-    return r->cap / 4;
-}
-
 static bool has_room(ch_ring *r, size_t need)
 {
-    if (r->tail + need - r->head_cache <= r->cap) return true;
+    if (r->tail + need - r->head_cache <= r->pcap) return true;
     r->head_cache = atomic_load_explicit(&r->pub_head, memory_order_acquire);
-    return r->tail + need - r->head_cache <= r->cap;
+    return r->tail + need - r->head_cache <= r->pcap;
 }
 
 void *ch_ring_reserve(ch_ring *r, size_t size)
 {
     size = round_up(size < 8 ? 8 : size, CH_RING_ALIGN);
     if (size > ch_ring_max_record(r)) return NULL;
-    size_t off = r->tail & (r->cap - 1);
-    size_t to_end = r->cap - off;
+    size_t off = r->tail & (r->pcap - 1);
+    size_t to_end = r->pcap - off;
     size_t need = size <= to_end ? size : to_end + size;
     if (!has_room(r, need)) return NULL;
     if (size > to_end) {
         /* Pad out the end so the record starts at offset 0. */
-        *(uint32_t *)(r->buf + off) = (uint32_t)to_end | PAD_FLAG;
+        *(uint32_t *)(r->pbuf + off) = (uint32_t)to_end | PAD_FLAG;
         r->tail += to_end;
         off = 0;
     }
-    uint8_t *rec = r->buf + off;
+    uint8_t *rec = r->pbuf + off;
     *(uint32_t *)rec = (uint32_t)size;
     r->tail += size;
     return rec;

@@ -21,10 +21,14 @@
 typedef struct ch_ring {
     alignas(64) _Atomic size_t pub_tail; /* written by the producer, release */
     alignas(64) _Atomic size_t pub_head; /* written by the consumer, release */
-    alignas(64) size_t tail;             /* producer: next write position */
-    size_t head_cache;                   /* producer: last head it saw */
-    alignas(64) size_t head;             /* consumer: next read position */
-    size_t tail_cache;                   /* consumer: last tail it saw */
+    /* Each side has its own read-only copy of buf and cap on its own cache line, so that
+     * neither reads a line the other one writes on every record. */
+    alignas(64) size_t tail; /* producer: next write position */
+    size_t head_cache;       /* producer: last head it saw */
+    uint8_t *pbuf;           /* producer: = buf */
+    size_t pcap;             /* producer: = cap */
+    alignas(64) size_t head; /* consumer: next read position */
+    size_t tail_cache;       /* consumer: last tail it saw */
     uint8_t *buf;
     size_t cap; /* power of two */
 } ch_ring;
@@ -32,8 +36,11 @@ typedef struct ch_ring {
 /* cap: bytes, rounded up to a power of two, at least 4 KiB. */
 int ch_ring_init(ch_ring *r, size_t cap);
 void ch_ring_destroy(ch_ring *r);
-/* The largest record a ring of this capacity takes. */
-size_t ch_ring_max_record(const ch_ring *r);
+/* The largest record a ring of this capacity takes (the producer's question). */
+static inline size_t ch_ring_max_record(const ch_ring *r)
+{
+    return r->pcap / 4;
+}
 
 /* Producer: room for a record of `size` bytes (the 4-byte ring header included), 32-byte
  * aligned, or NULL when the ring is full now. The record is committed at once. Hot path. */

@@ -341,8 +341,8 @@ static void stop_all(ch_reactor *r)
     ch_ptable *t = &r->procs;
     /* Removal shifts later entries back into slot i, so look at slot i again. */
     for (size_t i = 0; i < t->cap; i++)
-        while (t->slots[i])
-            stop_proc(r, t->slots[i], CH_REASON_SHUTDOWN);
+        while (t->slots[i].p)
+            stop_proc(r, t->slots[i].p, CH_REASON_SHUTDOWN);
 }
 
 static void fail_pending_calls(ch_reactor *r)
@@ -373,7 +373,7 @@ void ch_sup_list(ch_reactor *r, const char *tag, ch_proc_list *list)
     list->items = calloc(t->count, sizeof(*list->items));
     if (!list->items) return;
     for (size_t i = 0; i < t->cap; i++) {
-        ch_proc *p = t->slots[i];
+        ch_proc *p = t->slots[i].p;
         if (!p || (tag && strcmp(tag, ch_spec_tag(p->spec)) != 0)) continue;
         ch_proc_info *info = ch_info_new(p);
         if (info) list->items[list->count++] = info;

@@ -45,6 +45,7 @@ struct ch_conn {
     int fd;
     int inflight; /* io_uring requests not yet completed */
     bool initiator, up, closing, sending_now;
+    bool draining; /* closing gracefully: queued output still goes out first */
     uint8_t role;
     int reason; /* why it closed */
     uint8_t *rbuf;
@@ -86,6 +87,7 @@ static void bump(_Atomic uint64_t *c)
 #define CONTAINER(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
 static void conn_maybe_free(ch_conn *c);
+static void kick_send(ch_conn *c);
 static void arm_recv(ch_conn *c);
 
 /* ---- addresses ---------------------------------------------------------------------- */
@@ -175,17 +177,36 @@ static void conn_maybe_free(ch_conn *c)
     conn_destroy(c);
 }
 
+/* An orderly close (reason 0 or -ESHUTDOWN) lets queued output leave first: reading stops
+ * now, writing when the queue is empty (last answers, the leave announcement). Any other
+ * close is immediate. Either way the requests in flight complete, and the last one frees
+ * the connection. */
 void ch_conn_close(ch_conn *c, int reason)
 {
     if (c->closing) return;
     c->closing = true;
     c->reason = reason;
-    if (c->fd >= 0) shutdown(c->fd, SHUT_RDWR); /* completes whatever is in flight */
+    bool orderly = reason == 0 || reason == -ESHUTDOWN;
+    c->draining = orderly && (c->sending_now || c->out.len);
+    if (c->fd >= 0) shutdown(c->fd, c->draining ? SHUT_RD : SHUT_RDWR);
+    if (c->draining) kick_send(c);
+}
+
+static bool may_send(const ch_conn *c)
+{
+    return !c->closing || c->draining;
+}
+
+static void drained(ch_conn *c)
+{
+    if (!c->draining || c->sending_now || c->out.len) return;
+    c->draining = false;
+    if (c->fd >= 0) shutdown(c->fd, SHUT_WR);
 }
 
 static void kick_send(ch_conn *c)
 {
-    if (c->sending_now || c->closing || c->out.len == 0) return;
+    if (c->sending_now || !may_send(c) || c->out.len == 0) return;
     ch_wbuf tmp = c->wire;
     c->wire = c->out;
     c->out = tmp;
@@ -207,10 +228,11 @@ static void on_sent(ch_reactor *r, ch_io *io, int res, uint32_t flags)
     ch_conn *c = CONTAINER(io, ch_conn, sio);
     c->inflight--;
     c->sending_now = false;
-    if (res < 0 && !c->closing) {
-        CH_WARN("send to %s failed: %s", c->addr, strerror(-res));
-        ch_conn_close(c, res);
-    } else if (res >= 0 && !c->closing) {
+    if (res < 0 && may_send(c)) {
+        if (!c->closing) CH_WARN("send to %s failed: %s", c->addr, strerror(-res));
+        c->draining = false;
+        if (!c->closing) ch_conn_close(c, res);
+    } else if (res >= 0 && may_send(c)) {
         c->wire_off += (size_t)res;
         if (c->wire_off < c->wire.len) { /* partial: the rest, before anything newer */
             struct io_uring_sqe *sqe = ch_reactor_sqe(r);
@@ -225,8 +247,10 @@ static void on_sent(ch_reactor *r, ch_io *io, int res, uint32_t flags)
             }
         } else {
             ch_wbuf_reset(&c->wire);
+            c->wire_off = 0;
             kick_send(c);
         }
+        drained(c);
     }
     conn_maybe_free(c);
 }
@@ -278,6 +302,12 @@ static int queue_frame(ch_conn *c, uint8_t type, const void *a, size_t alen, con
     if (rc == 0) rc = put_frame(c, type, 0, a, alen, b, blen);
     if (rc == 0) kick_send(c);
     return rc;
+}
+
+/* Sealed frames waiting to be written, and plain ones waiting for the keys. */
+size_t ch_conn_queued(const ch_conn *c)
+{
+    return c->early.len + c->out.len + (c->wire.len - c->wire_off);
 }
 
 /* Counts the frames in `frames`, which must be whole and valid, each small enough to be
@@ -671,7 +701,8 @@ void ch_transport_free(ch_transport *t)
 void ch_transport_sweep(ch_transport *t, uint64_t now, uint64_t deadline_ns)
 {
     for (ch_conn *c = t->conns; c; c = c->next) {
-        if (c->up || c->closing || now - c->born_ns < deadline_ns) continue;
+        /* born after `now` (dialled during this tick) is young, not ancient */
+        if (c->up || c->closing || c->born_ns >= now || now - c->born_ns < deadline_ns) continue;
         CH_WARN("%s did not finish its handshake in time: closing", c->addr);
         bump(&t->r->stats.refused_peers);
         ch_conn_close(c, -ETIMEDOUT);

@@ -59,6 +59,8 @@ void ch_transport_free(ch_transport *t);
 int ch_conn_send(ch_conn *c, uint8_t type, const void *payload, size_t len);
 /* Queues one frame whose payload is the concatenation of two parts (saves a copy). */
 int ch_conn_send2(ch_conn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen);
+/* Bytes queued on the connection and not yet written to the socket. */
+size_t ch_conn_queued(const ch_conn *c);
 /* Queues bytes that already are whole plain frames (ch_frame_write's): each is sealed like
  * a ch_conn_send frame. -EINVAL when they are not whole valid frames (nothing is queued),
  * or ch_conn_send's errors. Not a hot path: each payload is copied once more. */

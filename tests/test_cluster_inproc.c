@@ -210,8 +210,10 @@ Test(cluster_inproc, sends_and_calls_reach_processes_on_every_node, .timeout = 6
     char id[32];
     for (size_t i = 0; i < 600; i++) {
         snprintf(id, sizeof(id), "q%zu", i);
-        for (size_t k = 0; k < 3; k++)
-            cr_assert_eq(ch_send(h.n[k], id, 0, "x", 1), 0);
+        for (size_t k = 0; k < 3; k++) {
+            int rc = ch_send(h.n[k], id, 0, "x", 1);
+            cr_assert_eq(rc, 0, "%s via node %zu: %s", id, k, ch_strerror(rc));
+        }
     }
     /* Sends through three nodes take three paths: no order between them, so poll. */
     for (size_t i = 0; i < 600; i++) {

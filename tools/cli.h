@@ -25,6 +25,8 @@ typedef struct cli_command {
 
 /* The subcommands, one file each. */
 int cmd_demo(int argc, char **argv);
+int cmd_node(int argc, char **argv);
+int cmd_ctl(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
 /* Parses a whole decimal number in [min, max] (an optional k/m suffix multiplies by 1000 /

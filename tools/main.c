@@ -11,6 +11,8 @@
 #include <string.h>
 
 static const cli_command commands[] = {
+    {"node", "run a node of a hub, hosting the built-in process types", cmd_node},
+    {"ctl", "run a control command on a node (members, procs, call, leave, ...)", cmd_ctl},
     {"demo", "start many counter processes on a local node and verify every update", cmd_demo},
     {"version", "print the corehub version", cmd_version},
 };

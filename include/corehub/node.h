@@ -179,7 +179,7 @@ typedef struct ch_proc_info {
     uint32_t shutdown_ms;
     uint32_t incarnation; /* restarts so far */
     unsigned core;        /* owner core on its node */
-    uint64_t node;        /* owner node id (ch_node_id); 0 on a node without a cluster */
+    uint64_t node;        /* owner node id (ch_node_id) */
 } ch_proc_info;
 
 /* Looks an id up. Blocks. *out is one allocation: free it with ch_proc_info_free. */

@@ -1,0 +1,105 @@
+/*
+ * tests/cluster_harness.h - real `corehub node` processes for multi-node tests.
+ *
+ * A harness owns a temporary directory with the hub's cookie (mode 0600) and every node
+ * process a test spawns. Each node runs `corehub node --listen 127.0.0.1:0 --cores 1
+ * --cookie-file COOKIE [extra args]` (later args win, so extras may override --cores);
+ * the harness reads its `listening` line for the address and id, and sends its stderr to
+ * a log file in the directory. Tests drive nodes through the control channel (node_ctl).
+ *
+ * Cleanup is the point: call harness_init in a Criterion fixture's init and harness_fini
+ * in its fini, which runs after a failed assertion too; fini SIGKILLs and reaps every node
+ * still running. A node also dies with the test process (PR_SET_PDEATHSIG), for a test
+ * that crashes before its fini.
+ *
+ * Environment: CH_HARNESS_LOGS=1 lets nodes log to the test's stderr instead of files;
+ * CH_HARNESS_KEEP=1 keeps the directory (its path is printed) for post-mortems.
+ *
+ * Functions return 0 or a negative errno-style code unless they say otherwise; none of
+ * them asserts, so that they also serve in setup and teardown code.
+ */
+#ifndef CH_TESTS_CLUSTER_HARNESS_H
+#define CH_TESTS_CLUSTER_HARNESS_H
+
+#include <corehub/corehub.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define HARNESS_MAX_NODES 16
+#define HARNESS_MAX_ARGS  32
+#define HARNESS_SPAWN_MS  10000 /* for the `listening` line; generous for sanitizers */
+#define HARNESS_CTL_MS    10000 /* connect, handshake and each answer */
+#define HARNESS_DIR_MAX   192   /* the directory, so that the paths of its files fit */
+#define HARNESS_PATH_MAX  256
+
+typedef struct ch_harness ch_harness;
+
+typedef struct hnode {
+    ch_harness *h;
+    int index;                  /* spawn order, names the log file: node-INDEX.log */
+    pid_t pid;                  /* 0 once reaped */
+    int wstatus;                /* waitpid's status, once reaped */
+    char addr[CH_ADDR_MAX + 1]; /* "127.0.0.1:PORT", from the listening line */
+    uint64_t id;                /* the node id, from the listening line */
+    char log[HARNESS_PATH_MAX];
+} hnode;
+
+struct ch_harness {
+    char dir[HARNESS_DIR_MAX];
+    char cookie_path[HARNESS_PATH_MAX];
+    void *cookie; /* the bytes node_ctl authenticates with */
+    size_t cookie_len;
+    const char *hub; /* node_ctl's hub id; NULL: the default, as for nodes without --hub */
+    hnode nodes[HARNESS_MAX_NODES];
+    int nnodes;
+    int deaths; /* see harness_check */
+};
+
+/* Makes the directory and a fresh random cookie. */
+int harness_init(ch_harness *h);
+/* Kills and reaps every node still running and removes the directory with every file in
+ * it (a test may put its own files there; no subdirectories), unless a node died on its
+ * own: then it is kept for its logs. Idempotent. */
+void harness_fini(ch_harness *h);
+/* How many nodes died on their own so far: gone although the test neither stopped them
+ * nor watched them exit (node_term, node_wait_exit, node_alive, node_kill9). Each such
+ * death (a crash, a sanitizer report) is told once on stderr with the end of its log.
+ * A test's last assertion: Criterion ignores a fixture's fini when it decides the verdict. */
+int harness_check(ch_harness *h);
+
+/* Spawns a node with extra arguments (a NULL-terminated list) and waits for its listening
+ * line. NULL on failure (the child, if any, is killed and reaped). */
+hnode *node_spawn(ch_harness *h, ...) __attribute__((sentinel));
+hnode *node_spawnv(ch_harness *h, const char *const *extra, int nextra);
+
+/* Runs a control command (a NULL-terminated argv) on n: *status is the node's status, *text
+ * its answer (malloc'd: free it). 0, or ch_ctl_open's / ch_ctl_exec's error. */
+int node_ctl(hnode *n, int *status, char **text, ...) __attribute__((sentinel));
+int node_ctlv(hnode *n, int *status, char **text, int argc, const char *const *argv);
+/* The same, for a command whose text does not matter: returns its status, or the
+ * negative error of the channel. */
+int node_ctl_status(hnode *n, ...) __attribute__((sentinel));
+
+/* Members of n's view in `state` ("alive", "left", ...; NULL: any), or a negative error. */
+int node_count_members(hnode *n, const char *state);
+
+/* SIGKILL, then reap. */
+int node_kill9(hnode *n);
+/* SIGTERM, then wait up to timeout_ms: the exit code (0..255), -EINTR when a signal
+ * killed it, -ETIMEDOUT when it was still running (it is then SIGKILLed and reaped). */
+int node_term(hnode *n, int timeout_ms);
+/* Waits up to timeout_ms for n to exit by itself; same returns as node_term. */
+int node_wait_exit(hnode *n, int timeout_ms);
+/* Whether n is still running (reaps it if it is not). */
+bool node_alive(hnode *n);
+
+/* Polls fn(ud) every few milliseconds until it returns true (true) or timeout_ms passes
+ * (false). The way tests wait for a cluster to converge: never a bare sleep. */
+bool wait_until(bool (*fn)(void *ud), void *ud, int timeout_ms);
+
+/* Monotonic milliseconds. */
+uint64_t harness_now_ms(void);
+
+#endif

@@ -1,0 +1,406 @@
+/*
+ * tests/test_cluster.c - the hub with real `corehub node` processes on 127.0.0.1 (kernel-
+ * chosen ports), driven through the control channel: joins, placement and registry
+ * agreement, remote calls from every node, a kill -9, each partition strategy, a node with
+ * the wrong cookie, and a client that sends garbage instead of frames.
+ *
+ * Nodes probe every 200 ms so that failures are detected in about a second; every wait is
+ * a poll with a deadline (wait_until), never a bare sleep.
+ */
+#include "cluster_harness.h"
+
+#include "net/frame.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CTL(n, st, txt, ...) node_ctl((n), (st), (txt), __VA_ARGS__, NULL)
+#define PROBE                "--probe-ms", "200"
+#define CONVERGE_MS          15000
+
+static ch_harness H;
+
+static void setup(void)
+{
+    cr_assert_eq(harness_init(&H), 0, "harness_init");
+}
+
+static void teardown(void)
+{
+    harness_fini(&H);
+}
+
+TestSuite(cluster, .init = setup, .fini = teardown, .timeout = 120);
+
+/* Nodes of one hub: the first is the seed of the others. */
+static hnode *spawn_hub_node(hnode *seed, const char *extra1, const char *extra2)
+{
+    const char *args[8];
+    int k = 0;
+    args[k++] = "--probe-ms";
+    args[k++] = "200";
+    if (seed) {
+        args[k++] = "--seed";
+        args[k++] = seed->addr;
+    }
+    if (extra1) args[k++] = extra1;
+    if (extra2) args[k++] = extra2;
+    hnode *n = node_spawnv(&H, args, k);
+    cr_assert_not_null(n, "a node starts");
+    return n;
+}
+
+typedef struct members_check {
+    hnode **nodes;
+    int count;
+    int alive;
+} members_check;
+
+static bool all_see(void *ud)
+{
+    members_check *m = ud;
+    for (int i = 0; i < m->count; i++)
+        if (m->nodes[i] && node_count_members(m->nodes[i], "alive") != m->alive) return false;
+    return true;
+}
+
+static void wait_members(hnode **nodes, int count, int alive)
+{
+    members_check m = {nodes, count, alive};
+    cr_assert(wait_until(all_see, &m, CONVERGE_MS), "every node sees %d alive members", alive);
+}
+
+/* The value of `key` in a node's `stats`, or -1. */
+static long long stat_of(hnode *n, const char *key)
+{
+    int st;
+    char *text = NULL;
+    long long v = -1;
+    if (CTL(n, &st, &text, "stats") == 0 && st == 0) {
+        size_t klen = strlen(key);
+        for (char *line = text; line && *line;
+             line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+            if (strncmp(line, key, klen) == 0 && line[klen] == ' ') v = atoll(line + klen + 1);
+    }
+    free(text);
+    return v;
+}
+
+/* Lines of a command's answer (processes listed, for procs), or -1. */
+static long lines_of(hnode *n, const char *a, const char *b)
+{
+    int st;
+    char *text = NULL;
+    int rc = b ? CTL(n, &st, &text, a, b) : CTL(n, &st, &text, a);
+    long count = -1;
+    if (rc == 0 && st == 0) {
+        count = 0;
+        for (char *p = text; p && *p; p++)
+            count += *p == '\n';
+    }
+    free(text);
+    return count;
+}
+
+typedef struct procs_check {
+    hnode **nodes;
+    int count;
+    long want;
+} procs_check;
+
+static bool registries_agree(void *ud)
+{
+    procs_check *p = ud;
+    for (int i = 0; i < p->count; i++)
+        if (p->nodes[i] && lines_of(p->nodes[i], "procs", NULL) != p->want) return false;
+    return true;
+}
+
+static bool local_sum_is(void *ud)
+{
+    procs_check *p = ud;
+    long sum = 0;
+    for (int i = 0; i < p->count; i++)
+        if (p->nodes[i]) sum += lines_of(p->nodes[i], "procs", "--local");
+    return sum == p->want;
+}
+
+static void start_many(hnode *n, const char *prefix, const char *count)
+{
+    int st;
+    char *text = NULL;
+    cr_assert_eq(CTL(n, &st, &text, "start-many", prefix, count, "counter"), 0);
+    cr_assert_eq(st, 0, "start-many: %s", text ? text : "");
+    free(text);
+}
+
+static void hub_of(hnode **n, int count)
+{
+    n[0] = spawn_hub_node(NULL, NULL, NULL);
+    for (int i = 1; i < count; i++)
+        n[i] = spawn_hub_node(n[0], NULL, NULL);
+    wait_members(n, count, count);
+}
+
+Test(cluster, four_nodes_place_10000_processes_on_their_owners_and_agree)
+{
+    hnode *n[4];
+    hub_of(n, 4);
+    start_many(n[0], "p", "10000");
+    procs_check pc = {n, 4, 10000};
+    cr_assert(wait_until(registries_agree, &pc, CONVERGE_MS), "every registry lists 10000");
+    cr_assert(wait_until(local_sum_is, &pc, CONVERGE_MS), "each process runs on one node");
+    for (int i = 0; i < 4; i++)
+        cr_assert_gt(lines_of(n[i], "procs", "--local"), 1500, "node %d owns a fair share", i);
+    cr_assert_eq(harness_check(&H), 0);
+}
+
+Test(cluster, calls_from_every_node_reach_every_process)
+{
+    hnode *n[3];
+    hub_of(n, 3);
+    start_many(n[1], "c", "300");
+    char id[16];
+    for (int i = 0; i < 300; i++) {
+        snprintf(id, sizeof(id), "c%d", i);
+        for (int k = 0; k < 3; k++)
+            cr_assert_eq(node_ctl_status(n[k], "send", id, "inc", NULL), 0);
+    }
+    for (int i = 0; i < 300; i += 3) {
+        snprintf(id, sizeof(id), "c%d", i);
+        for (int k = 0; k < 3; k++) {
+            int st;
+            char *text = NULL;
+            /* The three sends took three paths: poll until all arrived. */
+            uint64_t end = harness_now_ms() + 10000;
+            do {
+                free(text);
+                text = NULL;
+                cr_assert_eq(CTL(n[k], &st, &text, "call", id, "get"), 0);
+            } while (st == 0 && atoi(text) != 3 && harness_now_ms() < end);
+            cr_assert_eq(st, 0, "call %s from node %d", id, k);
+            cr_assert_eq(atoi(text), 3, "%s counted every send from every node: %s", id, text);
+            free(text);
+        }
+    }
+    cr_assert_eq(harness_check(&H), 0);
+}
+
+typedef struct stat_check {
+    hnode *n;
+    const char *key;
+    long long want;
+} stat_check;
+
+static bool stat_is(void *ud)
+{
+    stat_check *s = ud;
+    return stat_of(s->n, s->key) == s->want;
+}
+
+static bool dead_seen(void *ud)
+{
+    hnode **n = ud;
+    return node_count_members(n[0], "dead") == 1 && node_count_members(n[1], "dead") == 1;
+}
+
+Test(cluster, kill_9_restarts_the_dead_nodes_processes_on_the_survivors)
+{
+    hnode *n[3];
+    hub_of(n, 3);
+    start_many(n[0], "k", "3000");
+    procs_check pc = {n, 3, 3000};
+    cr_assert(wait_until(local_sum_is, &pc, CONVERGE_MS));
+    /* Only replicated rows can be restarted: a crash loses what it had not announced. */
+    cr_assert(wait_until(registries_agree, &pc, CONVERGE_MS));
+    long lost = lines_of(n[2], "procs", "--local");
+    cr_assert_gt(lost, 0);
+    cr_assert_eq(node_kill9(n[2]), 0);
+    n[2] = NULL;
+    cr_assert(wait_until(dead_seen, n, CONVERGE_MS), "the survivors declare it dead");
+    pc.count = 2;
+    cr_assert(wait_until(local_sum_is, &pc, CONVERGE_MS), "every process runs again, once");
+    cr_assert(wait_until(registries_agree, &pc, CONVERGE_MS), "registries forget the dead rows");
+    cr_assert_eq(stat_of(n[0], "crash_restarts") + stat_of(n[1], "crash_restarts"), lost,
+                 "each lost process restarted exactly once");
+    cr_assert_eq(harness_check(&H), 0);
+}
+
+/* Spawns `count` nodes with a partition strategy, kills `kill` of them, checks the
+ * survivor enters partition mode; then `heal` brings it back. */
+static void partition_case(const char *strategy, int count, int kill, void (*heal)(hnode **, int))
+{
+    hnode *n[6];
+    n[0] = spawn_hub_node(NULL, "--partition", strategy);
+    for (int i = 1; i < count; i++)
+        n[i] = spawn_hub_node(n[0], "--partition", strategy);
+    wait_members(n, count, count);
+    cr_assert_eq(stat_of(n[0], "partitioned"), 0, "%s: a whole hub is not partitioned", strategy);
+    for (int i = count - kill; i < count; i++) {
+        cr_assert_eq(node_kill9(n[i]), 0);
+        n[i] = NULL;
+    }
+    stat_check s = {n[0], "partitioned", 1};
+    cr_assert(wait_until(stat_is, &s, CONVERGE_MS), "%s: partition mode", strategy);
+    cr_assert_eq(node_ctl_status(n[0], "start", "late", "counter", NULL), 4,
+                 "%s: starts are refused in partition mode", strategy);
+    heal(n, count);
+    s.want = 0;
+    cr_assert(wait_until(stat_is, &s, CONVERGE_MS), "%s: partition mode is over", strategy);
+    cr_assert_eq(node_ctl_status(n[0], "start", "later", "counter", NULL), 0);
+    cr_assert_eq(harness_check(&H), 0);
+}
+
+static void rejoin_static(hnode **n, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (!n[i]) n[i] = spawn_hub_node(n[0], "--partition", "static:3");
+}
+
+static void rejoin_dynamic(hnode **n, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (!n[i]) n[i] = spawn_hub_node(n[0], "--partition", "dynamic:40");
+}
+
+static void reset_majority(hnode **n, int count)
+{
+    (void)count;
+    cr_assert_eq(node_ctl_status(n[0], "partition-reset", NULL), 0);
+}
+
+Test(cluster, static_quorum_enters_and_leaves_partition_mode)
+{
+    partition_case("static:3", 3, 1, rejoin_static);
+}
+
+Test(cluster, dynamic_quorum_enters_and_leaves_partition_mode)
+{
+    partition_case("dynamic:40", 3, 2, rejoin_dynamic);
+}
+
+Test(cluster, majority_quorum_enters_partition_mode_and_reset_leaves_it)
+{
+    partition_case("majority", 3, 2, reset_majority);
+}
+
+Test(cluster, a_node_with_the_wrong_cookie_cannot_join)
+{
+    hnode *n[2];
+    hub_of(n, 2);
+    char path[HARNESS_PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/other-cookie", H.dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("a-completely-different-secret-cookie", f);
+    fclose(f);
+    chmod(path, 0600);
+    hnode *intruder = spawn_hub_node(n[0], "--cookie-file", path);
+    stat_check s = {n[0], "refused_peers", 1};
+    uint64_t end = harness_now_ms() + CONVERGE_MS;
+    while (stat_of(n[0], "refused_peers") < 1 && harness_now_ms() < end) {
+    }
+    cr_assert_geq(stat_of(n[0], "refused_peers"), 1, "the seed refused the handshake");
+    (void)s;
+    cr_assert_eq(node_count_members(n[0], NULL), 2, "the hub does not list the intruder");
+    cr_assert_eq(node_count_members(n[1], NULL), 2);
+    cr_assert(node_alive(intruder));
+    cr_assert_eq(harness_check(&H), 0);
+}
+
+/* ---- garbage on the wire ------------------------------------------------------------- */
+
+static int connect_to(const hnode *n)
+{
+    const char *colon = strrchr(n->addr, ':');
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* Sends bytes, then waits for the node to close the connection (read returns 0 or an
+ * error; the receive timeout bounds the wait). */
+static bool sent_and_closed(const hnode *n, const void *bytes, size_t len, bool then_close)
+{
+    int fd = connect_to(n);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ssize_t w = write(fd, bytes, len);
+    cr_assert_eq(w, (ssize_t)len);
+    if (then_close) {
+        close(fd);
+        return true;
+    }
+    char buf[4096];
+    ssize_t r;
+    bool closed = false;
+    /* The node may first send its HELLO; then it must hang up. */
+    while ((r = read(fd, buf, sizeof(buf))) > 0) {
+    }
+    closed = r == 0 || errno == ECONNRESET;
+    close(fd);
+    return closed;
+}
+
+static void header(uint8_t *out, uint8_t version, uint8_t type, uint32_t len, uint64_t sum)
+{
+    out[0] = version;
+    out[1] = type;
+    out[2] = out[3] = 0;
+    memcpy(out + 4, &len, 4);
+    memcpy(out + 8, &sum, 8);
+}
+
+typedef struct serving {
+    hnode *n;
+} serving;
+
+static bool still_serves(hnode *n)
+{
+    return node_ctl_status(n, "start", "alive-check", "counter", NULL) >= 0 &&
+           node_ctl_status(n, "call", "alive-check", "get", NULL) == 0;
+}
+
+Test(cluster, garbage_frames_close_the_connection_and_the_node_keeps_serving)
+{
+    hnode *n = spawn_hub_node(NULL, NULL, NULL);
+    uint8_t junk[64];
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (uint8_t)(i * 37 + 11);
+    uint8_t f[CH_FRAME_HDR + 8];
+    memset(f, 0, sizeof(f));
+
+    cr_assert(sent_and_closed(n, junk, sizeof(junk), false), "random bytes");
+    header(f, 9, CH_F_HELLO, 8, 0);
+    cr_assert(sent_and_closed(n, f, sizeof(f), false), "a bad version");
+    header(f, CH_FRAME_VERSION, 200, 8, 0);
+    cr_assert(sent_and_closed(n, f, sizeof(f), false), "an unknown type");
+    header(f, CH_FRAME_VERSION, CH_F_HELLO, 0x7fffffff, 0);
+    cr_assert(sent_and_closed(n, f, CH_FRAME_HDR, false), "a huge length");
+    header(f, CH_FRAME_VERSION, CH_F_HELLO, 8, 12345);
+    cr_assert(sent_and_closed(n, f, sizeof(f), false), "a bad checksum");
+    header(f, CH_FRAME_VERSION, CH_F_CAST, 8, 0);
+    cr_assert(sent_and_closed(n, f, sizeof(f), false), "a frame before the handshake");
+    cr_assert(sent_and_closed(n, f, CH_FRAME_HDR + 3, true), "a truncated frame, then gone");
+
+    cr_assert(still_serves(n), "the node serves a proper client after all that");
+    stat_check s = {n, "bad_frames", 0};
+    uint64_t end = harness_now_ms() + 5000;
+    while (stat_of(n, "bad_frames") < 6 && harness_now_ms() < end) {
+    }
+    cr_assert_geq(stat_of(n, "bad_frames") + stat_of(n, "refused_peers"), 6,
+                  "each bad connection is counted");
+    (void)s;
+    cr_assert_eq(harness_check(&H), 0);
+}

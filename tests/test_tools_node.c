@@ -1,0 +1,426 @@
+/*
+ * tests/test_tools_node.c - `corehub node` and `corehub ctl` as users run them: real node
+ * processes on 127.0.0.1 with kernel-chosen ports, driven through the control channel
+ * (ch_ctl_*) and, once, through the `corehub ctl` program itself.
+ *
+ * Every node is spawned through the cluster harness, whose fixture teardown kills and
+ * reaps whatever a test left running, also after a failed assertion.
+ */
+#define _GNU_SOURCE
+#include "cluster_harness.h"
+
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CTL(n, st, txt, ...) node_ctl((n), (st), (txt), __VA_ARGS__, NULL)
+#define FAST_PROBE           "--probe-ms", "200" /* quick convergence and leave */
+#define CONVERGE_MS          8000
+#define EXIT_MS              8000
+
+static ch_harness H;
+
+static void setup(void)
+{
+    cr_assert_eq(harness_init(&H), 0, "harness_init");
+}
+
+static void teardown(void)
+{
+    harness_fini(&H);
+}
+
+TestSuite(tools_node, .init = setup, .fini = teardown, .timeout = 30);
+
+/* A test whose verdict also requires that no node died on its own (a crash, a sanitizer
+ * report in a sanitizer build): Criterion ignores assertions made in a fixture's fini. */
+#define NODE_TEST(name)                                                                            \
+    static void name##_body(void);                                                                 \
+    Test(tools_node, name)                                                                         \
+    {                                                                                              \
+        name##_body();                                                                             \
+        cr_expect_eq(harness_check(&H), 0, "a node died on its own: its log is above");            \
+    }                                                                                              \
+    static void name##_body(void)
+
+static bool starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Runs a command that must succeed and returns its text (free it). */
+static char *ctl_ok(hnode *n, const char *const *argv, int argc)
+{
+    int status = -1;
+    char *text = NULL;
+    int rc = node_ctlv(n, &status, &text, argc, argv);
+    cr_assert_eq(rc, 0, "%s: %s", argv[0], ch_strerror(rc));
+    cr_assert_eq(status, 0, "%s: status %d: %s", argv[0], status, text);
+    return text;
+}
+
+#define CTL_OK(n, ...)                                                                             \
+    ctl_ok((n), (const char *const[]){__VA_ARGS__},                                                \
+           (int)(sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *)))
+
+static void expect_text(hnode *n, const char *want, const char *const *argv, int argc)
+{
+    char *text = ctl_ok(n, argv, argc);
+    cr_expect_str_eq(text, want, "%s", argv[0]);
+    free(text);
+}
+
+#define EXPECT_TEXT(n, want, ...)                                                                  \
+    expect_text((n), (want), (const char *const[]){__VA_ARGS__},                                   \
+                (int)(sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *)))
+
+/* ---- one node ---------------------------------------------------------------------------- */
+
+NODE_TEST(one_node_starts_calls_looks_up_and_counts)
+{
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    EXPECT_TEXT(n, "started c1\n", "start", "c1", "counter");
+    EXPECT_TEXT(n, "sent\n", "send", "c1", "add", "41");
+    EXPECT_TEXT(n, "sent\n", "send", "c1", "inc");
+    EXPECT_TEXT(n, "42\n", "call", "c1", "get");
+    EXPECT_TEXT(n, "sent\n", "send", "c1", "add -50"); /* one argument works as well */
+    EXPECT_TEXT(n, "-8\n", "call", "c1", "get");
+
+    char *text = CTL_OK(n, "lookup", "c1");
+    cr_expect(starts_with(text, "c1 counter "), "lookup: %s", text);
+    free(text);
+    text = CTL_OK(n, "stats");
+    cr_expect(strstr(text, "processes 1\n") != NULL, "stats: %s", text);
+    char want[64];
+    snprintf(want, sizeof(want), "node %016llx\n", (unsigned long long)n->id);
+    cr_expect(strstr(text, want) != NULL, "stats: %s", text);
+    free(text);
+    text = CTL_OK(n, "stats", "--json"); /* --json is argv[1], as the client sends it */
+    cr_expect(strstr(text, "{\"processes\":1,") == text, "stats --json: %s", text);
+    free(text);
+}
+
+NODE_TEST(blob_stores_sets_and_appends_bytes)
+{
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    EXPECT_TEXT(n, "started b1\n", "start", "b1", "blob", "hello");
+    EXPECT_TEXT(n, "sent\n", "send", "b1", "append", " world");
+    EXPECT_TEXT(n, "hello world\n", "call", "b1", "get");
+    EXPECT_TEXT(n, "11\n", "call", "b1", "len");
+    EXPECT_TEXT(n, "sent\n", "send", "b1", "set", "x\"y");
+    EXPECT_TEXT(n, "{\"id\":\"b1\",\"reply\":\"x\\\"y\"}\n", "call", "--json", "b1", "get");
+}
+
+NODE_TEST(statuses_say_usage_not_found_and_failure)
+{
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    cr_expect_eq(node_ctl_status(n, "no-such-command", NULL), 1);
+    cr_expect_eq(node_ctl_status(n, "lookup", NULL), 1);
+    cr_expect_eq(node_ctl_status(n, "start-many", "p", "zero", "counter", NULL), 1);
+    cr_expect_eq(node_ctl_status(n, "lookup", "ghost", NULL), 3);
+    cr_expect_eq(node_ctl_status(n, "call", "ghost", "get", NULL), 3);
+    cr_expect_eq(node_ctl_status(n, "stop", "ghost", NULL), 3);
+    cr_expect_eq(node_ctl_status(n, "start", "t1", "no-such-type", NULL), 4);
+    cr_expect_eq(node_ctl_status(n, "start", "t1", "counter", NULL), 0);
+    cr_expect_eq(node_ctl_status(n, "start", "t1", "counter", NULL), 4); /* already running */
+    cr_expect_eq(node_ctl_status(n, "stop", "t1", NULL), 0);
+}
+
+NODE_TEST(start_many_starts_every_id_and_procs_lists_them)
+{
+    hnode *n = node_spawn(&H, "--cores", "2", NULL);
+    cr_assert_not_null(n);
+    EXPECT_TEXT(n, "started 2500 failed 0\n", "start-many", "w", "2500", "counter");
+    int status = 0;
+    char *text = NULL;
+    cr_assert_eq(CTL(n, &status, &text, "start-many", "w", "10", "counter"), 0);
+    cr_expect_eq(status, 4, "re-starting running ids fails");
+    cr_expect(starts_with(text, "started 0 failed 10\n"), "%s", text);
+    free(text);
+    text = CTL_OK(n, "procs", "--local");
+    size_t lines = 0;
+    for (const char *p = text; (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    cr_expect_eq(lines, 2500);
+    cr_expect(strstr(text, "\nw2499 counter ") != NULL);
+    free(text);
+}
+
+NODE_TEST(json_escapes_ids_that_text_would_break)
+{
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    EXPECT_TEXT(n, "started \"a b\\\"c\\n\"\n", "start", "a b\"c\n", "blob");
+    char *text = CTL_OK(n, "procs", "--json");
+    cr_expect(starts_with(text, "[{\"id\":\"a b\\\"c\\n\",\"type\":\"blob\","), "%s", text);
+    free(text);
+}
+
+/* ---- two nodes -------------------------------------------------------------------------- */
+
+typedef struct pair {
+    hnode *a, *b;
+} pair;
+
+static bool both_see_two_alive(void *ud)
+{
+    pair *p = ud;
+    return node_count_members(p->a, "alive") == 2 && node_count_members(p->b, "alive") == 2;
+}
+
+static void spawn_pair(pair *p)
+{
+    p->a = node_spawn(&H, FAST_PROBE, NULL);
+    cr_assert_not_null(p->a);
+    p->b = node_spawn(&H, FAST_PROBE, "--seed", p->a->addr, NULL);
+    cr_assert_not_null(p->b);
+    cr_assert(wait_until(both_see_two_alive, p, CONVERGE_MS), "the hub did not converge");
+}
+
+static bool b_lists_twenty(void *ud)
+{
+    pair *p = ud;
+    int status = -1;
+    char *text = NULL;
+    size_t lines = 0;
+    if (CTL(p->b, &status, &text, "procs") == 0 && status == 0)
+        for (const char *s = text; (s = strchr(s, '\n')) != NULL; s++)
+            lines++;
+    free(text);
+    return lines == 20;
+}
+
+NODE_TEST(two_nodes_see_each_other_and_call_across)
+{
+    pair p;
+    spawn_pair(&p);
+    EXPECT_TEXT(p.a, "started 20 failed 0\n", "start-many", "k", "20", "counter");
+    /* With 20 ids on a ring of two, some live on each node: B's calls cross the wire. */
+    char id[8];
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof(id), "k%d", i);
+        EXPECT_TEXT(p.b, "sent\n", "send", id, "add", "3");
+        EXPECT_TEXT(p.b, "3\n", "call", id, "get");
+    }
+    cr_expect(wait_until(b_lists_twenty, &p, CONVERGE_MS), "B's registry replica is short");
+    char *text = CTL_OK(p.b, "members");
+    char want[128];
+    snprintf(want, sizeof(want), "%016llx %s alive 1\n", (unsigned long long)p.a->id, p.a->addr);
+    cr_expect(strstr(text, want) != NULL, "members: %s", text);
+    free(text);
+}
+
+static bool a_sees_b_gone(void *ud)
+{
+    pair *p = ud;
+    return node_count_members(p->a, "alive") == 1;
+}
+
+NODE_TEST(sigterm_leaves_the_hub_and_exits_0)
+{
+    pair p;
+    spawn_pair(&p);
+    cr_expect_eq(node_term(p.b, EXIT_MS), 0);
+    cr_expect(wait_until(a_sees_b_gone, &p, CONVERGE_MS), "A still counts B alive");
+    cr_expect_eq(node_ctl_status(p.a, "epoch", NULL), 0, "A serves on");
+    cr_expect_eq(node_term(p.a, EXIT_MS), 0, "the last member leaves too");
+}
+
+NODE_TEST(ctl_leave_answers_then_the_node_exits_0)
+{
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    EXPECT_TEXT(n, "leaving\n", "leave");
+    cr_expect_eq(node_wait_exit(n, EXIT_MS), 0);
+}
+
+/* ---- refusals --------------------------------------------------------------------------- */
+
+NODE_TEST(wrong_cookie_is_refused_and_the_node_serves_on)
+{
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    static const char wrong[] = "not-the-hub-cookie-0123456789";
+    ch_ctl *c = NULL;
+    cr_expect_eq(ch_ctl_open(n->addr, NULL, wrong, sizeof(wrong) - 1, 5000, &c), -EACCES);
+    cr_expect_null(c);
+    int rc = ch_ctl_open(n->addr, "another-hub", H.cookie, H.cookie_len, 5000, &c);
+    cr_expect(rc == -EPERM || rc == -EACCES, "other hub: %s", ch_strerror(rc));
+    EXPECT_TEXT(n, "1\n", "epoch");
+}
+
+NODE_TEST(garbage_bytes_are_refused_and_the_node_serves_on)
+{
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    int port = atoi(strrchr(n->addr, ':') + 1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    char junk[512];
+    memset(junk, 0xa5, sizeof(junk));
+    cr_expect_eq(send(fd, junk, sizeof(junk), MSG_NOSIGNAL), (ssize_t)sizeof(junk));
+    close(fd);
+    EXPECT_TEXT(n, "1\n", "epoch");
+}
+
+static bool started_all(void *ud)
+{
+    hnode *n = ud;
+    int status = -1;
+    char *text = NULL;
+    bool done = CTL(n, &status, &text, "stats") == 0 && status == 0 &&
+                strstr(text, "processes 100000\n") != NULL;
+    free(text);
+    return done;
+}
+
+/* The node answers on the control thread later than it read the request: the answer
+ * must not touch the connection of a client that has gone meanwhile. */
+NODE_TEST(client_hanging_up_before_the_answer_leaves_the_node_serving)
+{
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    ch_ctl *c = NULL;
+    cr_assert_eq(ch_ctl_open(n->addr, NULL, H.cookie, H.cookie_len, 5000, &c), 0);
+    ch_ctl_close(c);
+    cr_assert_eq(ch_ctl_open(n->addr, NULL, H.cookie, H.cookie_len, 20, &c), 0);
+    const char *argv[] = {"start-many", "h", "100000", "counter"};
+    int status = 0;
+    char *text = NULL;
+    cr_expect_eq(ch_ctl_exec(c, 4, argv, &status, &text), -ETIMEDOUT);
+    ch_ctl_close(c); /* gone before the answer */
+    cr_expect(wait_until(started_all, n, 20000));
+    EXPECT_TEXT(n, "1\n", "epoch");
+}
+
+NODE_TEST(node_without_cookie_refuses_to_start)
+{
+    char *argv[] = {CH_COREHUB_BIN, "node", "--listen", "127.0.0.1:0", NULL};
+    char *envp[] = {"PATH=/usr/bin:/bin", NULL}; /* and no COREHUB_COOKIE_FILE */
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, argv, envp), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    int ws = 0;
+    cr_assert_eq(waitpid(pid, &ws, 0), pid);
+    cr_expect(WIFEXITED(ws) && WEXITSTATUS(ws) == 2, "status %#x", ws);
+}
+
+/* A bound socket: listening (accepts, never answers) or not (connections are refused). */
+static int local_socket(bool listening, char *addr, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(sa);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    if (listening) cr_assert_eq(listen(fd, 4), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(addr, cap, "127.0.0.1:%d", ntohs(sa.sin_port));
+    return fd;
+}
+
+Test(tools_node, ctl_open_reports_refusal_silence_and_bad_arguments)
+{
+    char addr[64];
+    ch_ctl *c = NULL;
+    int fd = local_socket(false, addr, sizeof(addr));
+    cr_expect_eq(ch_ctl_open(addr, NULL, H.cookie, H.cookie_len, 2000, &c), -ECONNREFUSED);
+    close(fd);
+    fd = local_socket(true, addr, sizeof(addr));
+    uint64_t t0 = harness_now_ms();
+    cr_expect_eq(ch_ctl_open(addr, NULL, H.cookie, H.cookie_len, 200, &c), -ETIMEDOUT);
+    cr_expect_lt(harness_now_ms() - t0, 2000, "the timeout bounds the handshake");
+    close(fd);
+    cr_expect_eq(ch_ctl_open("no-port", NULL, H.cookie, H.cookie_len, 200, &c), -EINVAL);
+    cr_expect_eq(ch_ctl_open(addr, NULL, "short", 5, 200, &c), -EINVAL);
+    cr_expect_null(c);
+}
+
+NODE_TEST(ctl_exec_refuses_bad_argument_lists)
+{
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    ch_ctl *c = NULL;
+    cr_assert_eq(ch_ctl_open(n->addr, NULL, H.cookie, H.cookie_len, 5000, &c), 0);
+    const char *many[65];
+    for (int i = 0; i < 65; i++)
+        many[i] = "epoch";
+    int status = 0;
+    char *text = NULL;
+    cr_expect_eq(ch_ctl_exec(c, 65, many, &status, &text), -EINVAL);
+    cr_expect_eq(ch_ctl_exec(c, 0, many, &status, &text), -EINVAL);
+    const char *with_null[] = {"lookup", NULL};
+    cr_expect_eq(ch_ctl_exec(c, 2, with_null, &status, &text), -EINVAL);
+    cr_expect_eq(ch_ctl_exec(c, 1, many, &status, &text), 0, "the channel is still in step");
+    cr_expect_str_eq(text, "1\n");
+    free(text);
+    ch_ctl_close(c);
+}
+
+/* ---- the corehub ctl program ----------------------------------------------------------- */
+
+/* Runs `corehub ctl --node ADDR --cookie-file F args...`; stdout into out (cap bytes). */
+static int run_ctl(const char *addr, const char *cookie, char *out, size_t cap, const char *a1,
+                   const char *a2, const char *a3)
+{
+    char *argv[] = {CH_COREHUB_BIN, "ctl",      "--node",   (char *)addr, "--cookie-file",
+                    (char *)cookie, (char *)a1, (char *)a2, (char *)a3,   NULL};
+    int pipefd[2];
+    cr_assert_eq(pipe(pipefd), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addclose(&fa, pipefd[0]);
+    pid_t pid;
+    cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(pipefd[1]);
+    size_t len = 0;
+    for (ssize_t got; len < cap - 1 && (got = read(pipefd[0], out + len, cap - 1 - len)) > 0;)
+        len += (size_t)got;
+    out[len] = '\0';
+    close(pipefd[0]);
+    int ws = 0;
+    cr_assert_eq(waitpid(pid, &ws, 0), pid);
+    return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+}
+
+NODE_TEST(ctl_program_prints_the_answer_and_exits_with_its_status)
+{
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    char out[256], wrong[HARNESS_PATH_MAX + 16];
+    cr_expect_eq(run_ctl(n->addr, H.cookie_path, out, sizeof(out), "start", "c", "counter"), 0);
+    cr_expect_eq(run_ctl(n->addr, H.cookie_path, out, sizeof(out), "call", "c", "get"), 0);
+    cr_expect_str_eq(out, "0\n");
+    cr_expect_eq(run_ctl(n->addr, H.cookie_path, out, sizeof(out), "lookup", "nope", NULL), 3);
+
+    snprintf(wrong, sizeof(wrong), "%s/wrong-cookie", H.dir);
+    int fd = open(wrong, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "0123456789abcdef-wrong", 22), 22);
+    close(fd);
+    cr_expect_eq(run_ctl(n->addr, wrong, out, sizeof(out), "epoch", NULL, NULL), 2);
+    cr_expect_str_eq(out, "");
+    unlink(wrong);
+}

@@ -1,0 +1,585 @@
+/*
+ * tools/nodectl.c - the control commands of `corehub node` (see nodectl.h).
+ *
+ * One function per command, found in a table by name; each checks its arguments, makes
+ * the public API calls and writes its answer through ctlout in the form asked for. The
+ * client sends `--json` as argv[1] when its user asked for JSON; the dispatcher takes it
+ * off before a command sees its arguments.
+ *
+ * Nothing here may crash the node on bad input: every argument is checked, every id is
+ * escaped on output, and a reply that would outgrow a control frame is cut short with an
+ * error instead (the node would otherwise drop the whole answer).
+ */
+#include "nodectl.h"
+
+#include "ctlout.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define START_BATCH      1000
+#define START_MANY_MAX   10000000ull
+#define BATCH_TIMEOUT_MS 30000
+#define SEND_RETRY_NS    1000000000ull /* give up on a full mailbox after 1 s */
+#define REPLY_BUDGET     (8u << 20)    /* bytes of listing per reply, far below a frame */
+#define MAX_ARGS         64
+
+typedef struct command {
+    const char *name;
+    const char *args; /* for usage lines */
+    int min, max;     /* argument count, the command itself excluded; max -1: any */
+    int (*run)(nodectl *c, const ctlout *o, int argc, char **argv);
+    const char *summary;
+} command;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A whole decimal number in [1, max]: the only form a count may take. */
+static int parse_count(const char *s, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!*s) return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (max - (uint64_t)(*s - '0')) / 10) return -1;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    if (v == 0) return -1;
+    *out = v;
+    return 0;
+}
+
+/* argv[from..argc) joined by single spaces, so that `send c1 add 5` needs no quotes.
+ * malloc'd; NULL on -ENOMEM. */
+static char *join_args(int argc, char **argv, int from, size_t *len)
+{
+    size_t n = 0;
+    for (int i = from; i < argc; i++)
+        n += strlen(argv[i]) + 1;
+    char *s = malloc(n + 1);
+    if (!s) return NULL;
+    size_t at = 0;
+    for (int i = from; i < argc; i++) {
+        if (i > from) s[at++] = ' ';
+        size_t l = strlen(argv[i]);
+        memcpy(s + at, argv[i], l);
+        at += l;
+    }
+    s[at] = '\0';
+    *len = at;
+    return s;
+}
+
+/* Status for a failed API call: a missing process is "not found", the rest a failure. */
+static int fail_code(const ctlout *o, int rc, const char *what, const char *id)
+{
+    int status = rc == CH_ENOPROC ? NODECTL_NOT_FOUND : NODECTL_FAILED;
+    return ctlout_fail(o, status, "%s %s: %s", what, id, ch_strerror(rc));
+}
+
+/* ---- members ---------------------------------------------------------------------------- */
+
+static const char *state_name(ch_member_state s)
+{
+    switch (s) {
+    case CH_MEMBER_ALIVE:
+        return "alive";
+    case CH_MEMBER_SUSPECT:
+        return "suspect";
+    case CH_MEMBER_DEAD:
+        return "dead";
+    case CH_MEMBER_LEFT:
+        return "left";
+    default:
+        return "unknown";
+    }
+}
+
+static int cmp_member(const void *a, const void *b)
+{
+    uint64_t x = ((const ch_member *)a)->id, y = ((const ch_member *)b)->id;
+    return (x > y) - (x < y);
+}
+
+static void put_member(const ctlout *o, const ch_member *m, bool first)
+{
+    if (!o->json) {
+        ch_ctl_reply_append(o->r, "%016" PRIx64 " ", m->id);
+        ctlout_text_str(o->r, m->addr, strlen(m->addr));
+        ch_ctl_reply_append(o->r, " %s %u%s\n", state_name(m->state), m->cores,
+                            m->self ? " self" : "");
+        return;
+    }
+    ch_ctl_reply_append(o->r, "%s{\"id\":\"%016" PRIx64 "\",\"addr\":", first ? "" : ",", m->id);
+    ctlout_json_str(o->r, m->addr, strlen(m->addr));
+    ch_ctl_reply_append(o->r,
+                        ",\"state\":\"%s\",\"cores\":%u,\"incarnation\":%" PRIu64 ",\"self\":%s}",
+                        state_name(m->state), m->cores, m->incarnation, m->self ? "true" : "false");
+}
+
+static int cmd_members(nodectl *c, const ctlout *o, int argc, char **argv)
+{
+    ch_member *m = NULL;
+    size_t count = 0;
+    int rc = ch_members(c->node, &m, &count);
+    if (rc < 0) {
+        free(m);
+        return ctlout_fail(o, NODECTL_FAILED, "members: %s", ch_strerror(rc));
+    }
+    qsort(m, count, sizeof(*m), cmp_member);
+    if (o->json) ch_ctl_reply_append(o->r, "[");
+    for (size_t i = 0; i < count; i++)
+        put_member(o, &m[i], i == 0);
+    if (o->json) ch_ctl_reply_append(o->r, "]\n");
+    free(m);
+    return NODECTL_OK;
+}
+
+/* ---- procs, lookup ------------------------------------------------------------------------ */
+
+static int cmp_info(const void *a, const void *b)
+{
+    const ch_proc_info *x = *(ch_proc_info *const *)a, *y = *(ch_proc_info *const *)b;
+    size_t n = x->id_len < y->id_len ? x->id_len : y->id_len;
+    int d = memcmp(x->id, y->id, n);
+    return d ? d : (x->id_len > y->id_len) - (x->id_len < y->id_len);
+}
+
+static void put_proc(const ctlout *o, const ch_proc_info *p, bool first)
+{
+    if (o->json) ch_ctl_reply_append(o->r, "%s{\"id\":", first ? "" : ",");
+    ctlout_str(o, p->id, p->id_len);
+    ch_ctl_reply_append(o->r, o->json ? ",\"type\":" : " ");
+    ctlout_str(o, p->type, strlen(p->type));
+    if (!o->json) {
+        ch_ctl_reply_append(o->r, " %016" PRIx64 " %u\n", p->node, p->core);
+        return;
+    }
+    ch_ctl_reply_append(o->r, ",\"node\":\"%016" PRIx64 "\",\"core\":%u,\"tag\":", p->node,
+                        p->core);
+    ctlout_json_str(o->r, p->tag, strlen(p->tag));
+    ch_ctl_reply_append(o->r, "}");
+}
+
+/* Writes the listing, stopping at the reply budget; returns how many were left out. */
+static size_t put_procs(const ctlout *o, const ch_proc_list *l)
+{
+    size_t bytes = 0, i = 0;
+    if (o->json) ch_ctl_reply_append(o->r, "[");
+    for (; i < l->count; i++) {
+        const ch_proc_info *p = l->items[i];
+        bytes += p->id_len * 6 + strlen(p->type) * 6 + strlen(p->tag) * 6 + 64; /* worst */
+        if (bytes > REPLY_BUDGET) break;
+        put_proc(o, p, i == 0);
+    }
+    if (o->json) ch_ctl_reply_append(o->r, "]\n");
+    return l->count - i;
+}
+
+static int procs_args(const ctlout *o, int argc, char **argv, bool *local, const char **tag)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--local") == 0)
+            *local = true;
+        else if (strcmp(argv[i], "--tag") == 0 && i + 1 < argc)
+            *tag = argv[++i];
+        else
+            return ctlout_fail(o, NODECTL_USAGE, "usage: procs [--local] [--tag T]");
+    }
+    return NODECTL_OK;
+}
+
+static int cmd_procs(nodectl *c, const ctlout *o, int argc, char **argv)
+{
+    bool local = false;
+    const char *tag = NULL;
+    int st = procs_args(o, argc, argv, &local, &tag);
+    if (st != NODECTL_OK) return st;
+    ch_proc_list l = {0};
+    int rc = local ? ch_list_local(c->node, tag, &l) : ch_list(c->node, tag, &l);
+    if (rc < 0) return ctlout_fail(o, NODECTL_FAILED, "procs: %s", ch_strerror(rc));
+    qsort(l.items, l.count, sizeof(*l.items), cmp_info);
+    size_t left = put_procs(o, &l);
+    ch_proc_list_free(&l);
+    if (!left) return NODECTL_OK;
+    /* JSON stays one array: the status alone says that it is incomplete. */
+    if (!o->json)
+        ch_ctl_reply_append(o->r, "error: %zu more not shown (reply limit: use --tag)\n", left);
+    return NODECTL_FAILED;
+}
+
+static int cmd_lookup(nodectl *c, const ctlout *o, int argc, char **argv)
+{
+    ch_proc_info *p = NULL;
+    int rc = ch_lookup(c->node, argv[1], 0, &p);
+    if (rc < 0) return fail_code(o, rc, "lookup", argv[1]);
+    if (o->json) ch_ctl_reply_append(o->r, "{\"id\":");
+    ctlout_str(o, p->id, p->id_len);
+    ch_ctl_reply_append(o->r, o->json ? ",\"type\":" : " ");
+    ctlout_str(o, p->type, strlen(p->type));
+    ch_ctl_reply_append(o->r,
+                        o->json ? ",\"node\":\"%016" PRIx64
+                                  "\",\"core\":%u,\"incarnation\":%" PRIu32 ",\"tag\":"
+                                : " %016" PRIx64 " %u %" PRIu32 " ",
+                        p->node, p->core, p->incarnation);
+    ctlout_str(o, p->tag, strlen(p->tag));
+    ch_ctl_reply_append(o->r, o->json ? "}\n" : "\n");
+    ch_proc_info_free(p);
+    return NODECTL_OK;
+}
+
+/* ---- start, start-many, stop ------------------------------------------------------------ */
+
+static int cmd_start(nodectl *c, const ctlout *o, int argc, char **argv)
+{
+    ch_child_spec spec = {.id = argv[1], .type = argv[2]};
+    if (argc > 3) {
+        spec.arg = argv[3];
+        spec.arg_len = strlen(argv[3]);
+    }
+    int result = -ETIMEDOUT;
+    ch_batch_opts opts = {.timeout_ms = BATCH_TIMEOUT_MS};
+    int rc = ch_start_children(c->node, &spec, 1, &opts, &result);
+    if (rc == 0 || rc == CH_EPARTIAL) rc = result;
+    if (rc < 0) return ctlout_fail(o, NODECTL_FAILED, "start %s: %s", argv[1], ch_strerror(rc));
+    if (!o->json) {
+        ch_ctl_reply_append(o->r, "started ");
+        ctlout_text_str(o->r, argv[1], strlen(argv[1]));
+        ch_ctl_reply_append(o->r, "\n");
+        return NODECTL_OK;
+    }
+    ch_ctl_reply_append(o->r, "{\"id\":");
+    ctlout_json_str(o->r, argv[1], strlen(argv[1]));
+    ch_ctl_reply_append(o->r, ",\"started\":true}\n");
+    return NODECTL_OK;
+}
+
+typedef struct start_many {
+    const char *prefix, *type;
+    size_t stride; /* bytes per id in ids */
+    char *ids;
+    ch_child_spec *specs;
+    int *results;
+    uint64_t started, failed;
+    int first_error;
+} start_many;
+
+static void start_many_batch(nodectl *c, start_many *s, uint64_t first, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        char *id = s->ids + i * s->stride;
+        snprintf(id, s->stride, "%s%" PRIu64, s->prefix, first + i);
+        s->specs[i] = (ch_child_spec){.id = id, .type = s->type};
+        s->results[i] = -ETIMEDOUT; /* what an unfilled slot means after a timeout */
+    }
+    ch_batch_opts opts = {.timeout_ms = BATCH_TIMEOUT_MS};
+    int rc = ch_start_children(c->node, s->specs, count, &opts, s->results);
+    for (size_t i = 0; i < count; i++) {
+        int r = (rc == 0 || rc == CH_EPARTIAL || rc == -ETIMEDOUT) ? s->results[i] : rc;
+        if (r == 0) {
+            s->started++;
+            continue;
+        }
+        if (!s->failed++) s->first_error = r;
+    }
+}
+
+static void start_many_report(const ctlout *o, const start_many *s)
+{
+    const char *err = s->failed ? ch_strerror(s->first_error) : NULL;
+    if (!o->json) {
+        ch_ctl_reply_append(o->r, "started %" PRIu64 " failed %" PRIu64 "\n", s->started,
+                            s->failed);
+        if (err) ch_ctl_reply_append(o->r, "first error: %s\n", err);
+        return;
+    }
+    ch_ctl_reply_append(o->r, "{\"started\":%" PRIu64 ",\"failed\":%" PRIu64, s->started,
+                        s->failed);
+    if (err) {
+        ch_ctl_reply_append(o->r, ",\"first_error\":");
+        ctlout_json_str(o->r, err, strlen(err));
+    }
+    ch_ctl_reply_append(o->r, "}\n");
+}
+
+static int cmd_start_many(nodectl *c, const ctlout *o, int argc, char **argv)
+{
+    uint64_t count = 0;
+    size_t plen = strlen(argv[1]);
+    if (plen > CH_ID_MAX || parse_count(argv[2], START_MANY_MAX, &count) < 0)
+        return ctlout_fail(o, NODECTL_USAGE,
+                           "usage: start-many PREFIX COUNT TYPE (COUNT 1..%llu, PREFIX up to %d "
+                           "bytes)",
+                           START_MANY_MAX, CH_ID_MAX);
+    start_many s = {.prefix = argv[1], .type = argv[3], .stride = plen + 21};
+    s.ids = malloc(START_BATCH * s.stride);
+    s.specs = calloc(START_BATCH, sizeof(*s.specs));
+    s.results = calloc(START_BATCH, sizeof(*s.results));
+    int st = NODECTL_OK;
+    if (!s.ids || !s.specs || !s.results) {
+        st = ctlout_fail(o, NODECTL_FAILED, "start-many: %s", ch_strerror(-ENOMEM));
+        goto out;
+    }
+    for (uint64_t done = 0; done < count; done += START_BATCH) {
+        uint64_t left = count - done;
+        start_many_batch(c, &s, done, left < START_BATCH ? (size_t)left : START_BATCH);
+    }
+    start_many_report(o, &s);
+    st = s.failed ? NODECTL_FAILED : NODECTL_OK;
+out:
+    free(s.ids);
+    free(s.specs);
+    free(s.results);
+    return st;
+}
+
+static void put_stop(const ctlout *o, const char *id, int r, bool first)
+{
+    if (!o->json) {
+        ch_ctl_reply_append(o->r, r == 0 ? "stopped " : "error: ");
+        ctlout_text_str(o->r, id, strlen(id));
+        ch_ctl_reply_append(o->r, r == 0 ? "\n" : ": %s\n", ch_strerror(r));
+        return;
+    }
+    ch_ctl_reply_append(o->r, "%s{\"id\":", first ? "" : ",");
+    ctlout_json_str(o->r, id, strlen(id));
+    ch_ctl_reply_append(o->r, ",\"stopped\":%s", r == 0 ? "true" : "false");
+    if (r != 0) {
+        ch_ctl_reply_append(o->r, ",\"error\":");
+        ctlout_json_str(o->r, ch_strerror(r), strlen(ch_strerror(r)));
+    }
+    ch_ctl_reply_append(o->r, "}");
+}
+
+static int cmd_stop(nodectl *c, const ctlout *o, int argc, char **argv)
+{
+    size_t n = (size_t)argc - 1;
+    int results[MAX_ARGS];
+    for (size_t i = 0; i < n; i++)
+        results[i] = -ETIMEDOUT;
+    ch_batch_opts opts = {.timeout_ms = BATCH_TIMEOUT_MS};
+    int rc = ch_stop_children(c->node, (const char *const *)argv + 1, NULL, n, &opts, results);
+    int st = NODECTL_OK;
+    if (o->json) ch_ctl_reply_append(o->r, "[");
+    for (size_t i = 0; i < n; i++) {
+        int r = (rc == 0 || rc == CH_EPARTIAL || rc == -ETIMEDOUT) ? results[i] : rc;
+        put_stop(o, argv[i + 1], r, i == 0);
+        if (r == CH_ENOPROC && st == NODECTL_OK) st = NODECTL_NOT_FOUND;
+        if (r != 0 && r != CH_ENOPROC) st = NODECTL_FAILED;
+    }
+    if (o->json) ch_ctl_reply_append(o->r, "]\n");
+    return st;
+}
+
+/* ---- send, call ---------------------------------------------------------------------------- */
+
+/* -EAGAIN means a full mailbox and nothing queued: retry a little, as the API asks. */
+static int send_retry(ch_node *n, const char *id, const char *msg, size_t len)
+{
+    uint64_t deadline = now_ns() + SEND_RETRY_NS;
+    for (;;) {
+        int rc = ch_send(n, id, 0, msg, len);
+        if (rc != -EAGAIN || now_ns() > deadline) return rc;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL); /* back-off while the reactors drain */
+    }
+}
+
+static int cmd_send(nodectl *c, const ctlout *o, int argc, char **argv)
+{
+    size_t len = 0;
+    char *msg = join_args(argc, argv, 2, &len);
+    if (!msg) return ctlout_fail(o, NODECTL_FAILED, "send: %s", ch_strerror(-ENOMEM));
+    int rc = send_retry(c->node, argv[1], msg, len);
+    free(msg);
+    if (rc < 0) return fail_code(o, rc, "send", argv[1]);
+    ch_ctl_reply_append(o->r, o->json ? "{\"sent\":true}\n" : "sent\n");
+    return NODECTL_OK;
+}
+
+static int call_buffer(nodectl *c)
+{
+    if (c->reply) return 0;
+    c->reply = malloc(c->reply_cap);
+    return c->reply ? 0 : -ENOMEM;
+}
+
+static int cmd_call(nodectl *c, const ctlout *o, int argc, char **argv)
+{
+    size_t len = 0, got = 0;
+    char *msg = join_args(argc, argv, 2, &len);
+    int rc = msg ? call_buffer(c) : -ENOMEM;
+    if (rc == 0) rc = ch_call(c->node, argv[1], 0, msg, len, c->reply, c->reply_cap, &got, 0);
+    free(msg);
+    if (rc == -ENODATA)
+        return ctlout_fail(o, NODECTL_FAILED, "call %s: no reply (a request the type ignores?)",
+                           argv[1]);
+    if (rc < 0) return fail_code(o, rc, "call", argv[1]);
+    if (!o->json) {
+        ctlout_raw(o->r, c->reply, got);
+        ch_ctl_reply_append(o->r, "\n");
+        return NODECTL_OK;
+    }
+    ch_ctl_reply_append(o->r, "{\"id\":");
+    ctlout_json_str(o->r, argv[1], strlen(argv[1]));
+    ch_ctl_reply_append(o->r, ",\"reply\":");
+    ctlout_json_str(o->r, c->reply, got);
+    ch_ctl_reply_append(o->r, "}\n");
+    return NODECTL_OK;
+}
+
+/* ---- stats, epoch, partition-reset, leave, help ----------------------------------------- */
+
+static void put_stat(const ctlout *o, const char *name, uint64_t v, bool first)
+{
+    if (o->json)
+        ch_ctl_reply_append(o->r, "%s\"%s\":%" PRIu64, first ? "{" : ",", name, v);
+    else
+        ch_ctl_reply_append(o->r, "%s %" PRIu64 "\n", name, v);
+}
+
+static int cmd_stats(nodectl *c, const ctlout *o, int argc, char **argv)
+{
+    ch_node_stats s;
+    int rc = ch_node_stats_get(c->node, &s);
+    if (rc < 0) return ctlout_fail(o, NODECTL_FAILED, "stats: %s", ch_strerror(rc));
+    const struct {
+        const char *name;
+        uint64_t v;
+    } rows[] = {
+        {"processes", s.processes},
+        {"started", s.started},
+        {"stopped", s.stopped},
+        {"restarts", s.restarts},
+        {"crashes", s.crashes},
+        {"messages", s.messages},
+        {"dead_letters", s.dead_letters},
+        {"intensity_exceeded", s.intensity_exceeded},
+        {"slow_terminates", s.slow_terminates},
+        {"crash_restarts", s.crash_restarts},
+        {"bad_frames", s.bad_frames},
+        {"refused_peers", s.refused_peers},
+        {"epoch", ch_node_epoch(c->node)},
+        {"partitioned", ch_is_partitioned(c->node) == 1},
+        {"port", (uint64_t)ch_node_port(c->node)},
+        {"cores", ch_node_cores(c->node)},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        put_stat(o, rows[i].name, rows[i].v, i == 0);
+    if (o->json)
+        ch_ctl_reply_append(o->r, ",\"node\":\"%016" PRIx64 "\"}\n", ch_node_id(c->node));
+    else
+        ch_ctl_reply_append(o->r, "node %016" PRIx64 "\n", ch_node_id(c->node));
+    return NODECTL_OK;
+}
+
+static int cmd_epoch(nodectl *c, const ctlout *o, int argc, char **argv)
+{
+    ch_ctl_reply_append(o->r, o->json ? "{\"epoch\":%" PRIu64 "}\n" : "%" PRIu64 "\n",
+                        ch_node_epoch(c->node));
+    return NODECTL_OK;
+}
+
+static int cmd_partition_reset(nodectl *c, const ctlout *o, int argc, char **argv)
+{
+    int rc = ch_partition_reset(c->node);
+    if (rc < 0) return ctlout_fail(o, NODECTL_FAILED, "partition-reset: %s", ch_strerror(rc));
+    ch_ctl_reply_append(o->r, o->json ? "{\"ok\":true}\n" : "partition reset\n");
+    return NODECTL_OK;
+}
+
+/* The leave itself stops the node, which would cut this reply off: the main thread does
+ * it once woken, and this handler returns first so that its answer goes out. */
+static int cmd_leave(nodectl *c, const ctlout *o, int argc, char **argv)
+{
+    char b = NODECTL_WAKE_LEAVE;
+    /* A full pipe holds wake-ups enough: the main thread is leaving already. */
+    if (write(c->wake_fd, &b, 1) != 1 && errno != EAGAIN)
+        return ctlout_fail(o, NODECTL_FAILED, "leave: cannot wake the main thread");
+    ch_ctl_reply_append(o->r, o->json ? "{\"leaving\":true}\n" : "leaving\n");
+    return NODECTL_OK;
+}
+
+static int cmd_help(nodectl *c, const ctlout *o, int argc, char **argv);
+
+static const command commands[] = {
+    {"members", "", 0, 0, cmd_members, "every member: ID ADDR STATE CORES [self]"},
+    {"procs", "[--local] [--tag T]", 0, 3, cmd_procs, "processes: ID TYPE NODE CORE"},
+    {"lookup", "ID", 1, 1, cmd_lookup, "one process: ID TYPE NODE CORE INCARNATION TAG"},
+    {"start", "ID TYPE [ARG]", 2, 3, cmd_start, "starts a process"},
+    {"start-many", "PREFIX COUNT TYPE", 3, 3, cmd_start_many, "starts PREFIX0..PREFIX<COUNT-1>"},
+    {"stop", "ID...", 1, MAX_ARGS - 1, cmd_stop, "stops processes"},
+    {"send", "ID MSG...", 2, -1, cmd_send, "casts MSG (the words joined by spaces)"},
+    {"call", "ID MSG...", 2, -1, cmd_call, "calls with MSG and prints the reply"},
+    {"stats", "", 0, 0, cmd_stats, "the node's counters, epoch, partition state, id, port"},
+    {"epoch", "", 0, 0, cmd_epoch, "the ring epoch"},
+    {"partition-reset", "", 0, 0, cmd_partition_reset, "forgets the largest cluster seen"},
+    {"leave", "", 0, 0, cmd_leave, "leaves the hub gracefully, then the node exits"},
+    {"help", "", 0, 0, cmd_help, "this list"},
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void put_help(ch_ctl_reply *r)
+{
+    ch_ctl_reply_append(r, "commands (add --json before the command for JSON):\n");
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        char lhs[64];
+        snprintf(lhs, sizeof(lhs), "%s %s", commands[i].name, commands[i].args);
+        ch_ctl_reply_append(r, "  %-34s %s\n", lhs, commands[i].summary);
+    }
+}
+
+static int cmd_help(nodectl *c, const ctlout *o, int argc, char **argv)
+{
+    put_help(o->r);
+    return NODECTL_OK;
+}
+
+static const command *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0) return &commands[i];
+    return NULL;
+}
+
+int nodectl_handler(void *ud, int argc, char **argv, ch_ctl_reply *reply)
+{
+    nodectl *c = ud;
+    ctlout o = {.r = reply};
+    char *args[MAX_ARGS];
+    int n = 0;
+    for (int i = 0; i < argc && n < MAX_ARGS; i++) {
+        if (i == 1 && strcmp(argv[i], "--json") == 0)
+            o.json = true;
+        else
+            args[n++] = argv[i];
+    }
+    const command *cmd = n > 0 ? find_command(args[0]) : NULL;
+    if (!cmd && o.json)
+        return ctlout_fail(&o, NODECTL_USAGE, "unknown command '%s' (try help)", n ? args[0] : "");
+    if (!cmd) {
+        ctlout_fail(&o, NODECTL_USAGE, "unknown command '%s'", n ? args[0] : "");
+        put_help(reply);
+        return NODECTL_USAGE;
+    }
+    int nargs = n - 1;
+    if (nargs < cmd->min || (cmd->max >= 0 && nargs > cmd->max))
+        return ctlout_fail(&o, NODECTL_USAGE, "usage: %s %s", cmd->name, cmd->args);
+    return cmd->run(c, &o, n, args);
+}
+
+void nodectl_free(nodectl *c)
+{
+    free(c->reply);
+    c->reply = NULL;
+}
