@@ -6,7 +6,11 @@
  *   baseline   what an unsealed frame costs today: ch_frame_header_write on the sender
  *              (XXH3 of the payload), ch_frame_decode on the receiver (XXH3 again);
  *   seal/open  ch_seal_frame on the sender, ch_frame_decode_sealed + ch_seal_open on
- *              the receiver, for AES-256-GCM (when the CPU has it) and ChaCha20-Poly1305;
+ *              the receiver, for AES-256-GCM (when the CPU has it) and ChaCha20-Poly1305:
+ *              one AEAD call per frame;
+ *   records    what the transport does: the frames copied into records of about
+ *              CH_SEAL_RECORD_TARGET bytes, one AEAD call per record (put+seal), then
+ *              each record opened and its frames walked (open+walk);
  *   aead only  the bare libsodium encryption, for what framing adds, and
  *              XChaCha20-Poly1305 for comparison (seal.c does not use it: its random-nonce
  *              margin buys nothing with counter nonces). What a checksum over the sealed
@@ -73,11 +77,64 @@ typedef enum what {
     AEAD_AES,
     AEAD_CHACHA,
     AEAD_XCHACHA,
+    REC_SEAL,
+    REC_OPEN,
 } what;
 
-/* One pass over the buffer; returns the seconds it took. s is used by SEAL and OPEN. */
+/* Records as the transport writes them: the frames' payloads copied into records of about
+ * CH_SEAL_RECORD_TARGET bytes, each sealed once; read back by opening each record and
+ * walking its frames. */
+static ch_wbuf recs;
+
+static double record_seal_pass(frames *f, ch_seal *s)
+{
+    double t0 = now_s();
+    ch_wbuf_reset(&recs);
+    size_t at = 0;
+    bool open = false;
+    for (size_t i = 0; i < f->count; i++) {
+        if (open && recs.len - at + f->size > CH_SEAL_RECORD_TARGET) {
+            int rc = ch_seal_record_end(s, &recs, at);
+            if (rc < 0) die("ch_seal_record_end", rc);
+            open = false;
+        }
+        if (!open) {
+            at = ch_seal_record_begin(&recs);
+            open = true;
+        }
+        const uint8_t *p = f->b + i * f->stride + CH_FRAME_HDR;
+        int rc = ch_seal_record_put(&recs, CH_F_CAST, 0, p, f->size, NULL, 0);
+        if (rc < 0) die("ch_seal_record_put", rc);
+    }
+    int rc = open ? ch_seal_record_end(s, &recs, at) : 0;
+    if (rc < 0) die("ch_seal_record_end", rc);
+    return now_s() - t0;
+}
+
+static double record_open_pass(frames *f, ch_seal *s)
+{
+    double t0 = now_s();
+    size_t frames_seen = 0;
+    for (size_t off = 0; off < recs.len;) {
+        ch_frame rec, inner;
+        int n = ch_frame_decode_sealed(recs.data + off, recs.len - off, 0, &rec);
+        int rc = n > 0 ? ch_seal_record_open(s, recs.data + off, &rec) : -EBADMSG;
+        if (rc < 0) die("record refused", rc);
+        size_t pos = 0;
+        while ((rc = ch_seal_record_next(&rec, &pos, 0, &inner)) == 1)
+            frames_seen++;
+        if (rc < 0) die("bad frame in a record", rc);
+        off += (size_t)n;
+    }
+    if (frames_seen != f->count) die("frames lost in records", -EPROTO);
+    return now_s() - t0;
+}
+
+/* One pass over the buffer; returns the seconds it took. s is used by the sealed kinds. */
 static double pass(frames *f, what w, ch_seal *s)
 {
+    if (w == REC_SEAL) return record_seal_pass(f, s);
+    if (w == REC_OPEN) return record_open_pass(f, s);
     static const uint8_t key[32] = {7};
     static crypto_aead_aes256gcm_state aes;
     static int aes_ready;
@@ -116,6 +173,9 @@ static double pass(frames *f, what w, ch_seal *s)
             nonce[0] = (uint8_t)i;
             rc = crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
                 body, body + f->size, NULL, body, f->size, fr, 8, NULL, nonce, key);
+            break;
+        case REC_SEAL:
+        case REC_OPEN:
             break;
         }
         if (rc != 0) die("frame refused", rc < 0 ? rc : -EIO);
@@ -264,8 +324,9 @@ int main(int argc, char **argv)
            o.reps, o.run_bytes >> 20);
     printf("%8s  %-30s %8s  %18s  %10s  %6s\n", "payload", "", "MB/s", "[min .. max]", "frames/s",
            "x base");
+    ch_wbuf_init(&recs);
     const size_t sizes[] = {100, 4096, 65536, 1u << 20};
-    enum { PLAIN, AES, CHACHA, RAW_AES, RAW_CHACHA, RAW_XCHACHA, NV };
+    enum { PLAIN, AES, CHACHA, REC_AES, REC_CHACHA, RAW_AES, RAW_CHACHA, RAW_XCHACHA, NV };
     for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
         frames f = frames_new(sizes[k]);
         variant vs[NV] = {
@@ -275,6 +336,10 @@ int main(int argc, char **argv)
                      CH_SEAL_AES256GCM},
             [CHACHA] = {"ChaCha20-Poly1305: seal", "ChaCha20-Poly1305: decode + open", SEAL, OPEN,
                         CH_SEAL_CHACHA20POLY1305},
+            [REC_AES] = {"AES-256-GCM: records, put+seal", "AES-256-GCM: records, open+walk",
+                         REC_SEAL, REC_OPEN, CH_SEAL_AES256GCM},
+            [REC_CHACHA] = {"ChaCha20: records, put+seal", "ChaCha20: records, open+walk", REC_SEAL,
+                            REC_OPEN, CH_SEAL_CHACHA20POLY1305},
             [RAW_AES] = {"aead only: AES-256-GCM", NULL, AEAD_AES},
             [RAW_CHACHA] = {"aead only: ChaCha20-Poly1305", NULL, AEAD_CHACHA},
             [RAW_XCHACHA] = {"aead only: XChaCha20-Poly1305", NULL, AEAD_XCHACHA},
@@ -282,7 +347,7 @@ int main(int argc, char **argv)
         variant *use[NV];
         size_t nv = 0;
         for (size_t i = 0; i < NV; i++)
-            if (aes || (i != AES && i != RAW_AES)) use[nv++] = &vs[i];
+            if (aes || (i != AES && i != REC_AES && i != RAW_AES)) use[nv++] = &vs[i];
         variant run[NV];
         for (size_t i = 0; i < nv; i++)
             run[i] = *use[i];
@@ -296,10 +361,14 @@ int main(int argc, char **argv)
             if (use[i]->name_b) row(f.size, use[i]->name_b, use[i]->sb, sealed ? dbase : 0);
         }
         if (aes)
-            printf("%8zu  AES-256-GCM / ChaCha20-Poly1305: seal %.2fx, open %.2fx\n", f.size,
-                   vs[AES].sa.med / vs[CHACHA].sa.med, vs[AES].sb.med / vs[CHACHA].sb.med);
+            printf("%8zu  AES-256-GCM / ChaCha20-Poly1305: seal %.2fx, open %.2fx; records %.2fx, "
+                   "%.2fx\n",
+                   f.size, vs[AES].sa.med / vs[CHACHA].sa.med, vs[AES].sb.med / vs[CHACHA].sb.med,
+                   vs[REC_AES].sa.med / vs[REC_CHACHA].sa.med,
+                   vs[REC_AES].sb.med / vs[REC_CHACHA].sb.med);
         printf("\n");
         free(f.b);
     }
+    ch_wbuf_free(&recs);
     return 0;
 }

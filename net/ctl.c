@@ -3,8 +3,8 @@
  *
  * `corehub ctl` and the cluster tests talk to a node through this: one blocking TCP
  * connection, authenticated with the same handshake as a peer (net/handshake) but with
- * role CH_ROLE_CTL, then request/response pairs, sealed like every frame after a
- * handshake (net/seal.h; the client is the initiator):
+ * role CH_ROLE_CTL, then request/response pairs, in sealed records like every frame after
+ * a handshake (net/seal.h; the client is the initiator):
  *
  *   CH_F_CTL_REQ   u32 argc | argc x blob32 argument        client -> node
  *   CH_F_CTL_RESP  u32 status | blob32 text                 node -> client
@@ -47,6 +47,9 @@ struct ch_ctl {
     size_t rcap;     /* bytes allocated */
     size_t consumed; /* bytes of the frame handed out last, dropped on the next read */
     ch_seal seal;    /* this connection's keys, once the handshake is done */
+    ch_frame rec;    /* the opened record at the start of rbuf, while frames are left */
+    size_t rec_pos;  /* next frame in rec */
+    bool in_rec;
 };
 
 static uint64_t now_ns(void)
@@ -129,27 +132,45 @@ static int recv_some(ch_ctl *c, uint64_t deadline)
     }
 }
 
-/* The next whole frame, opened once the handshake is done (a frame that fails its tag:
- * -EBADMSG); its payload stays valid until the next call. */
+/* The next frame of the opened record: 1, 0 when it has no more, or a negative error. */
+static int next_in_record(ch_ctl *c, uint32_t max_len, ch_frame *f)
+{
+    int k = ch_seal_record_next(&c->rec, &c->rec_pos, max_len, f);
+    if (k <= 0) c->in_rec = false;
+    return k;
+}
+
+/* The next whole frame; once the handshake is done, the next frame of the sealed records
+ * (one that fails its tag: -EBADMSG). Its payload stays valid until the next call. */
 static int read_frame(ch_ctl *c, uint32_t max_len, ch_frame *f, uint64_t deadline)
 {
-    if (c->consumed) {
-        memmove(c->rbuf, c->rbuf + c->consumed, c->rlen - c->consumed);
-        c->rlen -= c->consumed;
-        c->consumed = 0;
-    }
     bool sealed = c->seal.cipher != 0;
     for (;;) {
-        int n = !c->rbuf ? 0
-                : sealed ? ch_frame_decode_sealed(c->rbuf, c->rlen, max_len + CH_SEAL_TAG, f)
-                         : ch_frame_decode(c->rbuf, c->rlen, max_len, f);
-        if (n > 0) {
-            c->consumed = (size_t)n;
-            return sealed ? ch_seal_open(&c->seal, c->rbuf, f) : 0;
+        if (c->in_rec) {
+            int k = next_in_record(c, max_len, f);
+            if (k != 0) return k < 0 ? k : 0;
         }
+        if (c->consumed) {
+            memmove(c->rbuf, c->rbuf + c->consumed, c->rlen - c->consumed);
+            c->rlen -= c->consumed;
+            c->consumed = 0;
+        }
+        int n = !c->rbuf ? 0
+                : sealed ? ch_frame_decode_sealed(c->rbuf, c->rlen, CH_FRAME_MAX, f)
+                         : ch_frame_decode(c->rbuf, c->rlen, max_len, f);
         if (n < 0) return n;
-        int rc = recv_some(c, deadline);
+        if (n == 0) {
+            int rc = recv_some(c, deadline);
+            if (rc < 0) return rc;
+            continue;
+        }
+        c->consumed = (size_t)n;
+        if (!sealed) return 0;
+        int rc = ch_seal_record_open(&c->seal, c->rbuf, f);
         if (rc < 0) return rc;
+        c->rec = *f;
+        c->rec_pos = 0;
+        c->in_rec = true;
     }
 }
 
@@ -247,18 +268,20 @@ int ch_ctl_open(const char *addr, const char *hub_id, const void *cookie, size_t
     return 0;
 }
 
-/* Writes the request into w as one sealed frame (-EMSGSIZE when it is too large: the
- * counter does not move then, the channel stays usable). */
+/* Writes the request into w as a sealed record of one frame (-EMSGSIZE when it is too
+ * large: the counter does not move then, the channel stays usable). */
 static int encode_request(ch_ctl *c, ch_wbuf *w, int argc, const char *const *argv)
 {
+    size_t at = ch_seal_record_begin(w);
     ch_wbuf_put_space(w, CH_FRAME_HDR);
     ch_wbuf_put_u32(w, (uint32_t)argc);
     for (int i = 0; i < argc; i++)
         ch_wbuf_put_blob32(w, argv[i], strlen(argv[i]));
-    size_t len = w->len - CH_FRAME_HDR;
-    ch_wbuf_put_space(w, CH_SEAL_TAG);
     if (w->err) return w->err;
-    return ch_seal_frame(&c->seal, w->data, CH_F_CTL_REQ, 0, len);
+    size_t len = w->len - at - 2 * CH_FRAME_HDR;
+    if (len > CH_SEAL_FRAME_MAX) return -EMSGSIZE;
+    ch_frame_header_sealed(w->data + at + CH_FRAME_HDR, CH_F_CTL_REQ, 0, (uint32_t)len);
+    return ch_seal_record_end(&c->seal, w, at);
 }
 
 static int decode_response(const ch_frame *f, int *status, char **text)

@@ -41,6 +41,7 @@ static const char *const ch_frame_names[CH_F__COUNT] = {
     [CH_F_CTL_RESP] = "CTL_RESP",
     [CH_F_PARTITION_RESET] = "PARTITION_RESET",
     [CH_F_BATCH] = "BATCH",
+    [CH_F_SEALED] = "SEALED",
 };
 
 const char *ch_frame_type_name(int type)

@@ -7,10 +7,11 @@
  * the decoder judges from the header alone, before the payload arrives. Flags belong to the
  * frame type. A CH_F_BATCH payload is a sequence of whole frames (no nested batches).
  *
- * A sealed frame (net/seal.h: every frame after the handshake) has 0 in place of the
- * checksum: its AEAD tag already covers the payload and the header, and a sum of the
- * ciphertext would cost a pass over the bytes for nothing (a sum of the plaintext would
- * leak it). The frames inside a sealed BATCH keep their checksums.
+ * After the handshake every frame travels inside a CH_F_SEALED record (net/seal.h), and
+ * sealed frames, the record and the frames in it, have 0 in place of the checksum: the
+ * record's AEAD tag covers them all, and a sum of the ciphertext would cost a pass over the
+ * bytes for nothing (a sum of the plaintext would leak it). The frames inside a BATCH
+ * keep their checksums.
  */
 #ifndef CH_NET_FRAME_H
 #define CH_NET_FRAME_H
@@ -47,7 +48,8 @@ enum ch_frame_type {
     CH_F_CTL_REQ,
     CH_F_CTL_RESP,
     CH_F_PARTITION_RESET,
-    CH_F_BATCH, /* several small frames packed in one */
+    CH_F_BATCH,  /* several small frames packed in one */
+    CH_F_SEALED, /* a record: the frames of one send, encrypted (net/seal.h) */
     CH_F__COUNT
 };
 

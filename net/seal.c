@@ -167,3 +167,56 @@ int ch_seal_open(ch_seal *s, uint8_t *frame, ch_frame *f)
     f->len = (uint32_t)len;
     return 0;
 }
+
+/* --- records ------------------------------------------------------------------------- */
+
+size_t ch_seal_record_begin(ch_wbuf *w)
+{
+    size_t at = w->len;
+    ch_wbuf_put_space(w, CH_FRAME_HDR);
+    return at;
+}
+
+/* Hot path. */
+int ch_seal_record_put(ch_wbuf *w, enum ch_frame_type type, uint16_t flags, const void *a,
+                       size_t alen, const void *b, size_t blen)
+{
+    size_t len = alen + blen;
+    if (len > CH_SEAL_FRAME_MAX) return -EMSGSIZE; /* w stays usable */
+    uint8_t *hdr = ch_wbuf_put_space(w, CH_FRAME_HDR + len);
+    if (!hdr) return w->err;
+    ch_frame_header_sealed(hdr, type, flags, (uint32_t)len);
+    if (alen) memcpy(hdr + CH_FRAME_HDR, a, alen);
+    if (blen) memcpy(hdr + CH_FRAME_HDR + alen, b, blen);
+    return 0;
+}
+
+/* Hot path. */
+int ch_seal_record_end(ch_seal *s, ch_wbuf *w, size_t at)
+{
+    int rc = w->err;
+    if (rc == 0 && (at > w->len || w->len - at < CH_FRAME_HDR)) rc = -EINVAL;
+    size_t len = rc == 0 ? w->len - at - CH_FRAME_HDR : 0;
+    if (rc == 0 && !ch_wbuf_put_space(w, CH_SEAL_TAG)) rc = w->err;
+    if (rc == 0) rc = ch_seal_frame(s, w->data + at, CH_F_SEALED, 0, len);
+    if (rc < 0 && at <= w->len) w->len = at; /* nothing unsealed may go out */
+    return rc;
+}
+
+/* Hot path. */
+int ch_seal_record_open(ch_seal *s, uint8_t *frame, ch_frame *rec)
+{
+    if (rec->type != CH_F_SEALED) return -EPROTO;
+    return ch_seal_open(s, frame, rec);
+}
+
+/* Hot path. */
+int ch_seal_record_next(const ch_frame *rec, size_t *pos, uint32_t max_len, ch_frame *inner)
+{
+    if (*pos >= rec->len) return 0;
+    int n = ch_frame_decode_sealed(rec->payload + *pos, rec->len - *pos, max_len, inner);
+    if (n == 0 || (n > 0 && inner->type == CH_F_SEALED)) return -EBADMSG;
+    if (n < 0) return n;
+    *pos += (size_t)n;
+    return 1;
+}

@@ -6,6 +6,14 @@
  * 0 (ch_frame_decode_sealed reads such frames). The whole header (version, type, flags,
  * length, the zero checksum) is the associated data: it cannot be altered either.
  *
+ * Records. A connection seals what one send carries, not each frame: the frames queued
+ * since the last send travel as the plaintext of one CH_F_SEALED frame, a record, of about
+ * CH_SEAL_RECORD_TARGET bytes at most (or one larger frame). Inside, each frame has a
+ * sealed header (checksum 0: the record's tag covers it) and no record nests. One AEAD
+ * call per send instead of one per frame: a 100-byte frame sealed alone costs about 0.2 us
+ * of fixed AEAD overhead, which cut remote ch_send throughput by 45% (bench_cluster); in a
+ * record it costs its bytes. The frames' types and sizes are hidden as well.
+ *
  * Keys: two per connection, one per direction (initiator to acceptor, acceptor to
  * initiator), derived with BLAKE2b (crypto_kdf) from the handshake's session key, itself
  * unique to the connection. Nonce: the direction's frame counter, never sent, so a frame
@@ -30,6 +38,9 @@
 
 #define CH_SEAL_TAG       16                           /* bytes a sealed payload grows by */
 #define CH_SEAL_PLAIN_MAX (CH_FRAME_MAX - CH_SEAL_TAG) /* largest payload that can be sealed */
+/* Largest frame payload a record can carry (its header is in the record's plaintext). */
+#define CH_SEAL_FRAME_MAX     (CH_SEAL_PLAIN_MAX - CH_FRAME_HDR)
+#define CH_SEAL_RECORD_TARGET (64u << 10) /* a writer starts a new record past this */
 
 enum ch_seal_cipher {
     CH_SEAL_CHACHA20POLY1305 = 1, /* ChaCha20-Poly1305-IETF, 96-bit nonce */
@@ -87,5 +98,26 @@ int ch_seal_frame(ch_seal *s, uint8_t *frame, enum ch_frame_type type, uint16_t 
  * must close. -EOVERFLOW, -EINVAL as above. Hot path.
  */
 int ch_seal_open(ch_seal *s, uint8_t *frame, ch_frame *f);
+
+/* --- records ------------------------------------------------------------------------- */
+
+/* Starts a record at the end of w; returns its offset for ch_seal_record_end. */
+size_t ch_seal_record_begin(ch_wbuf *w);
+/* Appends one frame, payload a || b, to the record being written at the end of w. 0,
+ * -EMSGSIZE past CH_SEAL_FRAME_MAX (nothing appended), or w's error. Hot path. */
+int ch_seal_record_put(ch_wbuf *w, enum ch_frame_type type, uint16_t flags, const void *a,
+                       size_t alen, const void *b, size_t blen);
+/* Seals in place the record that starts at `at` in w (every byte after it is its frames).
+ * 0, w's error or ch_seal_frame's (-EMSGSIZE past CH_SEAL_PLAIN_MAX bytes of frames); on
+ * error the record is cut from w: nothing unsealed stays. Hot path. */
+int ch_seal_record_end(ch_seal *s, ch_wbuf *w, size_t at);
+/* Opens in place the record that ch_frame_decode_sealed found at `frame`: -EPROTO when it
+ * is no CH_F_SEALED frame, else ch_seal_open's result. Hot path. */
+int ch_seal_record_open(ch_seal *s, uint8_t *frame, ch_frame *rec);
+/* Iterates an opened record: *pos starts at 0. 1 with *inner set, 0 at the end, or
+ * -EBADMSG (a truncated or malformed frame, a nested record), -EMSGSIZE (a frame over
+ * max_len), -EPROTO, -ENOMSG. The record is authentic, so an error is the peer's bug:
+ * still a reason to close. Hot path. */
+int ch_seal_record_next(const ch_frame *rec, size_t *pos, uint32_t max_len, ch_frame *inner);
 
 #endif

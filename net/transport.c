@@ -10,11 +10,13 @@
  * when the send completes the buffers swap, so every send carries all the frames queued
  * since the last one.
  *
- * Every frame after the handshake is sealed (net/seal.h) as it is queued: written once
- * into `out` with room for its tag, then encrypted there. Frames queued before the
- * handshake is done wait in plain in `early` (the HELLO and AUTH must go first, in clear)
- * and are sealed, in order, the moment the keys exist, before on_up can queue more.
- * Received frames are opened in place in the receive buffer; one that fails its tag
+ * After the handshake, frames are written once, in plain, into the open record at the end
+ * of `out` (net/seal.h); the record is sealed in place when it is handed to the socket
+ * (kick_send) or when it reaches CH_SEAL_RECORD_TARGET, so one AEAD call covers what one
+ * send carries. Frames queued before the handshake is done wait in `early` (the HELLO and
+ * AUTH must go first, in clear) and move into a record, in order, the moment the keys
+ * exist, before on_up can queue more. Received records are opened in place in the receive
+ * buffer and their frames handed to on_frame one by one; a record that fails its tag
  * closes the connection. Nothing a peer sends reaches on_frame unless it was sealed with
  * this connection's keys, which only a holder of the cookie can derive.
  */
@@ -52,7 +54,9 @@ struct ch_conn {
     size_t rlen, rcap;
     ch_wbuf out, wire; /* queued frames; frames on the wire */
     size_t wire_off;   /* bytes of `wire` already sent */
-    ch_wbuf early;     /* plain frames queued before the handshake was done */
+    ch_wbuf early;     /* frames queued before the handshake was done (record format) */
+    size_t rec_at;     /* offset in `out` of the open record */
+    bool rec_open;     /* frames go into the record at rec_at, not yet sealed */
     ch_hs hs;
     ch_seal seal; /* keys, once up */
     void *ud;
@@ -87,6 +91,7 @@ static void bump(_Atomic uint64_t *c)
 #define CONTAINER(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
 static void conn_maybe_free(ch_conn *c);
+static int end_record(ch_conn *c);
 static void kick_send(ch_conn *c);
 static void arm_recv(ch_conn *c);
 
@@ -207,6 +212,7 @@ static void drained(ch_conn *c)
 static void kick_send(ch_conn *c)
 {
     if (c->sending_now || !may_send(c) || c->out.len == 0) return;
+    if (c->rec_open && end_record(c) < 0) return;
     ch_wbuf tmp = c->wire;
     c->wire = c->out;
     c->out = tmp;
@@ -265,31 +271,35 @@ static int check_queue(ch_conn *c, size_t more)
     return -ENOBUFS;
 }
 
-/* Appends one frame of payload a || b to `out`, sealed, or to `early`, plain, before the
- * keys exist. Hot path: one copy into the output buffer, encrypted there. */
-static int put_frame(ch_conn *c, uint8_t type, uint16_t flags, const void *a, size_t alen,
-                     const void *b, size_t blen)
+/* Seals the open record in place: it may go out now. On failure the connection closes. */
+static int end_record(ch_conn *c)
 {
-    size_t len = alen + blen;
-    ch_wbuf *w = c->up ? &c->out : &c->early;
-    size_t at = w->len;
-    uint8_t *hdr = ch_wbuf_put_space(w, CH_FRAME_HDR + len + (c->up ? CH_SEAL_TAG : 0));
-    if (!hdr) return w->err;
-    uint8_t *body = hdr + CH_FRAME_HDR;
-    if (alen) memcpy(body, a, alen);
-    if (blen) memcpy(body + alen, b, blen);
-    if (!c->up) {
-        ch_frame_header_write(hdr, type, flags, body, (uint32_t)len);
-        return 0;
-    }
-    int rc = ch_seal_frame(&c->seal, hdr, type, flags, len);
+    c->rec_open = false;
+    int rc = ch_seal_record_end(&c->seal, &c->out, c->rec_at);
     if (rc < 0) {
-        w->len = at; /* nothing half-written goes out */
-        CH_ERROR("cannot seal a %s frame to %s: %s; closing", ch_frame_type_name(type), c->addr,
-                 strerror(-rc));
+        CH_ERROR("cannot seal a record to %s: %s; closing", c->addr, strerror(-rc));
         ch_conn_close(c, rc);
     }
     return rc;
+}
+
+/* Appends one frame of payload a || b to the open record (opening one, and first sealing
+ * a full one, as needed), or to `early` before the keys exist. Hot path: one copy. */
+static int put_frame(ch_conn *c, uint8_t type, uint16_t flags, const void *a, size_t alen,
+                     const void *b, size_t blen)
+{
+    if (!c->up) return ch_seal_record_put(&c->early, type, flags, a, alen, b, blen);
+    size_t more = CH_FRAME_HDR + alen + blen;
+    if (c->rec_open) {
+        size_t filled = c->out.len - c->rec_at - CH_FRAME_HDR;
+        if (filled > 0 && filled + more > CH_SEAL_RECORD_TARGET && end_record(c) < 0)
+            return -ENOTCONN;
+    }
+    if (!c->rec_open) {
+        c->rec_at = ch_seal_record_begin(&c->out);
+        c->rec_open = true;
+    }
+    return ch_seal_record_put(&c->out, type, flags, a, alen, b, blen);
 }
 
 static int queue_frame(ch_conn *c, uint8_t type, const void *a, size_t alen, const void *b,
@@ -297,8 +307,8 @@ static int queue_frame(ch_conn *c, uint8_t type, const void *a, size_t alen, con
 {
     size_t len = alen + blen;
     if (c->closing) return -ENOTCONN;
-    if (len > c->t->max_frame || len > CH_SEAL_PLAIN_MAX) return -EMSGSIZE;
-    int rc = check_queue(c, CH_FRAME_HDR + len + CH_SEAL_TAG);
+    if (len > c->t->max_frame || len > CH_SEAL_FRAME_MAX) return -EMSGSIZE;
+    int rc = check_queue(c, CH_FRAME_HDR + len);
     if (rc == 0) rc = put_frame(c, type, 0, a, alen, b, blen);
     if (rc == 0) kick_send(c);
     return rc;
@@ -310,33 +320,31 @@ size_t ch_conn_queued(const ch_conn *c)
     return c->early.len + c->out.len + (c->wire.len - c->wire_off);
 }
 
-/* Counts the frames in `frames`, which must be whole and valid, each small enough to be
- * sealed. The count or -EMSGSIZE, -EINVAL. */
-static long count_raw(const ch_conn *c, const uint8_t *frames, size_t len)
+/* Checks that `frames` holds whole, valid frames, each small enough for a record:
+ * 0, -EMSGSIZE or -EINVAL. */
+static int check_raw(const ch_conn *c, const uint8_t *frames, size_t len)
 {
-    long count = 0;
-    for (size_t off = 0; off < len; count++) {
+    for (size_t off = 0; off < len;) {
         ch_frame f;
-        int n = ch_frame_decode(frames + off, len - off, CH_SEAL_PLAIN_MAX, &f);
+        int n = ch_frame_decode(frames + off, len - off, CH_SEAL_FRAME_MAX, &f);
         if (n == -EMSGSIZE || (n > 0 && f.len > c->t->max_frame)) return -EMSGSIZE;
         if (n <= 0) return -EINVAL; /* truncated or malformed: nothing is queued */
         off += (size_t)n;
     }
-    return count;
+    return 0;
 }
 
-/* Each frame is queued again through put_frame, sealed: a cold path (a backlog flushed
- * once when its connection comes up), where one more copy costs nothing that matters. */
+/* Each frame is queued again through put_frame: a cold path (a backlog flushed once when
+ * its connection comes up), where checking every frame first costs nothing that matters. */
 int ch_conn_send_raw(ch_conn *c, const void *frames, size_t len)
 {
     if (c->closing) return -ENOTCONN;
     const uint8_t *p = frames;
-    long count = count_raw(c, p, len);
-    if (count < 0) return (int)count;
-    int rc = check_queue(c, len + (size_t)count * CH_SEAL_TAG);
+    int rc = check_raw(c, p, len);
+    if (rc == 0) rc = check_queue(c, len);
     for (size_t off = 0; off < len && rc == 0;) {
         ch_frame f;
-        off += (size_t)ch_frame_decode(p + off, len - off, CH_SEAL_PLAIN_MAX, &f); /* > 0 */
+        off += (size_t)ch_frame_decode(p + off, len - off, CH_SEAL_FRAME_MAX, &f); /* > 0 */
         rc = put_frame(c, f.type, f.flags, f.payload, f.len, NULL, 0);
     }
     if (rc == 0) kick_send(c);
@@ -355,7 +363,8 @@ int ch_conn_send2(ch_conn *c, uint8_t type, const void *a, size_t alen, const vo
 
 /* ---- receiving ---------------------------------------------------------------------- */
 
-/* The handshake is done: derives the keys, then seals what waited for them, in order. */
+/* The handshake is done: derives the keys, then moves what waited for them into a record,
+ * in order. */
 static int go_up(ch_conn *c)
 {
     int rc = ch_seal_init_hs(&c->seal, &c->hs);
@@ -367,18 +376,15 @@ static int go_up(ch_conn *c)
     c->up = true;
     ch_wbuf early = c->early;
     ch_wbuf_init(&c->early);
-    for (size_t off = 0; off < early.len && rc == 0;) {
-        ch_frame f;
-        int n = ch_frame_decode(early.data + off, early.len - off, CH_SEAL_PLAIN_MAX, &f);
-        if (n <= 0) { /* our own frames: cannot happen */
-            rc = n < 0 ? n : -EINVAL;
-            break;
-        }
-        off += (size_t)n;
+    ch_frame all = {.type = CH_F_SEALED, .len = (uint32_t)early.len, .payload = early.data};
+    size_t pos = 0;
+    ch_frame f;
+    int k = 0;
+    rc = early.err; /* a frame that could not wait: the order is broken, close */
+    while (rc == 0 && (k = ch_seal_record_next(&all, &pos, CH_SEAL_FRAME_MAX, &f)) == 1)
         rc = put_frame(c, f.type, f.flags, f.payload, f.len, NULL, 0);
-    }
     ch_wbuf_free(&early);
-    return rc;
+    return rc < 0 ? rc : k;
 }
 
 static int handshake_frame(ch_conn *c, const ch_frame *f)
@@ -401,18 +407,26 @@ static int handshake_frame(ch_conn *c, const ch_frame *f)
     return 0;
 }
 
-/* Decrypts a received frame in place. Hot path. */
-static int open_frame(ch_conn *c, uint8_t *frame, ch_frame *f)
+/* Opens a received record in place, then hands its frames to on_frame. Hot path. */
+static int deliver_record(ch_conn *c, uint8_t *frame, ch_frame *rec)
 {
-    int rc = ch_seal_open(&c->seal, frame, f);
-    if (rc == 0) return 0;
-    if (rc == -EBADMSG)
-        CH_WARN("%s frame %llu from %s fails authentication (forged, altered, replayed or out "
+    int rc = ch_seal_record_open(&c->seal, frame, rec);
+    if (rc == -EBADMSG) {
+        CH_WARN("record %llu from %s fails authentication (forged, altered, replayed or out "
                 "of order): closing",
-                ch_frame_type_name(f->type), (unsigned long long)c->seal.rx.n, c->addr);
-    else
-        CH_WARN("cannot open frame %llu from %s: %s; closing", (unsigned long long)c->seal.rx.n,
-                c->addr, strerror(-rc));
+                (unsigned long long)c->seal.rx.n, c->addr);
+    } else if (rc < 0) {
+        CH_WARN("%s frame from %s where a sealed record was due: %s; closing",
+                ch_frame_type_name(rec->type), c->addr, strerror(-rc));
+    } else {
+        size_t pos = 0;
+        ch_frame f;
+        while (!c->closing && (rc = ch_seal_record_next(rec, &pos, c->t->max_frame, &f)) == 1)
+            if (c->t->cbs.on_frame) c->t->cbs.on_frame(c->t->cbs.ud, c, &f);
+        if (rc >= 0 || c->closing) return 0;
+        CH_WARN("bad frame in record %llu from %s: %s; closing",
+                (unsigned long long)c->seal.rx.n - 1, c->addr, strerror(-rc));
+    }
     bump(&c->t->r->stats.bad_frames);
     return rc;
 }
@@ -425,9 +439,8 @@ static int parse_frames(ch_conn *c)
     while (!c->closing) {
         ch_frame f;
         uint8_t *frame = c->rbuf + off;
-        int n =
-            c->up ? ch_frame_decode_sealed(frame, c->rlen - off, c->t->max_frame + CH_SEAL_TAG, &f)
-                  : ch_frame_decode(frame, c->rlen - off, CH_HS_FRAME_MAX, &f);
+        int n = c->up ? ch_frame_decode_sealed(frame, c->rlen - off, CH_FRAME_MAX, &f)
+                      : ch_frame_decode(frame, c->rlen - off, CH_HS_FRAME_MAX, &f);
         if (n == 0) break;
         if (n < 0) {
             CH_WARN("bad frame from %s: %s; closing", c->addr, strerror(-n));
@@ -438,10 +451,8 @@ static int parse_frames(ch_conn *c)
         off += (size_t)n;
         if (!c->up) {
             if ((rc = handshake_frame(c, &f)) < 0) break;
-        } else if ((rc = open_frame(c, frame, &f)) < 0) {
+        } else if ((rc = deliver_record(c, frame, &f)) < 0) {
             break;
-        } else if (c->t->cbs.on_frame) {
-            c->t->cbs.on_frame(c->t->cbs.ud, c, &f);
         }
     }
     memmove(c->rbuf, c->rbuf + off, c->rlen - off);

@@ -5,11 +5,12 @@
  * to control clients). Every socket operation is an io_uring request completed on the
  * owner reactor; nothing here blocks. A connection first runs the handshake (net/handshake)
  * and reads no other frame until the peer proved it holds the cookie. Every frame after it
- * is sealed (net/seal.h: encrypted and authenticated with keys unique to the connection
- * and direction): a frame that fails its tag closes the connection (stats.bad_frames).
- * Frames may be queued before the handshake is done; they leave sealed, in order, once it
- * is. Frames sent during one reactor turn leave in one send; a peer that stops reading is
- * cut off once its queue passes CH_CONN_MAX_QUEUE instead of growing without bound.
+ * travels in a sealed record (net/seal.h: encrypted and authenticated with keys unique to
+ * the connection and direction, one record per send): a record that fails its tag closes
+ * the connection (stats.bad_frames). Frames may be queued before the handshake is done;
+ * they leave sealed, in order, once it is. Frames sent during one reactor turn leave in one send; a
+ * peer that stops reading is cut off once its queue passes CH_CONN_MAX_QUEUE instead of growing
+ * without bound.
  */
 #ifndef CH_NET_TRANSPORT_H
 #define CH_NET_TRANSPORT_H
@@ -53,7 +54,7 @@ void ch_transport_close_all(ch_transport *t);
 /* Frees what is left, after the reactor's io_uring is gone. */
 void ch_transport_free(ch_transport *t);
 
-/* Queues one frame (payload at most max_frame and CH_SEAL_PLAIN_MAX bytes, else -EMSGSIZE).
+/* Queues one frame (payload at most max_frame and CH_SEAL_FRAME_MAX bytes, else -EMSGSIZE).
  * -ENOTCONN when closing, -ENOBUFS when the peer stopped reading (the connection is then
  * closed), -ENOMEM. */
 int ch_conn_send(ch_conn *c, uint8_t type, const void *payload, size_t len);
@@ -61,8 +62,8 @@ int ch_conn_send(ch_conn *c, uint8_t type, const void *payload, size_t len);
 int ch_conn_send2(ch_conn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen);
 /* Bytes queued on the connection and not yet written to the socket. */
 size_t ch_conn_queued(const ch_conn *c);
-/* Queues bytes that already are whole plain frames (ch_frame_write's): each is sealed like
- * a ch_conn_send frame. -EINVAL when they are not whole valid frames (nothing is queued),
+/* Queues bytes that already are whole plain frames (ch_frame_write's): each is queued
+ * like a ch_conn_send frame. -EINVAL when they are not whole valid frames (nothing is queued),
  * or ch_conn_send's errors. Not a hot path: each payload is copied once more. */
 int ch_conn_send_raw(ch_conn *c, const void *frames, size_t len);
 void ch_conn_close(ch_conn *c, int reason);

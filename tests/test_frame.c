@@ -53,7 +53,8 @@ Test(frame, type_numbers_are_fixed)
     cr_assert_eq(CH_F_CAST, 13);
     cr_assert_eq(CH_F_PARTITION_RESET, 22);
     cr_assert_eq(CH_F_BATCH, 23);
-    cr_assert_eq(CH_F__COUNT, 24);
+    cr_assert_eq(CH_F_SEALED, 24);
+    cr_assert_eq(CH_F__COUNT, 25);
     cr_assert_str_eq(ch_frame_type_name(CH_F_REG_SYNC_REQ), "REG_SYNC_REQ");
     cr_assert_str_eq(ch_frame_type_name(0), "?");
     cr_assert_str_eq(ch_frame_type_name(CH_F__COUNT), "?");

@@ -6,6 +6,7 @@
  * Attacks are played by editing, replaying, reordering or reflecting those bytes. Every
  * test runs with each cipher this machine has.
  */
+#define _GNU_SOURCE /* memmem */
 #include <criterion/criterion.h>
 
 #include "net/handshake.h"
@@ -401,4 +402,175 @@ Test(seal, a_downgraded_cipher_fails_the_handshake)
               a.rc);
     cr_assert(!ch_hs_done(&i.hs) || !ch_hs_done(&a.hs));
     sides_free(&i, &a);
+}
+
+/* --- records ------------------------------------------------------------------------------ */
+
+/* Seals a record of `n` frames into w (reset first); frame k has sizes[k] bytes of
+ * pattern(k) and type CAST, flags k. */
+static void seal_record(ch_seal *s, ch_wbuf *w, const size_t *sizes, size_t n)
+{
+    static uint8_t p[70000];
+    ch_wbuf_reset(w);
+    size_t at = ch_seal_record_begin(w);
+    for (size_t k = 0; k < n; k++) {
+        pattern(p, sizes[k], (unsigned)k);
+        cr_assert_eq(ch_seal_record_put(w, CH_F_CAST, (uint16_t)k, p, sizes[k] / 2,
+                                        p + sizes[k] / 2, sizes[k] - sizes[k] / 2),
+                     0);
+    }
+    cr_assert_eq(ch_seal_record_end(s, w, at), 0);
+}
+
+/* Decodes and opens the record in w as the transport would: ch_seal_record_open's result
+ * or the decoder's error. */
+static int open_record(ch_seal *s, ch_wbuf *w, ch_frame *rec)
+{
+    int n = ch_frame_decode_sealed(w->data, w->len, 0, rec);
+    if (n <= 0) return n < 0 ? n : -EAGAIN;
+    cr_assert_eq((size_t)n, w->len);
+    return ch_seal_record_open(s, w->data, rec);
+}
+
+Test(seal, records_carry_their_frames_in_order)
+{
+    enum ch_seal_cipher cs[2];
+    const size_t sizes[] = {0, 1, 100, 4096, 70000, 3};
+    const size_t n = sizeof(sizes) / sizeof(sizes[0]);
+    for (size_t k = 0, nc = ciphers(cs); k < nc; k++) {
+        ends e;
+        ends_init(&e, cs[k]);
+        ch_wbuf w;
+        ch_wbuf_init(&w);
+        for (int round = 0; round < 3; round++) {
+            seal_record(&e.i, &w, sizes, n);
+            cr_assert_eq(w.data[1], CH_F_SEALED);
+            cr_assert_null(memmem(w.data, w.len, "\x01\x0d\x02\x00", 4), "no inner header shows");
+            ch_frame rec, f;
+            cr_assert_eq(open_record(&e.a, &w, &rec), 0, "%s", ch_seal_cipher_name(cs[k]));
+            size_t pos = 0, got = 0;
+            int rc;
+            static uint8_t want[70000];
+            while ((rc = ch_seal_record_next(&rec, &pos, 0, &f)) == 1) {
+                cr_assert_lt(got, n);
+                cr_assert_eq(f.type, CH_F_CAST);
+                cr_assert_eq(f.flags, got);
+                cr_assert_eq(f.len, sizes[got]);
+                pattern(want, sizes[got], (unsigned)got);
+                if (f.len) cr_assert_arr_eq(f.payload, want, f.len, "frame %zu", got);
+                got++;
+            }
+            cr_assert_eq(rc, 0);
+            cr_assert_eq(got, n);
+        }
+        cr_assert_eq(e.a.rx.n, 3, "one nonce per record");
+        ch_wbuf_free(&w);
+    }
+}
+
+Test(seal, a_sealed_frame_that_is_no_record_is_refused)
+{
+    ends e;
+    ends_init(&e, CH_SEAL_CHACHA20POLY1305);
+    sealed f = seal(&e.i, CH_F_CAST, 0, "not a record", 12);
+    ch_frame got;
+    cr_assert_gt(ch_frame_decode_sealed(f.b, f.len, 0, &got), 0);
+    cr_assert_eq(ch_seal_record_open(&e.a, f.b, &got), -EPROTO);
+    cr_assert_eq(e.a.rx.n, 0);
+    free(f.b);
+}
+
+/* Seals `plain` (len bytes) as a record's plaintext, whatever it holds, and opens it. */
+static void seal_raw_record(ends *e, const void *plain, size_t len, ch_frame *rec, ch_wbuf *w)
+{
+    ch_wbuf_reset(w);
+    size_t at = ch_seal_record_begin(w);
+    cr_assert_eq(ch_wbuf_put_bytes(w, plain, len), 0);
+    cr_assert_eq(ch_seal_record_end(&e->i, w, at), 0);
+    cr_assert_eq(open_record(&e->a, w, rec), 0);
+}
+
+Test(seal, a_record_with_a_bad_frame_inside_is_refused)
+{
+    ends e;
+    ends_init(&e, CH_SEAL_CHACHA20POLY1305);
+    ch_wbuf w, plain;
+    ch_wbuf_init(&w);
+    ch_wbuf_init(&plain);
+    ch_frame rec, f;
+    size_t pos;
+
+    /* A truncated frame: one good frame, then 5 bytes of a header. */
+    cr_assert_eq(ch_seal_record_put(&plain, CH_F_PING, 0, "ok", 2, NULL, 0), 0);
+    cr_assert_eq(ch_seal_record_put(&plain, CH_F_PING, 0, "cut", 3, NULL, 0), 0);
+    seal_raw_record(&e, plain.data, plain.len - 3 - CH_FRAME_HDR + 5, &rec, &w);
+    pos = 0;
+    cr_assert_eq(ch_seal_record_next(&rec, &pos, 0, &f), 1);
+    cr_assert_eq(ch_seal_record_next(&rec, &pos, 0, &f), -EBADMSG, "truncated");
+
+    /* A record in a record. */
+    ch_wbuf_reset(&plain);
+    cr_assert_eq(ch_seal_record_put(&plain, CH_F_SEALED, 0, "x", 1, NULL, 0), 0);
+    seal_raw_record(&e, plain.data, plain.len, &rec, &w);
+    pos = 0;
+    cr_assert_eq(ch_seal_record_next(&rec, &pos, 0, &f), -EBADMSG, "nested");
+
+    /* A frame with a checksum, an unknown type, one over the reader's limit. */
+    ch_wbuf_reset(&plain);
+    cr_assert_eq(ch_frame_write(&plain, CH_F_CAST, 0, "summed", 6), 0);
+    seal_raw_record(&e, plain.data, plain.len, &rec, &w);
+    pos = 0;
+    cr_assert_eq(ch_seal_record_next(&rec, &pos, 0, &f), -EBADMSG, "checksum in a record");
+    ch_wbuf_reset(&plain);
+    cr_assert_eq(ch_seal_record_put(&plain, CH_F__COUNT, 0, "?", 1, NULL, 0), 0);
+    seal_raw_record(&e, plain.data, plain.len, &rec, &w);
+    pos = 0;
+    cr_assert_eq(ch_seal_record_next(&rec, &pos, 0, &f), -ENOMSG, "unknown type");
+    ch_wbuf_reset(&plain);
+    cr_assert_eq(ch_seal_record_put(&plain, CH_F_CAST, 0, "0123456789", 10, NULL, 0), 0);
+    seal_raw_record(&e, plain.data, plain.len, &rec, &w);
+    pos = 0;
+    cr_assert_eq(ch_seal_record_next(&rec, &pos, 9, &f), -EMSGSIZE, "over the limit");
+
+    /* An empty record is fine: nothing in it. */
+    seal_raw_record(&e, NULL, 0, &rec, &w);
+    pos = 0;
+    cr_assert_eq(ch_seal_record_next(&rec, &pos, 0, &f), 0);
+    ch_wbuf_free(&w);
+    ch_wbuf_free(&plain);
+}
+
+Test(seal, record_size_limits_hold)
+{
+    ends e;
+    ends_init(&e, CH_SEAL_CHACHA20POLY1305);
+    ch_wbuf w;
+    ch_wbuf_init(&w);
+    uint8_t *big = calloc(1, CH_SEAL_FRAME_MAX + 1);
+    cr_assert_not_null(big);
+    size_t at = ch_seal_record_begin(&w);
+    cr_assert_eq(ch_seal_record_put(&w, CH_F_CAST, 0, big, CH_SEAL_FRAME_MAX + 1, NULL, 0),
+                 -EMSGSIZE);
+    cr_assert_eq(w.len, at + CH_FRAME_HDR, "nothing appended");
+    cr_assert_eq(w.err, 0, "the buffer stays usable");
+    cr_assert_eq(ch_seal_record_put(&w, CH_F_CAST, 0, big, CH_SEAL_FRAME_MAX, NULL, 0), 0);
+    cr_assert_eq(ch_seal_record_end(&e.i, &w, at), 0, "the largest frame fits a record");
+    cr_assert_eq(w.len, CH_FRAME_HDR + CH_FRAME_MAX);
+    ch_frame rec, f;
+    cr_assert_eq(open_record(&e.a, &w, &rec), 0);
+    size_t pos = 0;
+    cr_assert_eq(ch_seal_record_next(&rec, &pos, 0, &f), 1);
+    cr_assert_eq(f.len, CH_SEAL_FRAME_MAX);
+
+    /* Two frames that do not fit one record together: refused, and cut from w. */
+    ch_wbuf_reset(&w);
+    at = ch_seal_record_begin(&w);
+    cr_assert_eq(ch_seal_record_put(&w, CH_F_CAST, 0, big, CH_SEAL_FRAME_MAX, NULL, 0), 0);
+    cr_assert_eq(ch_seal_record_put(&w, CH_F_CAST, 0, "x", 1, NULL, 0), 0);
+    uint64_t n = e.i.tx.n;
+    cr_assert_eq(ch_seal_record_end(&e.i, &w, at), -EMSGSIZE);
+    cr_assert_eq(w.len, at, "nothing unsealed stays");
+    cr_assert_eq(e.i.tx.n, n);
+    free(big);
+    ch_wbuf_free(&w);
 }

@@ -263,8 +263,8 @@ static void client_flush(client *c)
     ch_wbuf_reset(&c->out);
 }
 
-/* Reads the next whole frame into *f; its bytes stay at the start of c->buf until the
- * next call. Its size, 0 at end of stream, or a negative error. */
+/* Reads the next whole frame (after the handshake: record) into *f; its bytes stay at the
+ * start of c->buf until the next call. Its size, 0 at end of stream, or a negative error. */
 static int client_read(client *c, ch_frame *f)
 {
     memmove(c->buf, c->buf + c->consumed, c->len - c->consumed);
@@ -321,16 +321,21 @@ static int client_handshake(client *c, const char *cookie)
     }
 }
 
-/* A sealed CAST frame with this payload, to send (and maybe send again). */
-static ch_wbuf sealed_frame(ch_seal *s, const void *p, size_t len)
+/* A sealed record of `n` CAST frames with these payloads, to send (and maybe again). */
+static ch_wbuf sealed_record(ch_seal *s, const void *const *p, const size_t *len, size_t n)
 {
     ch_wbuf w;
     ch_wbuf_init(&w);
-    uint8_t *b = ch_wbuf_put_space(&w, CH_FRAME_HDR + len + CH_SEAL_TAG);
-    cr_assert_not_null(b);
-    memcpy(b + CH_FRAME_HDR, p, len);
-    cr_assert_eq(ch_seal_frame(s, b, CH_F_CAST, 0, len), 0);
+    size_t at = ch_seal_record_begin(&w);
+    for (size_t k = 0; k < n; k++)
+        cr_assert_eq(ch_seal_record_put(&w, CH_F_CAST, 0, p[k], len[k], NULL, 0), 0);
+    cr_assert_eq(ch_seal_record_end(s, &w, at), 0);
     return w;
+}
+
+static ch_wbuf sealed_frame(ch_seal *s, const void *p, size_t len)
+{
+    return sealed_record(s, &p, &len, 1);
 }
 
 static ch_node_stats stats(void)
@@ -444,24 +449,45 @@ Test(transport, a_frame_sealed_with_the_wrong_direction_key_closes_the_connectio
     fixture_down();
 }
 
-Test(transport, a_replayed_sealed_frame_closes_the_connection)
+Test(transport, a_replayed_record_closes_the_connection)
 {
     fixture_up(false);
     client c;
     client_open(&c);
     cr_assert_eq(client_handshake(&c, COOKIE), CH_HS_DONE);
-    uint8_t p[10];
-    frame_payload(p, sizeof(p), 0);
-    ch_wbuf f = sealed_frame(&c.seal, p, sizeof(p));
+    uint8_t p0[10], p1[300];
+    frame_payload(p0, sizeof(p0), 0);
+    frame_payload(p1, sizeof(p1), 1);
+    const void *ps[2] = {p0, p1};
+    const size_t lens[2] = {sizeof(p0), sizeof(p1)};
+    ch_wbuf f = sealed_record(&c.seal, ps, lens, 2);
     client_write(&c, f.data, f.len);
-    wait_count(&fx.a.frames, 1);
-    cr_assert(fx.a.rec[0].intact, "the genuine frame is processed");
+    wait_count(&fx.a.frames, 2);
+    cr_assert(fx.a.rec[0].intact && fx.a.rec[1].intact, "both frames are processed, in order");
     client_write(&c, f.data, f.len); /* the same bytes again */
     cr_assert(client_sees_close(&c));
     client_close(&c);
     ch_wbuf_free(&f);
     wait_count(&fx.a.downs, 1);
-    cr_assert_eq(atomic_load(&fx.a.frames), 1, "the replay was not");
+    cr_assert_eq(atomic_load(&fx.a.frames), 2, "the replay was not");
+    cr_assert_eq(stats().bad_frames, 1);
+    fixture_down();
+}
+
+Test(transport, a_sealed_frame_outside_a_record_closes_the_connection)
+{
+    fixture_up(false);
+    client c;
+    client_open(&c);
+    cr_assert_eq(client_handshake(&c, COOKIE), CH_HS_DONE);
+    uint8_t b[CH_FRAME_HDR + 4 + CH_SEAL_TAG];
+    memcpy(b + CH_FRAME_HDR, "cast", 4);
+    cr_assert_eq(ch_seal_frame(&c.seal, b, CH_F_CAST, 0, 4), 0); /* right key, no record */
+    client_write(&c, b, sizeof(b));
+    cr_assert(client_sees_close(&c));
+    client_close(&c);
+    wait_count(&fx.a.downs, 1);
+    cr_assert_eq(atomic_load(&fx.a.frames), 0);
     cr_assert_eq(stats().bad_frames, 1);
     fixture_down();
 }
@@ -473,14 +499,18 @@ Test(transport, frames_on_the_wire_are_encrypted)
     client c;
     client_open(&c);
     cr_assert_eq(client_handshake(&c, COOKIE), CH_HS_DONE);
-    ch_frame f;
-    cr_assert_gt(client_read(&c, &f), 0);
-    cr_assert_eq(f.type, CH_F_CAST);
-    cr_assert_eq(f.len, sizeof(secret) + CH_SEAL_TAG);
+    ch_frame rec, f;
+    cr_assert_gt(client_read(&c, &rec), 0);
+    cr_assert_eq(rec.type, CH_F_SEALED);
+    cr_assert_eq(rec.len, CH_FRAME_HDR + sizeof(secret) + CH_SEAL_TAG, "one frame in it");
     cr_assert_null(memmem(c.buf, c.len, "SECRET", 6), "the payload does not show");
-    cr_assert_eq(ch_seal_open(&c.seal, c.buf, &f), 0);
+    cr_assert_eq(ch_seal_record_open(&c.seal, c.buf, &rec), 0);
+    size_t pos = 0;
+    cr_assert_eq(ch_seal_record_next(&rec, &pos, 0, &f), 1);
+    cr_assert_eq(f.type, CH_F_CAST);
     cr_assert_eq(f.len, sizeof(secret));
     cr_assert_arr_eq(f.payload, secret, sizeof(secret));
+    cr_assert_eq(ch_seal_record_next(&rec, &pos, 0, &f), 0);
     cr_assert_eq(atomic_load(&fx.up_send_rc), 0);
     client_close(&c);
     fixture_down();

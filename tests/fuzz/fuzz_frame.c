@@ -7,12 +7,13 @@
  *    handshake (the path an unauthenticated peer controls);
  * 3. as chunks (fuzz_common.h) made into valid frames, fed to an acceptor and to an
  *    initiator, so that HELLO and AUTH payload decoding is exercised in depth;
- * 4. as a byte stream of sealed frames, each opened in place (net/seal.h) by an
- *    acceptor holding fuzz_session, with each cipher this machine has.
+ * 4. as a byte stream of sealed records, each opened in place (net/seal.h) by an
+ *    acceptor holding fuzz_session, with each cipher this machine has, and walked.
  * The properties checked are those of the sanitizers (no out-of-bounds access, no UB, no
  * leak), the decoder's contract (a frame never claims more bytes than it was given),
  * authentication itself: without the cookie no input may complete a handshake, and the
- * opener's contract (a refusal leaves the counter where it was; success strips the tag).
+ * opener's contract (a refusal leaves the counter where it was; success strips the tag;
+ * a record's frames stay within it).
  */
 #include "fuzz_common.h"
 
@@ -110,7 +111,8 @@ static void fuzz_chunks(const uint8_t *data, size_t size)
     ch_wbuf_free(&frames);
 }
 
-/* Opens every frame of a copy of the stream, in order, until one is refused. */
+/* Opens every record of a copy of the stream, in order, until one is refused, and walks
+ * the frames of each. */
 static void fuzz_sealed(const uint8_t *data, size_t size, enum ch_seal_cipher cipher)
 {
     ch_seal s;
@@ -127,9 +129,13 @@ static void fuzz_sealed(const uint8_t *data, size_t size, enum ch_seal_cipher ci
         check((size_t)n <= size - off && (size_t)n == CH_FRAME_HDR + f.len);
         uint64_t before = s.rx.n;
         uint32_t len = f.len;
-        int rc = ch_seal_open(&s, copy + off, &f);
+        int rc = ch_seal_record_open(&s, copy + off, &f);
         check(rc == 0 ? s.rx.n == before + 1 && f.len == len - CH_SEAL_TAG : s.rx.n == before);
         if (rc < 0) break;
+        size_t pos = 0;
+        ch_frame inner;
+        while (ch_seal_record_next(&f, &pos, CH_FRAME_MAX, &inner) == 1)
+            check(pos <= f.len && inner.payload + inner.len <= f.payload + f.len);
         off += (size_t)n;
     }
     ch_seal_wipe(&s);
