@@ -314,7 +314,7 @@ static int queue_frame(ch_conn *c, uint8_t type, const void *a, size_t alen, con
     return rc;
 }
 
-/* Sealed frames waiting to be written, and plain ones waiting for the keys. */
+/* Records (open or sealed) not yet written, and frames waiting for the keys. */
 size_t ch_conn_queued(const ch_conn *c)
 {
     return c->early.len + c->out.len + (c->wire.len - c->wire_off);
