@@ -152,8 +152,8 @@ typedef struct ch_hbatch_rec {
     ch_hbatch_kind kind;
     const char *id; /* every kind */
     size_t id_len;
-    ch_hbatch_proc proc; /* PROC */
-    ch_hbatch_msg msg;   /* MSG */
+    ch_hbatch_proc proc; /* PROC only (unspecified for other kinds) */
+    ch_hbatch_msg msg;   /* MSG only (unspecified for other kinds) */
     const uint8_t *data; /* PROC: state; MSG: payload (32-byte aligned if the buffer is);
                           * END: NULL */
     size_t len;
