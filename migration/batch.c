@@ -108,7 +108,7 @@ static int grow_empty(ch_hbatch *b, size_t size)
 static int make_room(ch_hbatch *b, size_t size)
 {
     if (b->view) return -EBUSY;
-    if (size <= b->capacity && b->len + size <= b->capacity) return 0;
+    if (b->len + size <= b->capacity) return 0;
     if (b->count) return -ENOSPC;
     return grow_empty(b, size);
 }
@@ -129,9 +129,9 @@ static size_t proc_slot(const ch_hbatch_proc *p)
     return align32(PROC_HDR + p->id_len + p->type_len + p->tag_len + p->arg_len + p->meta_len);
 }
 
-/* Zeroes the 32 bytes before a state slot, before the variable fields are written over
- * the start of them: one fixed-size store instead of a variable memset. Every slot is at
- * least 64 bytes into its record, past the fixed header. */
+/* Zeroes the 32 bytes that end at a state slot, before the variable fields that end
+ * inside them are written: one fixed-size store instead of a variable-length memset of
+ * the padding. Every slot is at least 64 bytes into its record, past the fixed header. */
 static inline void zero_pad_before(uint8_t *slot)
 {
     memset(slot - CH_HBATCH_ALIGN, 0, CH_HBATCH_ALIGN);
