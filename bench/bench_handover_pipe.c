@@ -16,9 +16,14 @@
  * States are JSON-like text with repeated keys and pseudo-random numbers (fixed seed) that
  * zstd-1 shrinks about 3-4x. Sender and receiver are pinned to CPUs 0 and 1. Every pipeline
  * runs R times, interleaved so that the machine's noise hits them alike; the table shows
- * medians with min and max. A second table measures, on one thread and without sockets,
- * zstd-1 compression and decompression alone, XXH3, and memcpy as a function of the
- * distance between source and destination (the "alignment" effect of §6).
+ * medians with min and max, the ratio to the baseline measured in the same run, and the CPU
+ * time each thread spent per state, which a shared machine disturbs less than the rates.
+ * A second table measures, on one thread and without sockets: zstd-1 compression and
+ * decompression alone, XXH3, the two record formats' own cost (build, then read and copy
+ * out), and memcpy as a function of (dst - src) % 4096. That last one is the "alignment"
+ * effect of §6: on this CPU glibc's memcpy uses REP MOVSB from 2 KiB on, which runs 2-20x
+ * slower when the destination sits 1..31 bytes past the source modulo a page (glibc
+ * BZ 30994); 32-byte alignment of both sides rules those distances out.
  * This is not a test: it stops only when a pipeline loses or corrupts a state.
  */
 #define _GNU_SOURCE /* CPU_SET, pthread_setaffinity_np */
@@ -88,11 +93,21 @@ static void *xalloc(size_t n)
 
 /* --- options ------------------------------------------------------------------------- */
 
+enum pipe_kind { P_RAW, P_ZSTD, P_MOD_NONE, P_MOD_ZSTD, P_MOD_AUTO, P__COUNT };
+
+/* --pipes names, in the table's order. */
+static const char *const pipe_key[P__COUNT] = {"raw", "zstd", "mod-none", "mod-zstd", "mod-auto"};
+
+static const char *const pipe_name[P__COUNT] = {"raw baseline", "zstd-1 baseline",
+                                                "modules, codec none", "modules, codec zstd:1",
+                                                "modules, codec auto"};
+
 typedef struct bench_opts {
     unsigned reps;
-    size_t n;     /* states per run; 0: per size defaults */
-    size_t batch; /* batch capacity in bytes */
-    size_t size;  /* only this state size; 0: 100 B, 4 KiB and 64 KiB */
+    size_t n;       /* states per run; 0: per size defaults */
+    size_t batch;   /* batch capacity in bytes */
+    size_t size;    /* only this state size; 0: 100 B, 4 KiB and 64 KiB */
+    unsigned pipes; /* bit k: run pipeline k */
     bool quick;
     bool verbose;
 } bench_opts;
@@ -104,7 +119,9 @@ static void usage(int code)
           "  --n N        states per run for every size (default 100000 for 100 B and 4 KiB,\n"
           "               10000 for 64 KiB; --quick divides them by 10)\n"
           "  --batch B    batch capacity, 65536..1048576 (default 262144)\n"
-          "  --size S     only states of S bytes (default: 100, 4096 and 65536)\n",
+          "  --size S     only states of S bytes (default: 100, 4096 and 65536)\n"
+          "  --pipes L    comma-separated subset of raw,zstd,mod-none,mod-zstd,mod-auto\n"
+          "               (a module pipeline's ratio needs its baselines)\n",
           code ? stderr : stdout);
     exit(code);
 }
@@ -117,6 +134,21 @@ static size_t parse_count(const char *opt, const char *s)
     if (errno || end == s || *end || v == 0 || v > ((size_t)1 << 32))
         die("%s: not a positive count: '%s'", opt, s);
     return (size_t)v;
+}
+
+static unsigned parse_pipes(const char *list)
+{
+    unsigned bits = 0;
+    char buf[128];
+    snprintf(buf, sizeof(buf), "%s", list);
+    for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        int k = 0;
+        while (k < P__COUNT && strcmp(t, pipe_key[k]))
+            k++;
+        if (k == P__COUNT) die("--pipes: unknown pipeline '%s'", t);
+        bits |= 1u << k;
+    }
+    return bits;
 }
 
 static void parse_opts(int argc, char **argv, bench_opts *o)
@@ -137,6 +169,8 @@ static void parse_opts(int argc, char **argv, bench_opts *o)
             o->n = parse_count(a, argv[++i]);
         } else if (i + 1 < argc && !strcmp(a, "--batch")) {
             o->batch = parse_count(a, argv[++i]);
+        } else if (i + 1 < argc && !strcmp(a, "--pipes")) {
+            o->pipes = parse_pipes(argv[++i]);
         } else if (i + 1 < argc && !strcmp(a, "--size")) {
             o->size = parse_count(a, argv[++i]);
         } else {
@@ -144,6 +178,7 @@ static void parse_opts(int argc, char **argv, bench_opts *o)
         }
     }
     if (!o->reps) o->reps = o->quick ? 3 : 5;
+    if (!o->pipes) o->pipes = (1u << P__COUNT) - 1;
     if (!o->batch) o->batch = CH_HBATCH_CAP_DEFAULT;
     if (o->batch < CH_HBATCH_CAP_MIN || o->batch > CH_HBATCH_CAP_MAX)
         die("--batch: %u..%u bytes", CH_HBATCH_CAP_MIN, CH_HBATCH_CAP_MAX);
@@ -155,6 +190,13 @@ static uint64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -363,20 +405,15 @@ static bool recv_all(int fd, void *p, size_t len)
 
 /* --- one run of one pipeline --------------------------------------------------------- */
 
-enum pipe_kind { P_RAW, P_ZSTD, P_MOD_NONE, P_MOD_ZSTD, P_MOD_AUTO, P__COUNT };
-
-static const char *const pipe_name[P__COUNT] = {"raw baseline", "zstd-1 baseline",
-                                                "modules, codec none", "modules, codec zstd:1",
-                                                "modules, codec auto"};
-
 typedef struct run {
     const dataset *d;
     const bench_opts *o;
     enum pipe_kind kind;
     int fd_tx, fd_rx;
     pthread_barrier_t start;
-    uint64_t t0, t1;     /* the sender's start, the receiver's end */
-    uint64_t wire_bytes; /* headers and payloads sent */
+    uint64_t t0, t1;         /* the sender's start, the receiver's end */
+    uint64_t cpu_tx, cpu_rx; /* CPU time of each thread during the run */
+    uint64_t wire_bytes;     /* headers and payloads sent */
     uint64_t batches, zbatches;
     size_t received; /* states copied out */
 } run;
@@ -421,6 +458,7 @@ static void *base_sender(void *arg)
     pin_self(SENDER_CPU);
     pthread_barrier_wait(&r->start);
     r->t0 = now_ns();
+    uint64_t cpu0 = cpu_ns();
     for (size_t i = 0; i < d->n; i++) {
         if (len && BASE_HDR + len + rec > cap) {
             base_flush(r, buf, len, cc, zbuf);
@@ -435,6 +473,7 @@ static void *base_sender(void *arg)
     }
     if (len) base_flush(r, buf, len, cc, zbuf);
     shutdown(r->fd_tx, SHUT_WR);
+    r->cpu_tx = cpu_ns() - cpu0;
     ZSTD_freeCCtx(cc);
     free(zbuf);
     free(buf);
@@ -466,6 +505,7 @@ static void *base_receiver(void *arg)
     if (!dc) die("zstd context");
     pin_self(RECVER_CPU);
     pthread_barrier_wait(&r->start);
+    uint64_t cpu0 = cpu_ns();
     size_t k = 0;
     while (recv_all(r->fd_rx, hdr, BASE_HDR)) {
         size_t raw_len = get32(hdr), wire_len = get32(hdr + 4);
@@ -480,6 +520,7 @@ static void *base_receiver(void *arg)
         k = base_unpack(r->d, batch, raw_len, k);
     }
     r->t1 = now_ns();
+    r->cpu_rx = cpu_ns() - cpu0;
     r->received = k;
     ZSTD_freeDCtx(dc);
     free(wire);
@@ -545,10 +586,12 @@ static void *mod_sender(void *arg)
     pin_self(SENDER_CPU);
     pthread_barrier_wait(&r->start);
     r->t0 = now_ns();
+    uint64_t cpu0 = cpu_ns();
     for (size_t i = 0; i < r->d->n; i++)
         mod_put(r, &b, c, &p, i);
     if (ch_hbatch_len(&b)) mod_flush(r, &b, c);
     shutdown(r->fd_tx, SHUT_WR);
+    r->cpu_tx = cpu_ns() - cpu0;
     ch_codec_free(c);
     ch_hbatch_free(&b);
     return NULL;
@@ -579,6 +622,7 @@ static void *mod_receiver(void *arg)
     CHECK(ch_codec_rx_new(CH_HBATCH_LIMIT_DEFAULT, &rx));
     pin_self(RECVER_CPU);
     pthread_barrier_wait(&r->start);
+    uint64_t cpu0 = cpu_ns();
     size_t k = 0;
     while (recv_all(r->fd_rx, hdr, CH_CODEC_HDR)) {
         ch_codec_hdr h;
@@ -591,6 +635,7 @@ static void *mod_receiver(void *arg)
         k = mod_unpack(r->d, raw, h.raw_len, k);
     }
     r->t1 = now_ns();
+    r->cpu_rx = cpu_ns() - cpu0;
     r->received = k;
     ch_codec_rx_free(rx);
     return NULL;
@@ -599,10 +644,11 @@ static void *mod_receiver(void *arg)
 /* --- runs and results ---------------------------------------------------------------- */
 
 typedef struct pipe_result {
-    series rate;  /* states per second */
-    series wire;  /* wire bytes per second */
-    series ratio; /* state bytes / wire bytes */
-    series zfrac; /* share of batches compressed */
+    series rate;           /* states per second */
+    series wire;           /* wire bytes per second */
+    series ratio;          /* state bytes / wire bytes */
+    series zfrac;          /* share of batches compressed */
+    series cpu_tx, cpu_rx; /* CPU ns per state, sender and receiver */
 } pipe_result;
 
 /* Runs one pipeline once and checks that every state arrived intact. */
@@ -629,6 +675,8 @@ static void run_once(const dataset *d, const bench_opts *o, enum pipe_kind kind,
     series_add(&pr->wire, (double)r.wire_bytes / s);
     series_add(&pr->ratio, (double)d->n * (double)d->size / (double)r.wire_bytes);
     series_add(&pr->zfrac, r.batches ? (double)r.zbatches / (double)r.batches : 0);
+    series_add(&pr->cpu_tx, (double)r.cpu_tx / (double)d->n);
+    series_add(&pr->cpu_rx, (double)r.cpu_rx / (double)d->n);
     if (o->verbose)
         printf("  %zu B %-22s %9.1f k states/s, %8.1f MB/s wire, %zu batches\n", d->size,
                pipe_name[kind], (double)d->n / s / 1e3, (double)r.wire_bytes / s / 1e6,
@@ -874,42 +922,67 @@ static void vs_baseline(const pipe_result *pr, enum pipe_kind k, double *of_medi
     *per_rep = series_median(&r);
 }
 
-static void print_size_rows(size_t size, const pipe_result *pr)
+/* The baselines a module pipeline is compared with ran as often as it did. */
+static bool has_baseline(const pipe_result *pr, enum pipe_kind k)
+{
+    unsigned n = pr[k].rate.n;
+    bool raw = pr[P_RAW].rate.n == n, z = pr[P_ZSTD].rate.n == n;
+    return k == P_MOD_NONE ? raw : k == P_MOD_ZSTD ? z : raw && z;
+}
+
+/* Label for the vs-baseline column of a pipeline. */
+static void vs_label(const pipe_result *pr, enum pipe_kind k, char *out, size_t cap)
 {
     static const char *const vs[P__COUNT] = {"", "", "raw", "zstd-1", "better"};
+    double of_medians, per_rep;
+    if (k < P_MOD_NONE) {
+        snprintf(out, cap, "baseline");
+    } else if (!has_baseline(pr, k)) {
+        snprintf(out, cap, "- (baseline not run)");
+    } else {
+        vs_baseline(pr, k, &of_medians, &per_rep);
+        snprintf(out, cap, "%.2f %.2f / %s", of_medians, per_rep, vs[k]);
+    }
+}
+
+static void print_size_rows(size_t size, const pipe_result *pr)
+{
     char sz[32], metric[64], ratio[40];
     size_name(size, sz, sizeof(sz));
     for (int k = 0; k < P__COUNT; k++) {
-        double med, lo, hi, of_medians, per_rep;
+        double med, lo, hi;
+        if (!pr[k].rate.n) continue; /* not run (--pipes) */
         series_stats(&pr[k].rate, &med, &lo, &hi);
         snprintf(metric, sizeof(metric), "%s %s", sz, pipe_name[k]);
-        snprintf(ratio, sizeof(ratio), "baseline");
-        if (k >= P_MOD_NONE) {
-            vs_baseline(pr, (enum pipe_kind)k, &of_medians, &per_rep);
-            snprintf(ratio, sizeof(ratio), "%.2f %.2f / %s", of_medians, per_rep, vs[k]);
-        }
-        printf("| %-32s | %9.1f | %9.1f | %9.1f | %8.1f | %8.1f | %5.2f | %4.0f%% | %-20s |\n",
+        vs_label(pr, (enum pipe_kind)k, ratio, sizeof(ratio));
+        printf("| %-32s | %9.1f | %9.1f | %9.1f | %8.1f | %8.1f | %5.2f | %4.0f%% | %7.0f | "
+               "%7.0f | %-20s |\n",
                metric, med / 1e3, lo / 1e3, hi / 1e3, med * (double)size / 1e6,
                series_median(&pr[k].wire) / 1e6, series_median(&pr[k].ratio),
-               100 * series_median(&pr[k].zfrac), ratio);
+               100 * series_median(&pr[k].zfrac), series_median(&pr[k].cpu_tx),
+               series_median(&pr[k].cpu_rx), ratio);
     }
 }
 
 static void print_pipe_table(const size_t *sizes, size_t nsizes, pipe_result (*pr)[P__COUNT])
 {
-    printf("| %-32s | %9s | %9s | %9s | %8s | %8s | %5s | %5s | %-20s |\n", "pipeline", "k st/s",
-           "min", "max", "MB/s st", "MB/s wi", "ratio", "zstd", "vs baseline");
-    printf("|%.34s|%.11s|%.11s|%.11s|%.10s|%.10s|%.7s|%.7s|%.22s|\n",
+    printf("| %-32s | %9s | %9s | %9s | %8s | %8s | %5s | %5s | %7s | %7s | %-20s |\n", "pipeline",
+           "k st/s", "min", "max", "MB/s st", "MB/s wi", "ratio", "zstd", "tx ns", "rx ns",
+           "vs baseline");
+    printf("|%.34s|%.11s|%.11s|%.11s|%.10s|%.10s|%.7s|%.7s|%.9s|%.9s|%.22s|\n",
            "----------------------------------", "-----------", "-----------", "-----------",
-           "----------", "----------", "-------", "-------", "----------------------");
+           "----------", "----------", "-------", "-------", "---------", "---------",
+           "----------------------");
     for (size_t i = 0; i < nsizes; i++)
         print_size_rows(sizes[i], pr[i]);
     printf("k st/s: thousands of states per second, median of the repetitions (min, max);\n"
            "MB/s st: state bytes; MB/s wi: bytes on the socket, headers included; ratio: state\n"
-           "bytes / wire bytes; zstd: share of batches sent compressed. vs baseline: median\n"
-           "over the baseline's median, then the median of the per-repetition ratios (auto:\n"
-           "over the better of the two baselines). Design §6 asks the whole handover for\n"
-           ">= 0.6 of the better baseline at 4 and 64 KiB and >= 0.4 at 100 B.\n\n");
+           "bytes / wire bytes; zstd: share of batches sent compressed; tx ns, rx ns: CPU time\n"
+           "of the sending and the receiving thread per state (steadier than the rates on a\n"
+           "shared machine). vs baseline: median over the baseline's median, then the median\n"
+           "of the per-repetition ratios (auto: over the better of the two baselines). Design\n"
+           "§6 asks the whole handover for >= 0.6 of the better baseline at 4 and 64 KiB and\n"
+           ">= 0.4 at 100 B.\n\n");
 }
 
 static void solo_row(const char *metric, const series *s, double scale, const char *unit)
@@ -975,7 +1048,7 @@ int main(int argc, char **argv)
         dataset_init(&d, sizes[i], states_for(&o, sizes[i]));
         for (unsigned rep = 0; rep < o.reps; rep++)
             for (int k = 0; k < P__COUNT; k++)
-                run_once(&d, &o, (enum pipe_kind)k, &pr[i][k]);
+                if (o.pipes & (1u << k)) run_once(&d, &o, (enum pipe_kind)k, &pr[i][k]);
         dataset_free(&d);
     }
     uint8_t *in;
