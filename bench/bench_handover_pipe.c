@@ -115,7 +115,7 @@ typedef struct bench_opts {
 static void usage(int code)
 {
     fputs("usage: bench_handover_pipe [--reps R] [--n N] [--batch BYTES] [--size BYTES]\n"
-          "                           [--quick] [--verbose]\n"
+          "                           [--pipes L] [--quick] [--verbose]\n"
           "  --n N        states per run for every size (default 100000 for 100 B and 4 KiB,\n"
           "               10000 for 64 KiB; --quick divides them by 10)\n"
           "  --batch B    batch capacity, 65536..1048576 (default 262144)\n"
