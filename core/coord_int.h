@@ -1,0 +1,162 @@
+/*
+ * core/coord_int.h - what the coordinator's files share (not a public or a core-wide
+ * interface): its state and the functions one part calls in another.
+ *
+ *   coord.c           sending to peers, ring and epochs, frame and record dispatch,
+ *                     timers, boot, shutdown, the public cluster functions
+ *   coord_member.c    views, failure detection, connections, crash restarts, partitions
+ *   coord_registry.c  the registry replica: deltas, digests, resyncs, queries
+ *   coord_route.c     casts, calls and starts/stops for processes on other nodes
+ *   coord_ctl.c       control requests, on their own thread
+ *
+ * Everything here runs on the coordinator thread unless it says otherwise.
+ */
+#ifndef CH_CORE_COORD_INT_H
+#define CH_CORE_COORD_INT_H
+
+#include "coord.h"
+
+#include "hashring.h"
+#include "log.h"
+#include "member.h"
+#include "regtab.h"
+#include "supervisor.h"
+
+#include "net/auth.h"
+#include "net/frame.h"
+#include "net/handshake.h"
+#include "net/transport.h"
+#include "net/wire.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+#define MAX_HOPS     CH_MAX_HOPS
+#define RELAY_MS     120000u /* a relayed call's entry outlives any caller's timeout */
+#define HANDSHAKE_MS 5000u   /* a connection must authenticate within this */
+#define DELTA_FLUSH  (64u * 1024)
+#define CTL_MAX_ARGS 64
+
+enum { REG_INSERT = 1, REG_REMOVE = 2 };
+
+typedef struct ping_relay { /* a PING_REQ we serve: the ACK goes back to the requester */
+    uint64_t seq, requester, their_seq;
+} ping_relay;
+
+typedef struct ctl_job ctl_job;
+
+struct ch_coord {
+    ch_node *n;
+    ch_reactor *r;
+    ch_transport *t;
+    ch_mtab mt;
+    ch_regtab reg;
+    ch_hello hello;
+    uint64_t epoch;
+    size_t probe_next;
+    uint64_t probe_seq;
+    uint64_t probe_target, probe_sent_ns;
+    bool probe_acked, probe_indirect;
+    ping_relay relays[16];
+    ch_wbuf delta; /* REG_DELTA entries not yet sent */
+    uint32_t delta_count;
+    bool delta_timer;
+    size_t largest_seen;      /* MAJORITY / DYNAMIC quorum */
+    uint64_t largest_seen_ns; /* when largest_seen was last observed */
+    bool partitioned;
+    ch_regrow **parked; /* specs of local processes stopped by partition mode */
+    size_t nparked;
+
+    bool leaving;
+    /* control requests: handled on a thread of their own */
+    pthread_t ctl_thread;
+    bool ctl_running;
+    pthread_mutex_t ctl_mu;
+    pthread_cond_t ctl_cv;
+    ctl_job *ctl_head, *ctl_tail;
+    bool ctl_quit;
+    ch_ctl_handler ctl_handler;
+    void *ctl_ud;
+    uint64_t ctl_serial;
+    struct ctl_conn { /* control connections alive now: answers find theirs by serial */
+        uint64_t serial;
+        ch_conn *conn;
+    } * ctl_conns;
+    size_t nctl;
+};
+
+static inline ch_coord *coord_of(ch_reactor *r)
+{
+    return r->node->coord;
+}
+
+static inline uint64_t ms(uint32_t v)
+{
+    return (uint64_t)v * 1000000ull;
+}
+
+/* coord.c */
+int coord_backlog(ch_coord *c, ch_mem *m, uint8_t type, const void *a, size_t alen, const void *b,
+                  size_t blen);
+void coord_backlog_flush(ch_mem *m);
+void coord_backlog_free(ch_mem *m);
+void coord_rebuild_ring(ch_coord *c, uint64_t seen_epoch);
+void coord_run_cluster_hook(ch_coord *c, ch_hook_point point, uint64_t node);
+void coord_send_all(ch_coord *c, uint8_t type, const ch_wbuf *w);
+int coord_send_frame(ch_coord *c, uint64_t node, uint8_t type, const void *a, size_t alen,
+                     const void *b, size_t blen);
+int coord_send_to(ch_coord *c, uint64_t node, uint8_t type, const ch_wbuf *w);
+
+/* coord_member.c */
+void coord_after_merge(ch_coord *c, int bits, uint64_t seen_epoch, ch_mem *changed);
+void coord_check_partition(ch_coord *c);
+void coord_dial(ch_coord *c, ch_mem *m, uint64_t now);
+void coord_dial_all(ch_coord *c, uint64_t now);
+void coord_expire_suspects(ch_coord *c, uint64_t now);
+bool coord_get_member(ch_rbuf *rb, ch_mem *m);
+int coord_merge_one(ch_coord *c, const ch_mem *m, uint64_t seen_epoch);
+void coord_on_ack(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
+void coord_on_down(void *ud, ch_conn *conn, int reason);
+void coord_on_partition_reset(ch_coord *c);
+void coord_on_ping(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
+void coord_on_ping_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
+void coord_on_up(void *ud, ch_conn *conn, const ch_hello *peer);
+void coord_on_view(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
+void coord_probe_indirect(ch_coord *c);
+void coord_probe_round(ch_coord *c);
+void coord_send_view(ch_coord *c, ch_conn *conn);
+
+/* coord_registry.c */
+void coord_drop_rows_of(ch_coord *c, uint64_t owner, bool gone);
+void coord_flush_delta(ch_coord *c);
+void coord_on_local_reg(ch_coord *c, ch_rec *rec);
+void coord_on_query(ch_coord *c, ch_rec *rec);
+void coord_on_reg_delta(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
+void coord_on_reg_digest(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
+void coord_on_reg_sync(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
+void coord_on_reg_sync_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
+void coord_send_digest(ch_coord *c, ch_conn *conn);
+
+/* coord_route.c */
+void coord_on_batch_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb, bool start);
+void coord_on_batch_resp(ch_coord *c, ch_rbuf *rb);
+void coord_on_call_frame(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
+void coord_on_cast_frame(ch_coord *c, ch_rbuf *rb);
+void coord_on_out_batch(ch_coord *c, ch_rec *rec);
+void coord_on_out_call(ch_coord *c, ch_rec *rec);
+void coord_on_out_cast(ch_coord *c, ch_rec *rec);
+void coord_on_out_fcall(ch_coord *c, ch_rec *rec);
+void coord_on_reply_frame(ch_coord *c, ch_rbuf *rb);
+
+/* coord_ctl.c */
+void coord_ctl_stop(ch_coord *c);
+
+void *coord_ctl_main(void *arg);
+void coord_on_ctl_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
+
+#endif
