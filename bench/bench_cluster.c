@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_stats.h"
+
 #define MSG          64u                                /* request, reply and message bytes */
 #define COOKIE       "bench-cluster-cookie-0123456789a" /* 32 bytes, same in both nodes */
 #define COOKIE_LEN   32u
@@ -200,12 +202,6 @@ static void unpin(const cpu_set_t *saved)
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
@@ -802,22 +798,6 @@ static int run_rep(bench *bn, results *res, unsigned rep)
 }
 
 /* ---- report -------------------------------------------------------------------------- */
-
-static void cpu_model(char *out, size_t cap)
-{
-    snprintf(out, cap, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[256];
-    while (fgets(line, sizeof(line), f)) {
-        char *colon = strchr(line, ':');
-        if (strncmp(line, "model name", 10) != 0 || !colon) continue;
-        snprintf(out, cap, "%s", colon + 2);
-        out[strcspn(out, "\n")] = '\0';
-        break;
-    }
-    fclose(f);
-}
 
 static void print_header(const params *pr)
 {

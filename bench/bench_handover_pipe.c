@@ -51,6 +51,8 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "bench_stats.h"
+
 #define MAX_REPS   100
 #define ID_LEN     12          /* "p-0000000042": ids of the benchmark's processes */
 #define POOL_BYTES (64u << 20) /* distinct source states, reused past this */
@@ -229,42 +231,6 @@ static uint64_t rng_next(uint64_t *s)
 }
 
 /* --- series of repetitions ----------------------------------------------------------- */
-
-typedef struct series {
-    double v[MAX_REPS];
-    unsigned n;
-} series;
-
-static void series_add(series *s, double x)
-{
-    if (s->n < MAX_REPS) s->v[s->n++] = x;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median, min, max of the repetitions; 0 for an empty series. */
-static void series_stats(const series *s, double *med, double *lo, double *hi)
-{
-    double v[MAX_REPS];
-    *med = *lo = *hi = 0;
-    if (!s->n) return;
-    memcpy(v, s->v, s->n * sizeof(double));
-    qsort(v, s->n, sizeof(double), cmp_double);
-    *med = s->n % 2 ? v[s->n / 2] : (v[s->n / 2 - 1] + v[s->n / 2]) / 2;
-    *lo = v[0];
-    *hi = v[s->n - 1];
-}
-
-static double series_median(const series *s)
-{
-    double med, lo, hi;
-    series_stats(s, &med, &lo, &hi);
-    return med;
-}
 
 /* --- the states ---------------------------------------------------------------------- */
 
@@ -841,22 +807,6 @@ static void solo_copy(solo_result *s)
 }
 
 /* --- report -------------------------------------------------------------------------- */
-
-static void cpu_model(char *out, size_t cap)
-{
-    snprintf(out, cap, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[256];
-    while (fgets(line, sizeof(line), f)) {
-        char *colon = strchr(line, ':');
-        if (strncmp(line, "model name", 10) || !colon) continue;
-        snprintf(out, cap, "%s", colon + 2);
-        out[strcspn(out, "\n")] = 0;
-        break;
-    }
-    fclose(f);
-}
 
 /* The load average, as /proc/loadavg gives it: others' work on this shared machine. */
 static void load_avg(char *out, size_t cap)

@@ -40,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_stats.h"
+
 #define MAX_REPS     100
 #define ID_BYTES     8   /* process ids of the start and memory runs */
 #define MSG_BYTES    16  /* payload of every message, call and ring record */
@@ -221,42 +223,6 @@ static size_t rss_bytes(void)
 }
 
 /* --- series of repetitions ----------------------------------------------------------- */
-
-typedef struct series {
-    double v[MAX_REPS];
-    unsigned n;
-} series;
-
-static void series_add(series *s, double x)
-{
-    if (s->n < MAX_REPS) s->v[s->n++] = x;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median, min, max of the repetitions; 0 for an empty series. */
-static void series_stats(const series *s, double *med, double *lo, double *hi)
-{
-    double v[MAX_REPS];
-    *med = *lo = *hi = 0;
-    if (!s->n) return;
-    memcpy(v, s->v, s->n * sizeof(double));
-    qsort(v, s->n, sizeof(double), cmp_double);
-    *med = s->n % 2 ? v[s->n / 2] : (v[s->n / 2 - 1] + v[s->n / 2]) / 2;
-    *lo = v[0];
-    *hi = v[s->n - 1];
-}
-
-static double series_median(const series *s)
-{
-    double med, lo, hi;
-    series_stats(s, &med, &lo, &hi);
-    return med;
-}
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -977,22 +943,6 @@ static void bench_node(const bench_opts *o, results *r)
 }
 
 /* --- report -------------------------------------------------------------------------- */
-
-static void cpu_model(char *out, size_t cap)
-{
-    snprintf(out, cap, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[256];
-    while (fgets(line, sizeof(line), f)) {
-        char *colon = strchr(line, ':');
-        if (strncmp(line, "model name", 10) || !colon) continue;
-        snprintf(out, cap, "%s", colon + 2);
-        out[strcspn(out, "\n")] = 0;
-        break;
-    }
-    fclose(f);
-}
 
 /* The load average, as /proc/loadavg gives it: others' work on this shared machine. */
 static void load_avg(char *out, size_t cap)

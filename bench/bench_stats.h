@@ -1,0 +1,69 @@
+/*
+ * bench/bench_stats.h - what every benchmark reports with: the repetitions of one figure
+ * (median, min, max) and the machine's CPU model. Header-only: each benchmark is one
+ * program built from one file.
+ */
+#ifndef CH_BENCH_STATS_H
+#define CH_BENCH_STATS_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef MAX_REPS
+#define MAX_REPS 100
+#endif
+
+typedef struct series {
+    double v[MAX_REPS];
+    unsigned n;
+} series;
+
+static inline void series_add(series *s, double x)
+{
+    if (s->n < MAX_REPS) s->v[s->n++] = x;
+}
+
+static inline int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median, min, max of the repetitions; 0 for an empty series. */
+static inline void series_stats(const series *s, double *med, double *lo, double *hi)
+{
+    double v[MAX_REPS];
+    *med = *lo = *hi = 0;
+    if (!s->n) return;
+    memcpy(v, s->v, s->n * sizeof(double));
+    qsort(v, s->n, sizeof(double), cmp_double);
+    *med = s->n % 2 ? v[s->n / 2] : (v[s->n / 2 - 1] + v[s->n / 2]) / 2;
+    *lo = v[0];
+    *hi = v[s->n - 1];
+}
+
+static inline double series_median(const series *s)
+{
+    double med, lo, hi;
+    series_stats(s, &med, &lo, &hi);
+    return med;
+}
+
+static inline void cpu_model(char *out, size_t cap)
+{
+    snprintf(out, cap, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[256];
+    while (fgets(line, sizeof(line), f)) {
+        char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) || !colon) continue;
+        snprintf(out, cap, "%s", colon + 2);
+        out[strcspn(out, "\n")] = 0;
+        break;
+    }
+    fclose(f);
+}
+
+#endif
