@@ -79,11 +79,6 @@ bool ch_ring_publish(ch_ring *r)
     return true;
 }
 
-size_t ch_ring_unpublished(const ch_ring *r)
-{
-    return r->tail - atomic_load_explicit(&r->pub_tail, memory_order_relaxed);
-}
-
 void *ch_ring_peek(ch_ring *r, size_t *size)
 {
     for (;;) {

@@ -48,7 +48,10 @@ void *ch_ring_reserve(ch_ring *r, size_t size);
 /* Producer: makes every reserved record visible. Returns true if any was new. */
 bool ch_ring_publish(ch_ring *r);
 /* Producer: bytes reserved but not yet published. */
-size_t ch_ring_unpublished(const ch_ring *r);
+static inline size_t ch_ring_unpublished(const ch_ring *r)
+{
+    return r->tail - atomic_load_explicit(&r->pub_tail, memory_order_relaxed);
+}
 
 /* Consumer: the next record and its size, or NULL when none is visible. Hot path. */
 void *ch_ring_peek(ch_ring *r, size_t *size);
