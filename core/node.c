@@ -172,6 +172,14 @@ static void free_node(ch_node *n)
     free(n);
 }
 
+static void *zalloc_lines(size_t bytes)
+{
+    bytes = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
 /* The caller's config may point at strings that die after ch_node_create returns: keep
  * copies of every one of them, in one block. */
 static int copy_cluster_config(ch_node *n)
@@ -233,8 +241,10 @@ int ch_node_create(const ch_node_config *cfg, ch_node **out)
         return rc;
     }
     unsigned nr = n->nreactors;
-    n->rings = calloc((size_t)nr * nr, sizeof(*n->rings));
-    n->reactors = calloc(nr, sizeof(*n->reactors));
+    /* Cache-line aligned: the rings' and reactors' fields are laid out on separate lines
+     * for the threads that write them, which only holds if each struct starts on one. */
+    n->rings = zalloc_lines((size_t)nr * nr * sizeof(*n->rings));
+    n->reactors = zalloc_lines(nr * sizeof(*n->reactors));
     rc = -ENOMEM;
     if (!n->rings || !n->reactors) goto fail;
     for (unsigned i = 0; i < nr * nr; i++)
