@@ -16,7 +16,7 @@ static void digest_apply(ch_coord *c, const ch_regrow *row, int sign)
     m->reg_xor ^= ch_regrow_digest(row);
 }
 
-static void reg_put(ch_coord *c, ch_regrow *row)
+void coord_reg_put(ch_coord *c, ch_regrow *row)
 {
     ch_regrow *old;
     if (ch_regtab_put(&c->reg, row, &old) < 0) {
@@ -106,7 +106,7 @@ void coord_on_local_reg(ch_coord *c, ch_rec *rec)
     uint8_t op = ch_rbuf_get_u8(&rb);
     if (op == REG_INSERT) {
         ch_regrow *row = get_row(&rb);
-        if (row) reg_put(c, row);
+        if (row) coord_reg_put(c, row);
     } else {
         uint64_t node = ch_rbuf_get_u64(&rb);
         ch_span id = ch_rbuf_get_str8(&rb);
@@ -166,7 +166,7 @@ void coord_on_reg_delta(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
         uint8_t op = ch_rbuf_get_u8(rb);
         if (op == REG_INSERT) {
             ch_regrow *row = get_row(rb);
-            if (row) reg_put(c, row);
+            if (row) coord_reg_put(c, row);
         } else if (op == REG_REMOVE) {
             uint64_t node = ch_rbuf_get_u64(rb);
             ch_span id = ch_rbuf_get_str8(rb);
@@ -269,7 +269,7 @@ void coord_on_reg_sync(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
     for (uint32_t i = 0; i < count && ch_rbuf_ok(rb); i++) {
         ch_regrow *row = get_row(rb);
         if (row && row->node == owner)
-            reg_put(c, row);
+            coord_reg_put(c, row);
         else
             free(row);
     }

@@ -215,9 +215,30 @@ typedef struct rbatch { /* this node's coordinator part of a batch */
 
 typedef struct rreq { /* one request to one node */
     rbatch *parent;
+    uint64_t node;
+    uint8_t op;
     uint32_t n;
     uint32_t idx[];
 } rreq;
+
+/* Children a peer confirms it started enter our replica at once, so that a lookup made
+ * right after a blocking start finds them; the peer's own registry delta, which may come
+ * later, replaces these rows with the same content. */
+static void note_started(ch_coord *c, const rreq *q, const int *results)
+{
+    ch_batch *b = q->parent->b;
+    ch_mem *m = ch_mtab_find(&c->mt, q->node);
+    if (q->op != CH_OP_START || b->rolling_back || !m || !m->cores) return;
+    for (uint32_t i = 0; i < q->n; i++) {
+        const ch_spec *s = b->specs[q->idx[i]];
+        if (results[q->idx[i]] != 0 || !s || !s->type) continue;
+        ch_regrow *row = ch_regrow_new(q->node, (uint16_t)(s->hash % m->cores), 0, ch_spec_id(s),
+                                       s->id_len, s->type->name, strlen(s->type->name),
+                                       ch_spec_tag(s), s->tag_len, s->restart, s->shutdown_ms,
+                                       ch_spec_arg(s), s->arg_len, ch_spec_meta(s), s->meta_len);
+        if (row) coord_reg_put(c, row);
+    }
+}
 
 static void rbatch_step(rbatch *rb)
 {
@@ -245,6 +266,7 @@ void ch_coord_remote_batch_done(ch_reactor *r, void *req, int status, const void
         int32_t v = status ? status : (int32_t)ch_rbuf_get_u32(&rb);
         results[q->idx[i]] = ch_rbuf_ok(&rb) ? v : -EBADMSG;
     }
+    note_started(coord_of(r), q, results);
     rbatch *parent = q->parent;
     free(q);
     rbatch_step(parent);
@@ -276,6 +298,8 @@ static void send_request(ch_coord *c, rbatch *rb, uint8_t op, uint64_t node, con
     ch_wbuf_init(&w);
     if (id) {
         q->parent = rb;
+        q->node = node;
+        q->op = op;
         q->n = n;
         memcpy(q->idx, idx, n * sizeof(uint32_t));
         ch_wbuf_put_u64(&w, id);

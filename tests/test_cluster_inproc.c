@@ -7,6 +7,9 @@
  */
 #include <corehub/corehub.h>
 
+#include <errno.h>
+#include <stdatomic.h>
+
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,11 @@ static int counter_handle(ch_proc *p, const ch_msg *m)
 {
     uint64_t *n = ch_proc_state(p, NULL);
     if (m->kind == CH_MSG_CAST) (*n)++;
+    if (m->kind == CH_MSG_CALL && m->len == 5 && memcmp(m->data, "stall", 5) == 0) {
+        ch_reply_token t; /* never answered: the caller's timeout must end the call */
+        ch_reply_defer(p, m, &t);
+        return CH_CONTINUE;
+    }
     if (m->kind == CH_MSG_CALL) ch_reply(p, m, n, sizeof(*n));
     return CH_CONTINUE;
 }
@@ -338,5 +346,97 @@ Test(cluster_inproc, graceful_leave_hands_processes_to_the_others, .timeout = 60
     h.want = 2;
     cr_assert(wait_until(all_see_all, &h, 10000));
     cr_assert(wait_until(registries_agree, &cc, 10000), "every process lives on a survivor");
+    hub_down(&h);
+}
+
+/* An id whose ring owner is `n` (placement is a pure function of the id). */
+static void id_owned_by(hub *h, ch_node *n, char *id, size_t cap)
+{
+    for (int i = 0;; i++) {
+        snprintf(id, cap, "own%d", i);
+        ch_child_spec s = {.id = id, .type = "counter"};
+        int r;
+        cr_assert_eq(ch_start_children(h->n[0], &s, 1, NULL, &r), 0);
+        ch_proc_info *info;
+        cr_assert_eq(ch_lookup(h->n[0], id, 0, &info), 0);
+        bool mine = info->node == ch_node_id(n);
+        ch_proc_info_free(info);
+        if (mine) return;
+    }
+}
+
+Test(cluster_inproc, a_remote_call_times_out_when_the_process_never_answers, .timeout = 60)
+{
+    hub h;
+    hub_up(&h, 2, NULL);
+    char id[32];
+    id_owned_by(&h, h.n[1], id, sizeof(id));
+    uint64_t v;
+    size_t len;
+    uint64_t t0 = now_ms();
+    cr_assert_eq(ch_call(h.n[0], id, 0, "stall", 5, &v, sizeof(v), &len, 300), -ETIMEDOUT);
+    cr_assert_geq(now_ms() - t0, 250, "it waited for its timeout");
+    cr_assert_eq(ch_call(h.n[0], id, 0, "get", 3, &v, sizeof(v), &len, 5000), 0,
+                 "the process still serves");
+    hub_down(&h);
+}
+
+Test(cluster_inproc, stops_reach_processes_on_other_nodes, .timeout = 60)
+{
+    hub h;
+    hub_up(&h, 3, NULL);
+    start_many(h.n[0], 300, "s");
+    count_check cc = {&h, 300};
+    cr_assert(wait_until(registries_agree, &cc, 10000));
+    const char *ids[300];
+    char buf[300][16];
+    for (int i = 0; i < 300; i++) {
+        snprintf(buf[i], sizeof(buf[i]), "s%d", i);
+        ids[i] = buf[i];
+    }
+    int res[300];
+    cr_assert_eq(ch_stop_children(h.n[1], ids, NULL, 300, NULL, res), 0);
+    for (int i = 0; i < 300; i++)
+        cr_assert_eq(res[i], 0, "%s: %s", ids[i], ch_strerror(res[i]));
+    cc.want = 0;
+    cr_assert(wait_until(registries_agree, &cc, 10000), "every registry forgets them");
+    cr_assert_eq(ch_stop_children(h.n[2], ids, NULL, 1, NULL, res), CH_EPARTIAL);
+    cr_assert_eq(res[0], CH_ENOPROC);
+    hub_down(&h);
+}
+
+static _Atomic int joins, leaves, redistributions;
+
+static void on_cluster_hook(void *ud, ch_hook_event *ev)
+{
+    (void)ud;
+    if (ev->point == CH_HOOK_POST_CLUSTER_JOIN) atomic_fetch_add(&joins, 1);
+    if (ev->point == CH_HOOK_POST_CLUSTER_LEAVE) atomic_fetch_add(&leaves, 1);
+    if (ev->point == CH_HOOK_POST_REDISTRIBUTION) atomic_fetch_add(&redistributions, 1);
+}
+
+static bool saw_leave(void *ud)
+{
+    (void)ud;
+    return atomic_load(&leaves) >= 1;
+}
+
+Test(cluster_inproc, cluster_hooks_fire_on_join_and_leave, .timeout = 60)
+{
+    ch_node *a = node_new(NULL, NULL);
+    cr_assert_eq(ch_hook_register(a, CH_HOOK_POST_CLUSTER_JOIN, "j", 0, on_cluster_hook, NULL), 0);
+    cr_assert_eq(ch_hook_register(a, CH_HOOK_POST_CLUSTER_LEAVE, "l", 0, on_cluster_hook, NULL), 0);
+    cr_assert_eq(ch_hook_register(a, CH_HOOK_POST_REDISTRIBUTION, "r", 0, on_cluster_hook, NULL),
+                 0);
+    char seed[64];
+    snprintf(seed, sizeof(seed), "127.0.0.1:%d", ch_node_port(a));
+    hub h = {.n = {a, node_new(seed, NULL)}, .count = 2, .want = 2};
+    cr_assert(wait_until(all_see_all, &h, 10000));
+    cr_assert_eq(atomic_load(&joins), 1, "one member joined");
+    cr_assert_geq(atomic_load(&redistributions), 1, "the ring changed");
+    uint64_t epoch = ch_node_epoch(a);
+    cr_assert_eq(ch_node_leave(h.n[1]), 0);
+    cr_assert(wait_until(saw_leave, NULL, 10000), "the leave is seen");
+    cr_assert_gt(ch_node_epoch(a), epoch, "a leave is a new epoch");
     hub_down(&h);
 }
