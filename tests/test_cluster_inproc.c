@@ -440,3 +440,61 @@ Test(cluster_inproc, cluster_hooks_fire_on_join_and_leave, .timeout = 60)
     cr_assert_gt(ch_node_epoch(a), epoch, "a leave is a new epoch");
     hub_down(&h);
 }
+
+/* ---- anti-entropy: a replica that lost rows gets them back from their owner ---------- */
+
+#include "core/coord_int.h"
+
+typedef struct forget {
+    ch_node *owner;
+    size_t before, after; /* the owner's rows in the replica around the drop */
+    _Atomic int done;
+} forget;
+
+static size_t rows_of(ch_coord *c, uint64_t owner)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < c->reg.cap; i++)
+        k += c->reg.slots[i] && c->reg.slots[i]->node == owner;
+    return k;
+}
+
+static void forget_rows(ch_node *n, void *ud)
+{
+    forget *f = ud;
+    uint64_t owner = ch_node_id(f->owner);
+    f->before = rows_of(n->coord, owner);
+    coord_drop_rows_of(n->coord, owner, false);
+    f->after = rows_of(n->coord, owner);
+    atomic_store(&f->done, 1);
+}
+
+static bool forgotten(void *ud)
+{
+    return atomic_load(&((forget *)ud)->done) == 1;
+}
+
+Test(cluster_inproc, anti_entropy_repairs_a_replica_that_lost_rows, .timeout = 60)
+{
+    hub h;
+    hub_up(&h, 2, NULL);
+    start_many(h.n[0], 400, "ae");
+    count_check cc = {&h, 400};
+    cr_assert(wait_until(registries_agree, &cc, 10000));
+    size_t own;
+    ch_proc_list l;
+    cr_assert_eq(ch_list_local(h.n[0], NULL, &l), 0);
+    own = l.count;
+    ch_proc_list_free(&l);
+    cr_assert_gt(own, 0);
+    /* Make node 1 forget node 0's rows, on its coordinator thread (its only writer). */
+    forget f = {.owner = h.n[0]};
+    ch_post post = {.fn = forget_rows, .ud = &f};
+    ch_rec rec = {.op = CH_OP_POST, .len = sizeof(post)};
+    cr_assert_eq(ch_reactor_post(h.n[1], h.n[1]->cores, &rec, NULL, &post, false), 0);
+    cr_assert(wait_until(forgotten, &f, 10000));
+    cr_assert_eq(f.before, own, "node 1 had node 0's %zu rows", own);
+    cr_assert_eq(f.after, 0, "and lost them");
+    cr_assert(wait_until(registries_agree, &cc, 10000), "the digests differ, the rows come back");
+    hub_down(&h);
+}
