@@ -386,6 +386,10 @@ int ch_node_stop(ch_node *n)
 void ch_node_destroy(ch_node *n)
 {
     if (!n) return;
+    if (ch_node_on_reactor(n)) { /* it would free the thread it runs on */
+        CH_ERROR("ch_node_destroy called on one of the node's own threads: refused");
+        return;
+    }
     ch_node_stop(n);
     free_node(n);
 }

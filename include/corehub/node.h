@@ -80,7 +80,8 @@ CH_API int ch_node_start(ch_node *n);
 /* Terminates every process (reason CH_REASON_SHUTDOWN), joins every thread. Blocks.
  * Idempotent. Calls from then on return CH_ESTOPPED. */
 CH_API int ch_node_stop(ch_node *n);
-/* Stops the node if needed and frees it. */
+/* Stops the node if needed and frees it. Not from the node's own threads (a process
+ * callback): refused there, with an error logged. */
 CH_API void ch_node_destroy(ch_node *n);
 
 CH_API unsigned ch_node_cores(const ch_node *n);
