@@ -97,6 +97,8 @@ void ch_proc_info_free(ch_proc_info *info)
     free(info);
 }
 
+#define STATE_ALIGNED_FROM 2048 /* bytes */
+
 /* ---- identity and state ------------------------------------------------------------- */
 
 const char *ch_proc_id(const ch_proc *p, size_t *len)
@@ -156,18 +158,23 @@ void *ch_proc_state_resize(ch_proc *p, size_t len)
         ch_proc_state_clear(p);
         return NULL;
     }
-    if (p->state && p->state_free != free) {
-        /* Memory the process handed over: move it into a block we can realloc. */
-        void *copy = calloc(1, len ? len : 1);
+    if ((p->state && p->state_free != free) || len >= STATE_ALIGNED_FROM) {
+        /* A new block: memory the process handed over cannot be realloc'd, and a large
+         * state starts 64-byte aligned (memcpy into a block that is not runs many times
+         * slower here, which handover copies would pay). */
+        void *copy =
+            len >= STATE_ALIGNED_FROM ? aligned_alloc(64, (len + 63) & ~(size_t)63) : malloc(len);
         if (!copy) return NULL;
-        memcpy(copy, p->state, p->state_len < len ? p->state_len : len);
+        size_t keep = p->state_len < len ? p->state_len : len;
+        if (keep) memcpy(copy, p->state, keep);
+        memset((char *)copy + keep, 0, len - keep);
         ch_proc_state_clear(p);
         p->state = copy;
         p->state_free = free;
         p->state_len = len;
         return copy;
     }
-    void *s = realloc(p->state, len ? len : 1);
+    void *s = realloc(p->state, len);
     if (!s) return NULL;
     if (len > p->state_len) memset((char *)s + p->state_len, 0, len - p->state_len);
     p->state = s;

@@ -295,12 +295,11 @@ static int wait_for_leave(node_daemon *d)
 }
 
 /*
- * Makes sure the answer to `ctl leave` left before the leave stops the node: stopping
- * closes every connection at once, dropping output not yet sent (ch_conn_close shuts the
- * socket down without flushing), and the control thread posts that answer only after
- * its handler returned, which can be after this thread woke. The control thread runs
- * requests in order, so once our own request is answered, the earlier answer was sent
- * before it. Best effort: a failure only risks that one answer.
+ * Makes sure the answer to `ctl leave` left before the leave stops the node: the control
+ * thread posts that answer only after its handler returned, which can be after this
+ * thread woke and began to stop the node. The control thread runs requests in order, so
+ * once our own request is answered, the earlier answer was sent before it. Best effort: a
+ * failure only risks that one answer.
  */
 static void flush_ctl_answers(node_daemon *d)
 {
