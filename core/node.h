@@ -41,8 +41,10 @@ struct ch_node {
     char *cluster_strings; /* the node's copies of the cluster config's strings and cookie */
     ch_hooks hooks;
     _Atomic int state;
-    _Atomic long inflight; /* API calls between their state check and their post */
-    _Atomic unsigned shut_acks;
+    /* Written by every application thread's API call: its own line, away from the fields
+     * that every send reads. */
+    alignas(64) _Atomic long inflight; /* API calls between their state check and post */
+    alignas(64) _Atomic unsigned shut_acks;
     pthread_mutex_t stop_lock; /* serialises ch_node_stop callers */
     char name[32];
 };

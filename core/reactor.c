@@ -183,6 +183,7 @@ static int post_ring(ch_reactor *r, unsigned dst, const ch_rec *h, const void *i
         ((ch_rec *)slot)->ring_size = 0;
     }
     fill(slot, h, id, heap ? heap : payload, heap != NULL);
+
     r->dirty[dst] = true;
     if (ch_ring_unpublished(ring) >= FLUSH_BYTES) publish(r, dst);
     return 0;
