@@ -112,6 +112,29 @@ run_consumer() {
     ok "$what: $out"
 }
 
+# The README's embedding example, as a user would paste it: it must build against the
+# installed library with warnings as errors, and run.
+check_readme_example() {
+    local src=$tmp/readme_example.c flags
+    awk '/^## Embedding corehub/{f=1} f&&/^```c/{p=1;next} p&&/^```/{exit} p' \
+        "$root/README.md" >"$src"
+    if [ ! -s "$src" ]; then
+        bad "no C example under 'Embedding corehub' in README.md"
+        return
+    fi
+    export PKG_CONFIG_PATH=$libdir/pkgconfig
+    flags=$(pkg-config --cflags --libs corehub) || {
+        bad "pkg-config failed for the README example"
+        return
+    }
+    # shellcheck disable=SC2086 # the flags are a word list by design
+    if ! cc -std=c17 -Wall -Wextra -Werror -o "$tmp/readme_example" "$src" $flags; then
+        bad "the README's embedding example does not build"
+        return
+    fi
+    LD_LIBRARY_PATH=$libdir run_consumer "README embedding example" "$tmp/readme_example"
+}
+
 check_program() {
     local out
     if out=$("$prefix/bin/corehub" version 2>&1); then ok "bin/corehub: $out"; else
@@ -124,6 +147,7 @@ check_exports
 check_headers
 check_cmake_consumer
 check_pkgconfig_consumer
+check_readme_example
 check_program
 
 if [ $fail -ne 0 ]; then
