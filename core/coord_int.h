@@ -140,6 +140,8 @@ void coord_on_reg_delta(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
 void coord_on_reg_digest(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
 void coord_on_reg_sync(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
 void coord_on_reg_sync_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
+/* Passes a row to another owner node (its old placement is gone: registry-remove hook). */
+void coord_reg_reassign(ch_coord *c, ch_regrow *row, uint64_t node);
 /* Inserts or replaces a row (takes it). */
 void coord_reg_put(ch_coord *c, ch_regrow *row);
 void coord_send_digest(ch_coord *c, ch_conn *conn);

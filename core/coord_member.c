@@ -403,19 +403,23 @@ static void on_member_gone(ch_coord *c, ch_mem *m)
     CH_INFO("member %016llx (%s) %s", (unsigned long long)m->id, m->addr,
             m->state == CH_MEMBER_LEFT ? "left" : "is dead");
     coord_run_cluster_hook(c, CH_HOOK_POST_CLUSTER_LEAVE, m->id);
+    /* Every row of the member passes to its new owner: this node restarts the ones it
+     * owns now, and labels the others with their owner. Should that owner be gone too
+     * before it restarted them (suspect when this member left, dead soon after), its own
+     * departure passes them on again, so no process is forgotten. */
     ch_hashring *ring = atomic_load(&c->n->ring);
     ch_regrow **mine = malloc((c->reg.count + 1) * sizeof(*mine));
     size_t k = 0;
     for (size_t i = 0; mine && i < c->reg.cap; i++) {
         ch_regrow *r = c->reg.slots[i];
-        uint64_t owner;
+        uint64_t owner = c->mt.self;
         if (!r || r->node != m->id) continue;
-        if (ring && ch_hashring_owner(ring, r->hash, &owner) == 0 && owner == c->mt.self)
-            mine[k++] = r;
+        if (ring) ch_hashring_owner(ring, r->hash, &owner);
+        coord_reg_reassign(c, r, owner);
+        if (owner == c->mt.self) mine[k++] = r;
     }
     if (!c->partitioned) restart_rows(c, mine, k);
     free(mine);
-    coord_drop_rows_of(c, m->id, true);
     coord_backlog_free(m);
     if (m->conn) ch_conn_close(m->conn, 0);
 }

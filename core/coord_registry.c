@@ -244,6 +244,16 @@ static void hook_row_removed(ch_coord *c, const ch_regrow *r)
     ch_hooks_run(&c->n->hooks, &ev);
 }
 
+void coord_reg_reassign(ch_coord *c, ch_regrow *row, uint64_t node)
+{
+    hook_row_removed(c, row);
+    digest_apply(c, row, -1);
+    ch_mem *m = ch_mtab_find(&c->mt, node);
+    row->node = node;
+    row->core = (uint16_t)(m && m->cores ? row->hash % m->cores : 0);
+    digest_apply(c, row, +1);
+}
+
 /* Forgets every row of a member; `gone`: it left the hub, so each removal is an event. */
 void coord_drop_rows_of(ch_coord *c, uint64_t owner, bool gone)
 {
