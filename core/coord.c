@@ -547,6 +547,17 @@ int ch_is_partitioned(ch_node *n)
     return n ? atomic_load(&n->partitioned) : -EINVAL;
 }
 
+int ch_node_owner_of(const ch_node *n, const char *id, size_t id_len, uint64_t *node)
+{
+    if (!n || !node) return -EINVAL;
+    int rc = ch_id_check(id, &id_len);
+    if (rc) return rc;
+    *node = n->id;
+    ch_hashring *ring = n->coord ? atomic_load(&((ch_node *)n)->ring) : NULL;
+    if (ring) ch_hashring_owner(ring, ch_id_hash(id, id_len), node);
+    return 0;
+}
+
 uint64_t ch_node_id(const ch_node *n)
 {
     return n ? n->id : 0;

@@ -349,20 +349,21 @@ Test(cluster_inproc, graceful_leave_hands_processes_to_the_others, .timeout = 60
     hub_down(&h);
 }
 
-/* An id whose ring owner is `n` (placement is a pure function of the id). */
+/* Starts a process whose ring owner is `n`, and checks that it runs there. */
 static void id_owned_by(hub *h, ch_node *n, char *id, size_t cap)
 {
-    for (int i = 0;; i++) {
+    uint64_t owner = 0;
+    for (int i = 0; owner != ch_node_id(n); i++) {
         snprintf(id, cap, "own%d", i);
-        ch_child_spec s = {.id = id, .type = "counter"};
-        int r;
-        cr_assert_eq(ch_start_children(h->n[0], &s, 1, NULL, &r), 0);
-        ch_proc_info *info;
-        cr_assert_eq(ch_lookup(h->n[0], id, 0, &info), 0);
-        bool mine = info->node == ch_node_id(n);
-        ch_proc_info_free(info);
-        if (mine) return;
+        cr_assert_eq(ch_node_owner_of(h->n[0], id, 0, &owner), 0);
     }
+    ch_child_spec s = {.id = id, .type = "counter"};
+    int r;
+    cr_assert_eq(ch_start_children(h->n[0], &s, 1, NULL, &r), 0);
+    ch_proc_info *info;
+    cr_assert_eq(ch_lookup(h->n[0], id, 0, &info), 0);
+    cr_assert_eq(info->node, ch_node_id(n), "it runs on the owner the ring named");
+    ch_proc_info_free(info);
 }
 
 Test(cluster_inproc, a_remote_call_times_out_when_the_process_never_answers, .timeout = 60)
@@ -496,5 +497,26 @@ Test(cluster_inproc, anti_entropy_repairs_a_replica_that_lost_rows, .timeout = 6
     cr_assert_eq(f.before, own, "node 1 had node 0's %zu rows", own);
     cr_assert_eq(f.after, 0, "and lost them");
     cr_assert(wait_until(registries_agree, &cc, 10000), "the digests differ, the rows come back");
+    hub_down(&h);
+}
+
+Test(cluster_inproc, owner_of_names_the_ring_owner_and_refuses_bad_ids, .timeout = 60)
+{
+    hub h;
+    hub_up(&h, 3, NULL);
+    uint64_t seen[3] = {0}, owner;
+    char id[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(id, sizeof(id), "o%d", i);
+        uint64_t a, b;
+        cr_assert_eq(ch_node_owner_of(h.n[0], id, 0, &a), 0);
+        cr_assert_eq(ch_node_owner_of(h.n[2], id, 0, &b), 0);
+        cr_assert_eq(a, b, "%s: every node computes the same owner", id);
+        for (int k = 0; k < 3; k++)
+            if (a == ch_node_id(h.n[k])) seen[k]++;
+    }
+    for (int k = 0; k < 3; k++)
+        cr_assert_gt(seen[k], 0, "node %d owns some ids", k);
+    cr_assert_eq(ch_node_owner_of(h.n[0], "", 0, &owner), CH_EBADID);
     hub_down(&h);
 }

@@ -44,6 +44,10 @@ CH_API uint64_t ch_node_id(const ch_node *n);
 CH_API int ch_node_port(const ch_node *n);
 CH_API uint64_t ch_node_epoch(const ch_node *n);
 
+/* The node the ring currently places `id` on (this node's view; the process may still
+ * live elsewhere during a change: ch_lookup says where it is). 0 or CH_EBADID. */
+CH_API int ch_node_owner_of(const ch_node *n, const char *id, size_t id_len, uint64_t *node);
+
 /* Every member this node knows, itself included. Blocks briefly. *out: free() it. */
 CH_API int ch_members(ch_node *n, ch_member **out, size_t *count);
 
