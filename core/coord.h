@@ -4,8 +4,9 @@
  * processes, so it reuses the reactor loop, mailboxes and timers; its io_uring carries the
  * node's TCP connections (net/transport).
  *
- * coord.c is, with node.c, where the layers meet: it is the only core/ file that uses
- * net/, because the coordinator is the part of the node that speaks to other nodes.
+ * The coordinator's files (coord*.c, see coord_int.h) are, with node.c, where the layers
+ * meet: the only core/ files that use net/, because the coordinator is the part of the
+ * node that speaks to other nodes.
  */
 #ifndef CH_CORE_COORD_H
 #define CH_CORE_COORD_H

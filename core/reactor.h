@@ -4,9 +4,10 @@
  *
  * The loop: reap completions, drain the inbound mailboxes (a bounded batch per source for
  * fairness), fire due timers, publish outbound records and wake sleeping consumers. When
- * idle it spins for spin_us, then sleeps in io_uring until an eventfd wake-up, a
- * completion or the next timer. Nothing in a reactor is touched by another thread except
- * the SPSC rings' shared positions, its inbox and its `sleeping` flag.
+ * idle it spins (up to spin_us, adapting to how soon work came back after past sleeps;
+ * not at all when the node has more reactors than CPUs), then sleeps in io_uring until an
+ * eventfd wake-up, a completion or the next timer. Nothing in a reactor is touched by another
+ * thread except the SPSC rings' shared positions, its inbox and its `sleeping` flag.
  */
 #ifndef CH_CORE_REACTOR_H
 #define CH_CORE_REACTOR_H

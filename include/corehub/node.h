@@ -60,7 +60,8 @@ typedef struct ch_node_config {
     size_t ring_bytes;          /* each core-to-core mailbox ring; default 256 KiB */
     size_t inbox_bytes;         /* bytes queued from foreign threads per core; default 8 MiB */
     size_t max_message;         /* largest message or reply; default 1 MiB */
-    uint32_t spin_us;           /* a reactor spins this long before it sleeps; default 50 */
+    uint32_t spin_us;           /* longest spin of an idle reactor before it sleeps (it
+                               adapts below; 0 with more reactors than CPUs); 50 */
     uint32_t batch;             /* messages a reactor takes from one source per turn; 256 */
     uint32_t restart_intensity; /* restarts allowed per core in restart_period_ms; 100 */
     uint32_t restart_period_ms; /* default 4000 */
