@@ -37,7 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench_stats.h"
+#define BENCH_NAME "bench_cluster"
+#include "bench_common.h"
 
 #define MSG          64u                                /* request, reply and message bytes */
 #define COOKIE       "bench-cluster-cookie-0123456789a" /* 32 bytes, same in both nodes */

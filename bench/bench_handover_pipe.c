@@ -51,7 +51,8 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-#include "bench_stats.h"
+#define BENCH_NAME "bench_handover_pipe"
+#include "bench_common.h"
 
 #define MAX_REPS   100
 #define ID_LEN     12          /* "p-0000000042": ids of the benchmark's processes */
@@ -64,27 +65,6 @@
 #define TYPE_NAME  "bench"
 
 /* --- errors -------------------------------------------------------------------------- */
-
-static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("bench_handover_pipe: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
-
-static void check_rc(int rc, const char *what, int line)
-{
-    if (rc < 0) die("line %d: %s: %s", line, what, ch_strerror(rc));
-}
-
-#define CHECK(expr)    check_rc((expr), #expr, __LINE__)
-#define CHECK_PT(expr) check_rc(-(expr), #expr, __LINE__)
 
 static void *xalloc(size_t n)
 {

@@ -40,7 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench_stats.h"
+#define BENCH_NAME "bench_runtime"
+#include "bench_common.h"
 
 #define MAX_REPS     100
 #define ID_BYTES     8   /* process ids of the start and memory runs */
@@ -52,30 +53,6 @@
 #define WARM_DIV     10  /* send and ring runs first move msgs/WARM_DIV untimed records */
 #define SENDER_CORE  0   /* send and call drivers run here ... */
 #define OTHER_CORE   1   /* ... and this is the "other core" */
-
-/* --- errors -------------------------------------------------------------------------- */
-
-static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("bench_runtime: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
-
-static void check_rc(int rc, const char *what, int line)
-{
-    if (rc < 0) die("line %d: %s: %s", line, what, ch_strerror(rc));
-}
-
-/* CHECK: corehub and -errno returns. CHECK_PT: pthread-style positive error numbers. */
-#define CHECK(expr)    check_rc((expr), #expr, __LINE__)
-#define CHECK_PT(expr) check_rc(-(expr), #expr, __LINE__)
 
 /* --- options ------------------------------------------------------------------------- */
 

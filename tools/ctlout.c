@@ -36,7 +36,9 @@ static int append_buf(ch_ctl_reply *r, const char *buf, size_t len)
     return ch_ctl_reply_append(r, "%.*s", (int)len, buf);
 }
 
-static size_t json_escape_byte(char *d, unsigned char c)
+/* One byte in a quoted string: the escapes JSON and C share, and for other control and
+ * non-ASCII bytes `other` (JSON "\\u%04x", C "\\x%02x"). */
+static size_t escape_byte(char *d, unsigned char c, const char *other)
 {
     switch (c) {
     case '"':
@@ -50,10 +52,15 @@ static size_t json_escape_byte(char *d, unsigned char c)
     case '\r':
         return (size_t)sprintf(d, "\\r");
     default:
-        if (c < 0x20 || c >= 0x7f) return (size_t)sprintf(d, "\\u%04x", c);
+        if (c < 0x20 || c >= 0x7f) return (size_t)sprintf(d, other, c);
         *d = (char)c;
         return 1;
     }
+}
+
+static size_t json_escape_byte(char *d, unsigned char c)
+{
+    return escape_byte(d, c, "\\u%04x");
 }
 
 int ctlout_json_str(ch_ctl_reply *r, const void *s, size_t len)
@@ -89,22 +96,7 @@ static bool text_plain(const unsigned char *p, size_t len)
 
 static size_t c_escape_byte(char *d, unsigned char c)
 {
-    switch (c) {
-    case '"':
-        return (size_t)sprintf(d, "\\\"");
-    case '\\':
-        return (size_t)sprintf(d, "\\\\");
-    case '\n':
-        return (size_t)sprintf(d, "\\n");
-    case '\t':
-        return (size_t)sprintf(d, "\\t");
-    case '\r':
-        return (size_t)sprintf(d, "\\r");
-    default:
-        if (c < 0x20 || c >= 0x7f) return (size_t)sprintf(d, "\\x%02x", c);
-        *d = (char)c;
-        return 1;
-    }
+    return escape_byte(d, c, "\\x%02x");
 }
 
 int ctlout_text_str(ch_ctl_reply *r, const void *s, size_t len)

@@ -1,18 +1,48 @@
 /*
- * bench/bench_stats.h - what every benchmark reports with: the repetitions of one figure
- * (median, min, max) and the machine's CPU model. Header-only: each benchmark is one
- * program built from one file.
+ * bench/bench_common.h - what every benchmark shares: dying on an error with its name, and
+ * reporting: the repetitions of one figure (median, min, max) and the machine's CPU model.
+ * Header-only: each benchmark is one program built from one file; it defines BENCH_NAME
+ * before including this.
  */
-#ifndef CH_BENCH_STATS_H
-#define CH_BENCH_STATS_H
+#ifndef CH_BENCH_COMMON_H
+#define CH_BENCH_COMMON_H
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <corehub/corehub.h>
+
+#include <stdarg.h>
+
 #ifndef MAX_REPS
 #define MAX_REPS 100
 #endif
+#ifndef BENCH_NAME
+#define BENCH_NAME "bench"
+#endif
+
+static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+
+static inline void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs(BENCH_NAME ": ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static inline void check_rc(int rc, const char *what, int line)
+{
+    if (rc < 0) die("line %d: %s: %s", line, what, ch_strerror(rc));
+}
+
+/* CHECK: corehub and -errno returns. CHECK_PT: pthread-style positive error numbers. */
+#define CHECK(expr)    check_rc((expr), #expr, __LINE__)
+#define CHECK_PT(expr) check_rc(-(expr), #expr, __LINE__)
 
 typedef struct series {
     double v[MAX_REPS];
