@@ -122,13 +122,6 @@ static int fail(const char *what, int rc)
     return rc;
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void pause_us(long us)
 {
     struct timespec ts = {us / 1000000, (us % 1000000) * 1000};

@@ -14,6 +14,8 @@
 #include <corehub/corehub.h>
 
 #include <stdarg.h>
+#include <stdint.h>
+#include <time.h>
 
 #ifndef MAX_REPS
 #define MAX_REPS 100
@@ -94,6 +96,25 @@ static inline void cpu_model(char *out, size_t cap)
         break;
     }
     fclose(f);
+}
+
+/* The load average, as /proc/loadavg gives it: others' work on this shared machine. */
+static inline void load_avg(char *out, size_t cap)
+{
+    snprintf(out, cap, "unknown");
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (!f) return;
+    double l1, l5, l15;
+    if (fscanf(f, "%lf %lf %lf", &l1, &l5, &l15) == 3)
+        snprintf(out, cap, "%.2f %.2f %.2f", l1, l5, l15);
+    fclose(f);
+}
+
+static inline uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 #endif

@@ -135,13 +135,6 @@ static void parse_opts(int argc, char **argv, bench_opts *o)
 
 /* --- small helpers ------------------------------------------------------------------- */
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -920,18 +913,6 @@ static void bench_node(const bench_opts *o, results *r)
 }
 
 /* --- report -------------------------------------------------------------------------- */
-
-/* The load average, as /proc/loadavg gives it: others' work on this shared machine. */
-static void load_avg(char *out, size_t cap)
-{
-    snprintf(out, cap, "unknown");
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (!f) return;
-    double l1, l5, l15;
-    if (fscanf(f, "%lf %lf %lf", &l1, &l5, &l15) == 3)
-        snprintf(out, cap, "%.2f %.2f %.2f", l1, l5, l15);
-    fclose(f);
-}
 
 static void print_header(const bench_opts *o)
 {
