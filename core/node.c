@@ -136,6 +136,13 @@ void ch_node_config_init(ch_node_config *c)
     c->cluster.quorum_size = 1;
     c->cluster.quorum_percent = 50;
     c->cluster.quorum_window_ms = 60000;
+    c->migration.strategy = CH_MIGRATE_COLDSWAP;
+    c->migration.retention_ms = 5000;
+    c->migration.child_timeout_ms = 30000;
+    c->migration.leave_wait_ms = 30000;
+    c->migration.codec = "auto";
+    c->migration.batch_bytes = 256 * 1024;
+    c->migration.inflight_bytes = 8 * 1024 * 1024;
 }
 
 static int check_config(const ch_node_config *c)

@@ -53,6 +53,31 @@ typedef struct ch_cluster_config {
     uint32_t quorum_window_ms; /* DYNAMIC_QUORUM: how long "recent" is; default 60000 */
 } ch_cluster_config;
 
+/* How processes move when the ring changes (design §3). ProcessHub's names and defaults. */
+typedef enum ch_migration_strategy {
+    CH_MIGRATE_COLDSWAP = 0, /* terminate on the old node, fresh init on the new one */
+    CH_MIGRATE_HOTSWAP = 1,  /* the same freeze and forwarding; with `handover`, the state
+                                travels (prepare_handover -> alter_handover) */
+} ch_migration_strategy;
+
+typedef struct ch_migration_config {
+    ch_migration_strategy strategy; /* default CH_MIGRATE_COLDSWAP */
+    int handover;                   /* HotSwap: carry the state; default 0 */
+    int confirm_handover;           /* HotSwap: the new node confirms each process only once it
+                                       ran its forwarded messages, and children_migrated waits for
+                                       those confirmations; default 0 (confirmed on arrival) */
+    uint32_t retention_ms;          /* how long the old node keeps a frozen process waiting for
+                                       its confirmation before it resolves the move; 5000 */
+    uint32_t child_timeout_ms;      /* how long the new node holds messages that reached it
+                                       before the process did; then they take the normal path
+                                       (logged, counted); default 30000 */
+    uint32_t leave_wait_ms;         /* graceful leave: how long the node waits for every process
+                                       to be confirmed before it exits anyway; default 30000 */
+    const char *codec;              /* "auto" (default), "none", "zstd[:LEVEL]", "auto:LEVEL" */
+    size_t batch_bytes;    /* records per frame before it is sent: 64 KiB..1 MiB; 256 KiB */
+    size_t inflight_bytes; /* raw bytes sent and not confirmed, per core; default 8 MiB */
+} ch_migration_config;
+
 typedef struct ch_node_config {
     const char *name;           /* for logs; default "node" */
     unsigned cores;             /* reactor threads; default: online CPUs */
@@ -69,6 +94,7 @@ typedef struct ch_node_config {
     uint32_t call_timeout_ms;   /* timeout when a call passes 0; default 5000 */
     uint32_t start_timeout_ms;  /* blocking start/stop wait when opts give 0; default 5000 */
     ch_cluster_config cluster;  /* see corehub/cluster.h */
+    ch_migration_config migration;
 } ch_node_config;
 
 CH_API void ch_node_config_init(ch_node_config *cfg);
@@ -214,7 +240,15 @@ typedef enum ch_hook_point {
     CH_HOOK_COORDINATOR_SHUTDOWN = 12, /* the coordinator is stopping */
     CH_HOOK_FORWARDED_MIGRATION = 13,  /* id, node: a start reached a non-owner and was
                                           forwarded to node */
-    CH_HOOK_POINTS = 14,
+    CH_HOOK_CHILDREN_MIGRATED = 14,    /* node (target), ids, id_lens, count: every process
+                                          this node handed to node for one ring change is
+                                          confirmed; on the coordinator */
+    CH_HOOK_MIGRATION_FAILED = 15,     /* id, node (target), status: a process did not move
+                                          (it stays here, or restarts from its spec); on
+                                          its owner reactor */
+    CH_HOOK_PRE_CHILDREN_REDISTRIBUTION = 16, /* node (target), count: a core is about to
+                                                 hand `count` processes to node */
+    CH_HOOK_POINTS = 17,
 } ch_hook_point;
 
 typedef struct ch_hook_event {
@@ -230,6 +264,9 @@ typedef struct ch_hook_event {
     ch_reason reason;           /* REGISTRY_REMOVE */
     uint64_t node;              /* cluster hooks: the member concerned */
     uint64_t epoch;             /* cluster hooks: the ring epoch */
+    const char *const *ids;     /* CHILDREN_MIGRATED: the ids (not NUL-terminated) */
+    const size_t *id_lens;      /* */
+    int status;                 /* MIGRATION_FAILED: why (a negative code) */
 } ch_hook_event;
 
 typedef void (*ch_hook_fn)(void *ud, ch_hook_event *ev);
@@ -257,6 +294,17 @@ typedef struct ch_node_stats {
     uint64_t crash_restarts;     /* processes of dead members restarted here from specs */
     uint64_t bad_frames;         /* connections closed for a malformed or truncated frame */
     uint64_t refused_peers;      /* handshakes refused (cookie, hub, version) or too slow */
+    /* Migration (design §3). */
+    uint64_t migrated_out;        /* processes handed to another node and confirmed */
+    uint64_t migrated_in;         /* processes installed here by a migration */
+    uint64_t migration_failures;  /* moves that did not happen (kept or restarted) */
+    uint64_t forwarded_messages;  /* messages sent down a lane behind their process */
+    uint64_t held_messages;       /* messages that reached the new node first and waited */
+    uint64_t handover_bytes_raw;  /* record bytes sent (states, forwarded messages) */
+    uint64_t handover_bytes_wire; /* the same after the codec */
+    uint64_t handover_frames_zstd, handover_frames_raw; /* frames sent each way */
+    uint64_t pause_p50_us, pause_p99_us, pause_max_us;  /* per moved process, on the old
+                                           node: from its freeze to its confirmation */
 } ch_node_stats;
 
 /* Sums every core's counters. Each counter is exact per core, the sum a moment's view. */
