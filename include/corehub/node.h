@@ -295,6 +295,7 @@ typedef struct ch_node_stats {
     uint64_t bad_frames;         /* connections closed for a malformed or truncated frame */
     uint64_t refused_peers;      /* handshakes refused (cookie, hub, version) or too slow */
     /* Migration (design §3). */
+    uint64_t migrating;           /* now: processes queued to move, frozen or unconfirmed */
     uint64_t migrated_out;        /* processes handed to another node and confirmed */
     uint64_t migrated_in;         /* processes installed here by a migration */
     uint64_t migration_failures;  /* moves that did not happen (kept or restarted) */
