@@ -152,6 +152,7 @@ void coord_rebuild_ring(ch_coord *c, uint64_t seen_epoch)
     if (old) ch_node_retire_ring(n, old);
     atomic_store(&n->epoch, epoch);
     CH_INFO("epoch %llu: %zu members", (unsigned long long)epoch, k);
+    coord_mig_ring(c);
     coord_run_cluster_hook(c, CH_HOOK_POST_REDISTRIBUTION, 0);
     coord_check_partition(c);
 }
@@ -215,6 +216,13 @@ static void on_peer_frame(ch_coord *c, ch_conn *conn, const ch_frame *f)
     case CH_F_PARTITION_RESET:
         coord_on_partition_reset(c);
         break;
+    case CH_F_MIG_BARRIER:
+    case CH_F_MIG_END:
+    case CH_F_MIG_DATA:
+    case CH_F_MIG_ACK:
+    case CH_F_MIG_QUERY:
+        coord_mig_on_frame(c, ch_conn_ud(conn), f->type, &rb);
+        break;
     default:
         CH_WARN("unexpected %s frame from %s", ch_frame_type_name(f->type), ch_conn_addr(conn));
     }
@@ -269,6 +277,9 @@ bool ch_coord_dispatch(ch_reactor *r, ch_rec *rec)
     case CH_OP_REG:
         coord_on_local_reg(c, rec);
         return true;
+    case CH_OP_MIG:
+        coord_mig_on_rec(c, rec);
+        return true;
     default:
         return false;
     }
@@ -298,6 +309,7 @@ static void tick(ch_reactor *r, uint64_t round)
     if (c->probe_target && !c->probe_acked && now - c->probe_sent_ns > ms(cc->probe_timeout_ms))
         coord_probe_indirect(c);
     coord_expire_suspects(c, now);
+    coord_expire_leavers(c, now);
     update_congestion(c);
     ch_transport_sweep(c->t, now, HANDSHAKE_MS * 1000000ull);
     coord_dial_all(c, now);
@@ -502,6 +514,25 @@ static void leave_check_fn(ch_coord *c, coord_call *cc)
     }
 }
 
+static void leave_done_fn(ch_coord *c, coord_call *cc)
+{
+    cc->rc = coord_mig_leave_done(c);
+}
+
+/* Polls a coordinator condition until it holds or the deadline passes. 1, 0 on timeout,
+ * or the stop's error. */
+static int leave_wait(ch_node *n, void (*fn)(ch_coord *, coord_call *), uint64_t deadline)
+{
+    for (;;) {
+        coord_call chk = {0};
+        int r = on_coordinator(n, fn, &chk);
+        if (r != 0) return r < 0 ? r : 1; /* stopped meanwhile, or done */
+        if (ch_now_ns() >= deadline) return 0;
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL); /* a poll interval, not a synchronisation */
+    }
+}
+
 int ch_node_leave(ch_node *n)
 {
     if (!n) return -EINVAL;
@@ -509,20 +540,17 @@ int ch_node_leave(ch_node *n)
     coord_call cc = {0};
     int rc = on_coordinator(n, leave_fn, &cc);
     if (rc < 0) return rc;
-    /* Wait (bounded) until every connected peer has seen this node leave. */
-    uint64_t deadline = ch_now_ns() + ms(n->cfg.cluster.probe_interval_ms) * 5;
-    while (ch_now_ns() < deadline) {
-        coord_call chk = {0};
-        int r = on_coordinator(n, leave_check_fn, &chk);
-        if (r < 0) break; /* stopped meanwhile */
-        if (r != 1) {
-            struct timespec ts = {0, 5000000};
-            nanosleep(&ts, NULL); /* a poll interval, not a synchronisation */
-            continue;
-        }
-        break;
-    }
-    return ch_node_stop(n);
+    /* Every connected peer sees this node leave; then every process is handed over and
+     * confirmed (bounded by leave_wait_ms). */
+    uint64_t now = ch_now_ns();
+    leave_wait(n, leave_check_fn, now + ms(n->cfg.cluster.probe_interval_ms) * 5);
+    int done = leave_wait(n, leave_done_fn, now + ms(n->cfg.migration.leave_wait_ms));
+    ch_node_stats st;
+    ch_node_stats_get(n, &st);
+    if (done != 1 || st.processes)
+        CH_WARN("leaving with %llu processes not handed over", (unsigned long long)st.processes);
+    rc = ch_node_stop(n);
+    return rc < 0 ? rc : (st.processes ? CH_EPARTIAL : 0);
 }
 
 static void reset_fn(ch_coord *c, coord_call *cc)

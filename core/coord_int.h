@@ -73,6 +73,11 @@ struct ch_coord {
     size_t nparked;
 
     bool leaving;
+    struct coord_mig {           /* the migration round of the current ring (coord_migrate.c) */
+        uint64_t rh;             /* its hash */
+        unsigned switched, done; /* cores that switched to it, that sent everything */
+        bool barrier_sent, sealed, end_sent, unheld;
+    } mig;
     /* control requests: handled on a thread of their own */
     pthread_t ctl_thread;
     bool ctl_running;
@@ -118,6 +123,7 @@ void coord_check_partition(ch_coord *c);
 void coord_dial(ch_coord *c, ch_mem *m, uint64_t now);
 void coord_dial_all(ch_coord *c, uint64_t now);
 void coord_expire_suspects(ch_coord *c, uint64_t now);
+void coord_expire_leavers(ch_coord *c, uint64_t now);
 bool coord_get_member(ch_rbuf *rb, ch_mem *m);
 int coord_merge_one(ch_coord *c, const ch_mem *m, uint64_t seen_epoch);
 void coord_on_ack(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
@@ -156,6 +162,16 @@ void coord_on_out_call(ch_coord *c, ch_rec *rec);
 void coord_on_out_cast(ch_coord *c, ch_rec *rec);
 void coord_on_out_fcall(ch_coord *c, ch_rec *rec);
 void coord_on_reply_frame(ch_coord *c, ch_rbuf *rb);
+
+/* coord_migrate.c */
+void coord_mig_ring(ch_coord *c);
+void coord_mig_check(ch_coord *c);
+void coord_mig_on_rec(ch_coord *c, ch_rec *rec);
+void coord_mig_on_frame(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb);
+void coord_mig_on_up(ch_coord *c, ch_mem *m);
+void coord_mig_gone(ch_coord *c, uint64_t node);
+/* 1 when a leaving node handed everything over (or has no one to hand to), else 0. */
+int coord_mig_leave_done(ch_coord *c);
 
 /* coord_ctl.c */
 void coord_ctl_stop(ch_coord *c);

@@ -9,6 +9,7 @@
 
 static void send_view_all(ch_coord *c);
 static void on_member_gone(ch_coord *c, ch_mem *m);
+static void left_done(ch_coord *c, ch_mem *m);
 
 /* ---- views -------------------------------------------------------------------------- */
 
@@ -327,6 +328,7 @@ void coord_on_up(void *ud, ch_conn *conn, const ch_hello *peer)
     m->conn = conn;
     ch_conn_set_ud(conn, m);
     coord_backlog_flush(m);
+    coord_mig_on_up(c, m);
     send_view_all(c); /* everyone learns of the newcomer, the newcomer of everyone */
     coord_send_digest(c, conn);
 }
@@ -350,6 +352,7 @@ void coord_on_down(void *ud, ch_conn *conn, int reason)
     if (m->dialing == conn) m->dialing = NULL;
     if (was_up && m->state == CH_MEMBER_ALIVE && !c->leaving)
         suspect(c, m, reason ? strerror(-reason) : "connection closed");
+    if (was_up && m->left_pending) left_done(c, m);
 }
 
 /* ---- crash restarts and partition mode ----------------------------------------------- */
@@ -396,17 +399,12 @@ static void restart_rows(ch_coord *c, ch_regrow **rows, size_t k)
     free(specs);
 }
 
-/* A member left the ring (dead or left): its processes restart on their new owners, from
- * their specs; this node restarts those it now owns, and every node forgets the rows. */
-static void on_member_gone(ch_coord *c, ch_mem *m)
+/* The rows a gone member still owns pass to their new owners, restarted from their specs:
+ * this node restarts the ones it owns now, and labels the others with their owner. Should
+ * that owner be gone too before it restarted them (suspect when this member left, dead
+ * soon after), its own departure passes them on again, so no process is forgotten. */
+static void adopt_rows(ch_coord *c, ch_mem *m)
 {
-    CH_INFO("member %016llx (%s) %s", (unsigned long long)m->id, m->addr,
-            m->state == CH_MEMBER_LEFT ? "left" : "is dead");
-    coord_run_cluster_hook(c, CH_HOOK_POST_CLUSTER_LEAVE, m->id);
-    /* Every row of the member passes to its new owner: this node restarts the ones it
-     * owns now, and labels the others with their owner. Should that owner be gone too
-     * before it restarted them (suspect when this member left, dead soon after), its own
-     * departure passes them on again, so no process is forgotten. */
     ch_hashring *ring = atomic_load(&c->n->ring);
     ch_regrow **mine = malloc((c->reg.count + 1) * sizeof(*mine));
     size_t k = 0;
@@ -420,8 +418,42 @@ static void on_member_gone(ch_coord *c, ch_mem *m)
     }
     if (!c->partitioned) restart_rows(c, mine, k);
     free(mine);
+    coord_mig_gone(c, m->id);
+}
+
+/* A member left the ring. A dead one's processes restart from their specs at once. One
+ * that left gracefully hands them over first (migration): what it still owns when it
+ * hangs up (it could not hand it over) restarts then, see coord_on_down. */
+static void on_member_gone(ch_coord *c, ch_mem *m)
+{
+    CH_INFO("member %016llx (%s) %s", (unsigned long long)m->id, m->addr,
+            m->state == CH_MEMBER_LEFT ? "left" : "is dead");
+    coord_run_cluster_hook(c, CH_HOOK_POST_CLUSTER_LEAVE, m->id);
+    if (m->state == CH_MEMBER_LEFT && m->conn) {
+        m->left_pending = true;
+        return;
+    }
+    adopt_rows(c, m);
     coord_backlog_free(m);
     if (m->conn) ch_conn_close(m->conn, 0);
+}
+
+/* A member that left gracefully hung up: its handover is over. */
+static void left_done(ch_coord *c, ch_mem *m)
+{
+    m->left_pending = false;
+    adopt_rows(c, m);
+    coord_backlog_free(m);
+}
+
+/* A leaving member that never hangs up is cut off after its handover's bound. */
+void coord_expire_leavers(ch_coord *c, uint64_t now)
+{
+    uint64_t bound = ms(c->n->cfg.migration.leave_wait_ms) + ms(10000);
+    for (size_t i = 0; i < c->mt.n; i++) {
+        ch_mem *m = &c->mt.v[i];
+        if (m->left_pending && m->conn && now - m->since_ns > bound) ch_conn_close(m->conn, 0);
+    }
 }
 
 static bool quorum_lost(ch_coord *c, size_t alive, uint64_t now)

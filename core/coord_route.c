@@ -9,16 +9,32 @@
 
 /* ---- where an id lives --------------------------------------------------------------- */
 
-/* The registry row's node if there is one, else the ring owner (self on an empty ring). */
-static uint64_t where(ch_coord *c, uint64_t hash, const char *id, size_t len)
+/* Where a message goes. By the ring, first: every node switches rings at a point the
+ * migration protocol knows (handover.h), which keeps each sender's order across a move.
+ * By the registry row when the ring owner did not have the id (a process placed off its
+ * ring owner, or refused by it): 0 when the row names no other node. */
+static uint64_t ring_owner(ch_coord *c, uint64_t hash)
 {
-    ch_regrow *row = ch_regtab_find(&c->reg, hash, id, len);
-    if (row) return row->node;
     uint64_t owner = c->mt.self;
     ch_hashring *ring = atomic_load(&c->n->ring);
     if (ring) ch_hashring_owner(ring, hash, &owner);
     return owner;
 }
+
+static uint64_t row_node(ch_coord *c, uint64_t hash, const char *id, size_t len)
+{
+    ch_regrow *row = ch_regtab_find(&c->reg, hash, id, len);
+    return row && row->node != c->mt.self ? row->node : 0;
+}
+
+/* Where a process lives for a stop: its row's node, else its ring owner. */
+static uint64_t where(ch_coord *c, uint64_t hash, const char *id, size_t len)
+{
+    ch_regrow *row = ch_regtab_find(&c->reg, hash, id, len);
+    return row ? row->node : ring_owner(c, hash);
+}
+
+#define HOPS_ROW 0x80u /* in a CAST/CALL frame's hops: routed by the row, deliver there */
 
 static void dead_letter(ch_coord *c, const char *id, size_t len, const char *why)
 {
@@ -29,13 +45,14 @@ static void dead_letter(ch_coord *c, const char *id, size_t len, const char *why
     CH_DEBUG("dead letter for %.*s: %s", (int)len, id, why);
 }
 
-/* Delivers to the local owner core; `final` records are not forwarded again on a miss. */
-static void to_local_core(ch_coord *c, uint8_t op, const char *id, size_t len, uint64_t hash,
-                          const void *data, size_t dlen, unsigned src_core, uint64_t ref)
+/* Delivers to the local owner core; `final` records are not routed again on a miss. */
+static void to_local_core(ch_coord *c, uint8_t op, bool final, const char *id, size_t len,
+                          uint64_t hash, const void *data, size_t dlen, unsigned src_core,
+                          uint64_t ref)
 {
     ch_rec h = {.op = op,
                 .id_len = (uint8_t)len,
-                .flags = CH_REC_MISS,
+                .flags = (uint8_t)(CH_REC_MISS | (final ? CH_REC_ROW : 0)),
                 .len = (uint32_t)dlen,
                 .src_core = (uint16_t)src_core,
                 .ref = ref,
@@ -82,30 +99,39 @@ static void fail_call(ch_coord *c, unsigned core, uint64_t ref, int status)
     ch_reactor_reply(c->r, core, ref, status, NULL, 0);
 }
 
-static void route_cast(ch_coord *c, uint8_t hops, bool final, const char *id, size_t len,
+/* by_row: the ring owner did not have it; `hops` may carry HOPS_ROW (from a peer). */
+static void route_cast(ch_coord *c, uint8_t hops, bool by_row, const char *id, size_t len,
                        uint64_t hash, const void *data, size_t dlen)
 {
-    uint64_t node = where(c, hash, id, len);
-    if (node == c->mt.self || hops >= MAX_HOPS) {
-        if (final)
-            dead_letter(c, id, len, "not on its node");
-        else
-            to_local_core(c, CH_OP_CAST, id, len, hash, data, dlen, 0, 0);
+    uint64_t node;
+    if (hops & HOPS_ROW) {
+        to_local_core(c, CH_OP_CAST, true, id, len, hash, data, dlen, 0, 0);
+        return;
+    }
+    if (by_row) {
+        if (!(node = row_node(c, hash, id, len))) return dead_letter(c, id, len, "nowhere");
+        hops |= HOPS_ROW;
+    } else if ((node = ring_owner(c, hash)) == c->mt.self || hops >= MAX_HOPS) {
+        to_local_core(c, CH_OP_CAST, false, id, len, hash, data, dlen, 0, 0);
         return;
     }
     if (send_cast(c, node, hops, id, len, data, dlen) < 0)
         dead_letter(c, id, len, "owner unreachable");
 }
 
-static void route_call(ch_coord *c, uint8_t hops, bool final, const char *id, size_t len,
+static void route_call(ch_coord *c, uint8_t hops, bool by_row, const char *id, size_t len,
                        uint64_t hash, const void *data, size_t dlen, unsigned core, uint64_t ref)
 {
-    uint64_t node = where(c, hash, id, len);
-    if (node == c->mt.self || hops >= MAX_HOPS) {
-        if (final)
-            fail_call(c, core, ref, CH_ENOPROC);
-        else
-            to_local_core(c, CH_OP_CALL, id, len, hash, data, dlen, core, ref);
+    uint64_t node;
+    if (hops & HOPS_ROW) {
+        to_local_core(c, CH_OP_CALL, true, id, len, hash, data, dlen, core, ref);
+        return;
+    }
+    if (by_row) {
+        if (!(node = row_node(c, hash, id, len))) return fail_call(c, core, ref, CH_ENOPROC);
+        hops |= HOPS_ROW;
+    } else if ((node = ring_owner(c, hash)) == c->mt.self || hops >= MAX_HOPS) {
+        to_local_core(c, CH_OP_CALL, false, id, len, hash, data, dlen, core, ref);
         return;
     }
     int rc = send_call(c, node, hops, (uint16_t)core, ref, id, len, data, dlen);
@@ -115,13 +141,13 @@ static void route_call(ch_coord *c, uint8_t hops, bool final, const char *id, si
 /* Records from this node's threads for processes elsewhere. */
 void coord_on_out_cast(ch_coord *c, ch_rec *rec)
 {
-    route_cast(c, 0, rec->flags & CH_REC_MISS, ch_rec_id(rec), rec->id_len, rec->aux,
+    route_cast(c, 0, rec->flags & CH_REC_ROW, ch_rec_id(rec), rec->id_len, rec->aux,
                ch_rec_payload(rec), rec->len);
 }
 
 void coord_on_out_call(ch_coord *c, ch_rec *rec)
 {
-    route_call(c, 0, rec->flags & CH_REC_MISS, ch_rec_id(rec), rec->id_len, rec->aux,
+    route_call(c, 0, rec->flags & CH_REC_ROW, ch_rec_id(rec), rec->id_len, rec->aux,
                ch_rec_payload(rec), rec->len, rec->src_core, rec->ref);
 }
 
@@ -140,8 +166,8 @@ void coord_on_out_fcall(ch_coord *c, ch_rec *rec)
 void ch_coord_miss(ch_reactor *r, ch_rec *rec, unsigned core, uint64_t ref)
 {
     ch_rec h = *rec;
-    h.op = rec->op == CH_OP_CAST ? CH_OP_CAST : CH_OP_CALL; /* an FCALL has its entry now */
-    h.flags = (uint8_t)((h.flags & ~CH_REC_INDIRECT) | CH_REC_MISS);
+    h.op = rec->op == CH_OP_CAST ? CH_OP_CAST : CH_OP_CALL;         /* an FCALL has its entry now */
+    h.flags = (uint8_t)((h.flags & ~CH_REC_INDIRECT) | CH_REC_ROW); /* by the row now */
     h.src_core = (uint16_t)core;
     h.ref = ref;
     ch_reactor_post(r->node, r->node->cores, &h, ch_rec_id(rec), ch_rec_payload(rec), false);

@@ -29,6 +29,9 @@ typedef struct ch_mem {
     uint64_t reg_count, reg_xor; /* digest of the registry rows this member owns */
     bool saw_leave;              /* while this node leaves: the peer saw it */
     void *backlog;               /* the coordinator's frames waiting for a connection */
+    uint64_t mig_barrier;        /* migration: the last ring hash it switched to */
+    uint64_t mig_end;            /* migration: the last ring hash it finished sending for */
+    bool left_pending;           /* left gracefully; its handover runs until it hangs up */
 } ch_mem;
 
 typedef struct ch_mtab {

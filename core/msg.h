@@ -23,10 +23,12 @@ enum ch_op {
     CH_OP_QUERY,    /* ref = ch_query */
     CH_OP_SHUTDOWN, /* terminate every process; ref = node */
     CH_OP_REG,      /* to the coordinator: a local registry insert or remove */
+    CH_OP_MIG,      /* migration, between cores and coordinator: pad = enum ch_mig_op */
 };
 
 #define CH_REC_INDIRECT 1u
-#define CH_REC_MISS     2u /* already routed by the coordinator: do not forward again */
+#define CH_REC_MISS     2u /* came through the coordinator */
+#define CH_REC_ROW      4u /* routed by the registry row: final, never forwarded again */
 
 typedef struct ch_rec {
     uint32_t ring_size; /* owned by the ring */

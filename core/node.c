@@ -9,6 +9,8 @@
  */
 #include "node.h"
 
+#include "migration/handover.h"
+
 #include "coord.h"
 #include "hashring.h"
 #include "log.h"
@@ -601,10 +603,25 @@ int ch_call_async(ch_node *n, const char *id, size_t id_len, const void *req, si
 
 /* ---- node statistics ---------------------------------------------------------------- */
 
+/* The upper bound of the bucket that holds quantile q of a log2 histogram (microseconds):
+ * within a factor of two, which is what a pause figure needs. */
+static uint64_t pause_quantile(const uint64_t *h, unsigned q)
+{
+    uint64_t total = 0, seen = 0;
+    for (unsigned b = 0; b < CH_HO_PAUSE_BUCKETS; b++)
+        total += h[b];
+    if (!total) return 0;
+    uint64_t want = (total * q + 99) / 100;
+    for (unsigned b = 0; b < CH_HO_PAUSE_BUCKETS; b++)
+        if ((seen += h[b]) >= want) return (2ull << b) - 1;
+    return 0;
+}
+
 int ch_node_stats_get(ch_node *n, ch_node_stats *out)
 {
     if (!n || !out) return -EINVAL;
     memset(out, 0, sizeof(*out));
+    uint64_t pause[CH_HO_PAUSE_BUCKETS] = {0};
     for (unsigned i = 0; i < n->nreactors; i++) {
         ch_counters *c = &n->reactors[i].stats;
 #define SUM(f) out->f += atomic_load_explicit(&c->f, memory_order_relaxed)
@@ -620,8 +637,23 @@ int ch_node_stats_get(ch_node *n, ch_node_stats *out)
         SUM(crash_restarts);
         SUM(bad_frames);
         SUM(refused_peers);
+        SUM(migrating);
+        SUM(migrated_out);
+        SUM(migrated_in);
+        SUM(migration_failures);
+        SUM(forwarded_messages);
+        SUM(held_messages);
+        SUM(handover_bytes_raw);
+        SUM(handover_bytes_wire);
+        SUM(handover_frames_zstd);
+        SUM(handover_frames_raw);
 #undef SUM
+        for (unsigned b = 0; b < CH_HO_PAUSE_BUCKETS; b++)
+            pause[b] += atomic_load_explicit(&c->pause_us[b], memory_order_relaxed);
     }
+    out->pause_p50_us = pause_quantile(pause, 50);
+    out->pause_p99_us = pause_quantile(pause, 99);
+    out->pause_max_us = pause_quantile(pause, 100);
     return 0;
 }
 

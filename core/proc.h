@@ -59,8 +59,9 @@ struct ch_proc {
     void (*state_free)(void *);
     size_t state_len;
     uint32_t incarnation;
-    uint32_t timers;        /* first timer entry of this process, CH_TIMER_NONE if none */
-    uint32_t pending_calls; /* calls this process made that await a reply */
+    uint32_t timers;         /* first timer entry of this process, CH_TIMER_NONE if none */
+    uint32_t pending_calls;  /* calls this process made that await a reply */
+    struct ch_mig_proc *mig; /* NULL unless migrating (migration/handover.c) */
 };
 
 /* Frees the state with its free function. */

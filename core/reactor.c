@@ -15,6 +15,8 @@
 #define _GNU_SOURCE
 #include "reactor.h"
 
+#include "migration/handover.h"
+
 #include "coord.h"
 #include "log.h"
 #include "node.h"
@@ -236,13 +238,20 @@ static ch_proc *find_target(ch_reactor *r, ch_rec *rec)
     return ch_ptable_find(&r->procs, rec->aux, ch_rec_id(rec), rec->id_len);
 }
 
+/* Not here: on a clustered node it may live elsewhere (or be on its way here); unless the
+ * registry already routed it here (final), the coordinator tries the registry row. */
+static bool try_elsewhere(ch_reactor *r, ch_rec *rec, unsigned core, uint64_t ref)
+{
+    if (!r->node->coord || r->shut || (rec->flags & CH_REC_ROW)) return false;
+    ch_coord_miss(r, rec, core, ref);
+    return true;
+}
+
 static void on_cast(ch_reactor *r, ch_rec *rec)
 {
     ch_proc *p = find_target(r, rec);
-    if (!p && r->node->coord && !r->shut && !(rec->flags & CH_REC_MISS)) {
-        ch_coord_miss(r, rec, 0, 0); /* perhaps it lives on another node */
-        return;
-    }
+    if (r->ho && ch_ho_intercept(r, rec, p, 0, 0)) return;
+    if (!p && try_elsewhere(r, rec, 0, 0)) return;
     if (!p) {
         uint64_t v = atomic_load_explicit(&r->stats.dead_letters, memory_order_relaxed);
         atomic_store_explicit(&r->stats.dead_letters, v + 1, memory_order_relaxed);
@@ -256,10 +265,8 @@ static void on_cast(ch_reactor *r, ch_rec *rec)
 static void call_target(ch_reactor *r, ch_rec *rec, unsigned core, uint64_t ref)
 {
     ch_proc *p = find_target(r, rec);
-    if (!p && r->node->coord && !r->shut && !(rec->flags & CH_REC_MISS)) {
-        ch_coord_miss(r, rec, core, ref); /* perhaps it lives on another node */
-        return;
-    }
+    if (r->ho && ch_ho_intercept(r, rec, p, core, ref)) return;
+    if (!p && try_elsewhere(r, rec, core, ref)) return;
     if (!p) {
         ch_reactor_reply(r, core, ref, r->shut ? CH_ESTOPPED : CH_ENOPROC, NULL, 0);
         return;
@@ -354,6 +361,12 @@ static void dispatch(ch_reactor *r, ch_rec *rec)
     case CH_OP_QUERY:
         on_query(r, rec);
         break;
+    case CH_OP_MIG:
+        if (r->core < r->node->cores)
+            ch_ho_on_rec(r, rec);
+        else if (rec->pad == CH_MIG_OUT) /* a coordinator that shut down */
+            free((void *)(uintptr_t)rec->ref);
+        break;
     case CH_OP_SHUTDOWN:
         if (r->core == r->node->cores) ch_coord_shutdown(r);
         ch_sup_shutdown(r);
@@ -444,6 +457,7 @@ static unsigned turn(ch_reactor *r)
     for (unsigned s = 0; s < r->node->nreactors; s++)
         work += drain_ring(r, r->in[s], batch);
     work += ch_sup_fire_timers(r, ch_now_ns());
+    if (r->ho) work += ch_ho_turn(r);
     return work;
 }
 
@@ -452,6 +466,7 @@ static bool has_work(ch_reactor *r)
     if (!ch_inbox_empty(&r->inbox) || io_uring_cq_ready(&r->uring)) return true;
     for (unsigned s = 0; s < r->node->nreactors; s++)
         if (!ch_ring_empty(r->in[s]) || r->ovf[s].head) return true;
+    if (ch_ho_busy(r)) return true;
     return ch_timers_next(&r->timers) <= ch_now_ns();
 }
 
@@ -596,6 +611,7 @@ int ch_reactor_init(ch_reactor *r, ch_node *n, unsigned core)
         return rc;
     }
     r->uring_ready = true;
+    if (n->cfg.cluster.listen && core < n->cores) return ch_ho_create(r);
     return 0;
 }
 
@@ -640,6 +656,7 @@ void ch_reactor_destroy(ch_reactor *r)
     if (r->efd >= 0) close(r->efd);
     for (unsigned i = 0; r->ovf && i < r->node->nreactors; i++)
         free_overflow(&r->ovf[i]);
+    ch_ho_destroy(r);
     ch_ptable_destroy(&r->procs);
     ch_timers_destroy(&r->timers);
     free(r->in);

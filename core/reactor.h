@@ -49,6 +49,11 @@ struct ch_io {
 typedef struct ch_counters {
     _Atomic uint64_t processes, started, stopped, restarts, crashes, messages, dead_letters,
         intensity_exceeded, slow_terminates, crash_restarts, bad_frames, refused_peers;
+    /* migration */
+    _Atomic uint64_t migrating, migrated_out, migrated_in, migration_failures, forwarded_messages,
+        held_messages, handover_bytes_raw, handover_bytes_wire, handover_frames_zstd,
+        handover_frames_raw;
+    _Atomic uint64_t pause_us[32]; /* log2 buckets of pause in microseconds */
 } ch_counters;
 
 typedef struct ch_reactor {
@@ -70,7 +75,8 @@ typedef struct ch_reactor {
     struct ch_dispatch *cur; /* the call being handled, for ch_reply */
     uint64_t *restarts;      /* ring buffer of restart times for the intensity limit */
     uint32_t restart_pos;
-    bool shut; /* processes terminated; refuse new ones */
+    struct ch_ho *ho; /* the migration engine (clustered cores only) */
+    bool shut;        /* processes terminated; refuse new ones */
     bool uring_ready;
     bool running;      /* the thread was spawned and not yet joined */
     _Atomic bool quit; /* leave the loop */

@@ -7,6 +7,8 @@
  */
 #include "supervisor.h"
 
+#include "migration/handover.h"
+
 #include "coord.h"
 #include "log.h"
 
@@ -96,6 +98,7 @@ void ch_sup_complete_call(ch_reactor *r, ch_timer *e, int status, const void *da
     if (kind == CH_TK_CALL_PROC) {
         ch_proc *p = a;
         p->pending_calls--;
+        if (p->mig) return; /* frozen: it runs nothing more here */
         ch_msg m = {.kind = CH_MSG_REPLY, .data = data, .len = len, .ref = c, .status = status};
         ch_sup_deliver(r, p, &m, 0, 0);
     } else if (kind == CH_TK_CALL_FN) {
@@ -105,6 +108,8 @@ void ch_sup_complete_call(ch_reactor *r, ch_timer *e, int status, const void *da
         ch_fcall_complete(b, status, data, len);
     } else if (kind == CH_TK_RELAY) {
         ch_coord_relay_done(r, (uint64_t)(uintptr_t)b, (uint16_t)elen, c, status, data, len);
+    } else if (kind == CH_TK_MIGREPLY) {
+        ch_ho_reply_done(r, (uint64_t)(uintptr_t)b, (uint16_t)elen, c, status, data, len);
     } else if (kind == CH_TK_REMOTE) {
         ch_coord_remote_batch_done(r, a, status ? status : -ETIMEDOUT, NULL, 0);
     }
@@ -183,6 +188,7 @@ static void run_terminate(ch_reactor *r, ch_proc *p, ch_reason reason)
 
 static void remove_proc(ch_reactor *r, ch_proc *p, ch_reason reason)
 {
+    if (p->mig) ch_ho_proc_gone(r, p);
     ch_ptable_remove(&r->procs, p);
     hook_proc(r, CH_HOOK_REGISTRY_REMOVE, p, reason);
     count(&r->stats.processes, -1);
@@ -334,6 +340,81 @@ void ch_sup_stop_batch(ch_reactor *r, ch_batch *b, const uint32_t *idx, size_t n
         if (p) stop_proc(r, p, CH_REASON_STOPPED);
     }
     ch_batch_core_done(b);
+}
+
+/* ---- migration (migration/handover.c) ------------------------------------------------- */
+
+void ch_sup_freeze(ch_reactor *r, ch_proc *p)
+{
+    drop_timers(r, p); /* a frozen process runs nothing; its timers die with the instance */
+}
+
+void ch_sup_terminate(ch_reactor *r, ch_proc *p, ch_reason reason)
+{
+    run_terminate(r, p, reason);
+}
+
+void ch_sup_migrated(ch_reactor *r, ch_proc *p, bool terminated)
+{
+    if (!terminated) run_terminate(r, p, CH_REASON_MIGRATED);
+    if (p->mig) ch_ho_proc_gone(r, p);
+    ch_ptable_remove(&r->procs, p);
+    hook_proc(r, CH_HOOK_REGISTRY_REMOVE, p, CH_REASON_MIGRATED);
+    count(&r->stats.processes, -1);
+    free(p->spec);
+    free(p);
+}
+
+int ch_sup_reinit(ch_reactor *r, ch_proc *p)
+{
+    int rc = run_init(p, CH_INIT_RESTART);
+    if (rc == 0) return 0;
+    CH_WARN("%.*s failed to start again after a failed move: %s", p->spec->id_len,
+            ch_spec_id(p->spec), ch_strerror(rc));
+    drop_timers(r, p);
+    ch_proc_state_clear(p);
+    remove_proc(r, p, CH_REASON_CRASH);
+    return CH_EINIT;
+}
+
+int ch_sup_install(ch_reactor *r, ch_spec *spec, uint32_t incarnation, ch_alter_fn alter,
+                   const void *state, size_t len, ch_proc **out)
+{
+    int rc = r->shut ? CH_ESTOPPED : CH_EALREADY;
+    if (r->shut || ch_ptable_find(&r->procs, spec->hash, ch_spec_id(spec), spec->id_len)) {
+        free(spec);
+        return rc;
+    }
+    ch_proc *p = calloc(1, sizeof(*p));
+    if (!p) {
+        free(spec);
+        return -ENOMEM;
+    }
+    *p = (ch_proc){.hash = spec->hash,
+                   .spec = spec,
+                   .r = r,
+                   .timers = CH_TIMER_NONE,
+                   .incarnation = incarnation};
+    if (ch_ptable_insert(&r->procs, p) < 0) {
+        free(p);
+        free(spec);
+        return -ENOMEM;
+    }
+    rc = run_init(p, CH_INIT_MIGRATED);
+    if (rc == 0 && alter) rc = alter(p, state, len);
+    if (rc != 0) {
+        CH_WARN("migrated %.*s refused here: %s", spec->id_len, ch_spec_id(spec), ch_strerror(rc));
+        drop_timers(r, p);
+        ch_proc_state_clear(p);
+        ch_ptable_remove(&r->procs, p);
+        free(p);
+        free(spec);
+        return CH_EINIT;
+    }
+    count(&r->stats.processes, 1);
+    hook_proc(r, CH_HOOK_REGISTRY_INSERT, p, CH_REASON_NORMAL);
+    *out = p;
+    return 0;
 }
 
 static void stop_all(ch_reactor *r)

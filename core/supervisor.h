@@ -23,6 +23,8 @@ enum {
     CH_TK_RELAY,        /* coordinator: a peer's call; b = peer id, c = its ref, len = core */
     CH_TK_REMOTE,       /* coordinator: a start/stop request to a peer; a = the request */
     CH_TK_FN,           /* a function to run: a = ch_timer_fn, c = its argument */
+    CH_TK_MIGREPLY,     /* a call forwarded in a lane: b = the caller's node, c = its ref,
+                           len = its core */
 };
 
 typedef void (*ch_timer_fn)(ch_reactor *r, uint64_t arg);
@@ -45,6 +47,21 @@ uint64_t ch_sup_pending_foreign(ch_reactor *r, ch_fcall *c);
 /* Completes a pending call (reply, timeout or shutdown) and frees its entry. */
 void ch_sup_complete_call(ch_reactor *r, ch_timer *e, int status, const void *data, size_t len);
 /* Appends an info for each process (with that tag, if tag) to list. */
+/* Migration (migration/handover.c). freeze: the process stops running (timers dropped).
+ * terminate: runs terminate and clears the state (ColdSwap, at freeze). migrated: the
+ * move is confirmed: terminate (unless it already ran) and remove, no restart, registry
+ * remove. reinit: a ColdSwap move failed, the old instance starts again from its spec.
+ * install: starts a migrated process (init with CH_INIT_MIGRATED, then alter with the
+ * handed-over bytes unless alter is NULL); takes spec; 0, CH_EALREADY, CH_EINIT,
+ * CH_ESTOPPED, -ENOMEM. */
+typedef int (*ch_alter_fn)(ch_proc *p, const void *bytes, size_t len);
+void ch_sup_freeze(ch_reactor *r, ch_proc *p);
+void ch_sup_terminate(ch_reactor *r, ch_proc *p, ch_reason reason);
+void ch_sup_migrated(ch_reactor *r, ch_proc *p, bool terminated);
+int ch_sup_reinit(ch_reactor *r, ch_proc *p);
+int ch_sup_install(ch_reactor *r, ch_spec *spec, uint32_t incarnation, ch_alter_fn alter,
+                   const void *state, size_t len, ch_proc **out);
+
 void ch_sup_list(ch_reactor *r, const char *tag, ch_proc_list *list);
 
 /* The call being handled on this reactor, for ch_reply. */

@@ -89,6 +89,20 @@ void ch_hbatch_reset(ch_hbatch *b)
     b->cap = b->capacity;
 }
 
+uint8_t *ch_hbatch_take(ch_hbatch *b, size_t *len)
+{
+    if (b->view) return NULL;
+    uint8_t *fresh = buf_alloc(b->capacity);
+    if (!fresh) return NULL;
+    uint8_t *full = b->buf;
+    *len = b->len;
+    b->buf = fresh;
+    b->cap = b->capacity;
+    b->len = 0;
+    b->count = 0;
+    return full;
+}
+
 /* ---- adding records ------------------------------------------------------------------ */
 
 /* An empty batch takes a record larger than its room: a buffer of its own size. */
@@ -120,7 +134,7 @@ static bool proc_valid(const ch_hbatch_proc *p)
     if (p->tag_len > CH_TAG_MAX || (p->tag_len && !p->tag)) return false;
     if (p->meta_len > CH_META_MAX || (p->meta_len && !p->meta)) return false;
     if (p->arg_len > CH_HBATCH_LIMIT_MAX || (p->arg_len && !p->arg)) return false;
-    return p->restart <= CH_TEMPORARY;
+    return p->restart <= CH_TEMPORARY && !(p->flags & ~CH_HPROC_FLAGS);
 }
 
 /* Bytes from a PROC record's start to its state slot. */
@@ -152,7 +166,7 @@ static void proc_write_head(uint8_t *rec, const ch_hbatch_proc *p, size_t slot)
     rec[2] = (uint8_t)p->type_len;
     rec[3] = (uint8_t)p->tag_len;
     rec[8] = p->restart;
-    rec[9] = 0;
+    rec[9] = p->flags;
     ch_le_put16(rec + 10, 0);
     ch_le_put32(rec + 12, p->shutdown_ms);
     ch_le_put32(rec + 16, p->incarnation);
@@ -296,12 +310,13 @@ static inline bool pad_zero(const uint8_t *p, size_t n)
 /* A PROC record of rec_len bytes (already within the buffer). */
 static bool read_proc(const uint8_t *p, size_t rec_len, ch_hbatch_rec *rec)
 {
-    if (rec_len < PROC_HDR || p[9] || ch_le_get16(p + 10)) return false;
+    if (rec_len < PROC_HDR || (p[9] & ~CH_HPROC_FLAGS) || ch_le_get16(p + 10)) return false;
     ch_hbatch_proc *h = &rec->proc;
     h->id_len = p[1];
     h->type_len = p[2];
     h->tag_len = p[3];
     h->restart = p[8];
+    h->flags = p[9];
     h->shutdown_ms = ch_le_get32(p + 12);
     h->incarnation = ch_le_get32(p + 16);
     h->arg_len = ch_le_get32(p + 20);

@@ -9,7 +9,7 @@
  * or payload also starts 32-byte aligned, so prepare_handover writes into the batch in
  * place and the receiver copies out at full speed (design §6). All fields little-endian:
  *   PROC  u8 kind=1 | u8 id_len | u8 type_len | u8 tag_len | u32 rec_len | u8 restart |
- *         u8 0 | u16 0 | u32 shutdown_ms | u32 incarnation | u32 arg_len | u32 meta_len |
+ *         u8 flags | u16 0 | u32 shutdown_ms | u32 incarnation | u32 arg_len | u32 meta_len |
  *         u32 state_len | id | type | tag | arg | meta | 0-pad to 32 | state | 0-pad to 32
  *   MSG   u8 kind=2 | u8 id_len | u8 msg kind (0 cast, 1 call) | u8 0 | u32 rec_len |
  *         u64 reply node | u64 reply ref | u16 reply core | u16 0 | u32 payload_len |
@@ -63,7 +63,13 @@ typedef struct ch_hbatch_proc {
     uint32_t shutdown_ms;
     uint32_t incarnation;
     uint8_t restart; /* a ch_restart value */
+    uint8_t flags;   /* CH_HPROC_* */
 } ch_hbatch_proc;
+
+#define CH_HPROC_STATE                                                                             \
+    1u /* the record carries a handed-over state (HotSwap handover),                               \
+        * even an empty one: the receiver calls alter_handover */
+#define CH_HPROC_FLAGS CH_HPROC_STATE
 
 /* What a MSG record says about its message, besides the payload. */
 typedef struct ch_hbatch_msg {
@@ -90,6 +96,10 @@ typedef struct ch_hbatch {
  * CH_HBATCH_LIMIT_MAX, 0 for CH_HBATCH_LIMIT_DEFAULT. 0, -EINVAL or -ENOMEM. */
 int ch_hbatch_init(ch_hbatch *b, size_t capacity, size_t limit);
 void ch_hbatch_free(ch_hbatch *b);
+/* Takes the batch's records away (a buffer of *len bytes the caller now owns and frees)
+ * and gives the batch a fresh empty buffer. NULL (batch unchanged) on -ENOMEM or while
+ * a record is open. */
+uint8_t *ch_hbatch_take(ch_hbatch *b, size_t *len);
 /* Empties the batch for the next one (its bytes were sent); gives back an oversize buffer.
  * Closes an open record first, discarding it. */
 void ch_hbatch_reset(ch_hbatch *b);

@@ -42,6 +42,11 @@ static const char *const ch_frame_names[CH_F__COUNT] = {
     [CH_F_PARTITION_RESET] = "PARTITION_RESET",
     [CH_F_BATCH] = "BATCH",
     [CH_F_SEALED] = "SEALED",
+    [CH_F_MIG_BARRIER] = "MIG_BARRIER",
+    [CH_F_MIG_END] = "MIG_END",
+    [CH_F_MIG_DATA] = "MIG_DATA",
+    [CH_F_MIG_ACK] = "MIG_ACK",
+    [CH_F_MIG_QUERY] = "MIG_QUERY",
 };
 
 const char *ch_frame_type_name(int type)

@@ -34,7 +34,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define CH_PROTO_VERSION 2
+#define CH_PROTO_VERSION 3
 #define CH_HS_FRAME_MAX  4096 /* payload limit of a connection until the handshake is done */
 #define CH_HELLO_MAX                                                                               \
     (1 + 1 + CH_HUB_ID_MAX + 8 + 8 + 2 + 1 + 1 + CH_ADDR_MAX + 1 + 2 + CH_NONCE_LEN)

@@ -473,7 +473,7 @@ Test(handover_batch, garbled_headers_and_padding_are_refused)
     cr_assert_eq(garble(&b, 7, 0x80), -EBADMSG, "rec_len past the end");
     cr_assert_eq(garble(&b, 4, 0x60), -EBADMSG, "rec_len disagrees with the fields");
     cr_assert_eq(garble(&b, 8, CH_TEMPORARY + 1), -EBADMSG, "restart out of range");
-    cr_assert_eq(garble(&b, 9, 1), -EBADMSG, "reserved byte");
+    cr_assert_eq(garble(&b, 9, 2), -EBADMSG, "unknown PROC flag");
     cr_assert_eq(garble(&b, 25, 0x10), -EBADMSG, "metadata too long");
     cr_assert_eq(garble(&b, 28, 0xff), -EBADMSG, "state length disagrees");
     cr_assert_eq(garble(&b, msg - 1, 1), -EBADMSG, "trailing padding");

@@ -1,0 +1,222 @@
+/*
+ * core/coord_migrate.c - the coordinator's part of a migration (protocol in
+ * migration/handover.h): it announces each ring to the cores, turns "every core switched"
+ * into a BARRIER to every participant, turns every participant's BARRIER into SEALED for
+ * the cores and every participant's END into UNHOLD, and carries the lanes' frames between
+ * its cores and the peers.
+ *
+ * Participants of a round: the members of the ring other than this node, plus members
+ * that left gracefully and are still connected (they hand their processes over). A
+ * member that dies stops counting, so a round never waits for the dead. A BARRIER or END
+ * carries the hash of the sender's ring and only the last one per member counts: two
+ * nodes agree on a round when they agree on the ring, whatever their epoch numbers.
+ */
+#include "coord_int.h"
+
+#include "migration/handover.h"
+#include "migration/le.h"
+
+static bool participant(const ch_coord *c, const ch_mem *m)
+{
+    if (m->id == c->mt.self || m->state == CH_MEMBER_DEAD) return false;
+    return ch_mem_in_ring(m) || (m->state == CH_MEMBER_LEFT && m->left_pending);
+}
+
+static void post(ch_coord *c, unsigned core, uint8_t op, uint64_t aux, uint64_t ref,
+                 const void *payload, size_t len)
+{
+    ch_rec h = {.op = CH_OP_MIG, .pad = op, .aux = aux, .ref = ref, .len = (uint32_t)len};
+    int rc = ch_reactor_post(c->n, core, &h, NULL, payload, false);
+    if (rc < 0) CH_ERROR("migration record to core %u lost: %s", core, ch_strerror(rc));
+}
+
+static void post_all(ch_coord *c, uint8_t op, uint64_t aux)
+{
+    for (unsigned i = 0; i < c->n->cores; i++)
+        post(c, i, op, aux, 0, NULL, 0);
+}
+
+static void send_hash(ch_coord *c, ch_mem *m, uint8_t type, uint64_t rh)
+{
+    uint8_t b[8];
+    ch_le_put64(b, rh); /* as ch_rbuf_get_u64 reads it */
+    coord_send_frame(c, m->id, type, b, 8, NULL, 0);
+}
+
+static void send_hash_all(ch_coord *c, uint8_t type, uint64_t rh)
+{
+    for (size_t i = 0; i < c->mt.n; i++)
+        if (participant(c, &c->mt.v[i])) send_hash(c, &c->mt.v[i], type, rh);
+}
+
+/* A new ring is out (coord_rebuild_ring): every core switches to it and plans. */
+void coord_mig_ring(ch_coord *c)
+{
+    uint64_t *ids = malloc((c->mt.n + 1) * sizeof(*ids));
+    ch_mig_member *v = malloc((c->mt.n + 1) * sizeof(*v));
+    if (!ids || !v) {
+        CH_ERROR("no memory to announce the ring to the cores");
+        free(ids);
+        free(v);
+        return;
+    }
+    size_t k = ch_mtab_ring_ids(&c->mt, ids);
+    for (size_t i = 0; i < k; i++) {
+        ch_mem *m = ch_mtab_find(&c->mt, ids[i]);
+        v[i] = (ch_mig_member){.id = ids[i], .cores = m ? m->cores : 0};
+    }
+    c->mig = (struct coord_mig){.rh = XXH3_64bits(ids, k * sizeof(*ids))};
+    ch_hashring *ring = atomic_load(&c->n->ring);
+    for (unsigned i = 0; i < c->n->cores; i++)
+        post(c, i, CH_MIG_RING, c->mig.rh, (uint64_t)(uintptr_t)ring, v, k * sizeof(*v));
+    free(ids);
+    free(v);
+}
+
+void coord_mig_check(ch_coord *c)
+{
+    struct coord_mig *g = &c->mig;
+    if (!g->rh) return;
+    bool barriers = true, ends = true;
+    for (size_t i = 0; i < c->mt.n; i++) {
+        const ch_mem *m = &c->mt.v[i];
+        if (!participant(c, m)) continue;
+        barriers &= m->mig_barrier == g->rh;
+        ends &= m->mig_end == g->rh;
+    }
+    if (g->barrier_sent && barriers && !g->sealed) {
+        g->sealed = true;
+        post_all(c, CH_MIG_SEALED, g->rh);
+    }
+    if (ends && !g->unheld) {
+        g->unheld = true;
+        post_all(c, CH_MIG_UNHOLD, g->rh);
+    }
+}
+
+void coord_mig_on_up(ch_coord *c, ch_mem *m)
+{
+    if (!participant(c, m)) return;
+    if (c->mig.barrier_sent) send_hash(c, m, CH_F_MIG_BARRIER, c->mig.rh);
+    if (c->mig.end_sent) send_hash(c, m, CH_F_MIG_END, c->mig.rh);
+}
+
+void coord_mig_gone(ch_coord *c, uint64_t node)
+{
+    post_all(c, CH_MIG_GONE, node);
+    coord_mig_check(c);
+}
+
+static void on_out(ch_coord *c, ch_rec *rec)
+{
+    uint8_t *block = (uint8_t *)(uintptr_t)rec->ref;
+    uint64_t len;
+    memcpy(&len, ch_rec_payload(rec), 8);
+    /* A frame for a node that is gone is dropped: its core keeps the batch and takes it
+     * back when told the node is gone. */
+    int rc = coord_send_frame(c, rec->aux, (uint8_t)rec->src_core, block, (size_t)len, NULL, 0);
+    if (rc < 0)
+        CH_DEBUG("migration frame to %016llx not sent: %s", (unsigned long long)rec->aux,
+                 ch_strerror(rc));
+    free(block);
+}
+
+static void on_reply(ch_coord *c, ch_rec *rec)
+{
+    ch_rbuf rb;
+    ch_rbuf_init(&rb, ch_rec_payload(rec), rec->len);
+    uint64_t node = ch_rbuf_get_u64(&rb);
+    uint16_t core = ch_rbuf_get_u16(&rb);
+    uint64_t ref = ch_rbuf_get_u64(&rb);
+    int32_t status = (int32_t)ch_rbuf_get_u32(&rb);
+    if (!ch_rbuf_ok(&rb)) return;
+    size_t off = rec->len - ch_rbuf_left(&rb);
+    ch_coord_relay_done(c->r, node, core, ref, status, (const uint8_t *)ch_rec_payload(rec) + off,
+                        ch_rbuf_left(&rb));
+}
+
+void coord_mig_on_rec(ch_coord *c, ch_rec *rec)
+{
+    struct coord_mig *g = &c->mig;
+    switch (rec->pad) {
+    case CH_MIG_SWITCHED:
+        if (rec->aux != g->rh || ++g->switched < c->n->cores) break;
+        /* Every thread here routes by the new ring: no more of our messages reach the old
+         * owners after this, on any connection. */
+        g->barrier_sent = true;
+        send_hash_all(c, CH_F_MIG_BARRIER, g->rh);
+        coord_mig_check(c);
+        break;
+    case CH_MIG_DONE:
+        if (rec->aux != g->rh || ++g->done < c->n->cores) break;
+        g->end_sent = true;
+        send_hash_all(c, CH_F_MIG_END, g->rh);
+        break;
+    case CH_MIG_OUT:
+        on_out(c, rec);
+        break;
+    case CH_MIG_REPLY:
+        on_reply(c, rec);
+        break;
+    default:
+        CH_ERROR("unexpected migration record %u at the coordinator", rec->pad);
+    }
+}
+
+/* A lane frame from a peer goes to the core it names (offset 0 for an ACK, which names
+ * our source core; offset 2 for DATA and QUERY, which name the target core). */
+static void to_core(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb)
+{
+    size_t len = ch_rbuf_left(rb);
+    const uint8_t *p = ch_rbuf_get_bytes(rb, len).p;
+    size_t at = type == CH_F_MIG_ACK ? 0 : 2;
+    if (!p || len < at + 2) return;
+    uint16_t core = ch_le_get16(p + at);
+    if (core >= c->n->cores) {
+        CH_WARN("migration frame for core %u from %s refused", core, from->addr);
+        return;
+    }
+    size_t bytes = (CH_MIG_IN_OFF + len + 63) & ~(size_t)63;
+    uint8_t *block = aligned_alloc(64, bytes);
+    if (!block) {
+        CH_ERROR("no memory for a migration frame from %s", from->addr);
+        return;
+    }
+    memcpy(block + CH_MIG_IN_OFF, p, len);
+    uint64_t l = len;
+    ch_rec h = {.op = CH_OP_MIG,
+                .pad = CH_MIG_IN,
+                .aux = from->id,
+                .ref = (uint64_t)(uintptr_t)block,
+                .src_core = type,
+                .len = 8};
+    if (ch_reactor_post(c->n, core, &h, NULL, &l, false) < 0) free(block);
+}
+
+void coord_mig_on_frame(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb)
+{
+    if (type == CH_F_MIG_BARRIER || type == CH_F_MIG_END) {
+        uint64_t rh = ch_rbuf_get_u64(rb);
+        if (!ch_rbuf_done(rb)) return;
+        if (type == CH_F_MIG_BARRIER)
+            from->mig_barrier = rh;
+        else
+            from->mig_end = rh;
+        coord_mig_check(c);
+        return;
+    }
+    to_core(c, from, type, rb);
+}
+
+int coord_mig_leave_done(ch_coord *c)
+{
+    bool peers = false;
+    for (size_t i = 0; i < c->mt.n; i++)
+        peers |= participant(c, &c->mt.v[i]) && c->mt.v[i].conn;
+    if (!peers) return 1;
+    if (!c->mig.end_sent) return 0;
+    for (unsigned i = 0; i < c->n->cores; i++)
+        if (atomic_load_explicit(&c->n->reactors[i].stats.migrating, memory_order_relaxed))
+            return 0;
+    return 1;
+}

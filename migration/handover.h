@@ -1,0 +1,98 @@
+/*
+ * migration/handover.h - the migration engine of one core: moving its processes to their
+ * new owners when the ring changes, and installing the processes other nodes move here.
+ *
+ * The protocol (design §3), as each core runs it. On a new ring R (from the coordinator):
+ *
+ *  1. Switch. The core now routes by R, tells every local core (MARK) and the coordinator
+ *     (SWITCHED). Each mailbox is FIFO, so a core that got every core's MARK knows that
+ *     no local sender still routes by the old ring; the coordinator, once every core
+ *     switched, sends a BARRIER to every peer on the same connection as its casts, and
+ *     tells its cores SEALED when every participant's BARRIER for R arrived: from then on
+ *     nothing new reaches this node for the processes R moved away.
+ *  2. Plan, then freeze just in time. The core queues its processes whose owner changed.
+ *     When one's turn comes to enter its lane's batch it is frozen: prepare_handover writes
+ *     its state straight into the batch (a PROC record). Messages that reach a frozen
+ *     process are appended to the same lane as MSG records, in arrival order, until the
+ *     core is sealed; then an END record closes the process's stream.
+ *  3. Lanes. One lane per (target node, target core), so a record is decoded and installed
+ *     on the core that will own it (no hop on the target). A full batch goes through the
+ *     core's codec (auto, zstd, none) and out through the coordinators' connection, with
+ *     at most inflight_bytes of unconfirmed raw bytes per core. The raw batch is kept until
+ *     the target confirms it: if the target dies, every process it held unconfirmed is
+ *     unfrozen here and every forwarded message replayed, then planned again.
+ *  4. Install. The target core checks the whole frame (checksum, record structure) before
+ *     it applies anything (a bad frame is refused whole and sent again), starts each process
+ *     (init with CH_INIT_MIGRATED, alter_handover), runs its forwarded messages, and holds
+ *     messages that reached it directly until the process's END: then they run, in order.
+ *     While any participant has not finished its part of R, the core holds messages for
+ *     ids it does not have yet (UNHOLD lifts it), bounded by child_timeout_ms.
+ *  5. Confirm. The target acknowledges each frame (after its processes' END records with
+ *     confirm_handover); the source then terminates the old instances (reason MIGRATED).
+ *     Past retention_ms without a confirmation the source asks the target which processes
+ *     it holds, drops those, and keeps (unfreezes) the others, reporting each as a failure.
+ *
+ * Every function runs on the core's own reactor thread.
+ */
+#ifndef CH_MIGRATION_HANDOVER_H
+#define CH_MIGRATION_HANDOVER_H
+
+#include "core/reactor.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* CH_OP_MIG records between the coordinator and the cores: the subtype is in rec->pad.
+ * Byte blocks (frames) travel by pointer: rec->ref owns a heap block whose length is the
+ * record's 8-byte payload, and rec->src_core holds the frame type. */
+enum ch_mig_op {
+    CH_MIG_RING = 1, /* coord -> core: ref = the ring, aux = its hash; payload = members */
+    CH_MIG_MARK,     /* core -> core: aux = ring hash, src_core = the sender core */
+    CH_MIG_SWITCHED, /* core -> coord: aux = ring hash */
+    CH_MIG_SEALED,   /* coord -> core: aux = ring hash */
+    CH_MIG_DONE,     /* core -> coord: aux = ring hash: every record of it is sent */
+    CH_MIG_UNHOLD,   /* coord -> core: aux = ring hash: every participant is done */
+    CH_MIG_OUT,      /* core -> coord: a frame for node aux */
+    CH_MIG_IN,       /* coord -> core: a frame from node aux (block: 16 bytes, then it) */
+    CH_MIG_GONE,     /* coord -> core: node aux is gone */
+    CH_MIG_REPLY,    /* core -> coord: a forwarded call's answer: payload u64 node, u16
+                        core, u64 ref, i32 status, bytes */
+};
+
+/* One member of a ring as the cores need it (RING's payload is an array of these). */
+typedef struct ch_mig_member {
+    uint64_t id;
+    uint32_t cores;
+    uint32_t pad;
+} ch_mig_member;
+
+/* The lane header before each MIG_DATA frame's codec frame. */
+#define CH_MIG_LANE_HDR 16u
+/* Where a received frame starts in the block the coordinator hands a core: the codec
+ * header then ends 64-byte aligned, and so does a raw batch (design §6). */
+#define CH_MIG_IN_OFF 16u
+
+struct ch_ho;
+typedef struct ch_mig_proc ch_mig_proc;
+
+/* 0 or -ENOMEM / -EINVAL (a bad codec in the config). Only clustered cores have one. */
+int ch_ho_create(ch_reactor *r);
+void ch_ho_destroy(ch_reactor *r);
+
+void ch_ho_on_rec(ch_reactor *r, ch_rec *rec);
+/* A cast or call for `p` (NULL: not here) arrived. True when the engine took it: forwarded
+ * behind a frozen process, held for a process on its way here. */
+bool ch_ho_intercept(ch_reactor *r, ch_rec *rec, ch_proc *p, unsigned core, uint64_t ref);
+/* Streams queued processes; returns the work done (the reactor keeps turning while > 0). */
+unsigned ch_ho_turn(ch_reactor *r);
+bool ch_ho_busy(const ch_reactor *r);
+/* p leaves the table while migrating (stopped, shut down). */
+void ch_ho_proc_gone(ch_reactor *r, ch_proc *p);
+/* A forwarded call's reply entry completed (supervisor). */
+void ch_ho_reply_done(ch_reactor *r, uint64_t node, uint16_t core, uint64_t ref, int status,
+                      const void *data, size_t len);
+
+/* Pause histogram: bucket i counts pauses in [2^i, 2^(i+1)) microseconds. */
+#define CH_HO_PAUSE_BUCKETS 32
+
+#endif

@@ -1,0 +1,309 @@
+/*
+ * tests/test_migration_inproc.c - migrations between nodes of one hub inside the test
+ * process (each node with its own coordinator and listener on 127.0.0.1): HotSwap with
+ * handover on a join and on a graceful leave, with and without senders busy during the
+ * move; ColdSwap. tests/test_migration.c repeats the essentials with node processes.
+ */
+#include <corehub/corehub.h>
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char cookie[] = "in-process-migration-cookie-0123456789";
+
+/* State: u64 value, u64 casts seen in order, u64 order violations, u64 last seq. */
+typedef struct cstate {
+    uint64_t value, casts, violations, last;
+} cstate;
+
+static int c_init(ch_proc *p, const void *arg, size_t len, unsigned flags)
+{
+    (void)flags;
+    cstate *s = ch_proc_state_resize(p, sizeof(*s));
+    if (!s) return -12;
+    if (len == 8) memcpy(&s->value, arg, 8);
+    return 0;
+}
+
+static int c_handle(ch_proc *p, const ch_msg *m)
+{
+    cstate *s = ch_proc_state(p, NULL);
+    if (m->kind == CH_MSG_CAST && m->len == 8) { /* a sequence number from the sender */
+        uint64_t seq;
+        memcpy(&seq, m->data, 8);
+        s->violations += seq != s->last + 1;
+        s->last = seq;
+        s->casts++;
+    }
+    if (m->kind == CH_MSG_CALL) ch_reply(p, m, s, sizeof(*s));
+    return CH_CONTINUE;
+}
+
+static const ch_process_type ctype = {.name = "c", .init = c_init, .handle = c_handle};
+
+static ch_node *node_new(const char *seed, ch_migration_strategy st, int handover)
+{
+    ch_node_config c;
+    ch_node_config_init(&c);
+    c.cores = 2;
+    c.pin = 0;
+    c.cluster.listen = "127.0.0.1:0";
+    c.cluster.cookie = cookie;
+    c.cluster.cookie_len = sizeof(cookie) - 1;
+    c.cluster.probe_interval_ms = 200;
+    c.cluster.probe_timeout_ms = 100;
+    c.cluster.suspicion_mult = 5;
+    c.cluster.sync_interval_ms = 300;
+    c.migration.strategy = st;
+    c.migration.handover = handover;
+    c.migration.batch_bytes = 64 * 1024;
+    const char *seeds[1] = {seed};
+    if (seed) {
+        c.cluster.seeds = seeds;
+        c.cluster.nseeds = 1;
+    }
+    ch_node *n;
+    cr_assert_eq(ch_node_create(&c, &n), 0);
+    cr_assert_eq(ch_node_register_type(n, &ctype), 0);
+    cr_assert_eq(ch_node_start(n), 0);
+    return n;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool wait_until(bool (*cond)(void *), void *ud, uint64_t timeout_ms)
+{
+    uint64_t end = now_ms() + timeout_ms;
+    while (now_ms() < end) {
+        if (cond(ud)) return true;
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    return cond(ud);
+}
+
+#define NPROC 2000
+
+typedef struct hub {
+    ch_node *n[3];
+    size_t count;
+} hub;
+
+static char *seed_of(ch_node *n, char *buf)
+{
+    sprintf(buf, "127.0.0.1:%d", ch_node_port(n));
+    return buf;
+}
+
+static size_t alive(ch_node *n)
+{
+    ch_member *m;
+    size_t k, a = 0;
+    if (ch_members(n, &m, &k) < 0) return 0;
+    for (size_t i = 0; i < k; i++)
+        a += m[i].state == CH_MEMBER_ALIVE;
+    free(m);
+    return a;
+}
+
+/* Every node sees the others, nothing is migrating, and every process is on its owner. */
+static bool settled(void *ud)
+{
+    hub *h = ud;
+    for (size_t i = 0; i < h->count; i++) {
+        ch_node_stats s;
+        if (alive(h->n[i]) != h->count || ch_node_stats_get(h->n[i], &s) < 0 || s.migrating) {
+            if (getenv("DBG"))
+                fprintf(stderr,
+                        "node %zu: alive %zu procs %llu migrating %llu out %llu in %llu raw %llu\n",
+                        i, alive(h->n[i]), (unsigned long long)s.processes,
+                        (unsigned long long)s.migrating, (unsigned long long)s.migrated_out,
+                        (unsigned long long)s.migrated_in,
+                        (unsigned long long)s.handover_bytes_raw);
+            return false;
+        }
+    }
+    for (int i = 0; i < NPROC; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "c%d", i);
+        uint64_t owner;
+        ch_proc_info *info;
+        if (ch_node_owner_of(h->n[0], id, 0, &owner) < 0) return false;
+        if (ch_lookup(h->n[0], id, 0, &info) < 0) return false;
+        bool ok = info->node == owner;
+        ch_proc_info_free(info);
+        if (!ok) return false;
+    }
+    return true;
+}
+
+static void start_all(ch_node *n)
+{
+    ch_child_spec *specs = calloc(NPROC, sizeof(*specs));
+    char(*ids)[32] = calloc(NPROC, 32);
+    uint64_t *vals = calloc(NPROC, 8);
+    int *res = calloc(NPROC, sizeof(int));
+    cr_assert(specs && ids && vals && res);
+    for (int i = 0; i < NPROC; i++) {
+        snprintf(ids[i], 32, "c%d", i);
+        vals[i] = 1000 + (uint64_t)i;
+        specs[i] = (ch_child_spec){.id = ids[i], .type = "c", .arg = &vals[i], .arg_len = 8};
+    }
+    ch_batch_opts o = {.timeout_ms = 20000};
+    cr_assert_eq(ch_start_children(n, specs, NPROC, &o, res), 0);
+    free(specs);
+    free(ids);
+    free(vals);
+    free(res);
+}
+
+/* Every process holds its value (1000 + i: its init argument, so a ColdSwap move keeps
+ * it too) and `casts` in-order casts; after a ColdSwap move, 0 casts (state reset). */
+static void check_all(ch_node *n, bool coldswap, uint64_t casts)
+{
+    int reset = 0;
+    for (int i = 0; i < NPROC; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "c%d", i);
+        cstate s;
+        size_t len;
+        int rc = ch_call(n, id, 0, "get", 3, &s, sizeof(s), &len, 5000);
+        cr_assert_eq(rc, 0, "call %s: %s", id, ch_strerror(rc));
+        cr_assert_eq(len, sizeof(s));
+        cr_assert_eq(s.value, 1000 + (uint64_t)i, "%s holds %llu", id, (unsigned long long)s.value);
+        cr_assert_eq(s.violations, 0, "%s: %llu out of order", id,
+                     (unsigned long long)s.violations);
+        if (coldswap && s.casts == 0) {
+            reset++;
+            continue;
+        }
+        cr_assert_eq(s.casts, casts, "%s saw %llu casts, not %llu", id, (unsigned long long)s.casts,
+                     (unsigned long long)casts);
+    }
+    if (coldswap) cr_assert_gt(reset, NPROC / 4, "only %d processes were reset", reset);
+}
+
+typedef struct sender {
+    ch_node *n;
+    uint64_t rounds;
+    _Atomic int stop;
+} sender;
+
+/* One sender: rounds of one cast to every process, sequence numbers 1..rounds. */
+static void *send_loop(void *arg)
+{
+    sender *s = arg;
+    for (uint64_t r = 1; r <= s->rounds; r++) {
+        for (int i = 0; i < NPROC; i++) {
+            char id[32];
+            snprintf(id, sizeof(id), "c%d", i);
+            int rc;
+            while ((rc = ch_send(s->n, id, 0, &r, 8)) == -11) {
+                struct timespec ts = {0, 100000};
+                nanosleep(&ts, NULL);
+            }
+            if (rc != 0) {
+                fprintf(stderr, "send %s: %s\n", id, ch_strerror(rc));
+                return (void *)1;
+            }
+        }
+    }
+    return NULL;
+}
+
+static bool sent_all_landed(void *ud)
+{
+    /* every process saw every cast: checked by polling one sample process per core */
+    hub *h = ud;
+    for (int i = 0; i < NPROC; i += 97) {
+        char id[32];
+        snprintf(id, sizeof(id), "c%d", i);
+        cstate s;
+        size_t len;
+        if (ch_call(h->n[0], id, 0, "get", 3, &s, sizeof(s), &len, 5000) != 0) return false;
+        if (s.casts != 30) return false;
+    }
+    return true;
+}
+
+Test(migration_inproc, hotswap_join_then_leave_keeps_every_state, .timeout = 120)
+{
+    hub h = {.count = 1};
+    char seed[64];
+    h.n[0] = node_new(NULL, CH_MIGRATE_HOTSWAP, 1);
+    start_all(h.n[0]);
+    h.n[1] = node_new(seed_of(h.n[0], seed), CH_MIGRATE_HOTSWAP, 1);
+    h.count = 2;
+    cr_assert(wait_until(settled, &h, 30000), "the join did not settle");
+    ch_node_stats s0, s1;
+    ch_node_stats_get(h.n[0], &s0);
+    ch_node_stats_get(h.n[1], &s1);
+    cr_assert_gt(s1.migrated_in, NPROC / 4);
+    cr_assert_eq(s0.migrated_out, s1.migrated_in);
+    cr_assert_eq(s0.processes + s1.processes, NPROC);
+    cr_assert_gt(s0.handover_bytes_raw, 0);
+    check_all(h.n[0], false, 0);
+
+    cr_assert_eq(ch_node_leave(h.n[0]), 0);
+    ch_node_destroy(h.n[0]);
+    h.n[0] = h.n[1];
+    h.count = 1;
+    cr_assert(wait_until(settled, &h, 30000), "the leave did not settle");
+    ch_node_stats_get(h.n[0], &s1);
+    cr_assert_eq(s1.processes, NPROC);
+    check_all(h.n[0], false, 0);
+    ch_node_destroy(h.n[0]);
+}
+
+Test(migration_inproc, senders_during_join_lose_and_reorder_nothing, .timeout = 120)
+{
+    hub h = {.count = 1};
+    char seed[64];
+    h.n[0] = node_new(NULL, CH_MIGRATE_HOTSWAP, 1);
+    start_all(h.n[0]);
+    sender s = {.n = h.n[0], .rounds = 30};
+    pthread_t t;
+    pthread_create(&t, NULL, send_loop, &s);
+    h.n[1] = node_new(seed_of(h.n[0], seed), CH_MIGRATE_HOTSWAP, 1);
+    h.count = 2;
+    void *ret;
+    pthread_join(t, &ret);
+    cr_assert_null(ret);
+    cr_assert(wait_until(settled, &h, 30000), "the join did not settle");
+    cr_assert(wait_until(sent_all_landed, &h, 10000));
+    check_all(h.n[1], false, 30);
+    ch_node_stats st;
+    ch_node_stats_get(h.n[0], &st);
+    ch_node_destroy(h.n[1]);
+    ch_node_destroy(h.n[0]);
+}
+
+Test(migration_inproc, coldswap_restarts_fresh_on_the_new_owner, .timeout = 120)
+{
+    hub h = {.count = 1};
+    char seed[64];
+    h.n[0] = node_new(NULL, CH_MIGRATE_COLDSWAP, 0);
+    start_all(h.n[0]);
+    for (int i = 0; i < NPROC; i++) {
+        char id[32];
+        uint64_t one = 1;
+        snprintf(id, sizeof(id), "c%d", i);
+        cr_assert_eq(ch_send(h.n[0], id, 0, &one, 8), 0);
+    }
+    h.n[1] = node_new(seed_of(h.n[0], seed), CH_MIGRATE_COLDSWAP, 0);
+    h.count = 2;
+    cr_assert(wait_until(settled, &h, 30000), "the join did not settle");
+    check_all(h.n[0], true, 1);
+    ch_node_destroy(h.n[1]);
+    ch_node_destroy(h.n[0]);
+}
