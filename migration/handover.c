@@ -116,7 +116,7 @@ typedef struct ch_ho {
     size_t inflight;
     uint32_t seq;
     ch_codec *codec;
-    uint64_t frozen;
+    uint64_t frozen, queued;
     /* target */
     ch_codec_rx *rx;
     held_q **held;
@@ -255,10 +255,18 @@ static void fail_hook(ch_ho *h, ch_proc *p, uint64_t node, int status)
 
 static void update_gauge(ch_ho *h)
 {
-    size_t queued = 0;
-    for (size_t pos = h->queue.pos; pos < h->queue.len; queued++)
-        pos += 9 + h->queue.p[pos + 8];
-    atomic_store_explicit(&h->r->stats.migrating, h->frozen + queued, memory_order_relaxed);
+    atomic_store_explicit(&h->r->stats.migrating, h->frozen + h->queued, memory_order_relaxed);
+}
+
+/* Queues one id to move (u64 hash | u8 len | id). */
+static int enqueue(ch_ho *h, uint64_t hash, const char *id, uint8_t len)
+{
+    uint8_t hdr[9];
+    ch_le_put64(hdr, hash);
+    hdr[8] = len;
+    int rc = bytes_put(&h->queue, hdr, 9, id, len);
+    if (rc == 0) h->queued++;
+    return rc;
 }
 
 /* ---- holding messages on the target ---------------------------------------------------- */
@@ -484,19 +492,18 @@ static void flush_all(ch_ho *h)
         flush_lane(h, &h->lanes[i]);
 }
 
-/* Adds a record through fn, sending the lane's batch first when it is full. */
-#define LANE_PUT(h, l, call)                                                                       \
-    ({                                                                                             \
-        int rc_ = (call);                                                                          \
-        if (rc_ == -ENOSPC && flush_lane((h), (l)) == 0) rc_ = (call);                             \
-        rc_;                                                                                       \
-    })
+/* A record that did not fit (-ENOSPC) goes in after the lane's batch was sent. */
+static bool retry_after_flush(ch_ho *h, lane *l, int rc)
+{
+    return rc == -ENOSPC && flush_lane(h, l) == 0;
+}
 
 static int put_end(ch_ho *h, uint64_t node, uint16_t core, const char *id, size_t len)
 {
     lane *l = get_lane(h, node, core);
     if (!l) return -ENOMEM;
-    int rc = LANE_PUT(h, l, ch_hbatch_put_end(&l->b, id, len));
+    int rc = ch_hbatch_put_end(&l->b, id, len);
+    if (retry_after_flush(h, l, rc)) rc = ch_hbatch_put_end(&l->b, id, len);
     if (rc == 0 && ch_hbatch_full(&l->b)) flush_lane(h, l);
     return rc;
 }
@@ -583,6 +590,7 @@ static int move_one(ch_ho *h)
     const ch_mig_member *mb = member(h, node);
     if (!p || p->mig || node == r->node->id || !mb || !mb->cores) {
         h->queue.pos += 9 + len;
+        h->queued--;
         return 0;
     }
     uint16_t core = (uint16_t)(hash % mb->cores);
@@ -595,6 +603,7 @@ static int move_one(ch_ho *h)
         rc = put_proc(h, l, p);
     }
     h->queue.pos += 9 + len;
+    h->queued--;
     if (rc < 0) {
         CH_WARN("%.*s cannot move to %016llx: %s; it stays here", (int)len, id,
                 (unsigned long long)node, ch_strerror(rc));
@@ -646,7 +655,8 @@ static void forward(ch_ho *h, ch_proc *p, uint8_t op, const void *data, size_t l
                         .reply_node = op == CH_OP_CAST ? 0 : r->node->id,
                         .reply_core = op == CH_OP_CAST ? 0 : (uint16_t)core,
                         .reply_ref = op == CH_OP_CAST ? 0 : ref};
-    int rc = l ? LANE_PUT(h, l, ch_hbatch_put_msg(&l->b, &hm, data, len)) : -ENOMEM;
+    int rc = l ? ch_hbatch_put_msg(&l->b, &hm, data, len) : -ENOMEM;
+    if (l && retry_after_flush(h, l, rc)) rc = ch_hbatch_put_msg(&l->b, &hm, data, len);
     if (rc < 0) {
         CH_ERROR("message for migrating %.*s not forwarded: %s", p->spec->id_len, id,
                  ch_strerror(rc));
@@ -911,12 +921,7 @@ static void end_await(ch_ho *h, ch_proc *p)
     char id[CH_ID_MAX];
     memcpy(id, ch_spec_id(p->spec), len);
     release_id(h, hash, id, len);
-    if (owner_of(h, hash) != h->r->node->id) { /* the ring moved on meanwhile */
-        uint8_t hdr[9];
-        ch_le_put64(hdr, hash);
-        hdr[8] = len;
-        bytes_put(&h->queue, hdr, 9, id, len);
-    }
+    if (owner_of(h, hash) != h->r->node->id) enqueue(h, hash, id, len); /* it moved on */
 }
 
 static int install(ch_ho *h, const ch_hbatch_rec *rec, uint64_t node, uint16_t src_core,
@@ -1132,10 +1137,7 @@ static void plan(ch_ho *h)
     for (size_t i = 0; i < t->cap; i++) {
         ch_proc *p = t->slots[i].p;
         if (!p || p->mig || owner_of(h, p->hash) == r->node->id) continue;
-        uint8_t hdr[9];
-        ch_le_put64(hdr, p->hash);
-        hdr[8] = p->spec->id_len;
-        if (bytes_put(&h->queue, hdr, 9, ch_spec_id(p->spec), p->spec->id_len) < 0) {
+        if (enqueue(h, p->hash, ch_spec_id(p->spec), p->spec->id_len) < 0) {
             CH_ERROR("no memory to plan migrations on core %u", r->core);
             return;
         }
@@ -1166,6 +1168,7 @@ static void on_ring(ch_ho *h, ch_rec *rec)
         post_mig(r, c, CH_MIG_MARK, h->rh, 0, (uint16_t)r->core, NULL, 0);
     post_mig(r, r->node->cores, CH_MIG_SWITCHED, h->rh, 0, 0, NULL, 0);
     bytes_clear(&h->queue);
+    h->queued = 0;
     plan(h);
     ch_hooks *hk = &r->node->hooks;
     if (!ch_hooks_any(hk, CH_HOOK_PRE_CHILDREN_REDISTRIBUTION)) return;
