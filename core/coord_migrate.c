@@ -135,17 +135,38 @@ static void on_reply(ch_coord *c, ch_rec *rec)
                         ch_rbuf_left(&rb));
 }
 
+/* Every core switched. Application threads route inside an in-flight bracket (node.c):
+ * once none is in flight, every one that may have routed by the old ring has posted, and a
+ * marker pushed into each core's inbox now comes after all of those. Then every thread
+ * here routes by the new ring, and the BARRIER tells the peers. (The ring exchange and the
+ * bracket's increment are both locked read-modify-writes, so one of the two threads sees
+ * the other's write.) */
+static void after_switch(ch_reactor *r, uint64_t rh)
+{
+    ch_coord *c = coord_of(r);
+    struct coord_mig *g = &c->mig;
+    if (rh != g->rh || g->barrier_sent || r->shut) return;
+    if (atomic_load(&c->n->inflight) != 0) {
+        ch_sup_timer_fn(r, 1, after_switch, rh); /* calls last a microsecond: soon */
+        return;
+    }
+    for (unsigned i = 0; i < c->n->cores; i++) {
+        ch_rec h = {.op = CH_OP_MIG, .pad = CH_MIG_IMARK, .aux = rh};
+        if (ch_reactor_post_inbox(c->n, i, &h, NULL) < 0)
+            CH_ERROR("migration marker for core %u lost", i);
+    }
+    g->barrier_sent = true;
+    send_hash_all(c, CH_F_MIG_BARRIER, g->rh);
+    coord_mig_check(c);
+}
+
 void coord_mig_on_rec(ch_coord *c, ch_rec *rec)
 {
     struct coord_mig *g = &c->mig;
     switch (rec->pad) {
     case CH_MIG_SWITCHED:
         if (rec->aux != g->rh || ++g->switched < c->n->cores) break;
-        /* Every thread here routes by the new ring: no more of our messages reach the old
-         * owners after this, on any connection. */
-        g->barrier_sent = true;
-        send_hash_all(c, CH_F_MIG_BARRIER, g->rh);
-        coord_mig_check(c);
+        after_switch(c->r, g->rh);
         break;
     case CH_MIG_DONE:
         if (rec->aux != g->rh || ++g->done < c->n->cores) break;

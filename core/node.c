@@ -461,18 +461,24 @@ int ch_send(ch_node *n, const char *id, size_t id_len, const void *data, size_t 
     if (len > n->cfg.max_message) return CH_EMSGSIZE;
     uint64_t hash = ch_id_hash(id, id_len);
     ch_rec h = {.op = CH_OP_CAST, .id_len = (uint8_t)id_len, .len = (uint32_t)len, .aux = hash};
-    unsigned dst = ch_route(n, hash);
-    if (dst == n->cores && atomic_load_explicit(&n->net_congested, memory_order_relaxed))
-        return -EAGAIN; /* the links to other nodes are backed up */
     if (ch_node_on_reactor(n)) {
         /* Hot path. A reactor's records are drained before it exits, so it needs no
          * in-flight count, only the state (a shared counter would bounce between cores). */
+        unsigned dst = ch_route(n, hash);
+        if (dst == n->cores && atomic_load_explicit(&n->net_congested, memory_order_relaxed))
+            return -EAGAIN; /* the links to other nodes are backed up */
         if (atomic_load_explicit(&n->state, memory_order_relaxed) != CH_NODE_RUNNING)
             return CH_ESTOPPED;
         return ch_reactor_post(n, dst, &h, id, data, true);
     }
+    /* Routed inside the in-flight bracket: a migration waits for the calls that may have
+     * routed by the previous ring before it seals (coord_migrate.c). */
     if ((rc = ch_node_api_enter(n))) return rc;
-    rc = ch_reactor_post(n, dst, &h, id, data, true);
+    unsigned dst = ch_route(n, hash);
+    if (dst == n->cores && atomic_load_explicit(&n->net_congested, memory_order_relaxed))
+        rc = -EAGAIN; /* the links to other nodes are backed up */
+    else
+        rc = ch_reactor_post(n, dst, &h, id, data, true);
     ch_node_api_leave(n);
     return rc;
 }

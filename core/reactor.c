@@ -210,6 +210,11 @@ static int post_inbox(ch_node *n, unsigned dst, const ch_rec *h, const void *id,
     return 0;
 }
 
+int ch_reactor_post_inbox(ch_node *n, unsigned dst, const ch_rec *h, const void *payload)
+{
+    return post_inbox(n, dst, h, NULL, payload, false);
+}
+
 int ch_reactor_post(ch_node *n, unsigned dst, const ch_rec *h, const void *id, const void *payload,
                     bool user)
 {

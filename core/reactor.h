@@ -112,6 +112,9 @@ void ch_reactor_wake(ch_reactor *r);
  */
 int ch_reactor_post(struct ch_node *n, unsigned dst, const ch_rec *h, const void *id,
                     const void *payload, bool user);
+/* Posts through dst's inbox whatever thread this is: the record comes after every record
+ * application threads pushed there before (the migration's marker, handover.h). */
+int ch_reactor_post_inbox(struct ch_node *n, unsigned dst, const ch_rec *h, const void *payload);
 /* Publishes every dirty outbound ring and wakes sleeping consumers; returns how many rings
  * it published. */
 unsigned ch_reactor_flush(ch_reactor *r);

@@ -103,7 +103,7 @@ typedef struct ch_ho {
     ch_mig_member *members;
     size_t nmembers;
     uint64_t *mark_rh; /* per core: the last ring it marked */
-    uint64_t sealed_rh;
+    uint64_t sealed_rh, imark_rh;
     bool sealed, done_sent;
     bool holding;
     uint64_t holding_since;
@@ -671,7 +671,7 @@ static void forward(ch_ho *h, ch_proc *p, uint8_t op, const void *data, size_t l
 
 static void check_sealed(ch_ho *h)
 {
-    if (h->sealed || !h->rh || h->sealed_rh != h->rh) return;
+    if (h->sealed || !h->rh || h->sealed_rh != h->rh || h->imark_rh != h->rh) return;
     for (unsigned c = 0; c < h->r->node->cores; c++)
         if (h->mark_rh[c] != h->rh) return;
     h->sealed = true;
@@ -1259,6 +1259,10 @@ void ch_ho_on_rec(ch_reactor *r, ch_rec *rec)
         break;
     case CH_MIG_SEALED:
         h->sealed_rh = rec->aux;
+        check_sealed(h);
+        break;
+    case CH_MIG_IMARK:
+        h->imark_rh = rec->aux;
         check_sealed(h);
         break;
     case CH_MIG_UNHOLD:

@@ -6,8 +6,10 @@
  *
  *  1. Switch. The core now routes by R, tells every local core (MARK) and the coordinator
  *     (SWITCHED). Each mailbox is FIFO, so a core that got every core's MARK knows that
- *     no local sender still routes by the old ring; the coordinator, once every core
- *     switched, sends a BARRIER to every peer on the same connection as its casts, and
+ *     no local core still routes by the old ring; the coordinator, once every core
+ *     switched and no application thread is between routing and posting, pushes a marker
+ *     into each core's inbox (IMARK: application threads' messages are ahead of it) and
+ *     sends a BARRIER to every peer on the same connection as its casts, and
  *     tells its cores SEALED when every participant's BARRIER for R arrived: from then on
  *     nothing new reaches this node for the processes R moved away.
  *  2. Plan, then freeze just in time. The core queues its processes whose owner changed.
@@ -57,6 +59,8 @@ enum ch_mig_op {
     CH_MIG_GONE,     /* coord -> core: node aux is gone */
     CH_MIG_REPLY,    /* core -> coord: a forwarded call's answer: payload u64 node, u16
                         core, u64 ref, i32 status, bytes */
+    CH_MIG_IMARK,    /* coord -> core, through the inbox: aux = ring hash: every message
+                        application threads routed by an older ring is ahead of it */
 };
 
 /* One member of a ring as the cores need it (RING's payload is an array of these). */
