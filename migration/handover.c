@@ -122,6 +122,11 @@ typedef struct ch_ho {
     held_q **held;
     size_t hcap, hcount;
     uint64_t await_end;
+    struct seen { /* per source lane: the last frame applied (frames arrive in order) */
+        uint64_t node;
+        uint32_t core, seq;
+    } * seen;
+    size_t nseen;
     bool tick_armed;
     /* faults injected by tests (CH_FAULT) */
     bool f_no_confirm;
@@ -734,8 +739,35 @@ static int status_of(ch_rbuf list, uint32_t n, const char *id, size_t len)
     return 0;
 }
 
+/* One process of a confirmed (or resolved) frame; true when it moved. */
+static bool settle_proc(ch_ho *h, const sent *s, uint8_t kind, ch_proc *p, int st)
+{
+    ch_reactor *r = h->r;
+    if (kind == ACK_RESOLVE) count(&r->stats.migration_failures, 1); /* not confirmed */
+    if (st == 0 || st == CH_EALREADY) { /* the target has it: ours goes */
+        bool moved = st == 0 && kind == ACK_CONFIRM;
+        if (moved) {
+            note_pause(h, p->mig->t0);
+            count(&r->stats.migrated_out, 1);
+        } else if (st) {
+            fail_hook(h, p, s->node, st);
+        }
+        ch_sup_migrated(r, p, p->mig->terminated); /* frozen-- in ch_ho_proc_gone */
+        return moved;
+    }
+    CH_WARN("%.*s not taken by %016llx (%s): it stays here", p->spec->id_len, ch_spec_id(p->spec),
+            (unsigned long long)s->node, ch_strerror(st));
+    if (kind == ACK_CONFIRM) fail_hook(h, p, s->node, st); /* refused: it stays */
+    thaw(h, p);
+    /* Never arrived (a lost connection): it moves again. */
+    if (kind == ACK_RESOLVE &&
+        p == ch_ptable_find(&r->procs, p->hash, ch_spec_id(p->spec), p->spec->id_len))
+        enqueue(h, p->hash, ch_spec_id(p->spec), p->spec->id_len);
+    return false;
+}
+
 /* Settles every process of a confirmed (or resolved) frame. */
-static void settle(ch_ho *h, sent *s, uint8_t kind, ch_rbuf list, uint32_t n)
+static void settle(ch_ho *h, sent *s, uint8_t kind, bool applied, ch_rbuf list, uint32_t n)
 {
     ch_reactor *r = h->r;
     ch_hbatch_reader rd;
@@ -743,39 +775,29 @@ static void settle(ch_ho *h, sent *s, uint8_t kind, ch_rbuf list, uint32_t n)
     ch_hbatch_reader_init(&rd, s->raw, s->raw_len);
     const char **ids = malloc(s->raw_len / 32 * sizeof(*ids) + 1);
     size_t *lens = malloc(s->raw_len / 32 * sizeof(*lens) + 1), k = 0;
-    char *names = malloc(s->raw_len + 1);
-    size_t at = 0;
     while (ch_hbatch_read(&rd, &rec) == 1) {
         if (rec.kind != CH_HREC_PROC) continue;
+        int st = status_of(list, n, rec.id, rec.id_len);
         ch_proc *p = ch_ptable_find(&r->procs, ch_id_hash(rec.id, rec.id_len), rec.id, rec.id_len);
         if (!p || !p->mig || p->mig->state != MP_FROZEN || p->mig->node != s->node) continue;
-        int st = status_of(list, n, rec.id, rec.id_len);
-        if (kind == ACK_RESOLVE) count(&r->stats.migration_failures, 1);
-        if (st == 0 || st == CH_EALREADY) { /* the target has it: ours goes */
-            if (st == 0 && kind == ACK_CONFIRM) {
-                note_pause(h, p->mig->t0);
-                count(&r->stats.migrated_out, 1);
-                if (ids && lens && names) {
-                    memcpy(names + at, rec.id, rec.id_len);
-                    ids[k] = names + at;
-                    lens[k++] = rec.id_len;
-                    at += rec.id_len;
-                }
-            } else if (st) {
-                fail_hook(h, p, s->node, st);
-            }
-            ch_sup_migrated(r, p, p->mig->terminated); /* frozen-- in ch_ho_proc_gone */
-        } else {
-            CH_WARN("%.*s not taken by %016llx (%s): it stays here", (int)rec.id_len, rec.id,
-                    (unsigned long long)s->node, ch_strerror(st));
-            if (kind == ACK_CONFIRM) fail_hook(h, p, s->node, st);
-            thaw(h, p);
+        if (settle_proc(h, s, kind, p, st) && ids && lens) {
+            ids[k] = rec.id; /* points into s->raw, alive until the frame is freed */
+            lens[k++] = rec.id_len;
         }
     }
     run_migrated_hook(h, s->node, ids, lens, k);
     free(ids);
     free(lens);
-    free(names);
+    if (kind != ACK_RESOLVE || applied) return;
+    /* The target never saw this frame's forwarded messages: they run here, in order. */
+    ch_hbatch_reader_init(&rd, s->raw, s->raw_len);
+    while (ch_hbatch_read(&rd, &rec) == 1) {
+        uint64_t hash = ch_id_hash(rec.id, rec.id_len);
+        ch_proc *p = ch_ptable_find(&r->procs, hash, rec.id, rec.id_len);
+        if (rec.kind != CH_HREC_MSG || !p || p->mig) continue;
+        deliver(r, p, rec.msg.kind == CH_MSG_CAST ? CH_OP_CAST : CH_OP_CALL, rec.data, rec.len,
+                rec.msg.reply_core, rec.msg.reply_ref);
+    }
 }
 
 static sent *unlink_sent(ch_ho *h, uint64_t node, uint32_t seq)
@@ -800,7 +822,7 @@ static void on_ack(ch_ho *h, uint64_t node, const uint8_t *p, size_t len)
     ch_rbuf_init(&rb, p, len);
     ch_rbuf_get_u16(&rb); /* our core: the coordinator routed it here by it */
     uint8_t kind = ch_rbuf_get_u8(&rb);
-    ch_rbuf_get_u8(&rb);
+    bool applied = ch_rbuf_get_u8(&rb);
     uint32_t seq = ch_rbuf_get_u32(&rb), n = ch_rbuf_get_u32(&rb);
     if (!ch_rbuf_ok(&rb)) return;
     if (kind == ACK_BADFRAME) {
@@ -814,7 +836,7 @@ static void on_ack(ch_ho *h, uint64_t node, const uint8_t *p, size_t len)
     }
     sent *s = unlink_sent(h, node, seq);
     if (!s) return; /* settled already (a resolution crossed the confirmation) */
-    settle(h, s, kind, rb, n);
+    settle(h, s, kind, applied, rb, n);
     free(s->raw);
     free(s);
 }
@@ -882,16 +904,28 @@ static void source_gone(ch_ho *h, uint64_t node)
     plan(h);
 }
 
+static struct seen *seen_of(ch_ho *h, uint64_t node, uint16_t core, bool add)
+{
+    for (size_t i = 0; i < h->nseen; i++)
+        if (h->seen[i].node == node && h->seen[i].core == core) return &h->seen[i];
+    struct seen *v = add ? realloc(h->seen, (h->nseen + 1) * sizeof(*v)) : NULL;
+    if (!v) return NULL;
+    h->seen = v;
+    v[h->nseen] = (struct seen){.node = node, .core = core};
+    return &v[h->nseen++];
+}
+
 /* ---- the target: installing --------------------------------------------------------- */
 
 static void send_ack(ch_ho *h, uint64_t node, uint16_t src_core, uint8_t kind, uint32_t seq,
                      const ch_wbuf *list, uint32_t n)
 {
+    struct seen *sn = kind == ACK_RESOLVE ? seen_of(h, node, src_core, false) : NULL;
     ch_wbuf w;
     ch_wbuf_init(&w);
     ch_wbuf_put_u16(&w, src_core);
     ch_wbuf_put_u8(&w, kind);
-    ch_wbuf_put_u8(&w, 0);
+    ch_wbuf_put_u8(&w, sn && (int32_t)(sn->seq - seq) >= 0); /* resolve: frame applied */
     ch_wbuf_put_u32(&w, seq);
     ch_wbuf_put_u32(&w, n);
     if (list && list->len) ch_wbuf_put_bytes(&w, list->data, list->len);
@@ -1019,6 +1053,8 @@ static void fail_entry(ch_wbuf *w, uint32_t *n, const char *id, size_t len, int 
 static void apply(ch_ho *h, const uint8_t *raw, size_t len, uint64_t node, uint16_t src_core,
                   uint32_t seq)
 {
+    struct seen *sn = seen_of(h, node, src_core, true);
+    if (sn) sn->seq = seq;
     bool confirm_late = h->cfg->confirm_handover;
     ackwait *aw = calloc(1, sizeof(*aw));
     if (!aw) confirm_late = false; /* then it is confirmed on arrival */
@@ -1420,6 +1456,7 @@ void ch_ho_destroy(ch_reactor *r)
         }
     }
     free(h->held);
+    free(h->seen);
     free(h->lanes);
     free(h->queue.p);
     free(h->unended.p);
