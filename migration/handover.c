@@ -568,10 +568,8 @@ static int put_proc(ch_ho *h, lane *l, ch_proc *p)
     return ch_hbatch_proc_end(&l->b);
 }
 
-static void freeze(ch_ho *h, ch_proc *p, uint64_t node, uint16_t core)
+static void freeze(ch_ho *h, ch_proc *p, ch_mig_proc *m, uint64_t node, uint16_t core)
 {
-    ch_mig_proc *m = calloc(1, sizeof(*m));
-    if (!m) return; /* cannot happen often; the record is out, see move_one */
     *m = (ch_mig_proc){.state = MP_FROZEN, .core = core, .node = node, .t0 = ch_now_ns()};
     p->mig = m;
     h->frozen++;
@@ -600,12 +598,14 @@ static int move_one(ch_ho *h)
     }
     uint16_t core = (uint16_t)(hash % mb->cores);
     lane *l = get_lane(h, node, core);
-    if (!l) return -ENOMEM;
+    ch_mig_proc *m = l ? malloc(sizeof(*m)) : NULL; /* first: a record out means frozen */
+    if (!m) return -ENOMEM;
     /* The record is written before the freeze, but nothing runs in between. */
     int rc = put_proc(h, l, p);
-    if (rc == -ENOSPC) {
-        if ((rc = flush_lane(h, l)) < 0) return rc;
-        rc = put_proc(h, l, p);
+    if (rc == -ENOSPC && (rc = flush_lane(h, l)) == 0) rc = put_proc(h, l, p);
+    if (rc == -ENOMEM) { /* try again later */
+        free(m);
+        return rc;
     }
     h->queue.pos += 9 + len;
     h->queued--;
@@ -613,9 +613,10 @@ static int move_one(ch_ho *h)
         CH_WARN("%.*s cannot move to %016llx: %s; it stays here", (int)len, id,
                 (unsigned long long)node, ch_strerror(rc));
         fail_hook(h, p, node, rc);
+        free(m);
         return 0;
     }
-    freeze(h, p, node, core);
+    freeze(h, p, m, node, core);
     if (h->sealed) { /* no sender can still reach it here: its stream ends at once */
         p->mig->ended = true;
         put_end(h, node, core, id, len);
