@@ -9,7 +9,8 @@
  *      packed) into batches, sends them over a loopback TCP socket to a receiver thread,
  *      which copies every state out to its own slot;
  *   b. zstd-1 baseline: the same, each batch compressed with one reused ZSTD_CCtx (level 1)
- *      and decompressed with one reused ZSTD_DCtx;
+ *      and decompressed with one reused ZSTD_DCtx (both baselines and the states live in
+ *      bench_pipe.h, shared with bench_migration);
  *   c. modules: PROC records written in place through ch_hbatch_proc_begin + ch_buf_append
  *      (what the default prepare_handover does), framed by ch_codec (none, zstd:1, auto
  *      with send-time feedback), received with ch_codec_rx and read with ch_hbatch_read.
@@ -53,25 +54,11 @@
 
 #define BENCH_NAME "bench_handover_pipe"
 #include "bench_common.h"
+#include "bench_pipe.h"
 
 #define MAX_REPS   100
-#define ID_LEN     12          /* "p-0000000042": ids of the benchmark's processes */
-#define POOL_BYTES (64u << 20) /* distinct source states, reused past this */
-#define DST_BYTES  (64u << 20) /* receiver's destination slots, reused past this */
-#define BASE_HDR   8           /* baseline frame: u32 raw length, u32 wire length */
 #define SOLO_BYTES (64u << 20) /* bytes of 4 KiB states for the one-thread figures */
-#define SENDER_CPU 0
-#define RECVER_CPU 1
 #define TYPE_NAME  "bench"
-
-/* --- errors -------------------------------------------------------------------------- */
-
-static void *xalloc(size_t n)
-{
-    void *p = aligned_alloc(64, (n + 63) & ~(size_t)63);
-    if (!p) die("out of memory (%zu bytes)", n);
-    return p;
-}
 
 /* --- options ------------------------------------------------------------------------- */
 
@@ -166,310 +153,9 @@ static void parse_opts(int argc, char **argv, bench_opts *o)
         die("--batch: %u..%u bytes", CH_HBATCH_CAP_MIN, CH_HBATCH_CAP_MAX);
 }
 
-/* --- small helpers ------------------------------------------------------------------- */
-
-static uint64_t cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void pin_self(int cpu)
-{
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    CHECK_PT(pthread_setaffinity_np(pthread_self(), sizeof(set), &set));
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    memcpy(p, &v, 4); /* the benchmark runs both ends on one machine */
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
-/* --- series of repetitions ----------------------------------------------------------- */
-
-/* --- the states ---------------------------------------------------------------------- */
-
-typedef struct dataset {
-    size_t size;   /* bytes per state */
-    size_t n;      /* states per run */
-    uint8_t *pool; /* source states, at malloc-like (16-byte) strides */
-    size_t stride, pool_states;
-    uint8_t *dst; /* receiver's slots, 64-byte aligned as a fresh state would be */
-    size_t dst_stride, dst_slots;
-    char *ids; /* n ids of ID_LEN bytes */
-} dataset;
-
-/* One JSON-like object: the keys repeat, the numbers do not. */
-static int json_item(char *out, size_t cap, uint64_t *rng)
-{
-    uint64_t a = rng_next(rng), b = rng_next(rng), c = rng_next(rng);
-    return snprintf(out, cap,
-                    "{\"id\":%u,\"name\":\"user_%u\",\"balance\":%u.%02u,\"visits\":%u,"
-                    "\"active\":%s,\"tags\":[\"t%u\",\"t%u\"],\"session\":\"%016llx%06x\","
-                    "\"updated\":17%08u},",
-                    (unsigned)a, (unsigned)(a >> 40) % 100000, (unsigned)(b % 100000),
-                    (unsigned)(b >> 20) % 100, (unsigned)(b >> 28) % 1000,
-                    (b >> 40) & 1 ? "true" : "false", (unsigned)(b >> 44) % 16,
-                    (unsigned)(b >> 50) % 16, (unsigned long long)c, (unsigned)(a ^ b) & 0xffffff,
-                    (unsigned)(a >> 8) % 100000000);
-}
-
-static void fill_json(uint8_t *p, size_t len, uint64_t seed)
-{
-    char item[256];
-    size_t at = 0;
-    while (at < len) {
-        int n = json_item(item, sizeof(item), &seed);
-        size_t take = (size_t)n < len - at ? (size_t)n : len - at;
-        memcpy(p + at, item, take);
-        at += take;
-    }
-}
-
-static void dataset_init(dataset *d, size_t size, size_t n)
-{
-    d->size = size;
-    d->n = n;
-    d->stride = (size + 15) & ~(size_t)15;
-    d->pool_states = POOL_BYTES / d->stride < n ? POOL_BYTES / d->stride : n;
-    d->pool = xalloc(d->pool_states * d->stride);
-    fill_json(d->pool, d->pool_states * d->stride, 0x9e3779b97f4a7c15ull ^ size);
-    d->dst_stride = (size + 63) & ~(size_t)63;
-    d->dst_slots = DST_BYTES / d->dst_stride < n ? DST_BYTES / d->dst_stride : n;
-    d->dst = xalloc(d->dst_slots * d->dst_stride);
-    memset(d->dst, 0, d->dst_slots * d->dst_stride);
-    d->ids = xalloc(n * ID_LEN + 1);
-    for (size_t i = 0; i < n; i++) {
-        char id[32];
-        snprintf(id, sizeof(id), "p-%010u", (unsigned)(i % 1000000000u));
-        memcpy(d->ids + i * ID_LEN, id, ID_LEN);
-    }
-}
-
-static void dataset_free(dataset *d)
-{
-    free(d->pool);
-    free(d->dst);
-    free(d->ids);
-}
-
-static const uint8_t *ds_state(const dataset *d, size_t i)
-{
-    return d->pool + (i % d->pool_states) * d->stride;
-}
-
-static uint8_t *ds_dst(const dataset *d, size_t i)
-{
-    return d->dst + (i % d->dst_slots) * d->dst_stride;
-}
-
-static const char *ds_id(const dataset *d, size_t i)
-{
-    return d->ids + i * ID_LEN;
-}
-
-/* --- loopback sockets ---------------------------------------------------------------- */
-
-static void tcp_pair(int *tx, int *rx)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t alen = sizeof(a);
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 1) < 0 ||
-        getsockname(l, (struct sockaddr *)&a, &alen) < 0)
-        die("listen on loopback: %s", strerror(errno));
-    *tx = socket(AF_INET, SOCK_STREAM, 0);
-    if (*tx < 0 || connect(*tx, (struct sockaddr *)&a, sizeof(a)) < 0)
-        die("connect: %s", strerror(errno));
-    *rx = accept(l, NULL, NULL);
-    if (*rx < 0) die("accept: %s", strerror(errno));
-    close(l);
-}
-
-static void writev_all(int fd, struct iovec *iov, int n)
-{
-    while (n > 0) {
-        ssize_t w = writev(fd, iov, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) die("send: %s", strerror(errno));
-        while (n > 0 && (size_t)w >= iov->iov_len) {
-            w -= (ssize_t)iov->iov_len;
-            iov++, n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (uint8_t *)iov->iov_base + w;
-            iov->iov_len -= (size_t)w;
-        }
-    }
-}
-
-static void send_all(int fd, const void *p, size_t len)
-{
-    struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
-    writev_all(fd, &iov, 1);
-}
-
-/* Reads exactly len bytes. false on a clean end of stream before the first byte. */
-static bool recv_all(int fd, void *p, size_t len)
-{
-    size_t got = 0;
-    while (got < len) {
-        ssize_t r = recv(fd, (uint8_t *)p + got, len - got, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) die("recv: %s", strerror(errno));
-        if (r == 0 && got == 0) return false;
-        if (r == 0) die("recv: stream ended inside a frame");
-        got += (size_t)r;
-    }
-    return true;
-}
-
-/* --- one run of one pipeline --------------------------------------------------------- */
-
-typedef struct run {
-    const dataset *d;
-    const bench_opts *o;
-    enum pipe_kind kind;
-    int fd_tx, fd_rx;
-    pthread_barrier_t start;
-    uint64_t t0, t1;         /* the sender's start, the receiver's end */
-    uint64_t cpu_tx, cpu_rx; /* CPU time of each thread during the run */
-    uint64_t wire_bytes;     /* headers and payloads sent */
-    uint64_t batches, zbatches;
-    size_t received; /* states copied out */
-} run;
-
-/* Baseline frame buffer: BASE_HDR bytes, then records. */
-static size_t base_cap(const run *r)
-{
-    size_t rec = 1 + ID_LEN + 4 + r->d->size;
-    return BASE_HDR + (rec > r->o->batch ? rec : r->o->batch);
-}
-
-static void base_flush(run *r, uint8_t *buf, size_t len, ZSTD_CCtx *cc, uint8_t *zbuf)
-{
-    uint8_t *frame = buf;
-    size_t wire = len;
-    if (cc) {
-        wire = ZSTD_compress2(cc, zbuf + BASE_HDR, ZSTD_compressBound(len), buf + BASE_HDR, len);
-        if (ZSTD_isError(wire)) die("ZSTD_compress2: %s", ZSTD_getErrorName(wire));
-        frame = zbuf;
-        r->zbatches++;
-    }
-    put32(frame, (uint32_t)len);
-    put32(frame + 4, (uint32_t)wire);
-    send_all(r->fd_tx, frame, BASE_HDR + wire);
-    r->wire_bytes += BASE_HDR + wire;
-    r->batches++;
-}
-
-static void *base_sender(void *arg)
-{
-    run *r = arg;
-    const dataset *d = r->d;
-    size_t cap = base_cap(r), rec = 1 + ID_LEN + 4 + d->size, len = 0;
-    uint8_t *buf = xalloc(cap), *zbuf = NULL;
-    ZSTD_CCtx *cc = NULL;
-    if (r->kind == P_ZSTD) {
-        cc = ZSTD_createCCtx();
-        zbuf = xalloc(BASE_HDR + ZSTD_compressBound(cap));
-        if (!cc || ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 1)))
-            die("zstd context");
-    }
-    pin_self(SENDER_CPU);
-    pthread_barrier_wait(&r->start);
-    r->t0 = now_ns();
-    uint64_t cpu0 = cpu_ns();
-    for (size_t i = 0; i < d->n; i++) {
-        if (len && BASE_HDR + len + rec > cap) {
-            base_flush(r, buf, len, cc, zbuf);
-            len = 0;
-        }
-        uint8_t *p = buf + BASE_HDR + len;
-        p[0] = ID_LEN;
-        memcpy(p + 1, ds_id(d, i), ID_LEN);
-        put32(p + 1 + ID_LEN, (uint32_t)d->size);
-        memcpy(p + 5 + ID_LEN, ds_state(d, i), d->size);
-        len += rec;
-    }
-    if (len) base_flush(r, buf, len, cc, zbuf);
-    shutdown(r->fd_tx, SHUT_WR);
-    r->cpu_tx = cpu_ns() - cpu0;
-    ZSTD_freeCCtx(cc);
-    free(zbuf);
-    free(buf);
-    return NULL;
-}
-
-/* Copies every state of one baseline batch out; returns the next state's index. */
-static size_t base_unpack(const dataset *d, const uint8_t *p, size_t len, size_t k)
-{
-    size_t pos = 0;
-    while (pos < len) {
-        if (len - pos < 5 + ID_LEN || p[pos] != ID_LEN) die("baseline: bad record");
-        size_t sl = get32(p + pos + 1 + ID_LEN);
-        if (sl > len - pos - 5 - ID_LEN || k >= d->n) die("baseline: bad record length");
-        if (memcmp(p + pos + 1, ds_id(d, k), ID_LEN)) die("baseline: state %zu out of order", k);
-        memcpy(ds_dst(d, k), p + pos + 5 + ID_LEN, sl);
-        pos += 5 + ID_LEN + sl;
-        k++;
-    }
-    return k;
-}
-
-static void *base_receiver(void *arg)
-{
-    run *r = arg;
-    size_t cap = base_cap(r) - BASE_HDR;
-    uint8_t hdr[BASE_HDR], *wire = xalloc(ZSTD_compressBound(cap)), *raw = xalloc(cap);
-    ZSTD_DCtx *dc = ZSTD_createDCtx();
-    if (!dc) die("zstd context");
-    pin_self(RECVER_CPU);
-    pthread_barrier_wait(&r->start);
-    uint64_t cpu0 = cpu_ns();
-    size_t k = 0;
-    while (recv_all(r->fd_rx, hdr, BASE_HDR)) {
-        size_t raw_len = get32(hdr), wire_len = get32(hdr + 4);
-        if (raw_len > cap || wire_len > ZSTD_compressBound(cap)) die("baseline: bad frame");
-        recv_all(r->fd_rx, wire, wire_len);
-        const uint8_t *batch = wire;
-        if (r->kind == P_ZSTD) {
-            size_t n = ZSTD_decompressDCtx(dc, raw, cap, wire, wire_len);
-            if (ZSTD_isError(n) || n != raw_len) die("baseline: decompression failed");
-            batch = raw;
-        }
-        k = base_unpack(r->d, batch, raw_len, k);
-    }
-    r->t1 = now_ns();
-    r->cpu_rx = cpu_ns() - cpu0;
-    r->received = k;
-    ZSTD_freeDCtx(dc);
-    free(wire);
-    free(raw);
-    return NULL;
-}
-
 /* --- the modules' pipeline ----------------------------------------------------------- */
 
-static void mod_flush(run *r, ch_hbatch *b, ch_codec *c)
+static void mod_flush(pipe_run *r, ch_hbatch *b, ch_codec *c)
 {
     ch_codec_out out;
     CHECK(ch_codec_encode(c, ch_hbatch_data(b), ch_hbatch_len(b), &out));
@@ -496,7 +182,7 @@ static ch_codec *mod_codec(enum pipe_kind kind)
 }
 
 /* One PROC record, its state written in place as the default prepare_handover does. */
-static void mod_put(run *r, ch_hbatch *b, ch_codec *c, ch_hbatch_proc *p, size_t i)
+static void mod_put(pipe_run *r, ch_hbatch *b, ch_codec *c, ch_hbatch_proc *p, size_t i)
 {
     ch_buf view;
     p->id = ds_id(r->d, i);
@@ -513,10 +199,10 @@ static void mod_put(run *r, ch_hbatch *b, ch_codec *c, ch_hbatch_proc *p, size_t
 
 static void *mod_sender(void *arg)
 {
-    run *r = arg;
+    pipe_run *r = arg;
     ch_hbatch b;
-    CHECK(ch_hbatch_init(&b, r->o->batch, 0));
-    ch_codec *c = mod_codec(r->kind);
+    CHECK(ch_hbatch_init(&b, r->batch, 0));
+    ch_codec *c = mod_codec((enum pipe_kind)r->kind);
     ch_hbatch_proc p = {.id_len = ID_LEN,
                         .type = TYPE_NAME,
                         .type_len = strlen(TYPE_NAME),
@@ -526,7 +212,7 @@ static void *mod_sender(void *arg)
     pthread_barrier_wait(&r->start);
     r->t0 = now_ns();
     uint64_t cpu0 = cpu_ns();
-    for (size_t i = 0; i < r->d->n; i++)
+    for (size_t i = 0; i < r->n; i++)
         mod_put(r, &b, c, &p, i);
     if (ch_hbatch_len(&b)) mod_flush(r, &b, c);
     shutdown(r->fd_tx, SHUT_WR);
@@ -555,7 +241,7 @@ static size_t mod_unpack(const dataset *d, const uint8_t *raw, size_t len, size_
 
 static void *mod_receiver(void *arg)
 {
-    run *r = arg;
+    pipe_run *r = arg;
     ch_codec_rx *rx;
     uint8_t hdr[CH_CODEC_HDR];
     CHECK(ch_codec_rx_new(CH_HBATCH_LIMIT_DEFAULT, &rx));
@@ -593,22 +279,13 @@ typedef struct pipe_result {
 /* Runs one pipeline once and checks that every state arrived intact. */
 static void run_once(const dataset *d, const bench_opts *o, enum pipe_kind kind, pipe_result *pr)
 {
-    run r = {.d = d, .o = o, .kind = kind};
+    pipe_run r = {.d = d, .n = d->n, .batch = o->batch, .kind = kind, .zstd = kind == P_ZSTD};
     bool base = kind == P_RAW || kind == P_ZSTD;
-    pthread_t tx, rx;
-    memset(ds_dst(d, d->n - 1), 0, d->size);
     tcp_pair(&r.fd_tx, &r.fd_rx);
-    CHECK_PT(pthread_barrier_init(&r.start, NULL, 2));
-    CHECK_PT(pthread_create(&rx, NULL, base ? base_receiver : mod_receiver, &r));
-    CHECK_PT(pthread_create(&tx, NULL, base ? base_sender : mod_sender, &r));
-    CHECK_PT(pthread_join(tx, NULL));
-    CHECK_PT(pthread_join(rx, NULL));
-    pthread_barrier_destroy(&r.start);
+    pipe_run_threads(&r, base ? base_sender : mod_sender, base ? base_receiver : mod_receiver,
+                     pipe_name[kind]);
     close(r.fd_tx);
     close(r.fd_rx);
-    if (r.received != d->n) die("%s: %zu of %zu states arrived", pipe_name[kind], r.received, d->n);
-    if (memcmp(ds_dst(d, d->n - 1), ds_state(d, d->n - 1), d->size))
-        die("%s: the last state arrived corrupted", pipe_name[kind]);
     double s = (double)(r.t1 - r.t0) / 1e9;
     series_add(&pr->rate, (double)d->n / s);
     series_add(&pr->wire, (double)r.wire_bytes / s);
