@@ -505,15 +505,6 @@ static void leave_fn(ch_coord *c, coord_call *cc)
     (void)cc;
 }
 
-static void leave_check_fn(ch_coord *c, coord_call *cc)
-{
-    cc->rc = 1;
-    for (size_t i = 0; i < c->mt.n; i++) {
-        ch_mem *m = &c->mt.v[i];
-        if (m->id != c->mt.self && m->conn && ch_mem_in_ring(m) && !m->saw_leave) cc->rc = 0;
-    }
-}
-
 static void leave_done_fn(ch_coord *c, coord_call *cc)
 {
     cc->rc = coord_mig_leave_done(c);
@@ -540,10 +531,10 @@ int ch_node_leave(ch_node *n)
     coord_call cc = {0};
     int rc = on_coordinator(n, leave_fn, &cc);
     if (rc < 0) return rc;
-    /* Every connected peer sees this node leave; then every process is handed over and
-     * confirmed (bounded by leave_wait_ms). */
+    /* Every process is handed over and confirmed (bounded by leave_wait_ms). That round
+     * ends only once every peer adopted the ring without this node (its barrier), so the
+     * peers saw the leave too; with no process to hand over, wait for that alone. */
     uint64_t now = ch_now_ns();
-    leave_wait(n, leave_check_fn, now + ms(n->cfg.cluster.probe_interval_ms) * 5);
     int done = leave_wait(n, leave_done_fn, now + ms(n->cfg.migration.leave_wait_ms));
     ch_node_stats st;
     ch_node_stats_get(n, &st);

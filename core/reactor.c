@@ -64,7 +64,7 @@ static inline void cpu_relax(void)
 static inline void copy_small(void *dst, const void *src, size_t n)
 {
     if (n < 8 || n > 16) {
-        memcpy(dst, src, n);
+        if (n && src) memcpy(dst, src, n); /* records without id or payload pass NULL */
         return;
     }
     uint64_t a, b;
