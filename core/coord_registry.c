@@ -180,6 +180,10 @@ void coord_on_reg_delta(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
 
 void coord_send_digest(ch_coord *c, ch_conn *conn)
 {
+    /* The digest counts every local change: the peer must have them all first, or a busy
+     * node (a migration changes thousands of rows a second) would look out of sync at
+     * every digest and pay a full resync each time. */
+    coord_flush_delta(c);
     ch_mem *me = ch_mtab_self(&c->mt);
     ch_wbuf w;
     ch_wbuf_init(&w);

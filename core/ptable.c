@@ -9,19 +9,33 @@
 #include "ptable.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Each table has its own seed: tables fed in another table's slot order (a registry
+ * resync, a migration's stream) would otherwise receive their keys sorted by home slot and
+ * pile them into one run of linear probing, as the first benchmark of migrations did. */
+static uint64_t new_seed(const void *t)
+{
+    static _Atomic uint64_t counter;
+    uint64_t x = (uint64_t)(uintptr_t)t ^ (atomic_fetch_add(&counter, 1) * 0x9E3779B97F4A7C15ull);
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    return x ^ (x >> 33);
+}
 
 static size_t slot_of(const ch_ptable *t, uint64_t hash)
 {
     unsigned bits = (unsigned)__builtin_ctzll(t->cap);
-    return (size_t)((hash * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+    return (size_t)(((hash ^ t->seed) * 0x9E3779B97F4A7C15ull) >> (64 - bits));
 }
 
 int ch_ptable_init(ch_ptable *t)
 {
     t->cap = 1024;
     t->count = 0;
+    t->seed = new_seed(t);
     t->slots = calloc(t->cap, sizeof(*t->slots));
     return t->slots ? 0 : -ENOMEM;
 }
@@ -73,7 +87,7 @@ static int grow(ch_ptable *t)
     size_t cap = t->cap * 2;
     ch_pslot *slots = calloc(cap, sizeof(*slots));
     if (!slots) return -ENOMEM;
-    ch_ptable bigger = {.slots = slots, .cap = cap, .count = t->count};
+    ch_ptable bigger = {.slots = slots, .cap = cap, .count = t->count, .seed = t->seed};
     for (size_t i = 0; i < t->cap; i++)
         if (t->slots[i].p) put(slots, cap, slot_of(&bigger, t->slots[i].hash), t->slots[i].p);
     free(t->slots);

@@ -21,6 +21,7 @@ typedef struct ch_ptable {
     ch_pslot *slots;
     size_t cap; /* power of two */
     size_t count;
+    uint64_t seed; /* mixed into every slot index, see ptable.c */
 } ch_ptable;
 
 int ch_ptable_init(ch_ptable *t);

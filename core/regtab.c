@@ -4,6 +4,7 @@
 #include "regtab.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -74,16 +75,29 @@ ch_proc_info *ch_regrow_info(const ch_regrow *r)
     return info;
 }
 
+/* Each table has its own seed: tables fed in another table's slot order (a registry
+ * resync, a migration's stream) would otherwise receive their keys sorted by home slot and
+ * pile them into one run of linear probing, as the first benchmark of migrations did. */
+static uint64_t new_seed(const void *t)
+{
+    static _Atomic uint64_t counter;
+    uint64_t x = (uint64_t)(uintptr_t)t ^ (atomic_fetch_add(&counter, 1) * 0x9E3779B97F4A7C15ull);
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    return x ^ (x >> 33);
+}
+
 static size_t slot_of(const ch_regtab *t, uint64_t hash)
 {
     unsigned bits = (unsigned)__builtin_ctzll(t->cap);
-    return (size_t)((hash * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+    return (size_t)(((hash ^ t->seed) * 0x9E3779B97F4A7C15ull) >> (64 - bits));
 }
 
 int ch_regtab_init(ch_regtab *t)
 {
     t->cap = 1024;
     t->count = 0;
+    t->seed = new_seed(t);
     t->slots = calloc(t->cap, sizeof(*t->slots));
     return t->slots ? 0 : -ENOMEM;
 }
@@ -114,7 +128,7 @@ static void place(ch_regrow **slots, size_t cap, size_t i, ch_regrow *r)
 
 static int grow(ch_regtab *t)
 {
-    ch_regtab b = {.cap = t->cap * 2, .count = t->count};
+    ch_regtab b = {.cap = t->cap * 2, .count = t->count, .seed = t->seed};
     b.slots = calloc(b.cap, sizeof(*b.slots));
     if (!b.slots) return -ENOMEM;
     for (size_t i = 0; i < t->cap; i++)

@@ -60,6 +60,7 @@ ch_proc_info *ch_regrow_info(const ch_regrow *r);
 typedef struct ch_regtab {
     ch_regrow **slots;
     size_t cap, count;
+    uint64_t seed; /* mixed into every slot index, see regtab.c */
 } ch_regtab;
 
 int ch_regtab_init(ch_regtab *t);
