@@ -10,6 +10,8 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <sys/random.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,7 +21,9 @@
 static uint64_t new_seed(const void *t)
 {
     static _Atomic uint64_t counter;
-    uint64_t x = (uint64_t)(uintptr_t)t ^ (atomic_fetch_add(&counter, 1) * 0x9E3779B97F4A7C15ull);
+    uint64_t x = 0; /* random: forked node processes share addresses and counters */
+    if (getrandom(&x, sizeof(x), GRND_NONBLOCK) != sizeof(x)) x = (uint64_t)clock();
+    x ^= (uint64_t)(uintptr_t)t ^ (atomic_fetch_add(&counter, 1) * 0x9E3779B97F4A7C15ull);
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdull;
     return x ^ (x >> 33);

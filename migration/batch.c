@@ -89,11 +89,10 @@ void ch_hbatch_reset(ch_hbatch *b)
     b->cap = b->capacity;
 }
 
-uint8_t *ch_hbatch_take(ch_hbatch *b, size_t *len)
+uint8_t *ch_hbatch_take(ch_hbatch *b, uint8_t *fresh, size_t *len)
 {
     if (b->view) return NULL;
-    uint8_t *fresh = buf_alloc(b->capacity);
-    if (!fresh) return NULL;
+    if (!fresh && !(fresh = buf_alloc(b->capacity))) return NULL;
     uint8_t *full = b->buf;
     *len = b->len;
     b->buf = fresh;

@@ -97,9 +97,10 @@ typedef struct ch_hbatch {
 int ch_hbatch_init(ch_hbatch *b, size_t capacity, size_t limit);
 void ch_hbatch_free(ch_hbatch *b);
 /* Takes the batch's records away (a buffer of *len bytes the caller now owns and frees)
- * and gives the batch a fresh empty buffer. NULL (batch unchanged) on -ENOMEM or while
- * a record is open. */
-uint8_t *ch_hbatch_take(ch_hbatch *b, size_t *len);
+ * and gives the batch an empty buffer: `fresh` (one that a take returned, when its
+ * batch had no oversize record: at least `capacity` bytes, 64-byte aligned), or a new
+ * one when fresh is NULL. NULL (batch unchanged) on -ENOMEM or while a record is open. */
+uint8_t *ch_hbatch_take(ch_hbatch *b, uint8_t *fresh, size_t *len);
 /* Empties the batch for the next one (its bytes were sent); gives back an oversize buffer.
  * Closes an open record first, discarding it. */
 void ch_hbatch_reset(ch_hbatch *b);

@@ -69,7 +69,11 @@ typedef struct sent {
     size_t raw_len;
     uint64_t sent_ns;
     bool queried;
+    bool spare_ok; /* raw may serve as another batch's buffer */
 } sent;
+
+/* Frees a settled frame, keeping its buffer for a next batch (no page faults per frame). */
+static void sent_free(struct ch_ho *h, sent *s);
 
 typedef struct held_msg {
     struct held_msg *next;
@@ -117,6 +121,8 @@ typedef struct ch_ho {
     uint32_t seq;
     ch_codec *codec;
     uint64_t frozen, queued;
+    uint8_t *spare[8]; /* batch buffers of `capacity` bytes back from confirmed frames */
+    unsigned nspare;
     /* target */
     ch_codec_rx *rx;
     held_q **held;
@@ -476,10 +482,14 @@ static int flush_lane(ch_ho *h, lane *l)
     sent *s = calloc(1, sizeof(*s));
     if (!s) return -ENOMEM;
     *s = (sent){.node = l->node, .core = l->core, .seq = ++h->seq};
-    if (!(s->raw = ch_hbatch_take(&l->b, &s->raw_len))) {
+    bool oversize = l->b.cap != l->b.capacity; /* its buffer is not a spare's size */
+    uint8_t *fresh = h->nspare ? h->spare[--h->nspare] : NULL;
+    if (!(s->raw = ch_hbatch_take(&l->b, fresh, &s->raw_len))) {
+        if (fresh) h->spare[h->nspare++] = fresh;
         free(s);
         return -ENOMEM;
     }
+    s->spare_ok = !oversize;
     if (transmit(h, s) < 0) CH_WARN("frame %u not sent yet (no memory): retried", s->seq);
     if (h->sent_tail)
         h->sent_tail->next = s;
@@ -511,6 +521,15 @@ static int put_end(ch_ho *h, uint64_t node, uint16_t core, const char *id, size_
     if (retry_after_flush(h, l, rc)) rc = ch_hbatch_put_end(&l->b, id, len);
     if (rc == 0 && ch_hbatch_full(&l->b)) flush_lane(h, l);
     return rc;
+}
+
+static void sent_free(ch_ho *h, sent *s)
+{
+    if (s->spare_ok && h->nspare < sizeof(h->spare) / sizeof(h->spare[0]))
+        h->spare[h->nspare++] = s->raw;
+    else
+        free(s->raw);
+    free(s);
 }
 
 /* ---- the source: freezing and forwarding ------------------------------------------------ */
@@ -838,8 +857,7 @@ static void on_ack(ch_ho *h, uint64_t node, const uint8_t *p, size_t len)
     sent *s = unlink_sent(h, node, seq);
     if (!s) return; /* settled already (a resolution crossed the confirmation) */
     settle(h, s, kind, applied, rb, n);
-    free(s->raw);
-    free(s);
+    sent_free(h, s);
 }
 
 /* Replays one kept batch after its target is gone: processes thaw, messages run here. */
@@ -1456,6 +1474,8 @@ void ch_ho_destroy(ch_reactor *r)
             free(q);
         }
     }
+    while (h->nspare)
+        free(h->spare[--h->nspare]);
     free(h->held);
     free(h->seen);
     free(h->lanes);
