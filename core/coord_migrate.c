@@ -204,6 +204,9 @@ static void to_core(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb)
         return;
     }
     memcpy(block + CH_MIG_IN_OFF, p, len);
+    uint64_t link[2] = {0, 0}; /* what our link to `from` took: the source's codec feedback */
+    if (type == CH_F_MIG_ACK && from->conn) ch_conn_link(from->conn, &link[0], &link[1]);
+    memcpy(block, link, sizeof(link));
     uint64_t l = len;
     ch_rec h = {.op = CH_OP_MIG,
                 .pad = CH_MIG_IN,

@@ -121,6 +121,10 @@ typedef struct ch_ho {
     uint32_t seq;
     ch_codec *codec;
     uint64_t frozen, queued;
+    struct link { /* per target: the link totals last fed to the codec */
+        uint64_t node, bytes, ns;
+    } links[8];
+    unsigned nlinks;
     uint8_t *spare[8]; /* batch buffers of `capacity` bytes back from confirmed frames */
     unsigned nspare;
     /* target */
@@ -836,8 +840,31 @@ static sent *unlink_sent(ch_ho *h, uint64_t node, uint32_t seq)
     return NULL;
 }
 
-static void on_ack(ch_ho *h, uint64_t node, const uint8_t *p, size_t len)
+/* auto compresses while the link is slower than the compressor: tell it the link's pace. */
+static void link_feedback(ch_ho *h, uint64_t node, const uint8_t *block)
 {
+    uint64_t t[2];
+    memcpy(t, block, sizeof(t));
+    struct link *l = NULL;
+    for (unsigned i = 0; i < h->nlinks && !l; i++)
+        if (h->links[i].node == node) l = &h->links[i];
+    if (!l) {
+        l = &h->links[h->nlinks < 8 ? h->nlinks++ : 7];
+        *l = (struct link){.node = node, .bytes = t[0], .ns = t[1]};
+        return;
+    }
+    if (t[0] > l->bytes && t[1] > l->ns) ch_codec_feedback(h->codec, t[0] - l->bytes, t[1] - l->ns);
+    if (t[0] >= l->bytes) { /* a new connection starts its totals over */
+        l->bytes = t[0];
+        l->ns = t[1];
+    } else {
+        *l = (struct link){.node = node, .bytes = t[0], .ns = t[1]};
+    }
+}
+
+static void on_ack(ch_ho *h, uint64_t node, const uint8_t *block, const uint8_t *p, size_t len)
+{
+    link_feedback(h, node, block);
     ch_rbuf rb;
     ch_rbuf_init(&rb, p, len);
     ch_rbuf_get_u16(&rb); /* our core: the coordinator routed it here by it */
@@ -1334,7 +1361,7 @@ void ch_ho_on_rec(ch_reactor *r, ch_rec *rec)
         if (rec->src_core == CH_F_MIG_DATA)
             on_data(h, rec->aux, block, (size_t)len);
         else if (rec->src_core == CH_F_MIG_ACK)
-            on_ack(h, rec->aux, f, (size_t)len);
+            on_ack(h, rec->aux, block, f, (size_t)len);
         else if (rec->src_core == CH_F_MIG_QUERY)
             on_query(h, rec->aux, f, (size_t)len);
         free(block);

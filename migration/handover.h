@@ -73,7 +73,8 @@ typedef struct ch_mig_member {
 /* The lane header before each MIG_DATA frame's codec frame. */
 #define CH_MIG_LANE_HDR 16u
 /* Where a received frame starts in the block the coordinator hands a core: the codec
- * header then ends 64-byte aligned, and so does a raw batch (design §6). */
+ * header then ends 64-byte aligned, and so does a raw batch (design §6). Before it, for an
+ * ACK: u64 bytes and u64 ns the link to that node took so far (ch_conn_link). */
 #define CH_MIG_IN_OFF 16u
 
 struct ch_ho;

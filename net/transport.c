@@ -47,7 +47,9 @@ struct ch_conn {
     int fd;
     int inflight; /* io_uring requests not yet completed */
     bool initiator, up, closing, sending_now;
-    bool draining; /* closing gracefully: queued output still goes out first */
+    bool draining;                /* closing gracefully: queued output still goes out first */
+    uint64_t send_ns;             /* when the send in flight was submitted */
+    uint64_t link_bytes, link_ns; /* bytes sent, and the time sends took (link busy) */
     uint8_t role;
     int reason; /* why it closed */
     uint8_t *rbuf;
@@ -225,6 +227,7 @@ static void kick_send(ch_conn *c)
     }
     io_uring_prep_send(sqe, c->fd, c->wire.data, c->wire.len, MSG_NOSIGNAL);
     ch_reactor_sqe_io(sqe, &c->sio);
+    c->send_ns = ch_now_ns();
     c->sending_now = true;
     c->inflight++;
 }
@@ -240,12 +243,15 @@ static void on_sent(ch_reactor *r, ch_io *io, int res, uint32_t flags)
         if (!c->closing) ch_conn_close(c, res);
     } else if (res >= 0 && may_send(c)) {
         c->wire_off += (size_t)res;
+        c->link_bytes += (uint64_t)res;
+        c->link_ns += ch_now_ns() - c->send_ns;
         if (c->wire_off < c->wire.len) { /* partial: the rest, before anything newer */
             struct io_uring_sqe *sqe = ch_reactor_sqe(r);
             if (sqe) {
                 io_uring_prep_send(sqe, c->fd, c->wire.data + c->wire_off,
                                    c->wire.len - c->wire_off, MSG_NOSIGNAL);
                 ch_reactor_sqe_io(sqe, &c->sio);
+                c->send_ns = ch_now_ns();
                 c->sending_now = true;
                 c->inflight++;
             } else {
@@ -315,6 +321,12 @@ static int queue_frame(ch_conn *c, uint8_t type, const void *a, size_t alen, con
 }
 
 /* Records (open or sealed) not yet written, and frames waiting for the keys. */
+void ch_conn_link(const ch_conn *c, uint64_t *bytes, uint64_t *ns)
+{
+    *bytes = c->link_bytes;
+    *ns = c->link_ns;
+}
+
 size_t ch_conn_queued(const ch_conn *c)
 {
     return c->early.len + c->out.len + (c->wire.len - c->wire_off);
