@@ -3,10 +3,11 @@
  * cluster_harness.h).
  *
  * Spawning forks and execs CH_COREHUB_BIN. Between fork and exec the child only makes
- * async-signal-safe calls (dup2, prctl, close_range, execv): the test process may have
+ * async-signal-safe calls (dup2, prctl, close_range, execve): the test process may have
  * threads, and anything else could deadlock on a lock another thread held at the fork.
- * Everything the child needs (argv, the log file, the pipe) is made before the fork.
- * The directory is flat: tests may add files to it, and fini removes them all.
+ * Everything the child needs (argv, its environment, the log file, the pipe) is made
+ * before the fork. The directory is flat: tests may add files to it, and fini removes
+ * them all.
  */
 #define _GNU_SOURCE
 #include "cluster_harness.h"
@@ -152,7 +153,8 @@ void harness_fini(ch_harness *h)
 
 /* ---- spawning ---------------------------------------------------------------------------- */
 
-static void child_exec(const char *const *argv, int out_fd, int log_fd, pid_t parent)
+static void child_exec(const char *const *argv, char *const *envp, int out_fd, int log_fd,
+                       pid_t parent)
 {
     if (dup2(out_fd, STDOUT_FILENO) < 0) _exit(127);
     if (log_fd >= 0 && dup2(log_fd, STDERR_FILENO) < 0) _exit(127);
@@ -160,7 +162,7 @@ static void child_exec(const char *const *argv, int out_fd, int log_fd, pid_t pa
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent) _exit(127);
     /* The test's own descriptors (Criterion's sockets, other nodes' pipes) stay behind. */
     syscall(SYS_close_range, 3u, ~0u, 0u);
-    execv(argv[0], (char *const *)argv);
+    execve(argv[0], (char *const *)argv, envp);
     _exit(127);
 }
 
@@ -213,14 +215,14 @@ static int open_log(hnode *n)
     return open(n->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 }
 
-static int start_child(hnode *n, const char *const *argv, int *out_rd)
+static int start_child(hnode *n, const char *const *argv, char *const *envp, int *out_rd)
 {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0) return -errno;
     int log_fd = open_log(n);
     pid_t parent = getpid();
     pid_t pid = fork();
-    if (pid == 0) child_exec(argv, pipefd[1], log_fd, parent);
+    if (pid == 0) child_exec(argv, envp, pipefd[1], log_fd, parent);
     int err = pid < 0 ? -errno : 0;
     close(pipefd[1]);
     if (log_fd >= 0) close(log_fd);
@@ -233,7 +235,41 @@ static int start_child(hnode *n, const char *const *argv, int *out_rd)
     return 0;
 }
 
+/* Whether environ's entry e names the same variable as one of env's. */
+static bool overridden(const char *e, const char *const *env)
+{
+    const char *eq = strchr(e, '=');
+    size_t name = eq ? (size_t)(eq - e) : strlen(e);
+    for (; env && *env; env++)
+        if (strncmp(*env, e, name) == 0 && (*env)[name] == '=') return true;
+    return false;
+}
+
+/* The child's environment: env first, then the test's own minus what env replaces. Built
+ * before the fork (the child may only make async-signal-safe calls); free() it. */
+static char **build_envp(const char *const *env)
+{
+    size_t n = 0, k = 0, extra = 0;
+    while (environ[n])
+        n++;
+    while (env && env[extra])
+        extra++;
+    if (extra > HARNESS_MAX_ENV) return NULL;
+    char **envp = calloc(n + extra + 1, sizeof(*envp));
+    if (!envp) return NULL;
+    for (size_t i = 0; i < extra; i++)
+        envp[k++] = (char *)env[i];
+    for (size_t i = 0; i < n; i++)
+        if (!overridden(environ[i], env)) envp[k++] = environ[i];
+    return envp;
+}
+
 hnode *node_spawnv(ch_harness *h, const char *const *extra, int nextra)
+{
+    return node_spawn_env(h, NULL, extra, nextra);
+}
+
+hnode *node_spawn_env(ch_harness *h, const char *const *env, const char *const *extra, int nextra)
 {
     const char *argv[HARNESS_MAX_ARGS];
     if (h->nnodes == HARNESS_MAX_NODES || build_argv(h, extra, nextra, argv) < 0) return NULL;
@@ -243,7 +279,10 @@ hnode *node_spawnv(ch_harness *h, const char *const *extra, int nextra)
     snprintf(log, sizeof(log), "%s/node-%d.log", h->dir, n->index);
     memcpy(n->log, log, sizeof(log));
     int rd = -1;
-    if (start_child(n, argv, &rd) < 0) return NULL;
+    char **envp = build_envp(env);
+    int started = envp ? start_child(n, argv, envp, &rd) : -ENOMEM;
+    free(envp);
+    if (started < 0) return NULL;
     h->nnodes++; /* from here on fini reaps it, whatever happens */
     int rc = read_listening(n, rd, harness_now_ms() + HARNESS_SPAWN_MS);
     close(rd); /* the node prints nothing more; it ignores SIGPIPE */

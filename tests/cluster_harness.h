@@ -29,6 +29,7 @@
 
 #define HARNESS_MAX_NODES 16
 #define HARNESS_MAX_ARGS  32
+#define HARNESS_MAX_ENV   8
 #define HARNESS_SPAWN_MS  10000 /* for the `listening` line; generous for sanitizers */
 #define HARNESS_CTL_MS    10000 /* connect, handshake and each answer */
 #define HARNESS_DIR_MAX   192   /* the directory, so that the paths of its files fit */
@@ -73,6 +74,10 @@ int harness_check(ch_harness *h);
  * line. NULL on failure (the child, if any, is killed and reaped). */
 hnode *node_spawn(ch_harness *h, ...) __attribute__((sentinel));
 hnode *node_spawnv(ch_harness *h, const char *const *extra, int nextra);
+/* The same with environment variables for that node alone: env is a NULL-terminated list
+ * of "NAME=VALUE" added to the test's environment (replacing a variable of the same name),
+ * e.g. {"CH_FAULT=no-confirm", NULL}. At most HARNESS_MAX_ENV of them. */
+hnode *node_spawn_env(ch_harness *h, const char *const *env, const char *const *extra, int nextra);
 
 /* Runs a control command (a NULL-terminated argv) on n: *status is the node's status, *text
  * its answer (malloc'd: free it). 0, or ch_ctl_open's / ch_ctl_exec's error. */

@@ -168,6 +168,261 @@ NODE_TEST(json_escapes_ids_that_text_would_break)
     free(text);
 }
 
+/* ---- load and check commands (the migration tests' tools) -------------------------------- */
+
+NODE_TEST(counters_with_known_states_are_started_updated_and_checked)
+{
+    hnode *n = node_spawn(&H, "--cores", "2", NULL);
+    cr_assert_not_null(n);
+    EXPECT_TEXT(n, "started 2000 failed 0\n", "start-counters", "k", "2000");
+    EXPECT_TEXT(n, "1234\n", "call", "k1234", "get");
+    EXPECT_TEXT(n, "ok 2000\n", "check-counters", "k", "2000");
+    EXPECT_TEXT(n, "sent 2000 failed 0\n", "send-many", "k", "2000", "add", "3");
+    EXPECT_TEXT(n, "ok 2000\n", "check-counters", "k", "2000", "3");
+    EXPECT_TEXT(n, "ok 2000 exact 0 alt 2000\n", "check-counters", "k", "2000", "0", "3");
+
+    int status = 0;
+    char *text = NULL;
+    cr_assert_eq(CTL(n, &status, &text, "check-counters", "k", "2000"), 0);
+    cr_expect_eq(status, 4);
+    cr_expect(starts_with(text, "bad 2000 of 2000 missing 0 errors 0\nk0: holds 3 (want 0)\n"),
+              "%s", text);
+    free(text);
+    EXPECT_TEXT(n, "sent\n", "send", "k5", "add", "1");
+    cr_assert_eq(CTL(n, &status, &text, "check-counters", "k", "2002", "3"), 0);
+    cr_expect_eq(status, 4);
+    cr_expect_str_eq(text, "bad 3 of 2002 missing 2 errors 0\nk5: holds 9 (want 8)\n"
+                           "k2000: missing\nk2001: missing\n");
+    free(text);
+    text = CTL_OK(n, "check-counters", "--json", "k", "3", "3");
+    cr_expect_str_eq(text, "{\"count\":3,\"ok\":true,\"bad\":0,\"missing\":0,\"errors\":0,"
+                           "\"first\":[]}\n");
+    free(text);
+    cr_expect_eq(node_ctl_status(n, "start-counters", "k", "0", NULL), 1);
+    cr_expect_eq(node_ctl_status(n, "check-counters", "k", "10", "x", NULL), 1);
+}
+
+NODE_TEST(blobs_get_content_made_from_their_id_and_are_checked_byte_by_byte)
+{
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    EXPECT_TEXT(n, "started 300 failed 0\n", "start-blobs", "b", "300", "4096");
+    EXPECT_TEXT(n, "4096\n", "call", "b17", "len");
+    EXPECT_TEXT(n, "ok 300\n", "check-blobs", "b", "300", "4096");
+    char *b0 = CTL_OK(n, "call", "b0", "get");
+    char *b1 = CTL_OK(n, "call", "b1", "get");
+    cr_expect(starts_with(b0, "{\"rec\":0,\"user\":\""), "realistic text: %.80s", b0);
+    cr_expect(strcmp(b0, b1) != 0, "each id has its own content");
+    free(b0);
+    free(b1);
+    EXPECT_TEXT(n, "sent\n", "send", "b7", "append", "x");
+    int status = 0;
+    char *text = NULL;
+    cr_assert_eq(CTL(n, &status, &text, "check-blobs", "b", "300", "4096"), 0);
+    cr_expect_eq(status, 4);
+    cr_expect_str_eq(text, "bad 1 of 300 missing 0 errors 0\n"
+                           "b7: 4097 bytes (want 4096), first difference at byte 4096\n");
+    free(text);
+    cr_expect_eq(node_ctl_status(n, "start-blobs", "b", "1", "2000000", NULL), 1);
+}
+
+typedef struct pumped {
+    hnode *n;
+    const char *want;
+} pumped;
+
+static bool pumps_say(void *ud)
+{
+    pumped *p = ud;
+    int status = -1;
+    char *text = NULL;
+    bool found = CTL(p->n, &status, &text, "pumps") == 0 && strstr(text, p->want) != NULL;
+    free(text);
+    return found;
+}
+
+NODE_TEST(pumps_send_numbered_rounds_and_check_seq_verifies_them)
+{
+    hnode *n = node_spawn(&H, "--cores", "2", NULL);
+    cr_assert_not_null(n);
+    EXPECT_TEXT(n, "started 200 failed 0\n", "start-many", "q", "200", "seq");
+    EXPECT_TEXT(n, "pump 1\n", "pump", "q", "200", "20", "1");
+    EXPECT_TEXT(n, "pump 2\n", "pump", "q", "200", "20", "2", "5");
+    EXPECT_TEXT(n, "pumps 2 running 0 rounds 40 sent 8000 failed 0\n", "pump-wait", "10000");
+    EXPECT_TEXT(n, "ok 200\n", "check-seq", "q", "200", "40");
+    EXPECT_TEXT(n, "total=40 violations=0 senders=2\n", "call", "q3", "get");
+    EXPECT_TEXT(n, "20\n", "call", "q3", "last", "2");
+
+    EXPECT_TEXT(n, "sent\n", "send", "q3", "s 1 7"); /* out of order */
+    int status = 0;
+    char *text = NULL;
+    cr_assert_eq(CTL(n, &status, &text, "check-seq", "q", "200", "40"), 0);
+    cr_expect_eq(status, 4);
+    cr_expect_str_eq(text, "bad 1 of 200 missing 0 errors 0 violations 1\n"
+                           "q3: total 41 (want 40), violations 1\n");
+    free(text);
+
+    /* An endless pump ends after its round when told to: whole rounds only. */
+    EXPECT_TEXT(n, "pump 3\n", "pump", "q", "200", "1000000", "3", "10");
+    pumped p = {n, "running 1 "};
+    cr_expect(wait_until(pumps_say, &p, CONVERGE_MS), "the third pump runs");
+    EXPECT_TEXT(n, "stopping\n", "pump-stop");
+    text = CTL_OK(n, "pump-wait", "5000");
+    unsigned pumps = 0, running = 9;
+    unsigned long long rounds = 0, sent = 0, failed = 9;
+    cr_expect_eq(sscanf(text, "pumps %u running %u rounds %llu sent %llu failed %llu", &pumps,
+                        &running, &rounds, &sent, &failed),
+                 5, "%s", text);
+    free(text);
+    cr_expect_eq(pumps, 3);
+    cr_expect_eq(running, 0);
+    cr_expect_eq(failed, 0);
+    cr_expect_gt(rounds, 40);
+    cr_expect_eq(sent, rounds * 200, "whole rounds");
+    cr_expect_eq(node_ctl_status(n, "pump", "q", "200", "0", "1", NULL), 1, "ROUNDS 0");
+    cr_expect_eq(node_ctl_status(n, "pump", "q", "200", "1", "x", NULL), 1, "SENDER x");
+}
+
+NODE_TEST(pump_wait_times_out_while_a_pump_runs)
+{
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    EXPECT_TEXT(n, "started 10 failed 0\n", "start-many", "q", "10", "seq");
+    EXPECT_TEXT(n, "pump 1\n", "pump", "q", "10", "1000000", "1", "100");
+    int status = 0;
+    char *text = NULL;
+    cr_assert_eq(CTL(n, &status, &text, "pump-wait", "50"), 0);
+    cr_expect_eq(status, 4);
+    cr_expect(strstr(text, "running 1 ") && strstr(text, "error: timed out, 1 running\n"), "%s",
+              text);
+    free(text);
+    text = CTL_OK(n, "pumps", "--json");
+    cr_expect(starts_with(text, "{\"pumps\":1,\"running\":1,"), "%s", text);
+    free(text);
+    /* The node leaves with the pump still running: it ends with the node. */
+    EXPECT_TEXT(n, "leaving\n", "leave");
+    cr_expect_eq(node_wait_exit(n, EXIT_MS), 0);
+}
+
+NODE_TEST(placement_finds_every_process_on_its_owner_and_reports_missing_ones)
+{
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    EXPECT_TEXT(n, "started 500 failed 0\n", "start-counters", "p", "500");
+    EXPECT_TEXT(n, "misplaced 0 missing 0 errors 0 of 500\n", "placement", "p", "500");
+    int status = 0;
+    char *text = NULL;
+    cr_assert_eq(CTL(n, &status, &text, "placement", "p", "502"), 0);
+    cr_expect_eq(status, 4);
+    cr_expect_str_eq(text, "misplaced 0 missing 2 errors 0 of 502\np500: missing\np501: missing\n");
+    free(text);
+    text = CTL_OK(n, "placement", "--json", "p", "500");
+    cr_expect_str_eq(text, "{\"count\":500,\"misplaced\":0,\"missing\":0,\"errors\":0,"
+                           "\"first\":[]}\n");
+    free(text);
+}
+
+NODE_TEST(stats_list_the_migration_counters_and_hook_counts)
+{
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    static const char *const rows[] = {
+        "migrating",
+        "migrated_out",
+        "migrated_in",
+        "migration_failures",
+        "forwarded_messages",
+        "held_messages",
+        "handover_bytes_raw",
+        "handover_bytes_wire",
+        "handover_frames_zstd",
+        "handover_frames_raw",
+        "pause_p50_us",
+        "pause_p99_us",
+        "pause_max_us",
+        "hook_children_migrated",
+        "hook_children_migrated_ids",
+        "hook_migration_failed",
+        "hook_pre_children_redistribution",
+        "hook_pre_children_redistribution_ids",
+    };
+    char *text = CTL_OK(n, "stats");
+    char *json = CTL_OK(n, "stats", "--json");
+    char want[96];
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        snprintf(want, sizeof(want), "\n%s 0\n", rows[i]);
+        cr_expect(strstr(text, want) != NULL, "stats: %s", rows[i]);
+        snprintf(want, sizeof(want), ",\"%s\":0", rows[i]);
+        cr_expect(strstr(json, want) != NULL, "stats --json: %s", rows[i]);
+    }
+    free(text);
+    free(json);
+}
+
+/* Runs `corehub node` with these arguments (and a cookie) and returns its exit status;
+ * for command lines that must be refused before the node starts. */
+static int node_exit_status(const char *a1, const char *a2)
+{
+    char *argv[] = {CH_COREHUB_BIN, "node",     "--listen", "127.0.0.1:0", "--cookie-file",
+                    H.cookie_path,  (char *)a1, (char *)a2, NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    int ws = 0;
+    cr_assert_eq(waitpid(pid, &ws, 0), pid);
+    return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+}
+
+NODE_TEST(migration_flags_are_accepted_and_bad_values_refused)
+{
+    hnode *n =
+        node_spawn(&H, "--strategy", "hotswap", "--handover", "--confirm-handover", "--retention",
+                   "500", "--child-timeout", "2000", "--leave-wait", "4000", "--codec", "zstd:3",
+                   "--batch-bytes", "65536", "--inflight-bytes", "1048576", NULL);
+    cr_assert_not_null(n, "every migration flag is accepted");
+    EXPECT_TEXT(n, "1\n", "epoch");
+    hnode *cold = node_spawn(&H, "--strategy", "coldswap", "--codec", "auto:-5", NULL);
+    cr_assert_not_null(cold);
+    hnode *none = node_spawn(&H, "--codec", "none", NULL);
+    cr_assert_not_null(none);
+
+    static const char *const bad[][2] = {
+        {"--strategy", "warm"},  {"--codec", "lz4"},         {"--codec", "zstd:"},
+        {"--codec", "none:1"},   {"--codec", "zstd:x"},      {"--batch-bytes", "1000"},
+        {"--batch-bytes", "2m"}, {"--inflight-bytes", "10"}, {"--retention", "0"},
+        {"--leave-wait", "-5"},  {"--child-timeout", "x"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_expect_eq(node_exit_status(bad[i][0], bad[i][1]), 2, "%s %s", bad[i][0], bad[i][1]);
+    cr_expect_eq(node_exit_status("--handover", "extra"), 2, "a stray argument");
+}
+
+static bool log_has(const hnode *n, const char *s)
+{
+    FILE *f = fopen(n->log, "r");
+    if (!f) return false;
+    char line[512];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, s) != NULL;
+    fclose(f);
+    return found;
+}
+
+NODE_TEST(a_leaving_node_prints_what_it_moved)
+{
+    if (getenv("CH_HARNESS_LOGS")) cr_skip_test("node logs go to stderr, not to files");
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    EXPECT_TEXT(n, "leaving\n", "leave");
+    cr_expect_eq(node_wait_exit(n, EXIT_MS), 0);
+    cr_expect(log_has(n, "left: moved 0 processes, 0 not moved\n"), "see %s", n->log);
+}
+
 /* ---- two nodes -------------------------------------------------------------------------- */
 
 typedef struct pair {

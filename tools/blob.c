@@ -8,6 +8,7 @@
 #include "blob.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -74,6 +75,55 @@ static int blob_handle(ch_proc *p, const ch_msg *msg)
     else if (msg->kind == CH_MSG_CALL)
         blob_call(p, msg);
     return CH_CONTINUE;
+}
+
+/* ---- content for tests and benchmarks ------------------------------------------------- */
+
+static uint64_t fnv1a(const char *s, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* xorshift64*: small, fast, and the same everywhere. */
+static uint64_t next_rand(uint64_t *x)
+{
+    *x ^= *x >> 12;
+    *x ^= *x << 25;
+    *x ^= *x >> 27;
+    return *x * 0x2545f4914f6cdd1dull;
+}
+
+static const char *const names[] = {"alice", "bob",   "carol",  "dave",  "erin",    "frank",
+                                    "grace", "heidi", "ivan",   "judy",  "mallory", "oscar",
+                                    "peggy", "trent", "victor", "walter"};
+static const char *const cities[] = {"Lisbon", "Oslo",  "Quito", "Accra", "Hanoi",
+                                     "Lima",   "Perth", "Turin", "Dakar", "Kyoto"};
+static const char *const tags[] = {"red", "green", "blue", "fast", "slow", "new", "old", "vip"};
+
+#define PICK(arr, r) (arr)[(r) % (sizeof(arr) / sizeof((arr)[0]))]
+
+void blob_content(const char *id, size_t id_len, void *out, size_t size)
+{
+    uint64_t x = fnv1a(id, id_len) | 1; /* xorshift must not start at 0 */
+    char *dst = out, rec[256];
+    for (uint64_t n = 0; size > 0; n++) {
+        uint64_t r = next_rand(&x), q = next_rand(&x), t = next_rand(&x);
+        int len =
+            snprintf(rec, sizeof(rec),
+                     "{\"rec\":%" PRIu64 ",\"user\":\"%s\",\"city\":\"%s\",\"ts\":%" PRIu64
+                     ",\"session\":\"%016" PRIx64 "\",\"score\":%" PRIu64 ",\"amount\":%" PRIu64
+                     ".%02" PRIu64 ",\"active\":%s,\"tags\":[\"%s\",\"%s\"]}\n",
+                     n, PICK(names, r), PICK(cities, r >> 8), 1700000000 + (q >> 40) % 86400, t,
+                     (q >> 8) % 100000, (q >> 24) % 10000, q % 100,
+                     (r >> 16) & 1 ? "true" : "false", PICK(tags, r >> 20), PICK(tags, r >> 24));
+        size_t take = (size_t)len < size ? (size_t)len : size;
+        memcpy(dst, rec, take);
+        dst += take;
+        size -= take;
+    }
 }
 
 static const ch_process_type blob = {

@@ -18,4 +18,10 @@
 
 const ch_process_type *blob_type(void);
 
+/* Fills out[0..size) with the content `ctl start-blobs` gives the blob `id` and that
+ * `ctl check-blobs` expects back: deterministic per id, and realistic for a codec (JSON-like
+ * records of words and numbers: neither zeros nor noise; zstd-1 shrinks one 4 KiB
+ * blob about 3.5x, 64 KiB of them 4.5x). */
+void blob_content(const char *id, size_t id_len, void *out, size_t size);
+
 #endif

@@ -44,7 +44,9 @@ static void usage(FILE *out)
                  "\n"
                  "commands: members, procs [--local] [--tag T], lookup ID, start ID TYPE [ARG],\n"
                  "  start-many PREFIX COUNT TYPE, stop ID..., send ID MSG, call ID MSG, stats,\n"
-                 "  epoch, partition-reset, leave, help ('corehub ctl --node A help' says more)\n");
+                 "  epoch, partition-reset, leave, help ('corehub ctl --node A help' says more);\n"
+                 "  for migrations: start-counters, start-blobs, send-many, pump, pump-stop,\n"
+                 "  pump-wait, pumps, check-seq, check-counters, check-blobs, placement\n");
 }
 
 /* One option; CLI_OK, CLI_USAGE, or -1 for --help. */

@@ -1,23 +1,26 @@
 /*
  * tools/node.c - `corehub node`: a node daemon hosting the built-in process types.
  *
- * Starts a clustered node (counter and blob types, the control handler of nodectl.c),
- * prints one line, `listening HOST:PORT node ID`, on stdout for whoever started it (tests
- * pass port 0 and read the real port from it), then waits. Logs go to stderr.
+ * Starts a clustered node (counter, blob and seq types, the migration options of its
+ * flags, counting hooks and the control handler of nodectl.c), prints one line,
+ * `listening HOST:PORT node ID`, on stdout for whoever started it (tests pass port 0 and
+ * read the real port from it), then waits. Logs go to stderr.
  *
  * Stopping: SIGTERM or SIGINT, or `corehub ctl leave`, asks for a graceful leave (the hub
- * adopts an epoch without this node, then the node stops) and the program exits 0. The
- * leave can take a few probe intervals; a second signal meanwhile stops the node at once
- * and the program exits 1. The signals are blocked in every thread and read from a
- * signalfd, so no code runs in a signal handler; the control thread wakes the main thread
- * through a pipe. The main thread performs the leave; a watchdog thread listens for the
- * second signal while it does.
+ * adopts an epoch without this node, every process is handed over, then the node stops).
+ * The program then prints `left: moved N processes, F not moved` on stderr and exits 0
+ * when everything moved, EXIT_NOT_MOVED otherwise. The leave can take a while; a second
+ * signal meanwhile stops the node at once and the program exits 1. The signals are blocked in every
+ * thread and read from a signalfd, so no code runs in a signal handler; the control thread wakes
+ * the main thread through a pipe. The main thread performs the leave; a watchdog thread listens for
+ * the second signal while it does.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include "blob.h"
 #include "cli.h"
 #include "counter.h"
 #include "nodectl.h"
+#include "seq.h"
 
 #include <corehub/corehub.h>
 
@@ -28,6 +31,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +40,8 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#define MAX_SEEDS 64
+#define MAX_SEEDS      64
+#define EXIT_NOT_MOVED 3 /* left, but some processes did not move */
 
 typedef struct node_opts {
     const char *listen;
@@ -47,6 +53,7 @@ typedef struct node_opts {
     uint32_t probe_ms, sync_ms; /* 0: the node's defaults */
     ch_partition_strategy partition;
     uint32_t quorum_size, quorum_percent;
+    ch_migration_config mig; /* the library's defaults, then the flags */
 } node_opts;
 
 typedef struct node_daemon {
@@ -60,6 +67,8 @@ typedef struct node_daemon {
     int quit_fd;                /* eventfd: tells the watchdog that the leave is over */
     char addr[CH_ADDR_MAX + 1]; /* HOST:PORT as announced */
     sigset_t sigs;              /* the signals this program reads from sig_fd */
+    ch_node_stats before;       /* when the leave began: the report counts from there */
+    atomic_bool reported;       /* the `left:` line was printed (main thread or watchdog) */
 } node_daemon;
 
 static void usage(FILE *out)
@@ -68,11 +77,16 @@ static void usage(FILE *out)
             "usage: corehub node --listen HOST:PORT [--seed HOST:PORT]... [--cores N]\n"
             "                    [--cookie-file F] [--hub ID] [--probe-ms N] [--sync-ms N]\n"
             "                    [--partition divergence|static:N|dynamic:PCT|majority]\n"
+            "                    [--strategy coldswap|hotswap] [--handover] [--confirm-handover]\n"
+            "                    [--retention MS] [--child-timeout MS] [--leave-wait MS]\n"
+            "                    [--codec SPEC] [--batch-bytes N] [--inflight-bytes N]\n"
             "\n"
-            "Runs a node of a hub, hosting the built-in process types (counter, blob), and\n"
-            "prints 'listening HOST:PORT node ID' on stdout once it serves. 'corehub ctl'\n"
-            "drives it. SIGTERM, SIGINT or 'ctl leave' leave the hub gracefully (exit 0); a\n"
-            "second signal stops at once (exit 1).\n"
+            "Runs a node of a hub, hosting the built-in process types (counter, blob, seq),\n"
+            "and prints 'listening HOST:PORT node ID' on stdout once it serves. 'corehub ctl'\n"
+            "drives it. SIGTERM, SIGINT or 'ctl leave' leave the hub gracefully: every process\n"
+            "is handed over, then the node prints 'left: moved N processes, F not moved' on\n"
+            "stderr and exits 0 when F is 0, 3 when some did not move, 1 when the leave\n"
+            "failed. A second signal stops at once (exit 1, after the same line).\n"
             "\n"
             "  --listen HOST:PORT  address for peers and control clients (port 0: any)\n"
             "  --seed HOST:PORT    a member to join the hub through (repeatable)\n"
@@ -82,6 +96,17 @@ static void usage(FILE *out)
             "  --probe-ms N        failure detection probe period (default 1000)\n"
             "  --sync-ms N         registry anti-entropy period (default 5000)\n"
             "  --partition S       partition strategy (default divergence)\n"
+            "  --strategy S        migration strategy: coldswap (default; the state restarts)\n"
+            "                      or hotswap (the process moves)\n"
+            "  --handover          hotswap: the state moves along\n"
+            "  --confirm-handover  hotswap: the new node confirms each process once it ran\n"
+            "                      its forwarded messages\n"
+            "  --retention MS      how long the old node waits for a confirmation (5000)\n"
+            "  --child-timeout MS  how long the new node holds early messages (30000)\n"
+            "  --leave-wait MS     graceful leave: the longest wait for confirmations (30000)\n"
+            "  --codec SPEC        handover codec: auto, none, zstd[:LEVEL], auto:LEVEL (auto)\n"
+            "  --batch-bytes N     handover frame size, 65536..1048576 (262144)\n"
+            "  --inflight-bytes N  handover bytes unconfirmed per core (8388608)\n"
             "  -h, --help          this text\n");
 }
 
@@ -111,9 +136,99 @@ static int parse_partition(const char *s, node_opts *o)
     return 0;
 }
 
+/* "auto", "none", "zstd" or "auto"/"zstd" + ":LEVEL"; the node checks the level's range. */
+static int parse_codec(const char *s, node_opts *o)
+{
+    const char *colon = strchr(s, ':');
+    size_t name = colon ? (size_t)(colon - s) : strlen(s);
+    bool ok = (name == 4 && strncmp(s, "auto", 4) == 0) ||
+              (name == 4 && strncmp(s, "zstd", 4) == 0) || (!colon && strcmp(s, "none") == 0);
+    if (ok && colon) {
+        const char *l = colon + 1 + (colon[1] == '-');
+        ok = *l != '\0' && strlen(l) <= 3 && strspn(l, "0123456789") == strlen(l);
+    }
+    if (!ok) {
+        fprintf(stderr,
+                "corehub node: --codec must be auto, none, zstd, zstd:LEVEL or auto:LEVEL, "
+                "not '%s'\n",
+                s);
+        return -1;
+    }
+    o->mig.codec = s;
+    return 0;
+}
+
+static int parse_strategy(const char *s, node_opts *o)
+{
+    if (strcmp(s, "coldswap") == 0) {
+        o->mig.strategy = CH_MIGRATE_COLDSWAP;
+    } else if (strcmp(s, "hotswap") == 0) {
+        o->mig.strategy = CH_MIGRATE_HOTSWAP;
+    } else {
+        fprintf(stderr, "corehub node: --strategy must be coldswap or hotswap, not '%s'\n", s);
+        return -1;
+    }
+    return 0;
+}
+
+/* Long options without a short form. */
+enum {
+    OPT_STRATEGY = 256,
+    OPT_HANDOVER,
+    OPT_CONFIRM,
+    OPT_RETENTION,
+    OPT_CHILD_TIMEOUT,
+    OPT_LEAVE_WAIT,
+    OPT_CODEC,
+    OPT_BATCH_BYTES,
+    OPT_INFLIGHT_BYTES,
+};
+
+#define MS_MAX 3600000 /* an hour: the bound of every millisecond flag */
+
+/* A migration option; CLI_OK or CLI_USAGE. */
+static int parse_migration(int c, node_opts *o)
+{
+    uint64_t v = 0;
+    ch_migration_config *m = &o->mig;
+    switch (c) {
+    case OPT_STRATEGY:
+        return parse_strategy(optarg, o) ? CLI_USAGE : CLI_OK;
+    case OPT_HANDOVER:
+        m->handover = 1;
+        return CLI_OK;
+    case OPT_CONFIRM:
+        m->confirm_handover = 1;
+        return CLI_OK;
+    case OPT_CODEC:
+        return parse_codec(optarg, o) ? CLI_USAGE : CLI_OK;
+    case OPT_RETENTION:
+    case OPT_CHILD_TIMEOUT:
+    case OPT_LEAVE_WAIT: {
+        static const char *const names[] = {"--retention", "--child-timeout", "--leave-wait"};
+        if (cli_parse_u64(names[c - OPT_RETENTION], optarg, 1, MS_MAX, &v)) return CLI_USAGE;
+        uint32_t *f[] = {&m->retention_ms, &m->child_timeout_ms, &m->leave_wait_ms};
+        *f[c - OPT_RETENTION] = (uint32_t)v;
+        return CLI_OK;
+    }
+    case OPT_BATCH_BYTES:
+        if (cli_parse_u64("--batch-bytes", optarg, 65536, 1048576, &v)) return CLI_USAGE;
+        m->batch_bytes = (size_t)v;
+        return CLI_OK;
+    case OPT_INFLIGHT_BYTES:
+        if (cli_parse_u64("--inflight-bytes", optarg, 65536, (uint64_t)1 << 36, &v))
+            return CLI_USAGE;
+        m->inflight_bytes = (size_t)v;
+        return CLI_OK;
+    default:
+        return CLI_USAGE;
+    }
+}
+
 /* One option; CLI_OK, CLI_USAGE, or -1 for --help. */
 static int parse_one(int c, node_opts *o)
 {
+    if (c >= OPT_STRATEGY) return parse_migration(c, o);
     uint64_t v = 0;
     switch (c) {
     case 'l':
@@ -158,12 +273,29 @@ static int parse_one(int c, node_opts *o)
 static int parse_opts(int argc, char **argv, node_opts *o)
 {
     static const struct option longopts[] = {
-        {"listen", required_argument, NULL, 'l'},  {"seed", required_argument, NULL, 's'},
-        {"cores", required_argument, NULL, 'c'},   {"cookie-file", required_argument, NULL, 'k'},
-        {"hub", required_argument, NULL, 'H'},     {"probe-ms", required_argument, NULL, 'p'},
-        {"sync-ms", required_argument, NULL, 'y'}, {"partition", required_argument, NULL, 'P'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"listen", required_argument, NULL, 'l'},
+        {"seed", required_argument, NULL, 's'},
+        {"cores", required_argument, NULL, 'c'},
+        {"cookie-file", required_argument, NULL, 'k'},
+        {"hub", required_argument, NULL, 'H'},
+        {"probe-ms", required_argument, NULL, 'p'},
+        {"sync-ms", required_argument, NULL, 'y'},
+        {"partition", required_argument, NULL, 'P'},
+        {"strategy", required_argument, NULL, OPT_STRATEGY},
+        {"handover", no_argument, NULL, OPT_HANDOVER},
+        {"confirm-handover", no_argument, NULL, OPT_CONFIRM},
+        {"retention", required_argument, NULL, OPT_RETENTION},
+        {"child-timeout", required_argument, NULL, OPT_CHILD_TIMEOUT},
+        {"leave-wait", required_argument, NULL, OPT_LEAVE_WAIT},
+        {"codec", required_argument, NULL, OPT_CODEC},
+        {"batch-bytes", required_argument, NULL, OPT_BATCH_BYTES},
+        {"inflight-bytes", required_argument, NULL, OPT_INFLIGHT_BYTES},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
+    ch_node_config defaults;
+    ch_node_config_init(&defaults);
+    o->mig = defaults.migration;
     int c, rc;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1)
@@ -240,6 +372,50 @@ static void fill_config(const node_daemon *d, ch_node_config *cfg)
     cc->partition = o->partition;
     if (o->quorum_size) cc->quorum_size = o->quorum_size;
     if (o->quorum_percent) cc->quorum_percent = o->quorum_percent;
+    cfg->migration = o->mig;
+}
+
+/* ---- migration hooks: counted for `ctl stats` (nodectl.h) ------------------------------- */
+
+static void on_children_migrated(void *ud, ch_hook_event *ev)
+{
+    nodectl_hooks *h = ud;
+    atomic_fetch_add(&h->migrated_events, 1);
+    atomic_fetch_add(&h->migrated_ids, ev->count);
+}
+
+static void on_migration_failed(void *ud, ch_hook_event *ev)
+{
+    (void)ev;
+    nodectl_hooks *h = ud;
+    atomic_fetch_add(&h->failed, 1);
+}
+
+static void on_pre_children_redistribution(void *ud, ch_hook_event *ev)
+{
+    nodectl_hooks *h = ud;
+    atomic_fetch_add(&h->redist_events, 1);
+    atomic_fetch_add(&h->redist_ids, ev->count);
+}
+
+static int register_hooks(node_daemon *d)
+{
+    static const struct {
+        ch_hook_point point;
+        const char *id;
+        ch_hook_fn fn;
+    } hooks[] = {
+        {CH_HOOK_CHILDREN_MIGRATED, "corehub-node-migrated", on_children_migrated},
+        {CH_HOOK_MIGRATION_FAILED, "corehub-node-failed", on_migration_failed},
+        {CH_HOOK_PRE_CHILDREN_REDISTRIBUTION, "corehub-node-redistribution",
+         on_pre_children_redistribution},
+    };
+    for (size_t i = 0; i < sizeof(hooks) / sizeof(hooks[0]); i++) {
+        int rc =
+            ch_hook_register(d->node, hooks[i].point, hooks[i].id, 0, hooks[i].fn, &d->ctl.hooks);
+        if (rc < 0) return rc;
+    }
+    return 0;
 }
 
 static int node_open(node_daemon *d)
@@ -249,9 +425,11 @@ static int node_open(node_daemon *d)
     cfg.name = "node";
     int rc = ch_node_create(&cfg, &d->node);
     if (rc < 0) return rc;
-    d->ctl = (nodectl){.node = d->node, .wake_fd = d->wake[1], .reply_cap = cfg.max_message};
-    if ((rc = ch_node_register_type(d->node, counter_type())) < 0) return rc;
-    if ((rc = ch_node_register_type(d->node, blob_type())) < 0) return rc;
+    if ((rc = nodectl_init(&d->ctl, d->node, d->wake[1], cfg.max_message)) < 0) return rc;
+    const ch_process_type *types[] = {counter_type(), blob_type(), seq_type()};
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        if ((rc = ch_node_register_type(d->node, types[i])) < 0) return rc;
+    if ((rc = register_hooks(d)) < 0) return rc;
     if ((rc = ch_node_set_ctl_handler(d->node, nodectl_handler, &d->ctl)) < 0) return rc;
     return ch_node_start(d->node);
 }
@@ -314,6 +492,28 @@ static void flush_ctl_answers(node_daemon *d)
     ch_ctl_close(c);
 }
 
+/*
+ * One line on stderr, `left: moved N processes, F not moved`, from the node's counters
+ * since the leave began (they stay readable after the node stopped): N processes handed
+ * over and confirmed, F = moves that failed + processes still on their way. Printed once,
+ * by whichever thread ends the leave. Returns F.
+ */
+static uint64_t report_leave(node_daemon *d)
+{
+    ch_node_stats s;
+    int rc = ch_node_stats_get(d->node, &s);
+    if (rc < 0) {
+        fprintf(stderr, "corehub node: left, without statistics: %s\n", ch_strerror(rc));
+        return 1; /* unknown: not "everything moved" */
+    }
+    uint64_t moved = s.migrated_out - d->before.migrated_out;
+    uint64_t not_moved = s.migration_failures - d->before.migration_failures + s.migrating;
+    if (!atomic_exchange(&d->reported, true))
+        fprintf(stderr, "corehub node: left: moved %" PRIu64 " processes, %" PRIu64 " not moved\n",
+                moved, not_moved);
+    return not_moved;
+}
+
 /* While the main thread leaves: a second signal stops the node now. The process exits
  * from here, because the main thread may still be inside ch_node_leave's bounded wait. */
 static void *watchdog(void *arg)
@@ -327,17 +527,22 @@ static void *watchdog(void *arg)
     fprintf(stderr, "corehub node: second signal: stopping now\n");
     int rc = ch_node_stop(d->node);
     if (rc < 0) fprintf(stderr, "corehub node: stop: %s\n", ch_strerror(rc));
+    report_leave(d);
     fflush(stderr);
     _exit(CLI_FAIL);
 }
 
+/* The leave, and the program's exit code: CLI_OK when every process moved,
+ * EXIT_NOT_MOVED when some did not, CLI_FAIL when the leave itself failed. */
 static int leave(node_daemon *d)
 {
+    if (ch_node_stats_get(d->node, &d->before) < 0) memset(&d->before, 0, sizeof(d->before));
     pthread_t dog;
     int dog_rc = pthread_create(&dog, NULL, watchdog, d);
     if (dog_rc != 0) fprintf(stderr, "corehub node: no watchdog thread: %s\n", strerror(dog_rc));
     int rc = ch_node_leave(d->node);
-    if (rc < 0) fprintf(stderr, "corehub node: leave: %s\n", ch_strerror(rc));
+    if (rc < 0 && rc != CH_EPARTIAL) fprintf(stderr, "corehub node: leave: %s\n", ch_strerror(rc));
+    uint64_t not_moved = report_leave(d);
     if (dog_rc == 0) {
         uint64_t one = 1;
         /* An eventfd write of 1 only fails on a counter overflow: never here. Were it to,
@@ -345,11 +550,13 @@ static int leave(node_daemon *d)
         if (write(d->quit_fd, &one, sizeof(one)) != sizeof(one)) abort();
         pthread_join(dog, NULL);
     }
-    return rc;
+    if (rc < 0 && rc != CH_EPARTIAL) return CLI_FAIL;
+    return rc == CH_EPARTIAL || not_moved ? EXIT_NOT_MOVED : CLI_OK;
 }
 
 static void daemon_close(node_daemon *d)
 {
+    nodectl_close(&d->ctl);                /* the pumps call into the node */
     if (d->node) ch_node_destroy(d->node); /* joins the control thread too */
     nodectl_free(&d->ctl);
     int fds[] = {d->sig_fd, d->wake[0], d->wake[1], d->quit_fd};
@@ -377,7 +584,7 @@ int cmd_node(int argc, char **argv)
         announce(&d);
         int by = wait_for_leave(&d);
         if (by == BY_CTL) flush_ctl_answers(&d);
-        if (by >= 0 && leave(&d) == 0) code = CLI_OK;
+        if (by >= 0) code = leave(&d);
     }
     daemon_close(&d);
     return code;

@@ -13,6 +13,7 @@
 #include "nodectl.h"
 
 #include "ctlout.h"
+#include "nodectl_load.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -45,7 +46,7 @@ static uint64_t now_ns(void)
 }
 
 /* A whole decimal number in [1, max]: the only form a count may take. */
-static int parse_count(const char *s, uint64_t max, uint64_t *out)
+int nodectl_parse_count(const char *s, uint64_t max, uint64_t *out)
 {
     uint64_t v = 0;
     if (!*s) return -1;
@@ -265,12 +266,13 @@ static int cmd_start(nodectl *c, const ctlout *o, int argc, char **argv)
 
 typedef struct start_many {
     const char *prefix, *type;
-    size_t stride; /* bytes per id in ids */
+    bool index_arg; /* child i's init argument is i in decimal */
+    size_t stride;  /* bytes per id in ids */
     char *ids;
+    char (*args)[24]; /* index_arg: the arguments */
     ch_child_spec *specs;
     int *results;
-    uint64_t started, failed;
-    int first_error;
+    nodectl_started *out;
 } start_many;
 
 static void start_many_batch(nodectl *c, start_many *s, uint64_t first, size_t count)
@@ -279,6 +281,11 @@ static void start_many_batch(nodectl *c, start_many *s, uint64_t first, size_t c
         char *id = s->ids + i * s->stride;
         snprintf(id, s->stride, "%s%" PRIu64, s->prefix, first + i);
         s->specs[i] = (ch_child_spec){.id = id, .type = s->type};
+        if (s->index_arg) {
+            int n = snprintf(s->args[i], sizeof(s->args[i]), "%" PRIu64, first + i);
+            s->specs[i].arg = s->args[i];
+            s->specs[i].arg_len = (size_t)n;
+        }
         s->results[i] = -ETIMEDOUT; /* what an unfilled slot means after a timeout */
     }
     ch_batch_opts opts = {.timeout_ms = BATCH_TIMEOUT_MS};
@@ -286,14 +293,42 @@ static void start_many_batch(nodectl *c, start_many *s, uint64_t first, size_t c
     for (size_t i = 0; i < count; i++) {
         int r = (rc == 0 || rc == CH_EPARTIAL || rc == -ETIMEDOUT) ? s->results[i] : rc;
         if (r == 0) {
-            s->started++;
+            s->out->started++;
             continue;
         }
-        if (!s->failed++) s->first_error = r;
+        if (!s->out->failed++) s->out->first_error = r;
     }
 }
 
-static void start_many_report(const ctlout *o, const start_many *s)
+int nodectl_start_range(nodectl *c, const char *prefix, uint64_t count, const char *type,
+                        bool index_arg, nodectl_started *out)
+{
+    *out = (nodectl_started){0};
+    start_many s = {.prefix = prefix,
+                    .type = type,
+                    .index_arg = index_arg,
+                    .stride = strlen(prefix) + 21,
+                    .out = out};
+    s.ids = malloc(START_BATCH * s.stride);
+    s.args = index_arg ? malloc(START_BATCH * sizeof(*s.args)) : NULL;
+    s.specs = calloc(START_BATCH, sizeof(*s.specs));
+    s.results = calloc(START_BATCH, sizeof(*s.results));
+    int rc = -ENOMEM;
+    if (!s.ids || !s.specs || !s.results || (index_arg && !s.args)) goto out;
+    for (uint64_t done = 0; done < count; done += START_BATCH) {
+        uint64_t left = count - done;
+        start_many_batch(c, &s, done, left < START_BATCH ? (size_t)left : START_BATCH);
+    }
+    rc = 0;
+out:
+    free(s.ids);
+    free(s.args);
+    free(s.specs);
+    free(s.results);
+    return rc;
+}
+
+void nodectl_put_started(const ctlout *o, const nodectl_started *s, bool close_json)
 {
     const char *err = s->failed ? ch_strerror(s->first_error) : NULL;
     if (!o->json) {
@@ -308,38 +343,35 @@ static void start_many_report(const ctlout *o, const start_many *s)
         ch_ctl_reply_append(o->r, ",\"first_error\":");
         ctlout_json_str(o->r, err, strlen(err));
     }
-    ch_ctl_reply_append(o->r, "}\n");
+    if (close_json) ch_ctl_reply_append(o->r, "}\n");
+}
+
+/* start-many PREFIX COUNT TYPE, and start-counters PREFIX COUNT (type counter, counter i
+ * starting at i). */
+static int start_range_cmd(nodectl *c, const ctlout *o, const char *prefix, const char *count_s,
+                           const char *type, bool index_arg)
+{
+    uint64_t count = 0;
+    if (strlen(prefix) > CH_ID_MAX || nodectl_parse_count(count_s, START_MANY_MAX, &count) < 0)
+        return ctlout_fail(o, NODECTL_USAGE, "usage: %s (COUNT 1..%llu, PREFIX up to %d bytes)",
+                           index_arg ? "start-counters PREFIX COUNT"
+                                     : "start-many PREFIX COUNT TYPE",
+                           START_MANY_MAX, CH_ID_MAX);
+    nodectl_started s;
+    int rc = nodectl_start_range(c, prefix, count, type, index_arg, &s);
+    if (rc < 0) return ctlout_fail(o, NODECTL_FAILED, "start: %s", ch_strerror(rc));
+    nodectl_put_started(o, &s, true);
+    return s.failed ? NODECTL_FAILED : NODECTL_OK;
 }
 
 static int cmd_start_many(nodectl *c, const ctlout *o, int argc, char **argv)
 {
-    uint64_t count = 0;
-    size_t plen = strlen(argv[1]);
-    if (plen > CH_ID_MAX || parse_count(argv[2], START_MANY_MAX, &count) < 0)
-        return ctlout_fail(o, NODECTL_USAGE,
-                           "usage: start-many PREFIX COUNT TYPE (COUNT 1..%llu, PREFIX up to %d "
-                           "bytes)",
-                           START_MANY_MAX, CH_ID_MAX);
-    start_many s = {.prefix = argv[1], .type = argv[3], .stride = plen + 21};
-    s.ids = malloc(START_BATCH * s.stride);
-    s.specs = calloc(START_BATCH, sizeof(*s.specs));
-    s.results = calloc(START_BATCH, sizeof(*s.results));
-    int st = NODECTL_OK;
-    if (!s.ids || !s.specs || !s.results) {
-        st = ctlout_fail(o, NODECTL_FAILED, "start-many: %s", ch_strerror(-ENOMEM));
-        goto out;
-    }
-    for (uint64_t done = 0; done < count; done += START_BATCH) {
-        uint64_t left = count - done;
-        start_many_batch(c, &s, done, left < START_BATCH ? (size_t)left : START_BATCH);
-    }
-    start_many_report(o, &s);
-    st = s.failed ? NODECTL_FAILED : NODECTL_OK;
-out:
-    free(s.ids);
-    free(s.specs);
-    free(s.results);
-    return st;
+    return start_range_cmd(c, o, argv[1], argv[2], argv[3], false);
+}
+
+static int cmd_start_counters(nodectl *c, const ctlout *o, int argc, char **argv)
+{
+    return start_range_cmd(c, o, argv[1], argv[2], "counter", true);
 }
 
 static void put_stop(const ctlout *o, const char *id, int r, bool first)
@@ -383,7 +415,7 @@ static int cmd_stop(nodectl *c, const ctlout *o, int argc, char **argv)
 /* ---- send, call ---------------------------------------------------------------------------- */
 
 /* -EAGAIN means a full mailbox and nothing queued: retry a little, as the API asks. */
-static int send_retry(ch_node *n, const char *id, const char *msg, size_t len)
+int nodectl_send_retry(ch_node *n, const char *id, const void *msg, size_t len)
 {
     uint64_t deadline = now_ns() + SEND_RETRY_NS;
     for (;;) {
@@ -399,7 +431,7 @@ static int cmd_send(nodectl *c, const ctlout *o, int argc, char **argv)
     size_t len = 0;
     char *msg = join_args(argc, argv, 2, &len);
     if (!msg) return ctlout_fail(o, NODECTL_FAILED, "send: %s", ch_strerror(-ENOMEM));
-    int rc = send_retry(c->node, argv[1], msg, len);
+    int rc = nodectl_send_retry(c->node, argv[1], msg, len);
     free(msg);
     if (rc < 0) return fail_code(o, rc, "send", argv[1]);
     ch_ctl_reply_append(o->r, o->json ? "{\"sent\":true}\n" : "sent\n");
@@ -450,6 +482,7 @@ static void put_stat(const ctlout *o, const char *name, uint64_t v, bool first)
 static int cmd_stats(nodectl *c, const ctlout *o, int argc, char **argv)
 {
     ch_node_stats s;
+    nodectl_hooks *h = &c->hooks;
     int rc = ch_node_stats_get(c->node, &s);
     if (rc < 0) return ctlout_fail(o, NODECTL_FAILED, "stats: %s", ch_strerror(rc));
     const struct {
@@ -468,6 +501,24 @@ static int cmd_stats(nodectl *c, const ctlout *o, int argc, char **argv)
         {"crash_restarts", s.crash_restarts},
         {"bad_frames", s.bad_frames},
         {"refused_peers", s.refused_peers},
+        {"migrating", s.migrating},
+        {"migrated_out", s.migrated_out},
+        {"migrated_in", s.migrated_in},
+        {"migration_failures", s.migration_failures},
+        {"forwarded_messages", s.forwarded_messages},
+        {"held_messages", s.held_messages},
+        {"handover_bytes_raw", s.handover_bytes_raw},
+        {"handover_bytes_wire", s.handover_bytes_wire},
+        {"handover_frames_zstd", s.handover_frames_zstd},
+        {"handover_frames_raw", s.handover_frames_raw},
+        {"pause_p50_us", s.pause_p50_us},
+        {"pause_p99_us", s.pause_p99_us},
+        {"pause_max_us", s.pause_max_us},
+        {"hook_children_migrated", atomic_load(&h->migrated_events)},
+        {"hook_children_migrated_ids", atomic_load(&h->migrated_ids)},
+        {"hook_migration_failed", atomic_load(&h->failed)},
+        {"hook_pre_children_redistribution", atomic_load(&h->redist_events)},
+        {"hook_pre_children_redistribution_ids", atomic_load(&h->redist_ids)},
         {"epoch", ch_node_epoch(c->node)},
         {"partitioned", ch_is_partitioned(c->node) == 1},
         {"port", (uint64_t)ch_node_port(c->node)},
@@ -517,9 +568,29 @@ static const command commands[] = {
     {"lookup", "ID", 1, 1, cmd_lookup, "one process: ID TYPE NODE CORE INCARNATION TAG"},
     {"start", "ID TYPE [ARG]", 2, 3, cmd_start, "starts a process"},
     {"start-many", "PREFIX COUNT TYPE", 3, 3, cmd_start_many, "starts PREFIX0..PREFIX<COUNT-1>"},
+    {"start-counters", "PREFIX COUNT", 2, 2, cmd_start_counters,
+     "starts counters PREFIX0..PREFIX<COUNT-1>, PREFIX<i> holding i"},
+    {"start-blobs", "PREFIX COUNT SIZE", 3, 3, nodectl_cmd_start_blobs,
+     "starts blobs holding SIZE bytes of content made from their id"},
     {"stop", "ID...", 1, MAX_ARGS - 1, cmd_stop, "stops processes"},
     {"send", "ID MSG...", 2, -1, cmd_send, "casts MSG (the words joined by spaces)"},
     {"call", "ID MSG...", 2, -1, cmd_call, "calls with MSG and prints the reply"},
+    {"send-many", "PREFIX COUNT MSG...", 3, -1, nodectl_cmd_send_many,
+     "casts MSG to PREFIX0..PREFIX<COUNT-1>"},
+    {"pump", "PREFIX COUNT ROUNDS SENDER [ROUND_MS]", 4, 5, nodectl_cmd_pump,
+     "background thread: 's SENDER r' to each, r = 1..ROUNDS"},
+    {"pump-stop", "", 0, 0, nodectl_cmd_pump_stop, "this node's pumps end after their round"},
+    {"pump-wait", "[TIMEOUT_MS]", 0, 1, nodectl_cmd_pump_wait,
+     "waits for this node's pumps: rounds, sent, failed"},
+    {"pumps", "", 0, 0, nodectl_cmd_pumps, "this node's pumps now"},
+    {"check-seq", "PREFIX COUNT EXPECTED_TOTAL", 3, 3, nodectl_cmd_check_seq,
+     "every seq process: that total, no order violation"},
+    {"check-counters", "PREFIX COUNT [ADD [ALT]]", 2, 4, nodectl_cmd_check_counters,
+     "counter PREFIX<i> holds i + ADD (or i + ALT)"},
+    {"check-blobs", "PREFIX COUNT SIZE", 3, 3, nodectl_cmd_check_blobs,
+     "every blob holds its start-blobs content"},
+    {"placement", "PREFIX COUNT", 2, 2, nodectl_cmd_placement,
+     "processes not on their ring owner, and missing ones"},
     {"stats", "", 0, 0, cmd_stats, "the node's counters, epoch, partition state, id, port"},
     {"epoch", "", 0, 0, cmd_epoch, "the ring epoch"},
     {"partition-reset", "", 0, 0, cmd_partition_reset, "forgets the largest cluster seen"},
@@ -578,8 +649,21 @@ int nodectl_handler(void *ud, int argc, char **argv, ch_ctl_reply *reply)
     return cmd->run(c, &o, n, args);
 }
 
+int nodectl_init(nodectl *c, ch_node *node, int wake_fd, size_t reply_cap)
+{
+    *c = (nodectl){.node = node, .wake_fd = wake_fd, .reply_cap = reply_cap};
+    return pump_set_new(&c->pumps);
+}
+
+void nodectl_close(nodectl *c)
+{
+    pump_set_close(c->pumps);
+}
+
 void nodectl_free(nodectl *c)
 {
+    pump_set_free(c->pumps);
+    c->pumps = NULL;
     free(c->reply);
     c->reply = NULL;
 }

@@ -1,0 +1,710 @@
+/*
+ * tests/test_migration.c - processes moving between real `corehub node` processes on
+ * 127.0.0.1 (kernel-chosen ports), driven through the control channel: a join, graceful
+ * leaves, continuous updates from several senders during a join and a leave,
+ * confirm_handover with the children_migrated hook, retention expiry, ColdSwap, two joins
+ * at once, a target killed mid-stream and a corrupted frame. Every test checks every
+ * state's content afterwards and that each process lives exactly once.
+ *
+ * The nodes' load and check commands do the bulk work (nodectl_load.h): start-counters
+ * gives counter PREFIX<i> the value i, send-many adds the same amount to each, and
+ * check-counters checks each value exactly; seq processes and pumps check per-sender
+ * order. Faults are injected through the environment variable CH_FAULT of one node
+ * (no-confirm, corrupt-frame:N, stall-target:N; the engine reads it).
+ *
+ * Nodes run HotSwap with handover unless a test says otherwise, probe every 200 ms, and
+ * have one core each. Every wait is a poll with a deadline (wait_until), never a bare
+ * sleep; the deadlines are generous for sanitizer builds.
+ */
+#define _GNU_SOURCE
+#include "cluster_harness.h"
+
+#include <criterion/criterion.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONVERGE_MS 20000 /* membership changes */
+#define SETTLE_MS   60000 /* a migration of thousands of processes, under ASan */
+#define LEAVE_MS    60000 /* a graceful leave, from signal to exit */
+#define MAX_HUB     6
+
+static ch_harness H;
+
+static void setup(void)
+{
+    cr_assert_eq(harness_init(&H), 0, "harness_init");
+}
+
+static void teardown(void)
+{
+    harness_fini(&H);
+}
+
+TestSuite(migration, .init = setup, .fini = teardown, .timeout = 180);
+
+/* A test whose verdict also requires that no node died on its own (a crash, a sanitizer
+ * report): Criterion ignores assertions made in a fixture's fini. */
+#define MIGRATION_TEST(name)                                                                       \
+    static void name##_body(void);                                                                 \
+    Test(migration, name)                                                                          \
+    {                                                                                              \
+        name##_body();                                                                             \
+        cr_expect_eq(harness_check(&H), 0, "a node died on its own: its log is above");            \
+    }                                                                                              \
+    static void name##_body(void)
+
+/* Node flags per strategy (NULL-terminated). */
+static const char *const HOT[] = {"--strategy", "hotswap", "--handover", NULL};
+static const char *const HOT_CONFIRM[] = {"--strategy", "hotswap", "--handover",
+                                          "--confirm-handover", NULL};
+static const char *const HOT_RETENTION[] = {"--strategy",  "hotswap", "--handover",
+                                            "--retention", "500",     NULL};
+static const char *const HOT_SMALL_FRAMES[] = {"--strategy",    "hotswap", "--handover",
+                                               "--batch-bytes", "65536",   NULL};
+static const char *const COLD[] = {"--strategy", "coldswap", NULL};
+
+/* ---- nodes --------------------------------------------------------------------------- */
+
+/* A node joining through seed (NULL: the first of a hub), with mode's flags and, when env
+ * is not NULL, those environment variables ("CH_FAULT=..."). */
+static hnode *spawn(hnode *seed, const char *const *mode, const char *const *env)
+{
+    const char *args[HARNESS_MAX_ARGS];
+    int k = 0;
+    args[k++] = "--probe-ms";
+    args[k++] = "200";
+    if (seed) {
+        args[k++] = "--seed";
+        args[k++] = seed->addr;
+    }
+    for (; mode && *mode; mode++)
+        args[k++] = *mode;
+    hnode *n = node_spawn_env(&H, env, args, k);
+    cr_assert_not_null(n, "a node starts");
+    return n;
+}
+
+typedef struct members_check {
+    hnode **nodes;
+    int count;
+    int alive;
+} members_check;
+
+static bool all_see(void *ud)
+{
+    members_check *m = ud;
+    for (int i = 0; i < m->count; i++)
+        if (node_count_members(m->nodes[i], "alive") != m->alive) return false;
+    return true;
+}
+
+static void wait_members(hnode **nodes, int count, int alive)
+{
+    members_check m = {nodes, count, alive};
+    cr_assert(wait_until(all_see, &m, CONVERGE_MS), "every node sees %d alive members", alive);
+}
+
+/* `count` nodes of one hub, the first the seed of the others; returns once all agree. */
+static void hub_of(hnode **n, int count, const char *const *mode)
+{
+    n[0] = spawn(NULL, mode, NULL);
+    for (int i = 1; i < count; i++)
+        n[i] = spawn(n[0], mode, NULL);
+    wait_members(n, count, count);
+}
+
+/* ---- control commands --------------------------------------------------------------- */
+
+/* Runs a command (NULL-terminated words): its status, *text its answer (free it). */
+static int ctl(hnode *n, char **text, const char *const *argv)
+{
+    int argc = 0, status = -1;
+    while (argv[argc])
+        argc++;
+    int rc = node_ctlv(n, &status, text, argc, argv);
+    cr_assert_eq(rc, 0, "%s: %s", argv[0], ch_strerror(rc));
+    return status;
+}
+
+#define CTL(n, text, ...) ctl((n), (text), (const char *const[]){__VA_ARGS__, NULL})
+
+/* A command that must succeed. */
+#define CTL_OK(n, ...)                                                                             \
+    do {                                                                                           \
+        char *t_ = NULL;                                                                           \
+        int st_ = CTL((n), &t_, __VA_ARGS__);                                                      \
+        cr_assert_eq(st_, 0, "status %d: %s", st_, t_ ? t_ : "");                                  \
+        free(t_);                                                                                  \
+    } while (0)
+
+/* The value of `key` in a node's `stats`, or -1. */
+static long long stat_of(hnode *n, const char *key)
+{
+    char *text = NULL;
+    long long v = -1;
+    if (CTL(n, &text, "stats") == 0) {
+        size_t klen = strlen(key);
+        for (char *line = text; line && *line;
+             line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+            if (strncmp(line, key, klen) == 0 && line[klen] == ' ') v = atoll(line + klen + 1);
+    }
+    free(text);
+    return v;
+}
+
+static long long stat_sum(hnode **n, int count, const char *key)
+{
+    long long sum = 0;
+    for (int i = 0; i < count; i++)
+        sum += stat_of(n[i], key);
+    return sum;
+}
+
+/* Looks at a costly condition (thousands of lookups on every node) at most every
+ * HEAVY_POLL_MS, so that polling does not starve the nodes it waits for. */
+typedef struct throttled {
+    bool (*fn)(void *ud);
+    void *ud;
+    uint64_t next_ms;
+} throttled;
+
+#define HEAVY_POLL_MS 100
+
+static bool throttled_poll(void *ud)
+{
+    throttled *t = ud;
+    uint64_t now = harness_now_ms();
+    if (now < t->next_ms) return false;
+    t->next_ms = now + HEAVY_POLL_MS;
+    return t->fn(t->ud);
+}
+
+static bool wait_heavy(bool (*fn)(void *ud), void *ud, int timeout_ms)
+{
+    throttled t = {fn, ud, 0};
+    return wait_until(throttled_poll, &t, timeout_ms) || fn(ud); /* one last look */
+}
+
+/* A check command's answer: whether it said `ok`, and what it said, for messages. */
+typedef struct check {
+    hnode *n;
+    const char *const *argv;
+    char last[512];
+} check;
+
+static bool check_passes(void *ud)
+{
+    check *c = ud;
+    char *text = NULL;
+    int st = ctl(c->n, &text, c->argv);
+    snprintf(c->last, sizeof(c->last), "%s", text ? text : "");
+    free(text);
+    return st == 0;
+}
+
+/* Waits until a check command passes (messages may still be on their way). */
+static void wait_check(hnode *n, const char *const *argv)
+{
+    check c = {.n = n, .argv = argv};
+    cr_assert(wait_heavy(check_passes, &c, SETTLE_MS), "%s: %s", argv[0], c.last);
+}
+
+#define WAIT_CHECK(n, ...) wait_check((n), (const char *const[]){__VA_ARGS__, NULL})
+
+/* ---- where processes are -------------------------------------------------------------- */
+
+typedef struct settle {
+    hnode **nodes;
+    int count;
+    const char *prefix;
+    const char *n;
+    char last[256];
+} settle;
+
+/*
+ * Settled: no node has a process on its way, and each node's view agrees that every
+ * process of the range lives on its ring owner. Call it once every node sees the new
+ * membership: before that, a node's ring does not yet want anything moved.
+ */
+static bool is_settled(void *ud)
+{
+    settle *s = ud;
+    for (int i = 0; i < s->count; i++)
+        if (stat_of(s->nodes[i], "migrating") != 0) {
+            snprintf(s->last, sizeof(s->last), "node %d: migrating %lld", s->nodes[i]->index,
+                     stat_of(s->nodes[i], "migrating"));
+            return false;
+        }
+    for (int i = 0; i < s->count; i++) {
+        char *text = NULL;
+        int st = CTL(s->nodes[i], &text, "placement", s->prefix, s->n);
+        snprintf(s->last, sizeof(s->last), "node %d: %s", s->nodes[i]->index, text ? text : "");
+        free(text);
+        if (st != 0) return false;
+    }
+    return true;
+}
+
+static void wait_settled(hnode **nodes, int count, const char *prefix, const char *n)
+{
+    settle s = {nodes, count, prefix, n, ""};
+    cr_assert(wait_heavy(is_settled, &s, SETTLE_MS), "migration settles: %s", s.last);
+}
+
+/* How many of PREFIX0..PREFIX<count-1> each node runs (`procs --local`), and whether each
+ * runs exactly once across the nodes. */
+typedef struct instances {
+    hnode **nodes;
+    int count;
+    const char *prefix;
+    long n;
+    long per_node[MAX_HUB];
+    long missing, doubled;
+} instances;
+
+static void count_local(instances *in, int node, unsigned char *seen)
+{
+    char *text = NULL;
+    int st = CTL(in->nodes[node], &text, "procs", "--local");
+    cr_assert_eq(st, 0, "procs --local: %s", text ? text : "");
+    size_t plen = strlen(in->prefix);
+    for (char *line = text; line && *line;) {
+        char *end = strchr(line, '\n');
+        if (end) *end = '\0';
+        char *digits = line + plen, *after = NULL;
+        long i = -1;
+        if (strncmp(line, in->prefix, plen) == 0 && *digits >= '0' && *digits <= '9')
+            i = strtol(digits, &after, 10);
+        if (i >= 0 && i < in->n && after && *after == ' ') {
+            in->per_node[node]++;
+            if (seen[i] < 255) seen[i]++;
+        }
+        line = end ? end + 1 : NULL;
+    }
+    free(text);
+}
+
+static bool each_once(void *ud)
+{
+    instances *in = ud;
+    unsigned char *seen = calloc((size_t)in->n, 1);
+    cr_assert_not_null(seen);
+    memset(in->per_node, 0, sizeof(in->per_node));
+    for (int k = 0; k < in->count; k++)
+        count_local(in, k, seen);
+    in->missing = in->doubled = 0;
+    for (long i = 0; i < in->n; i++) {
+        in->missing += seen[i] == 0;
+        in->doubled += seen[i] > 1;
+    }
+    free(seen);
+    return in->missing == 0 && in->doubled == 0;
+}
+
+/* Waits until every process of the range runs on exactly one of the nodes; fills *in. */
+static void wait_each_once(instances *in, hnode **nodes, int count, const char *prefix, long n)
+{
+    *in = (instances){.nodes = nodes, .count = count, .prefix = prefix, .n = n};
+    cr_assert(wait_heavy(each_once, in, SETTLE_MS),
+              "each process runs exactly once: %ld missing, %ld on two nodes or more", in->missing,
+              in->doubled);
+}
+
+/* ---- what a stats sum reaches ---------------------------------------------------------- */
+
+typedef struct sum_check {
+    hnode **nodes;
+    int count;
+    const char *key;
+    long long want; /* exactly, or at least when at_least */
+    bool at_least;
+    long long last;
+} sum_check;
+
+static bool sum_is(void *ud)
+{
+    sum_check *s = ud;
+    s->last = stat_sum(s->nodes, s->count, s->key);
+    return s->at_least ? s->last >= s->want : s->last == s->want;
+}
+
+static void wait_sum(hnode **nodes, int count, const char *key, long long want, bool at_least)
+{
+    sum_check s = {nodes, count, key, want, at_least, -1};
+    cr_assert(wait_until(sum_is, &s, SETTLE_MS), "%s summed over %d nodes: %lld, want %s%lld", key,
+              count, s.last, at_least ? ">= " : "", want);
+}
+
+/* ---- the leaving node's report --------------------------------------------------------- */
+
+/* The `left: moved N processes, F not moved` line of a node's log: N, F (-1 when absent). */
+static void read_left_line(const hnode *n, long *moved, long *not_moved)
+{
+    *moved = *not_moved = -1;
+    FILE *f = fopen(n->log, "r");
+    if (!f) return; /* CH_HARNESS_LOGS=1: the log went to the test's stderr */
+    char line[512];
+    while (fgets(line, sizeof(line), f)) {
+        const char *at = strstr(line, "left: moved ");
+        if (at) sscanf(at, "left: moved %ld processes, %ld not moved", moved, not_moved);
+    }
+    fclose(f);
+}
+
+/* ---- a counter range with known states ------------------------------------------------ */
+
+/* Counters PREFIX0..PREFIX<n-1> holding i + add each, every one on its ring owner. */
+static void counters_with_state(hnode **nodes, int count, const char *prefix, const char *n,
+                                const char *add)
+{
+    CTL_OK(nodes[0], "start-counters", prefix, n);
+    CTL_OK(nodes[count - 1], "send-many", prefix, n, "add", add); /* most of them remote */
+    WAIT_CHECK(nodes[count > 1 ? 1 : 0], "check-counters", prefix, n, add);
+    wait_settled(nodes, count, prefix, n);
+}
+
+/* ---- join --------------------------------------------------------------------------- */
+
+MIGRATION_TEST(join_moves_10000_processes_to_the_new_node_with_their_states)
+{
+    hnode *n[4];
+    hub_of(n, 3, HOT);
+    counters_with_state(n, 3, "k", "10000", "1000");
+
+    n[3] = spawn(n[0], HOT, NULL);
+    wait_members(n, 4, 4);
+    wait_settled(n, 4, "k", "10000");
+
+    WAIT_CHECK(n[3], "check-counters", "k", "10000", "1000");
+    WAIT_CHECK(n[0], "check-counters", "k", "10000", "1000");
+    instances in;
+    wait_each_once(&in, n, 4, "k", 10000);
+    cr_expect_gt(in.per_node[3], 1000, "the new node holds its share: %ld", in.per_node[3]);
+    wait_sum(n, 3, "migrated_out", in.per_node[3], false);
+    wait_sum(&n[3], 1, "migrated_in", in.per_node[3], false);
+    cr_expect_gt(stat_sum(n, 3, "handover_bytes_raw"), 0, "the states travelled");
+    cr_expect_gt(stat_sum(n, 3, "handover_bytes_wire"), 0);
+    cr_expect_gt(stat_sum(n, 3, "handover_frames_zstd") + stat_sum(n, 3, "handover_frames_raw"), 0);
+    cr_expect_eq(stat_sum(n, 4, "migration_failures"), 0);
+    cr_expect_eq(stat_sum(n, 4, "crash_restarts"), 0, "nothing restarted from its spec");
+}
+
+/* ---- graceful leave ------------------------------------------------------------------- */
+
+static void leave_case(bool by_signal)
+{
+    hnode *n[3];
+    hub_of(n, 3, HOT);
+    counters_with_state(n, 3, "L", "6000", "77");
+    instances before;
+    wait_each_once(&before, n, 3, "L", 6000);
+    long leaving = before.per_node[2];
+    cr_assert_gt(leaving, 0);
+
+    int code;
+    if (by_signal) {
+        code = node_term(n[2], LEAVE_MS);
+    } else {
+        CTL_OK(n[2], "leave");
+        code = node_wait_exit(n[2], LEAVE_MS);
+    }
+    cr_expect_eq(code, 0, "the leaving node exits 0 once everything moved");
+    long moved, not_moved;
+    read_left_line(n[2], &moved, &not_moved);
+    if (moved >= 0 || not_moved >= 0) {
+        cr_expect_eq(moved, leaving, "left: moved %ld (it ran %ld)", moved, leaving);
+        cr_expect_eq(not_moved, 0, "left: %ld not moved", not_moved);
+    } else {
+        cr_expect(getenv("CH_HARNESS_LOGS") != NULL, "the leaving node printed its left: line");
+    }
+
+    wait_members(n, 2, 2);
+    wait_settled(n, 2, "L", "6000");
+    WAIT_CHECK(n[0], "check-counters", "L", "6000", "77");
+    instances after;
+    wait_each_once(&after, n, 2, "L", 6000);
+    cr_expect_eq(stat_sum(n, 2, "crash_restarts"), 0, "nothing restarted from its spec");
+    cr_expect_eq(stat_sum(n, 2, "migrated_in"), leaving, "the survivors installed them all");
+}
+
+MIGRATION_TEST(ctl_leave_hands_every_process_over_with_its_state)
+{
+    leave_case(false);
+}
+
+MIGRATION_TEST(sigterm_leave_hands_every_process_over_with_its_state)
+{
+    leave_case(true);
+}
+
+/* ---- continuous updates ------------------------------------------------------------------ */
+
+typedef struct pumps_view {
+    unsigned pumps, running;
+    unsigned long long rounds, sent, failed;
+} pumps_view;
+
+static pumps_view pumps_of(hnode *n, const char *cmd, const char *arg)
+{
+    char *text = NULL;
+    int st = arg ? CTL(n, &text, cmd, arg) : CTL(n, &text, cmd);
+    pumps_view v = {0};
+    int got = text ? sscanf(text, "pumps %u running %u rounds %llu sent %llu failed %llu", &v.pumps,
+                            &v.running, &v.rounds, &v.sent, &v.failed)
+                   : 0;
+    cr_assert_eq(got, 5, "%s: status %d: %s", cmd, st, text ? text : "");
+    free(text);
+    return v;
+}
+
+typedef struct pumps_going {
+    hnode **nodes;
+    int count;
+    unsigned long long rounds;
+} pumps_going;
+
+static bool pumps_did_rounds(void *ud)
+{
+    pumps_going *p = ud;
+    for (int i = 0; i < p->count; i++)
+        if (pumps_of(p->nodes[i], "pumps", NULL).rounds < p->rounds) return false;
+    return true;
+}
+
+static void expect_pumps_running(hnode **n, int count, const char *when)
+{
+    for (int i = 0; i < count; i++)
+        cr_expect_eq(pumps_of(n[i], "pumps", NULL).running, 1, "node %d's pump runs %s", i, when);
+}
+
+MIGRATION_TEST(updates_from_three_senders_during_a_join_and_a_leave_are_all_kept_in_order)
+{
+    hnode *n[4];
+    hub_of(n, 3, HOT);
+    CTL_OK(n[0], "start-many", "q", "1000", "seq");
+    wait_settled(n, 3, "q", "1000");
+    /* Sender i+1 on node i: rounds of one message to each process, at most 10 per second,
+     * until told to stop. */
+    const char *senders[] = {"1", "2", "3"};
+    for (int i = 0; i < 3; i++)
+        CTL_OK(n[i], "pump", "q", "1000", "1000000", senders[i], "100");
+    pumps_going going = {n, 3, 3};
+    cr_assert(wait_until(pumps_did_rounds, &going, SETTLE_MS), "the pumps run");
+
+    n[3] = spawn(n[0], HOT, NULL);
+    wait_members(n, 4, 4);
+    wait_settled(n, 4, "q", "1000");
+    expect_pumps_running(n, 3, "through the join");
+    cr_expect_gt(stat_of(n[3], "migrated_in"), 0, "the join moved processes");
+
+    cr_expect_eq(node_term(n[3], LEAVE_MS), 0, "the new node leaves again");
+    wait_members(n, 3, 3);
+    wait_settled(n, 3, "q", "1000");
+    expect_pumps_running(n, 3, "through the leave");
+
+    unsigned long long rounds = 0;
+    for (int i = 0; i < 3; i++)
+        CTL_OK(n[i], "pump-stop");
+    for (int i = 0; i < 3; i++) {
+        pumps_view v = pumps_of(n[i], "pump-wait", "8000");
+        cr_assert_eq(v.running, 0, "node %d's pump ended", i);
+        cr_assert_eq(v.failed, 0, "node %d's pump sent every message", i);
+        cr_assert_eq(v.sent, v.rounds * 1000, "node %d's pump sent whole rounds", i);
+        rounds += v.rounds;
+    }
+    char want[32];
+    snprintf(want, sizeof(want), "%llu", rounds);
+    /* Exact totals: nothing lost, nothing doubled; no violation: each sender's order. */
+    WAIT_CHECK(n[1], "check-seq", "q", "1000", want);
+    instances in;
+    wait_each_once(&in, n, 3, "q", 1000);
+}
+
+/* ---- confirm_handover and the children_migrated hook ---------------------------------- */
+
+MIGRATION_TEST(confirm_handover_reports_every_moved_process_through_children_migrated)
+{
+    hnode *n[4];
+    hub_of(n, 3, HOT_CONFIRM);
+    counters_with_state(n, 3, "h", "3000", "5");
+
+    n[3] = spawn(n[0], HOT_CONFIRM, NULL);
+    wait_members(n, 4, 4);
+    wait_settled(n, 4, "h", "3000");
+    instances in;
+    wait_each_once(&in, n, 4, "h", 3000);
+    long moved = in.per_node[3];
+    cr_assert_gt(moved, 0);
+
+    wait_sum(n, 3, "hook_children_migrated_ids", moved, false);
+    cr_expect_eq(stat_sum(n, 3, "migrated_out"), moved);
+    cr_expect_eq(stat_of(n[3], "migrated_in"), moved);
+    for (int i = 0; i < 3; i++)
+        cr_expect_geq(stat_of(n[i], "hook_children_migrated"), 1,
+                      "node %d reported its processes to the new node", i);
+    cr_expect_eq(stat_of(n[3], "hook_children_migrated_ids"), 0, "the new node handed nothing");
+    cr_expect_eq(stat_sum(n, 4, "hook_migration_failed"), 0);
+    WAIT_CHECK(n[3], "check-counters", "h", "3000", "5");
+}
+
+/* ---- retention expiry -------------------------------------------------------------------- */
+
+MIGRATION_TEST(retention_expiry_with_a_target_that_never_confirms_loses_no_process)
+{
+    static const char *const no_confirm[] = {"CH_FAULT=no-confirm", NULL};
+    hnode *n[4];
+    hub_of(n, 3, HOT_RETENTION);
+    counters_with_state(n, 3, "r", "3000", "9");
+
+    n[3] = spawn(n[0], HOT_RETENTION, no_confirm);
+    wait_members(n, 4, 4);
+    wait_sum(n, 3, "migration_failures", 1, true); /* the sources gave up waiting */
+    wait_sum(n, 4, "migrating", 0, false);
+    instances in;
+    wait_each_once(&in, n, 4, "r", 3000);
+    WAIT_CHECK(n[0], "check-counters", "r", "3000", "9");
+    WAIT_CHECK(n[3], "check-counters", "r", "3000", "9");
+}
+
+/* ---- ColdSwap ---------------------------------------------------------------------------- */
+
+MIGRATION_TEST(coldswap_restarts_moved_processes_fresh_once_and_they_still_get_messages)
+{
+    hnode *n[4];
+    hub_of(n, 3, COLD);
+    counters_with_state(n, 3, "c", "3000", "1000");
+
+    n[3] = spawn(n[0], COLD, NULL);
+    wait_members(n, 4, 4);
+    wait_settled(n, 4, "c", "3000");
+    instances in;
+    wait_each_once(&in, n, 4, "c", 3000);
+    long moved = in.per_node[3];
+    cr_assert_gt(moved, 0);
+
+    /* Moved: a fresh init from the spec (i); stayed: the state kept (i + 1000). */
+    char *text = NULL;
+    int st = CTL(n[1], &text, "check-counters", "c", "3000", "1000", "0");
+    long exact = -1, alt = -1;
+    sscanf(text ? text : "", "ok %*d exact %ld alt %ld", &exact, &alt);
+    cr_expect_eq(st, 0, "each holds its state or its init value: %s", text);
+    free(text);
+    cr_expect_eq(alt, moved, "the moved ones restarted fresh");
+    cr_expect_eq(exact, 3000 - moved, "the others kept their state");
+
+    /* Messages sent after the move reach every process exactly once. */
+    CTL_OK(n[2], "send-many", "c", "3000", "add", "5");
+    WAIT_CHECK(n[3], "check-counters", "c", "3000", "1005", "5");
+    text = NULL;
+    CTL(n[3], &text, "check-counters", "c", "3000", "1005", "5");
+    alt = -1;
+    sscanf(text ? text : "", "ok %*d exact %*d alt %ld", &alt);
+    cr_expect_eq(alt, moved, "%s", text);
+    free(text);
+}
+
+/* ---- two joins at once --------------------------------------------------------------------- */
+
+MIGRATION_TEST(two_nodes_joining_at_once_end_with_every_process_on_its_owner)
+{
+    hnode *n[5];
+    hub_of(n, 3, HOT);
+    counters_with_state(n, 3, "g", "5000", "3");
+
+    n[3] = spawn(n[0], HOT, NULL);
+    n[4] = spawn(n[1], HOT, NULL);
+    wait_members(n, 5, 5);
+    wait_settled(n, 5, "g", "5000");
+    instances in;
+    wait_each_once(&in, n, 5, "g", 5000);
+    cr_expect_gt(in.per_node[3], 0);
+    cr_expect_gt(in.per_node[4], 0);
+    WAIT_CHECK(n[4], "check-counters", "g", "5000", "3");
+    cr_expect_eq(stat_sum(n, 5, "crash_restarts"), 0);
+}
+
+/* ---- a target killed mid-stream ------------------------------------------------------------ */
+
+typedef struct stat_above {
+    hnode *n;
+    const char *key;
+    long long floor;
+} stat_above;
+
+static bool stat_is_above(void *ud)
+{
+    stat_above *s = ud;
+    return stat_of(s->n, s->key) > s->floor;
+}
+
+static bool sees_one_dead(void *ud)
+{
+    hnode **n = ud;
+    for (int i = 0; i < 3; i++)
+        if (node_count_members(n[i], "dead") != 1 || node_count_members(n[i], "alive") != 3)
+            return false;
+    return true;
+}
+
+/*
+ * The target stalls after two handover frames (CH_FAULT=stall-target:2) and is killed.
+ * What it had not confirmed, the sources kept: exact states. What it had installed and
+ * confirmed was its own when it died, so the survivors restart it from its spec, as after
+ * any crash (its state resets to i, and crash_restarts counts it). Each process lives
+ * exactly once either way.
+ */
+MIGRATION_TEST(killing_the_target_mid_migration_loses_no_unconfirmed_process)
+{
+    static const char *const stall[] = {"CH_FAULT=stall-target:2", NULL};
+    hnode *n[4];
+    hub_of(n, 3, HOT_SMALL_FRAMES);
+    counters_with_state(n, 3, "x", "10000", "1000");
+
+    n[3] = spawn(n[0], HOT_SMALL_FRAMES, stall);
+    wait_members(n, 4, 4); /* so that every survivor will see it dead */
+    stat_above installing = {n[3], "migrated_in", 0};
+    cr_assert(wait_until(stat_is_above, &installing, SETTLE_MS), "the target installs some");
+    cr_assert_eq(node_kill9(n[3]), 0);
+    cr_assert(wait_until(sees_one_dead, n, CONVERGE_MS), "the survivors declare it dead");
+
+    wait_settled(n, 3, "x", "10000");
+    instances in;
+    wait_each_once(&in, n, 3, "x", 10000);
+    char *text = NULL;
+    int st = CTL(n[0], &text, "check-counters", "x", "10000", "1000", "0");
+    long exact = -1, reset = -1;
+    sscanf(text ? text : "", "ok %*d exact %ld alt %ld", &exact, &reset);
+    cr_expect_eq(st, 0, "each holds its state, or its spec's after a crash restart: %s", text);
+    free(text);
+    cr_expect_eq(reset, stat_sum(n, 3, "crash_restarts"),
+                 "only the dead target's own processes restarted from their specs");
+    cr_expect_gt(exact, 0);
+    cr_expect_gt(stat_sum(n, 3, "migration_failures"), 0,
+                 "the sources report the moves that failed");
+}
+
+/* ---- a corrupted frame ------------------------------------------------------------------- */
+
+MIGRATION_TEST(a_corrupted_handover_frame_is_refused_and_the_migration_still_completes)
+{
+    static const char *const corrupt[] = {"CH_FAULT=corrupt-frame:1", NULL};
+    hnode *n[4];
+    n[0] = spawn(NULL, HOT, corrupt); /* its first handover frame arrives damaged */
+    n[1] = spawn(n[0], HOT, NULL);
+    n[2] = spawn(n[0], HOT, NULL);
+    wait_members(n, 3, 3);
+    counters_with_state(n, 3, "z", "5000", "11");
+
+    n[3] = spawn(n[1], HOT, NULL);
+    wait_members(n, 4, 4);
+    wait_settled(n, 4, "z", "5000");
+    stat_above refused = {n[3], "bad_frames", 0};
+    cr_expect(wait_until(stat_is_above, &refused, SETTLE_MS), "the target counted the bad frame");
+    instances in;
+    wait_each_once(&in, n, 4, "z", 5000);
+    WAIT_CHECK(n[3], "check-counters", "z", "5000", "11");
+    cr_expect_eq(stat_sum(n, 4, "crash_restarts"), 0);
+}
