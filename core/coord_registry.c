@@ -16,9 +16,26 @@ static void digest_apply(ch_coord *c, const ch_regrow *row, int sign)
     m->reg_xor ^= ch_regrow_digest(row);
 }
 
+/* Two nodes claim one id while it moves: the old owner's row (in a snapshot or delta that
+ * crossed the new owner's) must not replace the new owner's. The row on the id's ring
+ * owner wins; between two others, the newer write. */
+static bool replaces(ch_coord *c, const ch_regrow *row)
+{
+    ch_regrow *cur = ch_regtab_find(&c->reg, row->hash, ch_regrow_id(row), row->id_len);
+    if (!cur || cur->node == row->node) return true;
+    uint64_t owner = 0;
+    ch_hashring *ring = atomic_load(&c->n->ring);
+    if (ring) ch_hashring_owner(ring, row->hash, &owner);
+    return cur->node != owner || row->node == owner;
+}
+
 void coord_reg_put(ch_coord *c, ch_regrow *row)
 {
     ch_regrow *old;
+    if (!replaces(c, row)) {
+        free(row);
+        return;
+    }
     if (ch_regtab_put(&c->reg, row, &old) < 0) {
         free(row);
         return;

@@ -314,28 +314,28 @@ static int held_grow(ch_ho *h)
 
 static void arm_tick(ch_ho *h);
 
-static bool hold(ch_ho *h, ch_rec *rec, unsigned core, uint64_t ref)
+static bool hold_msg(ch_ho *h, uint64_t hash, const char *id, size_t id_len, uint8_t op,
+                     const void *data, size_t len, unsigned core, uint64_t ref)
 {
     if (h->hcount >= h->hcap / 2 && held_grow(h) < 0) return false;
-    const char *id = ch_rec_id(rec);
-    held_q **at = held_slot(h, rec->aux, id, rec->id_len);
+    held_q **at = held_slot(h, hash, id, id_len);
     held_q *q = *at;
     if (!q) {
-        if (!(q = calloc(1, sizeof(*q) + rec->id_len))) return false;
-        q->hash = rec->aux;
-        q->id_len = rec->id_len;
-        memcpy(q->id, id, rec->id_len);
+        if (!(q = calloc(1, sizeof(*q) + id_len))) return false;
+        q->hash = hash;
+        q->id_len = (uint8_t)id_len;
+        memcpy(q->id, id, id_len);
         q->first_ns = ch_now_ns();
         *at = q;
         h->hcount++;
     }
-    held_msg *m = malloc(sizeof(*m) + rec->len);
+    held_msg *m = malloc(sizeof(*m) + len);
     if (!m) return false; /* an empty queue stays: harmless, released with the others */
-    *m = (held_msg){.op = rec->op == CH_OP_CAST ? CH_OP_CAST : CH_OP_CALL,
+    *m = (held_msg){.op = op == CH_OP_CAST ? CH_OP_CAST : CH_OP_CALL,
                     .core = (uint16_t)core,
                     .ref = ref,
-                    .len = rec->len};
-    memcpy(m->data, ch_rec_payload(rec), rec->len);
+                    .len = (uint32_t)len};
+    if (len) memcpy(m->data, data, len);
     if (q->tail)
         q->tail->next = m;
     else
@@ -344,6 +344,12 @@ static bool hold(ch_ho *h, ch_rec *rec, unsigned core, uint64_t ref)
     count(&h->r->stats.held_messages, 1);
     arm_tick(h);
     return true;
+}
+
+static bool hold(ch_ho *h, ch_rec *rec, unsigned core, uint64_t ref)
+{
+    return hold_msg(h, rec->aux, ch_rec_id(rec), rec->id_len, rec->op, ch_rec_payload(rec),
+                    rec->len, core, ref);
 }
 
 /* Sends a message on through the coordinator, routed by the registry row (final). */
@@ -403,16 +409,19 @@ static void release_id(ch_ho *h, uint64_t hash, const char *id, size_t len)
 }
 
 /* Releases every held queue (all: UNHOLD) or those older than the child timeout. */
+/* Releases every held queue (all: UNHOLD) or those older than the child timeout, except
+ * those of a process whose move is still under way here (released by its outcome). The
+ * queues are taken out first: a message released now may be held again, in a new queue. */
 static void release_held(ch_ho *h, bool all)
 {
     uint64_t limit = (uint64_t)h->cfg->child_timeout_ms * 1000000, now = ch_now_ns();
+    held_q *out = NULL;
     for (size_t i = 0; i < h->hcap; i++) {
         held_q **at = &h->held[i];
         while (*at) {
             held_q *q = *at;
             ch_proc *p = ch_ptable_find(&h->r->procs, q->hash, q->id, q->id_len);
-            bool waits_end = p && p->mig && p->mig->state == MP_AWAIT_END;
-            if (!all && (waits_end || now - q->first_ns < limit)) {
+            if ((p && p->mig) || (!all && now - q->first_ns < limit)) {
                 at = &q->next;
                 continue;
             }
@@ -421,9 +430,15 @@ static void release_held(ch_ho *h, bool all)
                         q->id, h->cfg->child_timeout_ms);
             *at = q->next;
             h->hcount--;
-            release_q(h, q);
-            free(q);
+            q->next = out;
+            out = q;
         }
+    }
+    while (out) {
+        held_q *q = out;
+        out = q->next;
+        release_q(h, q);
+        free(q);
     }
 }
 
@@ -664,6 +679,11 @@ static void forward(ch_ho *h, ch_proc *p, uint8_t op, const void *data, size_t l
     ch_mig_proc *m = p->mig;
     const char *id = ch_spec_id(p->spec);
     if (m->ended) { /* late: it goes the normal way to the process's new place */
+        /* The ring brings it back here: it waits for the outcome of the move (thawed
+         * here, or back from its target), which releases what waits for its id. */
+        if (owner_of(h, p->hash) == r->node->id &&
+            hold_msg(h, p->hash, id, p->spec->id_len, op, data, len, core, ref))
+            return;
         if (owner_of(h, p->hash) != r->node->id) {
             ch_rec hd = {.op = op,
                          .id_len = p->spec->id_len,
@@ -734,7 +754,12 @@ static void thaw(ch_ho *h, ch_proc *p)
     free(m);
     p->mig = NULL;
     h->frozen--;
-    if (terminated) ch_sup_reinit(h->r, p); /* ColdSwap: it starts again from its spec */
+    uint64_t hash = p->hash;
+    uint8_t len = p->spec->id_len;
+    char id[CH_ID_MAX];
+    memcpy(id, ch_spec_id(p->spec), len);
+    if (terminated) ch_sup_reinit(h->r, p); /* ColdSwap: fresh from its spec (or gone) */
+    release_id(h, hash, id, len);           /* what waited for the move's outcome runs here */
 }
 
 static void run_migrated_hook(ch_ho *h, uint64_t node, const char **ids, const size_t *lens,
@@ -776,7 +801,12 @@ static bool settle_proc(ch_ho *h, const sent *s, uint8_t kind, ch_proc *p, int s
         } else if (st) {
             fail_hook(h, p, s->node, st);
         }
+        uint64_t hash = p->hash;
+        uint8_t len = p->spec->id_len;
+        char id[CH_ID_MAX];
+        memcpy(id, ch_spec_id(p->spec), len);
         ch_sup_migrated(r, p, p->mig->terminated); /* frozen-- in ch_ho_proc_gone */
+        release_id(h, hash, id, len); /* messages that waited here go to its new place */
         return moved;
     }
     CH_WARN("%.*s not taken by %016llx (%s): it stays here", p->spec->id_len, ch_spec_id(p->spec),
