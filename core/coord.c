@@ -528,6 +528,8 @@ int ch_node_leave(ch_node *n)
 {
     if (!n) return -EINVAL;
     if (!n->coord) return ch_node_stop(n);
+    ch_hashring *ring = atomic_load(&n->ring);
+    bool alone = ring && ch_hashring_nodes(ring) == 1 && ch_hashring_has(ring, n->id);
     coord_call cc = {0};
     int rc = on_coordinator(n, leave_fn, &cc);
     if (rc < 0) return rc;
@@ -538,10 +540,11 @@ int ch_node_leave(ch_node *n)
     int done = leave_wait(n, leave_done_fn, now + ms(n->cfg.migration.leave_wait_ms));
     ch_node_stats st;
     ch_node_stats_get(n, &st);
-    if (done != 1 || st.processes)
+    if (!alone && (done != 1 || st.processes))
         CH_WARN("leaving with %llu processes not handed over", (unsigned long long)st.processes);
     rc = ch_node_stop(n);
-    return rc < 0 ? rc : (st.processes ? CH_EPARTIAL : 0);
+    /* A hub of one has no one to hand over to: its leave is a stop. */
+    return rc < 0 ? rc : (st.processes && !alone ? CH_EPARTIAL : 0);
 }
 
 static void reset_fn(ch_coord *c, coord_call *cc)

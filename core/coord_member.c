@@ -243,8 +243,11 @@ void coord_dial(ch_coord *c, ch_mem *m, uint64_t now)
 {
     if (m->conn || m->dialing || !m->addr[0] || now < m->next_dial_ns) return;
     if (!ch_mem_in_ring(m) || m->id == c->mt.self) return;
-    /* One connection per pair: the node with the larger id dials, unless frames wait. */
-    if (m->id > c->mt.self && !m->backlog) return;
+    /* One connection per pair: the node with the smaller id dials, the other waits for it
+     * (its frames wait in the backlog). Were both to dial, one of the two connections would
+     * be closed with whatever was already sent on it (see prefer), and a migration sends
+     * from the first moment. Seeds are dialled by address, whatever their id. */
+    if (m->id < c->mt.self) return;
     ch_conn *conn;
     m->next_dial_ns = now + ms(c->n->cfg.cluster.probe_interval_ms);
     if (ch_transport_connect(c->t, m->addr, CH_ROLE_PEER, &conn) == 0) {

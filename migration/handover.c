@@ -396,6 +396,20 @@ static void release_q(ch_ho *h, held_q *q)
     }
 }
 
+/* A process's id, copied: for what runs after the process may be gone. */
+typedef struct idref {
+    uint64_t hash;
+    uint8_t len;
+    char id[CH_ID_MAX];
+} idref;
+
+static idref id_of(const ch_proc *p)
+{
+    idref r = {.hash = p->hash, .len = p->spec->id_len};
+    memcpy(r.id, ch_spec_id(p->spec), r.len);
+    return r;
+}
+
 static void release_id(ch_ho *h, uint64_t hash, const char *id, size_t len)
 {
     if (!h->hcap) return;
@@ -754,12 +768,9 @@ static void thaw(ch_ho *h, ch_proc *p)
     free(m);
     p->mig = NULL;
     h->frozen--;
-    uint64_t hash = p->hash;
-    uint8_t len = p->spec->id_len;
-    char id[CH_ID_MAX];
-    memcpy(id, ch_spec_id(p->spec), len);
+    idref k = id_of(p);
     if (terminated) ch_sup_reinit(h->r, p); /* ColdSwap: fresh from its spec (or gone) */
-    release_id(h, hash, id, len);           /* what waited for the move's outcome runs here */
+    release_id(h, k.hash, k.id, k.len);     /* what waited for the move's outcome runs here */
 }
 
 static void run_migrated_hook(ch_ho *h, uint64_t node, const char **ids, const size_t *lens,
@@ -801,12 +812,9 @@ static bool settle_proc(ch_ho *h, const sent *s, uint8_t kind, ch_proc *p, int s
         } else if (st) {
             fail_hook(h, p, s->node, st);
         }
-        uint64_t hash = p->hash;
-        uint8_t len = p->spec->id_len;
-        char id[CH_ID_MAX];
-        memcpy(id, ch_spec_id(p->spec), len);
+        idref k = id_of(p);
         ch_sup_migrated(r, p, p->mig->terminated); /* frozen-- in ch_ho_proc_gone */
-        release_id(h, hash, id, len); /* messages that waited here go to its new place */
+        release_id(h, k.hash, k.id, k.len);        /* what waited here goes to its new place */
         return moved;
     }
     CH_WARN("%.*s not taken by %016llx (%s): it stays here", p->spec->id_len, ch_spec_id(p->spec),
@@ -918,7 +926,7 @@ static void on_ack(ch_ho *h, uint64_t node, const uint8_t *block, const uint8_t 
 }
 
 /* Replays one kept batch after its target is gone: processes thaw, messages run here. */
-static void replay(ch_ho *h, const uint8_t *raw, size_t len)
+static void replay(ch_ho *h, uint64_t node, const uint8_t *raw, size_t len)
 {
     ch_reactor *r = h->r;
     ch_hbatch_reader rd;
@@ -928,7 +936,10 @@ static void replay(ch_ho *h, const uint8_t *raw, size_t len)
         uint64_t hash = ch_id_hash(rec.id, rec.id_len);
         ch_proc *p = r->shut ? NULL : ch_ptable_find(&r->procs, hash, rec.id, rec.id_len);
         if (rec.kind == CH_HREC_PROC) {
-            if (p && p->mig && p->mig->state == MP_FROZEN) thaw(h, p);
+            if (p && p->mig && p->mig->state == MP_FROZEN) {
+                fail_hook(h, p, node, -EHOSTUNREACH); /* it did not move: it stays, then */
+                thaw(h, p);                           /* moves again under the new ring */
+            }
         } else if (rec.kind == CH_HREC_MSG) {
             uint8_t op = rec.msg.kind == CH_MSG_CAST ? CH_OP_CAST : CH_OP_CALL;
             if (p && !p->mig)
@@ -957,14 +968,14 @@ static void source_gone(ch_ho *h, uint64_t node)
             h->sent_head = next;
         if (h->sent_tail == cur) h->sent_tail = prev;
         h->inflight -= cur->raw_len;
-        replay(h, cur->raw, cur->raw_len);
+        replay(h, node, cur->raw, cur->raw_len);
         free(cur->raw);
         free(cur);
     }
     for (size_t i = 0; i < h->nlanes; i++) {
         lane *l = &h->lanes[i];
         if (l->node != node) continue;
-        replay(h, ch_hbatch_data(&l->b), ch_hbatch_len(&l->b));
+        replay(h, node, ch_hbatch_data(&l->b), ch_hbatch_len(&l->b));
         ch_hbatch_free(&l->b);
         h->lanes[i--] = h->lanes[--h->nlanes];
     }
@@ -1026,12 +1037,9 @@ static void end_await(ch_ho *h, ch_proc *p)
     h->await_end--;
     if (m->aw) ackwait_step(h, m->aw);
     free(m);
-    uint64_t hash = p->hash;
-    uint8_t len = p->spec->id_len;
-    char id[CH_ID_MAX];
-    memcpy(id, ch_spec_id(p->spec), len);
-    release_id(h, hash, id, len);
-    if (owner_of(h, hash) != h->r->node->id) enqueue(h, hash, id, len); /* it moved on */
+    idref k = id_of(p);
+    release_id(h, k.hash, k.id, k.len);
+    if (owner_of(h, k.hash) != h->r->node->id) enqueue(h, k.hash, k.id, k.len); /* moved on */
 }
 
 static int install(ch_ho *h, const ch_hbatch_rec *rec, uint64_t node, uint16_t src_core,
