@@ -57,6 +57,7 @@ typedef struct ackwait {
 typedef struct lane {
     uint64_t node;
     uint16_t core;
+    uint32_t seq; /* frames numbered per lane from 1: the target applies them in order */
     ch_hbatch b;
 } lane;
 
@@ -118,7 +119,6 @@ typedef struct ch_ho {
     size_t nlanes;
     sent *sent_head, *sent_tail;
     size_t inflight;
-    uint32_t seq;
     ch_codec *codec;
     uint64_t frozen, queued;
     struct link { /* per target: the link totals last fed to the codec */
@@ -469,6 +469,7 @@ static lane *get_lane(ch_ho *h, uint64_t node, uint16_t core)
     if (ch_hbatch_init(&l->b, h->cfg->batch_bytes, batch_limit()) < 0) return NULL;
     l->node = node;
     l->core = core;
+    l->seq = 0;
     h->nlanes++;
     return l;
 }
@@ -514,7 +515,7 @@ static int flush_lane(ch_ho *h, lane *l)
     if (!l->b.count) return 0;
     sent *s = calloc(1, sizeof(*s));
     if (!s) return -ENOMEM;
-    *s = (sent){.node = l->node, .core = l->core, .seq = ++h->seq};
+    *s = (sent){.node = l->node, .core = l->core, .seq = ++l->seq};
     bool oversize = l->b.cap != l->b.capacity; /* its buffer is not a spare's size */
     uint8_t *fresh = h->nspare ? h->spare[--h->nspare] : NULL;
     if (!(s->raw = ch_hbatch_take(&l->b, fresh, &s->raw_len))) {
@@ -862,11 +863,11 @@ static void settle(ch_ho *h, sent *s, uint8_t kind, bool applied, ch_rbuf list, 
     }
 }
 
-static sent *unlink_sent(ch_ho *h, uint64_t node, uint32_t seq)
+static sent *unlink_sent(ch_ho *h, uint64_t node, uint16_t core, uint32_t seq)
 {
     sent *prev = NULL;
     for (sent *s = h->sent_head; s; prev = s, s = s->next) {
-        if (s->node != node || s->seq != seq) continue;
+        if (s->node != node || s->core != core || s->seq != seq) continue;
         if (prev)
             prev->next = s->next;
         else
@@ -908,18 +909,19 @@ static void on_ack(ch_ho *h, uint64_t node, const uint8_t *block, const uint8_t 
     ch_rbuf_get_u16(&rb); /* our core: the coordinator routed it here by it */
     uint8_t kind = ch_rbuf_get_u8(&rb);
     bool applied = ch_rbuf_get_u8(&rb);
-    uint32_t seq = ch_rbuf_get_u32(&rb), n = ch_rbuf_get_u32(&rb);
+    uint32_t seq = ch_rbuf_get_u32(&rb);
+    uint16_t core = ch_rbuf_get_u16(&rb);
+    ch_rbuf_get_u16(&rb);
+    uint32_t n = ch_rbuf_get_u32(&rb);
     if (!ch_rbuf_ok(&rb)) return;
-    if (kind == ACK_BADFRAME) {
+    if (kind == ACK_BADFRAME) { /* go back: this frame and every later one of its lane */
+        CH_WARN("frame %u to %016llx core %u refused as damaged: the lane sends again from it", seq,
+                (unsigned long long)node, core);
         for (sent *s = h->sent_head; s; s = s->next)
-            if (s->node == node && s->seq == seq) {
-                CH_WARN("frame %u refused by %016llx as damaged: sent again", seq,
-                        (unsigned long long)node);
-                transmit(h, s);
-            }
+            if (s->node == node && s->core == core && (int32_t)(s->seq - seq) >= 0) transmit(h, s);
         return;
     }
-    sent *s = unlink_sent(h, node, seq);
+    sent *s = unlink_sent(h, node, core, seq);
     if (!s) return; /* settled already (a resolution crossed the confirmation) */
     settle(h, s, kind, applied, rb, n);
     sent_free(h, s);
@@ -1014,6 +1016,8 @@ static void send_ack(ch_ho *h, uint64_t node, uint16_t src_core, uint8_t kind, u
     ch_wbuf_put_u8(&w, kind);
     ch_wbuf_put_u8(&w, sn && (int32_t)(sn->seq - seq) >= 0); /* resolve: frame applied */
     ch_wbuf_put_u32(&w, seq);
+    ch_wbuf_put_u16(&w, (uint16_t)h->r->core); /* the lane: (source core, this core) */
+    ch_wbuf_put_u16(&w, 0);
     ch_wbuf_put_u32(&w, n);
     if (list && list->len) ch_wbuf_put_bytes(&w, list->data, list->len);
     send_wbuf(h->r, node, CH_F_MIG_ACK, &w);
@@ -1137,8 +1141,6 @@ static void fail_entry(ch_wbuf *w, uint32_t *n, const char *id, size_t len, int 
 static void apply(ch_ho *h, const uint8_t *raw, size_t len, uint64_t node, uint16_t src_core,
                   uint32_t seq)
 {
-    struct seen *sn = seen_of(h, node, src_core, true);
-    if (sn) sn->seq = seq;
     bool confirm_late = h->cfg->confirm_handover;
     ackwait *aw = calloc(1, sizeof(*aw));
     if (!aw) confirm_late = false; /* then it is confirmed on arrival */
@@ -1180,6 +1182,13 @@ static void on_data(ch_ho *h, uint64_t node, uint8_t *block, size_t len)
     uint16_t src_core = ch_le_get16(f);
     uint32_t seq = ch_le_get32(f + 4);
     if (h->f_stall && h->frames_in >= h->f_stall) return; /* fault injection (tests) */
+    struct seen *sn = seen_of(h, node, src_core, true);
+    if (!sn) return;                     /* no memory: the source's retention query settles it */
+    if ((int32_t)(seq - sn->seq) <= 0) { /* applied before: its confirmation was lost */
+        send_ack(h, node, src_core, ACK_CONFIRM, seq, NULL, 0);
+        return;
+    }
+    if (seq != sn->seq + 1) return; /* after a refused frame: it comes again, in order */
     h->frames_in++;
     ch_codec_hdr ch;
     const uint8_t *raw;
@@ -1195,6 +1204,7 @@ static void on_data(ch_ho *h, uint64_t node, uint8_t *block, size_t len)
         send_ack(h, node, src_core, ACK_BADFRAME, seq, NULL, 0);
         return;
     }
+    sn->seq = seq;
     apply(h, raw, ch.raw_len, node, src_core, seq);
 }
 
