@@ -15,10 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Each table has its own seed: tables fed in another table's slot order (a registry
- * resync, a migration's stream) would otherwise receive their keys sorted by home slot and
- * pile them into one run of linear probing, as the first benchmark of migrations did. */
-static uint64_t new_seed(const void *t)
+uint64_t ch_table_seed(const void *t)
 {
     static _Atomic uint64_t counter;
     uint64_t x = 0; /* random: forked node processes share addresses and counters */
@@ -39,7 +36,7 @@ int ch_ptable_init(ch_ptable *t)
 {
     t->cap = 1024;
     t->count = 0;
-    t->seed = new_seed(t);
+    t->seed = ch_table_seed(t);
     t->slots = calloc(t->cap, sizeof(*t->slots));
     return t->slots ? 0 : -ENOMEM;
 }

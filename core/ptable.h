@@ -24,6 +24,11 @@ typedef struct ch_ptable {
     uint64_t seed; /* mixed into every slot index, see ptable.c */
 } ch_ptable;
 
+/* A random seed for a hash table's slot index. Each table has its own: a table fed in
+ * another table's slot order (a registry resync, a migration's stream) would otherwise
+ * receive its keys sorted by home slot and pile them into one run of linear probing. */
+uint64_t ch_table_seed(const void *t);
+
 int ch_ptable_init(ch_ptable *t);
 void ch_ptable_destroy(ch_ptable *t);
 ch_proc *ch_ptable_find(const ch_ptable *t, uint64_t hash, const char *id, size_t len);

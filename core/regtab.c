@@ -3,10 +3,9 @@
  */
 #include "regtab.h"
 
+#include "ptable.h"
+
 #include <errno.h>
-#include <stdatomic.h>
-#include <sys/random.h>
-#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -77,20 +76,6 @@ ch_proc_info *ch_regrow_info(const ch_regrow *r)
     return info;
 }
 
-/* Each table has its own seed: tables fed in another table's slot order (a registry
- * resync, a migration's stream) would otherwise receive their keys sorted by home slot and
- * pile them into one run of linear probing, as the first benchmark of migrations did. */
-static uint64_t new_seed(const void *t)
-{
-    static _Atomic uint64_t counter;
-    uint64_t x = 0; /* random: forked node processes share addresses and counters */
-    if (getrandom(&x, sizeof(x), GRND_NONBLOCK) != sizeof(x)) x = (uint64_t)clock();
-    x ^= (uint64_t)(uintptr_t)t ^ (atomic_fetch_add(&counter, 1) * 0x9E3779B97F4A7C15ull);
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    return x ^ (x >> 33);
-}
-
 static size_t slot_of(const ch_regtab *t, uint64_t hash)
 {
     unsigned bits = (unsigned)__builtin_ctzll(t->cap);
@@ -101,7 +86,7 @@ int ch_regtab_init(ch_regtab *t)
 {
     t->cap = 1024;
     t->count = 0;
-    t->seed = new_seed(t);
+    t->seed = ch_table_seed(t);
     t->slots = calloc(t->cap, sizeof(*t->slots));
     return t->slots ? 0 : -ENOMEM;
 }

@@ -283,39 +283,48 @@ void ch_sup_deliver(ch_reactor *r, ch_proc *p, const ch_msg *m, unsigned core, u
     ended(r, p, rc < 0 ? CH_REASON_CRASH : CH_REASON_NORMAL);
 }
 
-int ch_sup_start(ch_reactor *r, ch_spec *spec)
+/* Creates a process from spec (taken) and runs its init, then alter with the handed-over
+ * bytes when given: 0 with *out, CH_ESTOPPED, CH_EALREADY, -ENOMEM or CH_EINIT (the spec
+ * is freed on every error). */
+static int create(ch_reactor *r, ch_spec *spec, uint32_t incarnation, unsigned flags,
+                  ch_alter_fn alter, const void *state, size_t len, ch_proc **out)
 {
-    int rc = CH_ESTOPPED;
-    if (r->shut) goto fail;
-    rc = CH_EALREADY;
-    if (ch_ptable_find(&r->procs, spec->hash, ch_spec_id(spec), spec->id_len)) goto fail;
+    int rc = r->shut ? CH_ESTOPPED : CH_EALREADY;
+    ch_proc *p = NULL;
+    if (r->shut || ch_ptable_find(&r->procs, spec->hash, ch_spec_id(spec), spec->id_len)) goto fail;
     rc = -ENOMEM;
-    ch_proc *p = calloc(1, sizeof(*p));
-    if (!p) goto fail;
-    p->hash = spec->hash;
-    p->spec = spec;
-    p->r = r;
-    p->timers = CH_TIMER_NONE;
-    if (ch_ptable_insert(&r->procs, p) < 0) {
-        free(p);
-        goto fail;
-    }
-    rc = run_init(p, 0);
+    if (!(p = calloc(1, sizeof(*p)))) goto fail;
+    *p = (ch_proc){.hash = spec->hash,
+                   .spec = spec,
+                   .r = r,
+                   .timers = CH_TIMER_NONE,
+                   .incarnation = incarnation};
+    if (ch_ptable_insert(&r->procs, p) < 0) goto fail;
+    rc = run_init(p, flags);
+    if (rc == 0 && alter) rc = alter(p, state, len);
     if (rc != 0) {
-        CH_DEBUG("init of %.*s refused: %s", spec->id_len, ch_spec_id(spec), ch_strerror(rc));
+        CH_DEBUG("%.*s refused to start: %s", spec->id_len, ch_spec_id(spec), ch_strerror(rc));
         drop_timers(r, p);
         ch_proc_state_clear(p);
         ch_ptable_remove(&r->procs, p);
-        free(p);
         rc = CH_EINIT;
         goto fail;
     }
     count(&r->stats.processes, 1);
-    count(&r->stats.started, 1);
     hook_proc(r, CH_HOOK_REGISTRY_INSERT, p, CH_REASON_NORMAL);
+    *out = p;
     return 0;
 fail:
+    free(p);
     free(spec);
+    return rc;
+}
+
+int ch_sup_start(ch_reactor *r, ch_spec *spec)
+{
+    ch_proc *p;
+    int rc = create(r, spec, 0, 0, NULL, NULL, 0, &p);
+    if (rc == 0) count(&r->stats.started, 1);
     return rc;
 }
 
@@ -380,41 +389,7 @@ int ch_sup_reinit(ch_reactor *r, ch_proc *p)
 int ch_sup_install(ch_reactor *r, ch_spec *spec, uint32_t incarnation, ch_alter_fn alter,
                    const void *state, size_t len, ch_proc **out)
 {
-    int rc = r->shut ? CH_ESTOPPED : CH_EALREADY;
-    if (r->shut || ch_ptable_find(&r->procs, spec->hash, ch_spec_id(spec), spec->id_len)) {
-        free(spec);
-        return rc;
-    }
-    ch_proc *p = calloc(1, sizeof(*p));
-    if (!p) {
-        free(spec);
-        return -ENOMEM;
-    }
-    *p = (ch_proc){.hash = spec->hash,
-                   .spec = spec,
-                   .r = r,
-                   .timers = CH_TIMER_NONE,
-                   .incarnation = incarnation};
-    if (ch_ptable_insert(&r->procs, p) < 0) {
-        free(p);
-        free(spec);
-        return -ENOMEM;
-    }
-    rc = run_init(p, CH_INIT_MIGRATED);
-    if (rc == 0 && alter) rc = alter(p, state, len);
-    if (rc != 0) {
-        CH_WARN("migrated %.*s refused here: %s", spec->id_len, ch_spec_id(spec), ch_strerror(rc));
-        drop_timers(r, p);
-        ch_proc_state_clear(p);
-        ch_ptable_remove(&r->procs, p);
-        free(p);
-        free(spec);
-        return CH_EINIT;
-    }
-    count(&r->stats.processes, 1);
-    hook_proc(r, CH_HOOK_REGISTRY_INSERT, p, CH_REASON_NORMAL);
-    *out = p;
-    return 0;
+    return create(r, spec, incarnation, CH_INIT_MIGRATED, alter, state, len, out);
 }
 
 static void stop_all(ch_reactor *r)
