@@ -29,7 +29,7 @@
 int coord_backlog(ch_coord *c, ch_mem *m, uint8_t type, const void *a, size_t alen, const void *b,
                   size_t blen)
 {
-    if (!ch_mem_in_ring(m) || m->id == c->mt.self) return -EHOSTUNREACH;
+    if (!ch_mem_alive(m) || m->id == c->mt.self) return -EHOSTUNREACH;
     ch_wbuf *w = m->backlog;
     if (!w && !(w = m->backlog = calloc(1, sizeof(*w)))) return -ENOMEM;
     if (w->len + alen + blen > CH_CONN_MAX_QUEUE) return -ENOBUFS;
@@ -101,7 +101,7 @@ void coord_send_all(ch_coord *c, uint8_t type, const ch_wbuf *w)
     if (w->err) return;
     for (size_t i = 0; i < c->mt.n; i++) {
         ch_mem *m = &c->mt.v[i];
-        if (m->conn && ch_mem_in_ring(m)) ch_conn_send(m->conn, type, w->data, w->len);
+        if (m->conn && ch_mem_alive(m)) ch_conn_send(m->conn, type, w->data, w->len);
     }
 }
 
@@ -479,6 +479,7 @@ static void members_fn(ch_coord *c, coord_call *cc)
         memcpy(o->addr, m->addr, sizeof(o->addr));
         o->cores = m->cores;
         o->state = (ch_member_state)m->state;
+        o->drained = m->drained;
         o->self = m->id == c->mt.self;
     }
     cc->count = c->mt.n;
@@ -503,6 +504,18 @@ static void leave_fn(ch_coord *c, coord_call *cc)
     int bits = ch_mtab_set(&c->mt, me, CH_MEMBER_LEFT, ch_now_ns());
     coord_after_merge(c, bits, 0, NULL);
     (void)cc;
+}
+
+static void drain_fn(ch_coord *c, coord_call *cc)
+{
+    ch_mem *me = ch_mtab_self(&c->mt);
+    if (me->drained || c->leaving) {
+        cc->rc = -EALREADY;
+        return;
+    }
+    me->drained = true;
+    me->incarnation++; /* peers take the record with the flag over their copy */
+    coord_after_merge(c, CH_MT_CHANGED | CH_MT_RING, 0, NULL);
 }
 
 static void leave_done_fn(ch_coord *c, coord_call *cc)
@@ -545,6 +558,22 @@ int ch_node_leave(ch_node *n)
     rc = ch_node_stop(n);
     /* A hub of one has no one to hand over to: its leave is a stop. */
     return rc < 0 ? rc : (st.processes && !alone ? CH_EPARTIAL : 0);
+}
+
+int ch_node_drain(ch_node *n)
+{
+    if (!n) return -EINVAL;
+    if (!n->coord) return CH_EPARTIAL; /* no one to hand over to */
+    coord_call cc = {0};
+    int rc = on_coordinator(n, drain_fn, &cc);
+    if (rc < 0) return rc;
+    int done = leave_wait(n, leave_done_fn, ch_now_ns() + ms(n->cfg.migration.leave_wait_ms));
+    if (done < 0) return done;
+    ch_node_stats st;
+    ch_node_stats_get(n, &st);
+    if (st.processes)
+        CH_WARN("drained with %llu processes not handed over", (unsigned long long)st.processes);
+    return st.processes ? CH_EPARTIAL : 0;
 }
 
 static void reset_fn(ch_coord *c, coord_call *cc)

@@ -13,11 +13,13 @@ static void left_done(ch_coord *c, ch_mem *m);
 
 /* ---- views -------------------------------------------------------------------------- */
 
+#define MEMBER_DRAINED 0x80 /* in a member record's state byte */
+
 static void put_member(ch_wbuf *w, const ch_mem *m)
 {
     ch_wbuf_put_u64(w, m->id);
     ch_wbuf_put_u64(w, m->incarnation);
-    ch_wbuf_put_u8(w, m->state);
+    ch_wbuf_put_u8(w, (uint8_t)(m->state | (m->drained ? MEMBER_DRAINED : 0)));
     ch_wbuf_put_u16(w, m->cores);
     ch_wbuf_put_str8(w, m->addr, strlen(m->addr));
 }
@@ -27,7 +29,9 @@ bool coord_get_member(ch_rbuf *rb, ch_mem *m)
     memset(m, 0, sizeof(*m));
     m->id = ch_rbuf_get_u64(rb);
     m->incarnation = ch_rbuf_get_u64(rb);
-    m->state = ch_rbuf_get_u8(rb);
+    uint8_t state = ch_rbuf_get_u8(rb);
+    m->state = state & (uint8_t)~MEMBER_DRAINED;
+    m->drained = state & MEMBER_DRAINED;
     m->cores = ch_rbuf_get_u16(rb);
     ch_rbuf_get_cstr8(rb, m->addr, sizeof(m->addr));
     return ch_rbuf_ok(rb);
@@ -149,7 +153,7 @@ void coord_probe_round(ch_coord *c)
     size_t n = c->mt.n;
     for (size_t k = 0; k < n; k++) {
         ch_mem *m = &c->mt.v[(c->probe_next + k) % n];
-        if (m->id == c->mt.self || !ch_mem_in_ring(m)) continue;
+        if (m->id == c->mt.self || !ch_mem_alive(m)) continue;
         c->probe_next = (c->probe_next + k + 1) % n;
         c->probe_target = m->id;
         c->probe_acked = false;
@@ -242,7 +246,7 @@ void coord_expire_suspects(ch_coord *c, uint64_t now)
 void coord_dial(ch_coord *c, ch_mem *m, uint64_t now)
 {
     if (m->conn || m->dialing || !m->addr[0] || now < m->next_dial_ns) return;
-    if (!ch_mem_in_ring(m) || m->id == c->mt.self) return;
+    if (!ch_mem_alive(m) || m->id == c->mt.self) return;
     /* One connection per pair: the node with the smaller id dials, the other waits for it
      * (its frames wait in the backlog). Were both to dial, one of the two connections would
      * be closed with whatever was already sent on it (see prefer), and a migration sends
@@ -430,8 +434,11 @@ static void adopt_rows(ch_coord *c, ch_mem *m)
 static void on_member_gone(ch_coord *c, ch_mem *m)
 {
     CH_INFO("member %016llx (%s) %s", (unsigned long long)m->id, m->addr,
-            m->state == CH_MEMBER_LEFT ? "left" : "is dead");
+            m->state == CH_MEMBER_LEFT ? "left"
+            : ch_mem_alive(m)          ? "drained"
+                                       : "is dead");
     coord_run_cluster_hook(c, CH_HOOK_POST_CLUSTER_LEAVE, m->id);
+    if (ch_mem_alive(m)) return; /* drained: it hands its processes over, and stays */
     if (m->state == CH_MEMBER_LEFT && m->conn) {
         m->left_pending = true;
         return;

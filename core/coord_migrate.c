@@ -19,7 +19,7 @@
 static bool participant(const ch_coord *c, const ch_mem *m)
 {
     if (m->id == c->mt.self || m->state == CH_MEMBER_DEAD) return false;
-    return ch_mem_in_ring(m) || (m->state == CH_MEMBER_LEFT && m->left_pending);
+    return ch_mem_alive(m) || (m->state == CH_MEMBER_LEFT && m->left_pending);
 }
 
 static void post(ch_coord *c, unsigned core, uint8_t op, uint64_t aux, uint64_t ref,

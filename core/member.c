@@ -37,9 +37,14 @@ ch_mem *ch_mtab_self(ch_mtab *t)
     return ch_mtab_find(t, t->self);
 }
 
-bool ch_mem_in_ring(const ch_mem *m)
+bool ch_mem_alive(const ch_mem *m)
 {
     return m->state == CH_MEMBER_ALIVE || m->state == CH_MEMBER_SUSPECT;
+}
+
+bool ch_mem_in_ring(const ch_mem *m)
+{
+    return ch_mem_alive(m) && !m->drained;
 }
 
 static bool final(uint8_t s)
@@ -61,6 +66,7 @@ static int add(ch_mtab *t, const ch_mem *m, uint64_t now)
     e->incarnation = m->incarnation;
     e->cores = m->cores;
     e->state = m->state;
+    e->drained = m->drained;
     e->since_ns = now;
     memcpy(e->addr, m->addr, sizeof(e->addr));
     e->addr[CH_ADDR_MAX] = '\0';
@@ -74,7 +80,9 @@ int ch_mtab_set(ch_mtab *t, ch_mem *m, ch_member_state s, uint64_t now)
     bool was = ch_mem_in_ring(m);
     m->state = (uint8_t)s;
     m->since_ns = now;
-    return CH_MT_CHANGED | (was != ch_mem_in_ring(m) ? CH_MT_RING : 0);
+    /* A drained member that ends is gone too: what it still held must be adopted. */
+    bool ring = was != ch_mem_in_ring(m) || (m->drained && final(m->state));
+    return CH_MT_CHANGED | (ring ? CH_MT_RING : 0);
 }
 
 /* A peer says something about this node: only a suspicion needs an answer. */
@@ -98,6 +106,9 @@ int ch_mtab_merge(ch_mtab *t, const ch_mem *m, uint64_t now)
     if (m->incarnation > e->incarnation) {
         e->incarnation = m->incarnation;
         int bits = CH_MT_CHANGED;
+        bool was = ch_mem_in_ring(e);
+        e->drained = m->drained;
+        if (was != ch_mem_in_ring(e)) bits |= CH_MT_RING;
         if (e->state != m->state) bits |= ch_mtab_set(t, e, (ch_member_state)m->state, now);
         return bits;
     }

@@ -32,6 +32,8 @@ typedef struct ch_mem {
     uint64_t mig_barrier;        /* migration: the last ring hash it switched to */
     uint64_t mig_end;            /* migration: the last ring hash it finished sending for */
     bool left_pending;           /* left gracefully; its handover runs until it hangs up */
+    bool drained;                /* alive but out of the ring (ch_node_drain): its own
+                                    record says so, ordered by its incarnation */
 } ch_mem;
 
 typedef struct ch_mtab {
@@ -50,7 +52,10 @@ ch_mem *ch_mtab_self(ch_mtab *t);
 int ch_mtab_merge(ch_mtab *t, const ch_mem *m, uint64_t now);
 /* Sets a member's state locally (suspect, dead, left); returns CH_MT_* bits. */
 int ch_mtab_set(ch_mtab *t, ch_mem *m, ch_member_state s, uint64_t now);
+/* Alive or suspect, and not drained: owns a part of the ring. */
 bool ch_mem_in_ring(const ch_mem *m);
+/* Alive or suspect: a member to talk to, probe and wait for (drained or not). */
+bool ch_mem_alive(const ch_mem *m);
 /* Ids of the ring members, sorted; returns the count (out has room for t->n). */
 size_t ch_mtab_ring_ids(const ch_mtab *t, uint64_t *out);
 size_t ch_mtab_ring_size(const ch_mtab *t);

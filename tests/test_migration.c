@@ -440,6 +440,28 @@ MIGRATION_TEST(sigterm_leave_hands_every_process_over_with_its_state)
     leave_case(true);
 }
 
+/* ---- drain ----------------------------------------------------------------------------- */
+
+MIGRATION_TEST(drain_hands_every_process_over_and_the_node_stays_up)
+{
+    hnode *n[3];
+    hub_of(n, 3, HOT);
+    counters_with_state(n, 3, "d", "3000", "7");
+    char *text = NULL;
+    cr_assert_eq(CTL(n[1], &text, "drain"), 0, "%s", text ? text : "");
+    cr_expect(text && strstr(text, "drained: moved ") && strstr(text, ", 0 not moved"), "%s", text);
+    free(text);
+    cr_expect_eq(stat_of(n[1], "processes"), 0, "the drained node holds nothing");
+    cr_expect_gt(stat_of(n[1], "migrated_out"), 0);
+    wait_settled(n, 3, "d", "3000");
+    /* It stays up and serves: calls through it reach every process, states intact. */
+    WAIT_CHECK(n[1], "check-counters", "d", "3000", "7");
+    /* New processes go to the ring, which no longer has it. */
+    CTL_OK(n[1], "start-counters", "e", "300");
+    cr_expect_eq(stat_of(n[1], "processes"), 0, "no new process lands on a drained node");
+    cr_expect_eq(harness_check(n[0]->h), 0);
+}
+
 /* ---- continuous updates ------------------------------------------------------------------ */
 
 typedef struct pumps_view {

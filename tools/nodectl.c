@@ -116,15 +116,17 @@ static void put_member(const ctlout *o, const ch_member *m, bool first)
     if (!o->json) {
         ch_ctl_reply_append(o->r, "%016" PRIx64 " ", m->id);
         ctlout_text_str(o->r, m->addr, strlen(m->addr));
-        ch_ctl_reply_append(o->r, " %s %u%s\n", state_name(m->state), m->cores,
-                            m->self ? " self" : "");
+        ch_ctl_reply_append(o->r, " %s %u%s%s\n", state_name(m->state), m->cores,
+                            m->drained ? " drained" : "", m->self ? " self" : "");
         return;
     }
     ch_ctl_reply_append(o->r, "%s{\"id\":\"%016" PRIx64 "\",\"addr\":", first ? "" : ",", m->id);
     ctlout_json_str(o->r, m->addr, strlen(m->addr));
     ch_ctl_reply_append(o->r,
-                        ",\"state\":\"%s\",\"cores\":%u,\"incarnation\":%" PRIu64 ",\"self\":%s}",
-                        state_name(m->state), m->cores, m->incarnation, m->self ? "true" : "false");
+                        ",\"state\":\"%s\",\"cores\":%u,\"incarnation\":%" PRIu64
+                        ",\"drained\":%s,\"self\":%s}",
+                        state_name(m->state), m->cores, m->incarnation,
+                        m->drained ? "true" : "false", m->self ? "true" : "false");
 }
 
 static int cmd_members(nodectl *c, const ctlout *o, int argc, char **argv)
@@ -560,10 +562,30 @@ static int cmd_leave(nodectl *c, const ctlout *o, int argc, char **argv)
     return NODECTL_OK;
 }
 
+/* Blocks the control thread while the node hands its processes over (bounded by the
+ * node's leave wait): the answer says how it went. */
+static int cmd_drain(nodectl *c, const ctlout *o, int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    ch_node_stats before, after;
+    ch_node_stats_get(c->node, &before);
+    int rc = ch_node_drain(c->node);
+    ch_node_stats_get(c->node, &after);
+    if (rc < 0 && rc != CH_EPARTIAL)
+        return ctlout_fail(o, NODECTL_FAILED, "drain: %s", ch_strerror(rc));
+    uint64_t moved = after.migrated_out - before.migrated_out;
+    ch_ctl_reply_append(o->r,
+                        o->json ? "{\"drained\":true,\"moved\":%" PRIu64 ",\"left\":%" PRIu64 "}\n"
+                                : "drained: moved %" PRIu64 " processes, %" PRIu64 " not moved\n",
+                        moved, after.processes);
+    return rc == 0 ? NODECTL_OK : NODECTL_FAILED;
+}
+
 static int cmd_help(nodectl *c, const ctlout *o, int argc, char **argv);
 
 static const command commands[] = {
-    {"members", "", 0, 0, cmd_members, "every member: ID ADDR STATE CORES [self]"},
+    {"members", "", 0, 0, cmd_members, "every member: ID ADDR STATE CORES [drained] [self]"},
+    {"drain", "", 0, 0, cmd_drain, "hands every process over, leaves the ring, stays up"},
     {"procs", "[--local] [--tag T]", 0, 3, cmd_procs, "processes: ID TYPE NODE CORE"},
     {"lookup", "ID", 1, 1, cmd_lookup, "one process: ID TYPE NODE CORE INCARNATION TAG"},
     {"start", "ID TYPE [ARG]", 2, 3, cmd_start, "starts a process"},

@@ -36,7 +36,8 @@ typedef struct ch_member {
     char addr[CH_ADDR_MAX + 1];
     unsigned cores;
     ch_member_state state;
-    int self; /* this node */
+    int self;    /* this node */
+    int drained; /* alive, out of the ring (ch_node_drain) */
 } ch_member;
 
 /* This node's id (0 before start), listening port (0 when not clustered), ring epoch. */
@@ -54,6 +55,13 @@ CH_API int ch_members(ch_node *n, ch_member **out, size_t *count);
 /* Leaves the hub gracefully: announces it, waits (bounded) until the peers adopted the
  * epoch without this node, then stops the node. */
 CH_API int ch_node_leave(ch_node *n);
+
+/* Drains this node: it leaves the ring, hands every process over to the others (as a
+ * graceful leave does, migration config) and stays up, serving calls and routing. Blocks
+ * until every process is confirmed or leave_wait_ms passed: 0, CH_EPARTIAL (some did not
+ * move: they stay here), -EALREADY (drained before), CH_ESTOPPED. A drained node stays out
+ * of the ring until it stops. */
+CH_API int ch_node_drain(ch_node *n);
 
 /* 1 in partition mode, 0 otherwise. */
 CH_API int ch_is_partitioned(ch_node *n);
