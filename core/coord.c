@@ -22,6 +22,8 @@
  */
 #include "coord_int.h"
 
+#include "pins.h"
+
 /* ---- sending ------------------------------------------------------------------------ */
 
 /* Frames for a member we know but are not connected to yet wait here, in order, until
@@ -107,6 +109,16 @@ void coord_send_all(ch_coord *c, uint8_t type, const ch_wbuf *w)
 
 /* ---- ring and epochs ---------------------------------------------------------------- */
 
+uint64_t ch_owner(const ch_node *n, const ch_hashring *ring, uint64_t hash)
+{
+    uint64_t owner = n->id;
+    ch_pins *pins = atomic_load_explicit(&((ch_node *)n)->pins, memory_order_acquire);
+    uint64_t pin = pins ? ch_pins_get(pins, hash) : 0;
+    if (pin && ring && ch_hashring_has(ring, pin)) return pin;
+    if (ring) ch_hashring_owner(ring, hash, &owner);
+    return owner;
+}
+
 unsigned ch_route(ch_node *n, uint64_t hash)
 {
     /* hash % cores, without a division when cores is a power of two (hot path) */
@@ -114,9 +126,7 @@ unsigned ch_route(ch_node *n, uint64_t hash)
         (unsigned)(n->core_mask || n->cores == 1 ? hash & n->core_mask : hash % n->cores);
     if (!n->coord) return local;
     ch_hashring *ring = atomic_load_explicit(&n->ring, memory_order_acquire);
-    uint64_t owner;
-    if (!ring || ch_hashring_owner(ring, hash, &owner) < 0 || owner == n->id) return local;
-    return n->cores;
+    return !ring || ch_owner(n, ring, hash) == n->id ? local : n->cores;
 }
 
 void coord_run_cluster_hook(ch_coord *c, ch_hook_point point, uint64_t node)
@@ -221,6 +231,7 @@ static void on_peer_frame(ch_coord *c, ch_conn *conn, const ch_frame *f)
     case CH_F_MIG_DATA:
     case CH_F_MIG_ACK:
     case CH_F_MIG_QUERY:
+    case CH_F_MIG_PIN:
         coord_mig_on_frame(c, ch_conn_ud(conn), f->type, &rb);
         break;
     default:
@@ -415,6 +426,7 @@ void ch_coord_free(ch_coord *c)
         coord_backlog_free(&c->mt.v[i]);
     ch_mtab_free(&c->mt);
     ch_regtab_free(&c->reg);
+    ch_pinset_free(&c->pins);
     ch_wbuf_free(&c->delta);
     for (size_t i = 0; i < c->nparked; i++)
         free(c->parked[i]);
@@ -433,6 +445,7 @@ typedef struct coord_call {
     int rc;
     ch_member *members;
     size_t count;
+    uint64_t pin_hash, pin_node; /* ch_node_pin */
 } coord_call;
 
 static void run_coord_call(ch_node *n, void *ud)
@@ -576,6 +589,26 @@ int ch_node_drain(ch_node *n)
     return st.processes ? CH_EPARTIAL : 0;
 }
 
+static void pin_fn(ch_coord *c, coord_call *cc)
+{
+    ch_hashring *ring = atomic_load(&c->n->ring);
+    if (cc->pin_node && !(ring && ch_hashring_has(ring, cc->pin_node))) {
+        cc->rc = -EHOSTUNREACH;
+        return;
+    }
+    cc->rc = coord_pin_set(c, cc->pin_hash, cc->pin_node);
+}
+
+int ch_node_pin(ch_node *n, const char *id, size_t id_len, uint64_t node)
+{
+    if (!n) return -EINVAL;
+    int rc = ch_id_check(id, &id_len);
+    if (rc) return rc;
+    if (!n->coord) return node && node != n->id ? -EHOSTUNREACH : 0;
+    coord_call cc = {.pin_hash = ch_id_hash(id, id_len), .pin_node = node};
+    return on_coordinator(n, pin_fn, &cc);
+}
+
 static void reset_fn(ch_coord *c, coord_call *cc)
 {
     ch_wbuf w;
@@ -603,9 +636,8 @@ int ch_node_owner_of(const ch_node *n, const char *id, size_t id_len, uint64_t *
     if (!n || !node) return -EINVAL;
     int rc = ch_id_check(id, &id_len);
     if (rc) return rc;
-    *node = n->id;
     ch_hashring *ring = n->coord ? atomic_load(&((ch_node *)n)->ring) : NULL;
-    if (ring) ch_hashring_owner(ring, ch_id_hash(id, id_len), node);
+    *node = ring ? ch_owner(n, ring, ch_id_hash(id, id_len)) : n->id;
     return 0;
 }
 

@@ -29,6 +29,9 @@ void ch_coord_free(ch_coord *c);
 /* Where a record for this id hash goes: its core here, or the coordinator (another node
  * owns it). Any thread. Hot path. */
 unsigned ch_route(ch_node *n, uint64_t hash);
+/* The node that owns an id hash: its pin (core/pins.h) while the pinned node is on the
+ * ring, else the ring's owner (this node on an empty ring). Any thread. */
+uint64_t ch_owner(const ch_node *n, const struct ch_hashring *ring, uint64_t hash);
 
 /* From reactors: a local process entered or left the registry. */
 void ch_coord_local_insert(ch_reactor *r, const ch_proc *p);

@@ -19,6 +19,7 @@
 #include "hashring.h"
 #include "log.h"
 #include "member.h"
+#include "pins.h"
 #include "regtab.h"
 #include "supervisor.h"
 
@@ -73,6 +74,7 @@ struct ch_coord {
     size_t nparked;
 
     bool leaving;
+    ch_pinset pins;              /* the hub's pins (coord_migrate.c) */
     struct coord_mig {           /* the migration round of the current ring (coord_migrate.c) */
         uint64_t rh;             /* its hash */
         unsigned switched, done; /* cores that switched to it, that sent everything */
@@ -170,6 +172,8 @@ void coord_mig_on_rec(ch_coord *c, ch_rec *rec);
 void coord_mig_on_frame(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb);
 void coord_mig_on_up(ch_coord *c, ch_mem *m);
 void coord_mig_gone(ch_coord *c, uint64_t node);
+/* Pins: applies a pin set here and tells the peers (ch_node_pin), or merges a peer's. */
+int coord_pin_set(ch_coord *c, uint64_t hash, uint64_t node);
 /* 1 when a leaving node handed everything over (or has no one to hand to), else 0. */
 int coord_mig_leave_done(ch_coord *c);
 

@@ -417,9 +417,8 @@ static void adopt_rows(ch_coord *c, ch_mem *m)
     size_t k = 0;
     for (size_t i = 0; mine && i < c->reg.cap; i++) {
         ch_regrow *r = c->reg.slots[i];
-        uint64_t owner = c->mt.self;
         if (!r || r->node != m->id) continue;
-        if (ring) ch_hashring_owner(ring, r->hash, &owner);
+        uint64_t owner = ring ? ch_owner(c->n, ring, r->hash) : c->mt.self;
         coord_reg_reassign(c, r, owner);
         if (owner == c->mt.self) mine[k++] = r;
     }

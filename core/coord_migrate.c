@@ -65,7 +65,10 @@ void coord_mig_ring(ch_coord *c)
         ch_mem *m = ch_mtab_find(&c->mt, ids[i]);
         v[i] = (ch_mig_member){.id = ids[i], .cores = m ? m->cores : 0};
     }
-    c->mig = (struct coord_mig){.rh = XXH3_64bits(ids, k * sizeof(*ids))};
+    /* A round is a ring and a pin set: nodes agree on a round when they agree on both. */
+    ch_pins *pins = atomic_load(&c->n->pins);
+    uint64_t rh = XXH3_64bits(ids, k * sizeof(*ids)) ^ (pins ? pins->digest : 0);
+    c->mig = (struct coord_mig){.rh = rh ? rh : 1};
     ch_hashring *ring = atomic_load(&c->n->ring);
     for (unsigned i = 0; i < c->n->cores; i++)
         post(c, i, CH_MIG_RING, c->mig.rh, (uint64_t)(uintptr_t)ring, v, k * sizeof(*v));
@@ -94,8 +97,77 @@ void coord_mig_check(ch_coord *c)
     }
 }
 
+/* ---- pins -------------------------------------------------------------------------------- */
+
+static void put_pin(ch_wbuf *w, const ch_pin *p)
+{
+    ch_wbuf_put_u64(w, p->hash);
+    ch_wbuf_put_u64(w, p->node);
+    ch_wbuf_put_u64(w, p->version);
+    ch_wbuf_put_u64(w, p->setter);
+}
+
+static void send_pins(ch_coord *c, ch_mem *m)
+{
+    if (!c->pins.n || !m->conn) return;
+    ch_wbuf w;
+    ch_wbuf_init(&w);
+    ch_wbuf_put_u32(&w, (uint32_t)c->pins.n);
+    for (size_t i = 0; i < c->pins.n; i++)
+        put_pin(&w, &c->pins.v[i]);
+    coord_send_to(c, m->id, CH_F_MIG_PIN, &w);
+    ch_wbuf_free(&w);
+}
+
+/* A new pin set: threads route by it from now on, and it is a new migration round. */
+static void publish_pins(ch_coord *c)
+{
+    ch_pins *snap = ch_pinset_snapshot(&c->pins);
+    if (!snap) {
+        CH_ERROR("no memory to publish the pins: keeping the old ones");
+        return;
+    }
+    if (!snap->n) { /* routing skips the lookup when there is nothing to find */
+        free(snap);
+        snap = NULL;
+    }
+    ch_pins *old = atomic_exchange(&c->n->pins, snap);
+    if (old) ch_node_retire_pins(c->n, old);
+    coord_mig_ring(c);
+}
+
+int coord_pin_set(ch_coord *c, uint64_t hash, uint64_t node)
+{
+    ch_pin p = {.hash = hash, .node = node, .version = c->pins.clock + 1, .setter = c->mt.self};
+    int rc = ch_pinset_merge(&c->pins, &p);
+    if (rc < 0) return rc;
+    ch_wbuf w;
+    ch_wbuf_init(&w);
+    ch_wbuf_put_u32(&w, 1);
+    put_pin(&w, &p);
+    coord_send_all(c, CH_F_MIG_PIN, &w);
+    ch_wbuf_free(&w);
+    publish_pins(c);
+    return 0;
+}
+
+static void on_pins(ch_coord *c, ch_rbuf *rb)
+{
+    uint32_t n = ch_rbuf_get_u32(rb);
+    bool changed = false;
+    for (uint32_t i = 0; i < n && ch_rbuf_ok(rb); i++) {
+        ch_pin p = {.hash = ch_rbuf_get_u64(rb),
+                    .node = ch_rbuf_get_u64(rb),
+                    .version = ch_rbuf_get_u64(rb),
+                    .setter = ch_rbuf_get_u64(rb)};
+        if (ch_rbuf_ok(rb) && ch_pinset_merge(&c->pins, &p) > 0) changed = true;
+    }
+    if (changed) publish_pins(c);
+}
+
 void coord_mig_on_up(ch_coord *c, ch_mem *m)
 {
+    send_pins(c, m);
     if (!participant(c, m)) return;
     if (c->mig.barrier_sent) send_hash(c, m, CH_F_MIG_BARRIER, c->mig.rh);
     if (c->mig.end_sent) send_hash(c, m, CH_F_MIG_END, c->mig.rh);
@@ -227,6 +299,10 @@ void coord_mig_on_frame(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb)
         else
             from->mig_end = rh;
         coord_mig_check(c);
+        return;
+    }
+    if (type == CH_F_MIG_PIN) {
+        on_pins(c, rb);
         return;
     }
     to_core(c, from, type, rb);

@@ -23,9 +23,8 @@ static bool replaces(ch_coord *c, const ch_regrow *row)
 {
     ch_regrow *cur = ch_regtab_find(&c->reg, row->hash, ch_regrow_id(row), row->id_len);
     if (!cur || cur->node == row->node) return true;
-    uint64_t owner = 0;
     ch_hashring *ring = atomic_load(&c->n->ring);
-    if (ring) ch_hashring_owner(ring, row->hash, &owner);
+    uint64_t owner = ring ? ch_owner(c->n, ring, row->hash) : 0;
     return cur->node != owner || row->node == owner;
 }
 
@@ -317,6 +316,7 @@ void coord_on_query(ch_coord *c, ch_rec *rec)
         ch_regrow *r = ch_regtab_find(&c->reg, k->hash, ch_spec_id(k), k->id_len);
         q->status = r ? 0 : CH_ENOPROC;
         if (r && !(q->info = ch_regrow_info(r))) q->status = -ENOMEM;
+        if (q->info) q->info->pin = ch_pins_get(atomic_load(&c->n->pins), r->hash);
         ch_query_core_done(q);
         return;
     }
@@ -326,6 +326,7 @@ void coord_on_query(ch_coord *c, ch_rec *rec)
         ch_regrow *r = c->reg.slots[i];
         if (!r || (q->tag && strcmp(q->tag, ch_regrow_tag(r)) != 0)) continue;
         ch_proc_info *info = ch_regrow_info(r);
+        if (info) info->pin = ch_pins_get(atomic_load(&c->n->pins), r->hash);
         if (info) l->items[l->count++] = info;
     }
     ch_query_core_done(q);

@@ -15,10 +15,7 @@
  * ring owner, or refused by it): 0 when the row names no other node. */
 static uint64_t ring_owner(ch_coord *c, uint64_t hash)
 {
-    uint64_t owner = c->mt.self;
-    ch_hashring *ring = atomic_load(&c->n->ring);
-    if (ring) ch_hashring_owner(ring, hash, &owner);
-    return owner;
+    return ch_owner(c->n, atomic_load(&c->n->ring), hash);
 }
 
 static uint64_t row_node(ch_coord *c, uint64_t hash, const char *id, size_t len)
@@ -347,10 +344,7 @@ static void send_request(ch_coord *c, rbatch *rb, uint8_t op, uint64_t node, con
 static uint64_t owner_of(ch_coord *c, uint8_t op, const ch_spec *s)
 {
     if (op == CH_OP_STOP) return where(c, s->hash, ch_spec_id(s), s->id_len);
-    uint64_t owner = c->mt.self;
-    ch_hashring *ring = atomic_load(&c->n->ring);
-    if (ring) ch_hashring_owner(ring, s->hash, &owner);
-    return owner;
+    return ring_owner(c, s->hash);
 }
 
 static void forwarded_hook(ch_coord *c, const ch_spec *s, uint64_t node)

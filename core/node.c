@@ -171,6 +171,10 @@ static void free_node(ch_node *n)
     for (size_t i = 0; i < n->nretired; i++)
         ch_hashring_free(n->retired[i]);
     free(n->retired);
+    for (size_t i = 0; i < n->nretired_pins; i++)
+        free(n->retired_pins[i]);
+    free(n->retired_pins);
+    free(atomic_load(&n->pins));
     free(n->cluster_strings);
     ch_hashring_free(atomic_load(&n->ring));
     free(n->reactors);
@@ -437,6 +441,17 @@ void ch_node_retire_ring(ch_node *n, struct ch_hashring *ring)
     }
     n->retired = v;
     v[n->nretired++] = ring;
+}
+
+void ch_node_retire_pins(ch_node *n, struct ch_pins *pins)
+{
+    struct ch_pins **v = realloc(n->retired_pins, (n->nretired_pins + 1) * sizeof(*v));
+    if (!v) {
+        CH_ERROR("cannot retire a pin snapshot: leaking it");
+        return;
+    }
+    n->retired_pins = v;
+    v[n->nretired_pins++] = pins;
 }
 
 int ch_node_post(ch_node *n, unsigned core, void (*fn)(ch_node *, void *), void *ud)

@@ -33,6 +33,9 @@ struct ch_node {
     uint64_t id;            /* this node's identity in the hub: random, new at every start */
     struct ch_coord *coord; /* NULL without a cluster */
     _Atomic(struct ch_hashring *) ring; /* the current epoch's ring, any thread reads */
+    _Atomic(struct ch_pins *) pins;     /* pinned ids (core/pins.h), NULL when none */
+    struct ch_pins **retired_pins;      /* replaced snapshots, freed at destroy */
+    size_t nretired_pins;
     _Atomic uint64_t epoch;
     _Atomic int partitioned;
     _Atomic int net_congested;    /* a peer connection's queue is over its high mark */
@@ -132,8 +135,10 @@ typedef struct ch_post {
 const ch_ptype *ch_node_find_type(const ch_node *n, const char *name);
 /* True on any of n's reactor threads (cores and coordinator), where nothing may block. */
 bool ch_node_on_reactor(const ch_node *n);
-/* Keeps a replaced ring until the node is destroyed (coordinator thread only). */
+/* Keeps a replaced ring (or pin snapshot) until the node is destroyed (coordinator thread
+ * only): another thread may still be reading it. */
 void ch_node_retire_ring(ch_node *n, struct ch_hashring *ring);
+void ch_node_retire_pins(ch_node *n, struct ch_pins *pins);
 
 /* Starts or stops children on behalf of the runtime (crash restarts, peers' requests):
  * asynchronous, from any thread; hops counts forwards between nodes (at the limit the

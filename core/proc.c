@@ -7,6 +7,8 @@
  */
 #include "proc.h"
 
+#include "pins.h"
+
 #include "coord.h"
 #include "log.h"
 #include "node.h"
@@ -89,6 +91,7 @@ ch_proc_info *ch_info_new(const ch_proc *p)
     info->incarnation = p->incarnation;
     info->core = p->r->core;
     info->node = p->r->node->id;
+    info->pin = ch_pins_get(atomic_load(&p->r->node->pins), p->hash);
     return info;
 }
 

@@ -236,9 +236,7 @@ static const ch_mig_member *member(const ch_ho *h, uint64_t id)
 
 static uint64_t owner_of(const ch_ho *h, uint64_t hash)
 {
-    uint64_t o = h->r->node->id;
-    if (h->ring) ch_hashring_owner(h->ring, hash, &o);
-    return o;
+    return h->ring ? ch_owner(h->r->node, h->ring, hash) : h->r->node->id;
 }
 
 /* ---- metrics ------------------------------------------------------------------------- */

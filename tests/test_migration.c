@@ -545,6 +545,57 @@ MIGRATION_TEST(updates_from_three_senders_during_a_join_and_a_leave_are_all_kept
     wait_each_once(&in, n, 3, "q", 1000);
 }
 
+/* ---- explicit moves (ctl migrate) ------------------------------------------------------- */
+
+/* The node (hex id) the registry says `id` is on, as `lookup` prints it (third word). */
+static void node_of(hnode *n, const char *id, char hex[17])
+{
+    char *text = NULL;
+    cr_assert_eq(CTL(n, &text, "lookup", id), 0, "%s", text ? text : "");
+    cr_assert(text && sscanf(text, "%*s %*s %16s", hex) == 1, "%s", text);
+    free(text);
+}
+
+MIGRATION_TEST(ctl_migrate_moves_one_process_with_its_state_and_order_and_it_stays_pinned)
+{
+    hnode *n[4];
+    hub_of(n, 3, HOT);
+    CTL_OK(n[0], "start-many", "p", "50", "seq");
+    wait_settled(n, 3, "p", "50");
+    CTL_OK(n[1], "pump", "p", "50", "1000000", "7", "20"); /* sender 7, through the move */
+    pumps_going going = {n + 1, 1, 3};
+    cr_assert(wait_until(pumps_did_rounds, &going, SETTLE_MS), "the pump runs");
+
+    char from[17], to[17] = "";
+    node_of(n[0], "p7", from);
+    for (int i = 0; i < 3 && !to[0]; i++) {
+        char hex[17];
+        snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)n[i]->id);
+        if (strcmp(hex, from) != 0) memcpy(to, hex, sizeof(hex));
+    }
+    char *text = NULL;
+    cr_assert_eq(CTL(n[2], &text, "migrate", "p7", to), 0, "%s", text ? text : "");
+    free(text);
+    char now[17];
+    node_of(n[0], "p7", now);
+    cr_expect_str_eq(now, to, "p7 moved to the node asked for");
+
+    /* A join does not take it away from its pin; every node knows the pin. */
+    n[3] = spawn(n[0], HOT, NULL);
+    wait_members(n, 4, 4);
+    wait_settled(n, 4, "p", "50");
+    node_of(n[3], "p7", now);
+    cr_expect_str_eq(now, to, "p7 stays pinned through a join");
+
+    CTL_OK(n[1], "pump-stop");
+    pumps_view v = pumps_of(n[1], "pump-wait", "8000");
+    cr_assert_eq(v.running, 0);
+    cr_assert_eq(v.failed, 0);
+    char want[32];
+    snprintf(want, sizeof(want), "%llu", v.rounds);
+    WAIT_CHECK(n[0], "check-seq", "p", "50", want); /* nothing lost or doubled, in order */
+}
+
 /* ---- confirm_handover and the children_migrated hook ---------------------------------- */
 
 MIGRATION_TEST(confirm_handover_reports_every_moved_process_through_children_migrated)

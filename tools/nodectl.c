@@ -235,8 +235,58 @@ static int cmd_lookup(nodectl *c, const ctlout *o, int argc, char **argv)
                                 : " %016" PRIx64 " %u %" PRIu32 " ",
                         p->node, p->core, p->incarnation);
     ctlout_str(o, p->tag, strlen(p->tag));
-    ch_ctl_reply_append(o->r, o->json ? "}\n" : "\n");
+    if (o->json)
+        ch_ctl_reply_append(o->r, ",\"pin\":\"%016" PRIx64 "\"}\n", p->pin);
+    else
+        ch_ctl_reply_append(o->r, p->pin ? " pin %016" PRIx64 "\n" : "\n", p->pin);
     ch_proc_info_free(p);
+    return NODECTL_OK;
+}
+
+/* ---- migrate ---------------------------------------------------------------------------- */
+
+#define MIGRATE_WAIT_MS 30000u
+
+static bool parse_node(const char *s, uint64_t *node)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 16);
+    if (errno || end == s || *end) return false;
+    *node = v;
+    return true;
+}
+
+/* Pins ID to NODE (a member id as `members` prints it; "0" unpins), then waits until the
+ * registry shows it there (bounded): the move runs with the hub's migration protocol. */
+static int cmd_migrate(nodectl *c, const ctlout *o, int argc, char **argv)
+{
+    (void)argc;
+    uint64_t node;
+    if (!parse_node(argv[2], &node))
+        return ctlout_fail(o, NODECTL_USAGE, "migrate: NODE must be a member id (hex)");
+    int rc = ch_node_pin(c->node, argv[1], 0, node);
+    if (rc < 0) return fail_code(o, rc, "migrate", argv[1]);
+    uint64_t want = node, end = now_ns() + (uint64_t)MIGRATE_WAIT_MS * 1000000;
+    ch_proc_info *p = NULL;
+    do {
+        ch_proc_info_free(p);
+        p = NULL;
+        rc = ch_lookup(c->node, argv[1], 0, &p);
+        if (rc == 0 && !want) want = p->node; /* unpinned: wherever it is is fine */
+        if (rc == 0 && p->node == want) break;
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL); /* a poll interval: the registry follows the move */
+    } while (now_ns() < end);
+    if (rc < 0) return fail_code(o, rc, "migrate", argv[1]);
+    bool there = p->node == want;
+    ch_proc_info_free(p);
+    if (!there)
+        return ctlout_fail(o, NODECTL_FAILED, "migrate %s: not on %016" PRIx64 " in time", argv[1],
+                           want);
+    ch_ctl_reply_append(
+        o->r, o->json ? "{\"id\":\"%s\",\"node\":\"%016" PRIx64 "\"}\n" : "%s on %016" PRIx64 "\n",
+        argv[1], want);
     return NODECTL_OK;
 }
 
@@ -587,7 +637,8 @@ static const command commands[] = {
     {"members", "", 0, 0, cmd_members, "every member: ID ADDR STATE CORES [drained] [self]"},
     {"drain", "", 0, 0, cmd_drain, "hands every process over, leaves the ring, stays up"},
     {"procs", "[--local] [--tag T]", 0, 3, cmd_procs, "processes: ID TYPE NODE CORE"},
-    {"lookup", "ID", 1, 1, cmd_lookup, "one process: ID TYPE NODE CORE INCARNATION TAG"},
+    {"lookup", "ID", 1, 1, cmd_lookup, "one process: ID TYPE NODE CORE INCARNATION TAG [pin NODE]"},
+    {"migrate", "ID NODE", 2, 2, cmd_migrate, "pins ID to NODE (0: unpins) and waits for it"},
     {"start", "ID TYPE [ARG]", 2, 3, cmd_start, "starts a process"},
     {"start-many", "PREFIX COUNT TYPE", 3, 3, cmd_start_many, "starts PREFIX0..PREFIX<COUNT-1>"},
     {"start-counters", "PREFIX COUNT", 2, 2, cmd_start_counters,

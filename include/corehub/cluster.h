@@ -63,6 +63,15 @@ CH_API int ch_node_leave(ch_node *n);
  * of the ring until it stops. */
 CH_API int ch_node_drain(ch_node *n);
 
+/* Pins the process `id` to `node` (a member in the ring; 0 unpins): from now on its owner is
+ * that node instead of its ring owner, so it migrates there with the migration config's
+ * strategy and guarantees, and stays there across ring changes while that node is on the
+ * ring (else its ring owner holds it). The pin is kept by every node (ch_proc_info.pin)
+ * and given to nodes that join later. Returns once the pin is set here and sent to the
+ * peers (the move itself follows): 0, -EHOSTUNREACH (node is not a ring member), CH_EBADID,
+ * CH_ESTOPPED, -ENOMEM. Blocks briefly. */
+CH_API int ch_node_pin(ch_node *n, const char *id, size_t id_len, uint64_t node);
+
 /* 1 in partition mode, 0 otherwise. */
 CH_API int ch_is_partitioned(ch_node *n);
 /* MAJORITY_QUORUM: forget the largest cluster seen, on every reachable node. */

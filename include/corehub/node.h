@@ -208,6 +208,7 @@ typedef struct ch_proc_info {
     uint32_t incarnation; /* restarts so far */
     unsigned core;        /* owner core on its node */
     uint64_t node;        /* owner node id (ch_node_id) */
+    uint64_t pin;         /* the node it is pinned to (ch_node_pin), 0 when none */
 } ch_proc_info;
 
 /* Looks an id up. Blocks. *out is one allocation: free it with ch_proc_info_free. */
