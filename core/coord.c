@@ -407,6 +407,7 @@ int ch_coord_create(ch_node *n, ch_coord **out)
     snprintf(self.addr, sizeof(self.addr), "%s", c->hello.addr);
     if ((rc = ch_mtab_init(&c->mt, &self)) < 0 || (rc = first_ring(c)) < 0) goto fail;
     c->largest_seen = 1;
+    atomic_store(&n->members_alive, 1);
     rc = -pthread_create(&c->ctl_thread, NULL, coord_ctl_main, c);
     if (rc < 0) goto fail;
     c->ctl_running = true;

@@ -85,6 +85,10 @@ void coord_after_merge(ch_coord *c, int bits, uint64_t seen_epoch, ch_mem *chang
         atomic_store(&c->n->epoch, seen_epoch);
     }
     if (bits & CH_MT_CHANGED) send_view_all(c);
+    size_t alive = 0;
+    for (size_t i = 0; i < c->mt.n; i++)
+        alive += ch_mem_alive(&c->mt.v[i]);
+    atomic_store(&c->n->members_alive, alive);
 }
 
 int coord_merge_one(ch_coord *c, const ch_mem *m, uint64_t seen_epoch)

@@ -629,52 +629,72 @@ int ch_call_async(ch_node *n, const char *id, size_t id_len, const void *req, si
 static uint64_t pause_quantile(const uint64_t *h, unsigned q)
 {
     uint64_t total = 0, seen = 0;
-    for (unsigned b = 0; b < CH_HO_PAUSE_BUCKETS; b++)
+    for (unsigned b = 0; b < CH_PAUSE_BUCKETS; b++)
         total += h[b];
     if (!total) return 0;
     uint64_t want = (total * q + 99) / 100;
-    for (unsigned b = 0; b < CH_HO_PAUSE_BUCKETS; b++)
+    for (unsigned b = 0; b < CH_PAUSE_BUCKETS; b++)
         if ((seen += h[b]) >= want) return (2ull << b) - 1;
     return 0;
+}
+
+static void add_reactor(ch_node_stats *out, const ch_counters *c)
+{
+#define SUM(f) out->f += atomic_load_explicit(&c->f, memory_order_relaxed)
+    SUM(processes);
+    SUM(started);
+    SUM(stopped);
+    SUM(restarts);
+    SUM(crashes);
+    SUM(messages);
+    SUM(dead_letters);
+    SUM(intensity_exceeded);
+    SUM(slow_terminates);
+    SUM(crash_restarts);
+    SUM(bad_frames);
+    SUM(refused_peers);
+    SUM(migrating);
+    SUM(migrated_out);
+    SUM(migrated_in);
+    SUM(migration_failures);
+    SUM(forwarded_messages);
+    SUM(held_messages);
+    SUM(handover_bytes_raw);
+    SUM(handover_bytes_wire);
+    SUM(handover_frames_zstd);
+    SUM(handover_frames_raw);
+#undef SUM
+    for (unsigned b = 0; b < CH_PAUSE_BUCKETS; b++)
+        out->pause_hist[b] += atomic_load_explicit(&c->pause_us[b], memory_order_relaxed);
+}
+
+static void finish_stats(ch_node *n, ch_node_stats *out)
+{
+    out->pause_p50_us = pause_quantile(out->pause_hist, 50);
+    out->pause_p99_us = pause_quantile(out->pause_hist, 99);
+    out->pause_max_us = pause_quantile(out->pause_hist, 100);
+    ch_hashring *ring = n->coord ? atomic_load(&n->ring) : NULL;
+    out->ring_members = ring ? ch_hashring_nodes(ring) : 1;
+    out->members_alive = n->coord ? atomic_load(&n->members_alive) : 1;
+    out->epoch = n->coord ? atomic_load(&n->epoch) : 0;
 }
 
 int ch_node_stats_get(ch_node *n, ch_node_stats *out)
 {
     if (!n || !out) return -EINVAL;
     memset(out, 0, sizeof(*out));
-    uint64_t pause[CH_HO_PAUSE_BUCKETS] = {0};
-    for (unsigned i = 0; i < n->nreactors; i++) {
-        ch_counters *c = &n->reactors[i].stats;
-#define SUM(f) out->f += atomic_load_explicit(&c->f, memory_order_relaxed)
-        SUM(processes);
-        SUM(started);
-        SUM(stopped);
-        SUM(restarts);
-        SUM(crashes);
-        SUM(messages);
-        SUM(dead_letters);
-        SUM(intensity_exceeded);
-        SUM(slow_terminates);
-        SUM(crash_restarts);
-        SUM(bad_frames);
-        SUM(refused_peers);
-        SUM(migrating);
-        SUM(migrated_out);
-        SUM(migrated_in);
-        SUM(migration_failures);
-        SUM(forwarded_messages);
-        SUM(held_messages);
-        SUM(handover_bytes_raw);
-        SUM(handover_bytes_wire);
-        SUM(handover_frames_zstd);
-        SUM(handover_frames_raw);
-#undef SUM
-        for (unsigned b = 0; b < CH_HO_PAUSE_BUCKETS; b++)
-            pause[b] += atomic_load_explicit(&c->pause_us[b], memory_order_relaxed);
-    }
-    out->pause_p50_us = pause_quantile(pause, 50);
-    out->pause_p99_us = pause_quantile(pause, 99);
-    out->pause_max_us = pause_quantile(pause, 100);
+    for (unsigned i = 0; i < n->nreactors; i++)
+        add_reactor(out, &n->reactors[i].stats);
+    finish_stats(n, out);
+    return 0;
+}
+
+int ch_node_core_stats(ch_node *n, unsigned core, ch_node_stats *out)
+{
+    if (!n || !out || core >= n->nreactors) return -EINVAL;
+    memset(out, 0, sizeof(*out));
+    add_reactor(out, &n->reactors[core].stats);
+    finish_stats(n, out);
     return 0;
 }
 

@@ -37,6 +37,7 @@ struct ch_node {
     struct ch_pins **retired_pins;      /* replaced snapshots, freed at destroy */
     size_t nretired_pins;
     _Atomic uint64_t epoch;
+    _Atomic uint64_t members_alive; /* the coordinator's count, for ch_node_stats */
     _Atomic int partitioned;
     _Atomic int net_congested;    /* a peer connection's queue is over its high mark */
     struct ch_hashring **retired; /* rings replaced while threads may still read them */

@@ -53,7 +53,7 @@ typedef struct ch_counters {
     _Atomic uint64_t migrating, migrated_out, migrated_in, migration_failures, forwarded_messages,
         held_messages, handover_bytes_raw, handover_bytes_wire, handover_frames_zstd,
         handover_frames_raw;
-    _Atomic uint64_t pause_us[32]; /* log2 buckets of pause in microseconds */
+    _Atomic uint64_t pause_us[CH_PAUSE_BUCKETS]; /* log2 buckets of pauses, microseconds */
 } ch_counters;
 
 typedef struct ch_reactor {

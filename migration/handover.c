@@ -245,7 +245,7 @@ static void note_pause(ch_ho *h, uint64_t t0)
 {
     uint64_t us = (ch_now_ns() - t0) / 1000;
     unsigned b = 0;
-    while (us > 1 && b < CH_HO_PAUSE_BUCKETS - 1) {
+    while (us > 1 && b < CH_PAUSE_BUCKETS - 1) {
         us >>= 1;
         b++;
     }

@@ -97,7 +97,4 @@ void ch_ho_proc_gone(ch_reactor *r, ch_proc *p);
 void ch_ho_reply_done(ch_reactor *r, uint64_t node, uint16_t core, uint64_t ref, int status,
                       const void *data, size_t len);
 
-/* Pause histogram: bucket i counts pauses in [2^i, 2^(i+1)) microseconds. */
-#define CH_HO_PAUSE_BUCKETS 32
-
 #endif

@@ -282,6 +282,8 @@ CH_API int ch_hook_cancel(ch_node *n, ch_hook_point point, const char *hook_id);
 
 /* --- statistics --------------------------------------------------------------------- */
 
+#define CH_PAUSE_BUCKETS 32
+
 typedef struct ch_node_stats {
     uint64_t processes;          /* alive now */
     uint64_t started;            /* first starts */
@@ -307,10 +309,18 @@ typedef struct ch_node_stats {
     uint64_t handover_frames_zstd, handover_frames_raw; /* frames sent each way */
     uint64_t pause_p50_us, pause_p99_us, pause_max_us;  /* per moved process, on the old
                                            node: from its freeze to its confirmation */
+    uint64_t pause_hist[CH_PAUSE_BUCKETS]; /* pause_hist[i]: pauses in [2^i, 2^(i+1)) us */
+    /* The hub as this node sees it. */
+    uint64_t members_alive; /* members alive or suspect, this node included */
+    uint64_t ring_members;  /* members that own a part of the ring */
+    uint64_t epoch;         /* ring epoch */
 } ch_node_stats;
 
 /* Sums every core's counters. Each counter is exact per core, the sum a moment's view. */
 CH_API int ch_node_stats_get(ch_node *n, ch_node_stats *out);
+/* One reactor's counters: core 0..cores-1, or `cores` for the coordinator of a clustered
+ * node (it counts what crosses the network). -EINVAL for another core. Any thread. */
+CH_API int ch_node_core_stats(ch_node *n, unsigned core, ch_node_stats *out);
 
 #ifdef __cplusplus
 }
