@@ -14,6 +14,7 @@
 #include "coord.h"
 #include "hashring.h"
 #include "log.h"
+#include "server.h"
 #include "supervisor.h"
 
 #include <errno.h>
@@ -166,6 +167,7 @@ static void free_node(ch_node *n)
     for (unsigned i = 0; n->reactors && i < n->nreactors; i++)
         ch_reactor_destroy(&n->reactors[i]);
     ch_coord_free(n->coord); /* after the io_uring that carried its sockets is gone */
+    ch_srv_node_free(n);
     for (unsigned i = 0; n->rings && i < n->nreactors * n->nreactors; i++)
         ch_ring_destroy(&n->rings[i]);
     for (size_t i = 0; i < n->nretired; i++)
@@ -374,6 +376,7 @@ int ch_node_stop(ch_node *n)
         return 0;
     }
     wait_for(n, &n->inflight, 0);
+    ch_srv_node_stop(n); /* servers close their sockets while the reactors still run */
     unsigned nr = n->nreactors;
     /* The coordinator goes first: peers must see this node vanish with its processes
      * still registered (a node stopped without ch_node_leave is restarted elsewhere, like

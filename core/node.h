@@ -20,6 +20,7 @@ enum ch_node_state { CH_NODE_CREATED, CH_NODE_RUNNING, CH_NODE_STOPPING, CH_NODE
 
 struct ch_hashring;
 struct ch_coord;
+struct ch_srv_node;
 
 struct ch_node {
     ch_node_config cfg;
@@ -44,6 +45,7 @@ struct ch_node {
     size_t nretired;
     char *cluster_strings; /* the node's copies of the cluster config's strings and cookie */
     ch_hooks hooks;
+    _Atomic(struct ch_srv_node *) srv; /* servers and their connection slots (server.h) */
     _Atomic int state;
     /* Written by every application thread's API call: its own line, away from the fields
      * that every send reads. */

@@ -11,6 +11,7 @@
 #include <corehub/process.h>
 #include <corehub/node.h>
 #include <corehub/cluster.h>
+#include <corehub/server.h>
 
 #define COREHUB_VERSION_MAJOR 0
 #define COREHUB_VERSION_MINOR 1
