@@ -533,6 +533,71 @@ NODE_TEST(garbage_bytes_are_refused_and_the_node_serves_on)
     EXPECT_TEXT(n, "1\n", "epoch");
 }
 
+/* ---- --metrics: Prometheus over HTTP, scraped with curl ---------------------------------- */
+
+/* Runs curl on the node's metrics port: its output (malloc'd) and *code the HTTP status. */
+static char *scrape(int port, const char *path, int *code)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd),
+             "curl -s -m 10 -w '\\nHTTP_CODE %%{http_code}\\n' http://127.0.0.1:%d%s", port, path);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f, "curl");
+    size_t cap = 1 << 16, len = 0;
+    char *out = malloc(cap);
+    cr_assert_not_null(out);
+    size_t got;
+    while ((got = fread(out + len, 1, cap - len - 1, f)) > 0)
+        if ((len += got) == cap - 1 && !(out = realloc(out, cap *= 2))) cr_assert_fail("memory");
+    out[len] = '\0';
+    cr_assert_eq(pclose(f), 0, "curl failed: %s", out);
+    const char *c = strstr(out, "HTTP_CODE ");
+    *code = c ? atoi(c + 10) : -1;
+    return out;
+}
+
+NODE_TEST(metrics_are_served_to_curl_in_prometheus_format)
+{
+    hnode *n = node_spawn(&H, "--metrics", "127.0.0.1:0", "--cores", "2", NULL);
+    cr_assert_not_null(n);
+    EXPECT_TEXT(n, "started 50 failed 0\n", "start-many", "m", "50", "counter");
+    char *stats = CTL_OK(n, "stats");
+    const char *at = strstr(stats, "metrics_port ");
+    cr_assert_not_null(at, "%s", stats);
+    int port = atoi(at + 13);
+    free(stats);
+    cr_assert_gt(port, 0);
+    int code;
+    char *text = scrape(port, "/metrics", &code);
+    cr_expect_eq(code, 200);
+    cr_expect(strstr(text, "# TYPE corehub_processes gauge\n"), "%s", text);
+    cr_expect(strstr(text, "corehub_processes{core=\"all\"} 50\n"), "%s", text);
+    cr_expect(strstr(text, "corehub_processes{core=\"0\"} "), "per core");
+    cr_expect(strstr(text, "corehub_processes{core=\"coordinator\"} 0\n"), "coordinator");
+    cr_expect(strstr(text, "# TYPE corehub_migration_pause_seconds histogram\n"), "histogram");
+    cr_expect(strstr(text, "corehub_migration_pause_seconds_bucket{le=\"+Inf\"} 0\n"), "+Inf");
+    cr_expect(strstr(text, "corehub_members 1\n"), "members");
+    free(text);
+    text = scrape(port, "/elsewhere", &code);
+    cr_expect_eq(code, 404);
+    free(text);
+    /* Not HTTP: the connection is closed, the node serves on (and so does the endpoint). */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_expect_eq(send(fd, "garbage\r\n\r\n", 11, MSG_NOSIGNAL), 11);
+    char b[16];
+    cr_expect_eq(recv(fd, b, sizeof(b), 0), 0, "closed without an answer");
+    close(fd);
+    text = scrape(port, "/metrics", &code);
+    cr_expect_eq(code, 200);
+    free(text);
+    char *same = CTL_OK(n, "metrics");
+    cr_expect(starts_with(same, "# HELP corehub_processes "), "%s", same);
+    free(same);
+}
+
 static bool started_all(void *ud)
 {
     hnode *n = ud;

@@ -19,6 +19,7 @@
 #include "blob.h"
 #include "cli.h"
 #include "counter.h"
+#include "metrics.h"
 #include "nodectl.h"
 #include "seq.h"
 
@@ -54,6 +55,7 @@ typedef struct node_opts {
     ch_partition_strategy partition;
     uint32_t quorum_size, quorum_percent;
     ch_migration_config mig; /* the library's defaults, then the flags */
+    const char *metrics;     /* --metrics HOST:PORT, or NULL */
 } node_opts;
 
 typedef struct node_daemon {
@@ -61,6 +63,7 @@ typedef struct node_daemon {
     void *cookie;
     size_t cookie_len;
     ch_node *node;
+    metrics_server *metrics; /* --metrics */
     nodectl ctl;
     int sig_fd;                 /* SIGTERM, SIGINT */
     int wake[2];                /* the control thread's requests (nodectl.h) */
@@ -80,6 +83,7 @@ static void usage(FILE *out)
             "                    [--strategy coldswap|hotswap] [--handover] [--confirm-handover]\n"
             "                    [--retention MS] [--child-timeout MS] [--leave-wait MS]\n"
             "                    [--codec SPEC] [--batch-bytes N] [--inflight-bytes N]\n"
+            "                    [--metrics HOST:PORT]\n"
             "\n"
             "Runs a node of a hub, hosting the built-in process types (counter, blob, seq),\n"
             "and prints 'listening HOST:PORT node ID' on stdout once it serves. 'corehub ctl'\n"
@@ -107,6 +111,8 @@ static void usage(FILE *out)
             "  --codec SPEC        handover codec: auto, none, zstd[:LEVEL], auto:LEVEL (auto)\n"
             "  --batch-bytes N     handover frame size, 65536..1048576 (262144)\n"
             "  --inflight-bytes N  handover bytes unconfirmed per core (8388608)\n"
+            "  --metrics HOST:PORT serve Prometheus metrics over HTTP at /metrics (port 0:\n"
+            "                      any; `ctl stats` tells metrics_port)\n"
             "  -h, --help          this text\n");
 }
 
@@ -234,6 +240,9 @@ static int parse_one(int c, node_opts *o)
     case 'l':
         o->listen = optarg;
         return CLI_OK;
+    case 'M':
+        o->metrics = optarg;
+        return CLI_OK;
     case 's':
         if (o->nseeds == MAX_SEEDS) {
             fprintf(stderr, "corehub node: at most %d --seed\n", MAX_SEEDS);
@@ -290,6 +299,7 @@ static int parse_opts(int argc, char **argv, node_opts *o)
         {"codec", required_argument, NULL, OPT_CODEC},
         {"batch-bytes", required_argument, NULL, OPT_BATCH_BYTES},
         {"inflight-bytes", required_argument, NULL, OPT_INFLIGHT_BYTES},
+        {"metrics", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -431,7 +441,13 @@ static int node_open(node_daemon *d)
         if ((rc = ch_node_register_type(d->node, types[i])) < 0) return rc;
     if ((rc = register_hooks(d)) < 0) return rc;
     if ((rc = ch_node_set_ctl_handler(d->node, nodectl_handler, &d->ctl)) < 0) return rc;
-    return ch_node_start(d->node);
+    if ((rc = ch_node_start(d->node)) < 0) return rc;
+    if (d->opt.metrics && (rc = metrics_serve(d->node, d->opt.metrics, &d->metrics)) < 0) {
+        fprintf(stderr, "corehub node: --metrics %s: %s\n", d->opt.metrics, ch_strerror(rc));
+        return rc;
+    }
+    d->ctl.metrics_port = metrics_port(d->metrics);
+    return 0;
 }
 
 /* The one line on stdout: the host as given, the port as bound. */
@@ -557,6 +573,7 @@ static int leave(node_daemon *d)
 static void daemon_close(node_daemon *d)
 {
     nodectl_close(&d->ctl);                /* the pumps call into the node */
+    metrics_close(d->metrics);             /* a server goes before its node */
     if (d->node) ch_node_destroy(d->node); /* joins the control thread too */
     nodectl_free(&d->ctl);
     int fds[] = {d->sig_fd, d->wake[0], d->wake[1], d->quit_fd};

@@ -12,6 +12,8 @@
  */
 #include "nodectl.h"
 
+#include "metrics.h"
+
 #include "ctlout.h"
 #include "nodectl_load.h"
 
@@ -574,6 +576,7 @@ static int cmd_stats(nodectl *c, const ctlout *o, int argc, char **argv)
         {"epoch", ch_node_epoch(c->node)},
         {"partitioned", ch_is_partitioned(c->node) == 1},
         {"port", (uint64_t)ch_node_port(c->node)},
+        {"metrics_port", (uint64_t)c->metrics_port},
         {"cores", ch_node_cores(c->node)},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
@@ -631,10 +634,30 @@ static int cmd_drain(nodectl *c, const ctlout *o, int argc, char **argv)
     return rc == 0 ? NODECTL_OK : NODECTL_FAILED;
 }
 
+/* The Prometheus text, as --metrics serves it (--json: the same text in a string). */
+static int cmd_metrics(nodectl *c, const ctlout *o, int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    char *text;
+    size_t len;
+    int rc = metrics_render(c->node, &text, &len);
+    if (rc < 0) return ctlout_fail(o, NODECTL_FAILED, "metrics: %s", ch_strerror(rc));
+    if (o->json) {
+        ch_ctl_reply_append(o->r, "{\"metrics\":");
+        ctlout_json_str(o->r, text, len);
+        ch_ctl_reply_append(o->r, "}\n");
+    } else {
+        ch_ctl_reply_append(o->r, "%s", text);
+    }
+    free(text);
+    return NODECTL_OK;
+}
+
 static int cmd_help(nodectl *c, const ctlout *o, int argc, char **argv);
 
 static const command commands[] = {
     {"members", "", 0, 0, cmd_members, "every member: ID ADDR STATE CORES [drained] [self]"},
+    {"metrics", "", 0, 0, cmd_metrics, "the Prometheus text (as --metrics serves it)"},
     {"drain", "", 0, 0, cmd_drain, "hands every process over, leaves the ring, stays up"},
     {"procs", "[--local] [--tag T]", 0, 3, cmd_procs, "processes: ID TYPE NODE CORE"},
     {"lookup", "ID", 1, 1, cmd_lookup, "one process: ID TYPE NODE CORE INCARNATION TAG [pin NODE]"},

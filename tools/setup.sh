@@ -10,6 +10,7 @@ packages=(
     build-essential gcc cmake pkg-config git
     liburing-dev libxxhash-dev libzstd-dev libsodium-dev libcriterion-dev
     clang clang-format
+    curl
 )
 
 is_installed() {
