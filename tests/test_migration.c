@@ -699,6 +699,24 @@ MIGRATION_TEST(two_nodes_joining_at_once_end_with_every_process_on_its_owner)
     cr_expect_eq(stat_sum(n, 5, "crash_restarts"), 0);
 }
 
+MIGRATION_TEST(a_join_during_a_leave_ends_with_every_process_once_on_its_newest_owner)
+{
+    hnode *n[4];
+    hub_of(n, 3, HOT);
+    counters_with_state(n, 3, "j", "5000", "9");
+    CTL_OK(n[2], "leave"); /* the leave runs while the fourth node joins */
+    n[3] = spawn(n[0], HOT, NULL);
+    cr_expect_eq(node_wait_exit(n[2], LEAVE_MS), 0, "the leaving node handed everything over");
+    hnode *live[3] = {n[0], n[1], n[3]};
+    wait_members(live, 3, 3);
+    wait_settled(live, 3, "j", "5000");
+    instances in;
+    wait_each_once(&in, live, 3, "j", 5000);
+    cr_expect_gt(in.per_node[2], 0, "the new node holds its share");
+    WAIT_CHECK(n[3], "check-counters", "j", "5000", "9");
+    cr_expect_eq(stat_sum(live, 3, "crash_restarts"), 0);
+}
+
 /* ---- a target killed mid-stream ------------------------------------------------------------ */
 
 typedef struct stat_above {
