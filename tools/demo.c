@@ -1,364 +1,710 @@
 /*
- * tools/demo.c - `corehub demo`: the local demonstration and self-check of a node.
+ * tools/demo.c - `corehub demo`: a local cluster that moves its processes under load and
+ * proves that nothing was lost.
  *
- * Creates one node on every core (or --cores), registers the counter type, starts --procs
- * counters in batches with ch_start_children, sends --msgs casts of +1 to every counter
- * with ch_send, then reads every count back with ch_call. The counts are a checksum of
- * delivery: one that is not exactly --msgs means an update was lost or applied twice, and
- * the demo exits non-zero. It uses the public API only, as an application would.
- * Later issues grow it into the multi-node demo of design.md §5 (join, leave, handover).
+ * The demo starts --nodes `corehub node` processes on 127.0.0.1 (demo_cluster.h: kernel-
+ * chosen ports, a private cookie, logs in a temporary directory), starts --procs seq
+ * processes (seq.h: per-sender order checkers) and --blobs blobs of --state-bytes each,
+ * and keeps --senders pumps (pump.h) updating every seq process, each from a node that
+ * stays. Under that load a node joins and the hub settles, then another node leaves
+ * gracefully (`ctl leave`; it must exit 0 having moved everything) and the hub settles
+ * again. Then the senders stop after a whole round, and the nodes' own checks judge every
+ * state: each seq process must have received exactly the sum of the pumps' rounds with no
+ * order violation (nothing lost, doubled or reordered), each blob must hold its content,
+ * and every process must sit on its ring owner, once.
+ *
+ * Everything goes through the control channel, as an operator's tools would. The main
+ * thread sequences the phases; every wait has a deadline (--timeout), watches for Ctrl-C
+ * and for a node that dies, and keeps the progress line going. This file runs the phases;
+ * demo_check.c judges the outcome and writes the report (stdout); the exit code is 0 only
+ * when every check passed.
  */
+#include "demo.h"
+
 #include "cli.h"
-#include "counter.h"
-#include "progress.h"
 
 #include <corehub/corehub.h>
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <sched.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#define ID_STRIDE      32             /* "counter-" + up to 20 digits + NUL */
-#define RETRY_NS       10000000000ull /* give up on a full mailbox after 10 s */
-#define START_TIMEOUT  60000          /* ms per blocking batch; generous for sanitizers */
-#define MAX_PROCS      10000000ull    /* ids and latencies take 40 bytes a process */
-#define MAX_MISMATCHES 5              /* wrong counts printed one by one */
+#define MAX_NODES        16
+#define MAX_SENDERS      32
+#define MAX_PROCS        1000000ull      /* what one check command takes */
+#define MAX_STATE_TOTAL  (2ull << 30)    /* blobs x state bytes: 2 GiB of states */
+#define MAX_STATE_BYTES  (1048576u - 4u) /* a blob's "set" message within max_message */
+#define PUMP_ROUNDS      "1000000000"    /* until told to stop */
+#define SAMPLE_MS        10              /* between looks at a leaving node */
+#define SAMPLE_CALL_MS   1000            /* a leaving node's stats may never come */
+#define EXIT_INTERRUPTED 128             /* plus the signal's number, as a shell reports it */
 
-typedef struct demo_opts {
-    uint64_t procs;
-    uint64_t msgs;  /* casts per process */
-    unsigned cores; /* 0: the node's default, every online CPU */
-    uint32_t batch; /* children per ch_start_children call */
-} demo_opts;
-
-typedef struct demo {
-    demo_opts opt;
-    ch_node *node;
-    int started;       /* ch_node_start succeeded: stop it at the end */
-    char *ids;         /* opt.procs ids, ID_STRIDE bytes each, NUL-terminated */
-    uint64_t *call_ns; /* latency of each verification call */
-    uint64_t start_ns, send_ns, verify_ns;
-    uint64_t start_failed;
-    uint64_t send_failed, retries;      /* retries: -EAGAIN answers, retried */
-    uint64_t exact, wrong, call_failed; /* verification outcome per process */
-    int64_t lost;                       /* updates missing over all counters (< 0: extra) */
-    const char *err_what;               /* the first error, for the report */
-    int err_code;
-} demo;
+/* ---- options ------------------------------------------------------------------------- */
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: corehub demo [--procs N] [--msgs M] [--cores C] [--batch B]\n"
+    fprintf(out, "usage: corehub demo [--nodes N] [--procs N] [--blobs N] [--state-bytes S]\n"
+                 "                    [--senders K] [--rate R] [--hold SEC] [--cores C]\n"
+                 "                    [--codec SPEC] [--timeout SEC] [--keep]\n"
                  "\n"
-                 "Starts N counter processes on a local node, sends each M updates, then\n"
-                 "reads every counter back and checks that no update was lost.\n"
+                 "Starts a local hub of N 'corehub node' processes on 127.0.0.1, starts many\n"
+                 "stateful processes, keeps K senders updating them, adds a node, removes another\n"
+                 "gracefully, then checks that every state arrived intact and that no update was\n"
+                 "lost, doubled or reordered. Prints a report; stops every node it started.\n"
                  "\n"
-                 "  --procs N   processes to start (default 100000; k and m suffixes work)\n"
-                 "  --msgs M    updates sent to each process (default 10)\n"
-                 "  --cores C   reactor threads (default: every online CPU)\n"
-                 "  --batch B   processes per ch_start_children call (default 10000)\n"
-                 "  -h, --help  this text\n"
+                 "  --nodes N        nodes to start with, 2..16 (default 3)\n"
+                 "  --procs N        seq processes the senders update (default 100000; k, m work)\n"
+                 "  --blobs N        blob processes, state only (default 10000; 0: none)\n"
+                 "  --state-bytes S  bytes of state per blob (default 4096)\n"
+                 "  --senders K      senders, each a pump on a node that stays (default 3)\n"
+                 "  --rate R         updates per second per sender (default 100000; 0: unpaced)\n"
+                 "  --hold SEC       the senders run alone before the join, between the join and\n"
+                 "                   the leave, and after it (default 2)\n"
+                 "  --cores C        reactor threads per node (default 1)\n"
+                 "  --codec SPEC     handover codec: auto, none, zstd[:LEVEL] (default auto)\n"
+                 "  --timeout SEC    deadline of every wait (default 120)\n"
+                 "  --keep           keep the temporary directory (cookie, node logs)\n"
+                 "  -h, --help       this text\n"
                  "\n"
-                 "Exits 0 when every count is exact, 1 otherwise, 2 on a bad command line.\n");
+                 "Exits 0 when every check passed, 1 otherwise, 2 on a bad command line, 128+N\n"
+                 "when signal N stopped it (Ctrl-C: 130).\n");
 }
 
-/* Returns CLI_OK, CLI_USAGE, or -1 when --help was shown (nothing left to do). */
-static int parse_opts(int argc, char **argv, demo_opts *o)
+static int check_opts(demo_opts *o)
 {
-    static const struct option longopts[] = {
-        {"procs", required_argument, NULL, 'p'}, {"msgs", required_argument, NULL, 'm'},
-        {"cores", required_argument, NULL, 'c'}, {"batch", required_argument, NULL, 'b'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
-    };
-    *o = (demo_opts){.procs = 100000, .msgs = 10, .cores = 0, .batch = 10000};
-    uint64_t v = 0;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'p':
-            if (cli_parse_u64("--procs", optarg, 1, MAX_PROCS, &o->procs)) return CLI_USAGE;
-            break;
-        case 'm':
-            if (cli_parse_u64("--msgs", optarg, 0, 1000000000, &o->msgs)) return CLI_USAGE;
-            break;
-        case 'c':
-            if (cli_parse_u64("--cores", optarg, 1, 1024, &v)) return CLI_USAGE;
-            o->cores = (unsigned)v;
-            break;
-        case 'b':
-            if (cli_parse_u64("--batch", optarg, 1, 1000000, &v)) return CLI_USAGE;
-            o->batch = (uint32_t)v;
-            break;
-        case 'h':
-            usage(stdout);
-            return -1;
-        default: /* getopt_long has said what was wrong */
-            fprintf(stderr, "Try 'corehub demo --help'.\n");
-            return CLI_USAGE;
-        }
+    if (o->senders > 16 * (o->nodes - 1) || o->senders > MAX_SENDERS) {
+        fprintf(stderr, "corehub demo: --senders: at most %u with %u nodes (16 per node)\n",
+                16 * (o->nodes - 1) < MAX_SENDERS ? 16 * (o->nodes - 1) : MAX_SENDERS, o->nodes);
+        return CLI_USAGE;
     }
-    if (optind < argc) {
-        fprintf(stderr, "corehub demo: unexpected argument '%s'\n", argv[optind]);
+    if (o->blobs * o->state_bytes > MAX_STATE_TOTAL) {
+        fprintf(stderr, "corehub demo: --blobs x --state-bytes: at most %llu bytes\n",
+                MAX_STATE_TOTAL);
         return CLI_USAGE;
     }
     return CLI_OK;
 }
 
-/* Keeps the first error for the report; the later ones are usually its consequences. */
-static void note_error(demo *d, const char *what, int code)
+/* One option; CLI_OK, CLI_USAGE, or -1 for --help. */
+static int parse_one(int c, demo_opts *o)
 {
-    if (d->err_what) return;
-    d->err_what = what;
-    d->err_code = code;
-}
-
-static const char *id_of(const demo *d, uint64_t i)
-{
-    return d->ids + i * ID_STRIDE;
-}
-
-static int make_ids(demo *d)
-{
-    d->ids = malloc(d->opt.procs * ID_STRIDE);
-    d->call_ns = calloc(d->opt.procs, sizeof(*d->call_ns));
-    if (!d->ids || !d->call_ns) return -ENOMEM;
-    for (uint64_t i = 0; i < d->opt.procs; i++)
-        snprintf(d->ids + i * ID_STRIDE, ID_STRIDE, "counter-%" PRIu64, i);
-    return 0;
-}
-
-static int node_open(demo *d)
-{
-    ch_node_config cfg;
-    ch_node_config_init(&cfg);
-    cfg.name = "demo";
-    if (d->opt.cores) cfg.cores = d->opt.cores;
-    int rc = ch_node_create(&cfg, &d->node);
-    if (rc < 0) return rc;
-    rc = ch_node_register_type(d->node, counter_type());
-    if (rc < 0) return rc;
-    rc = ch_node_start(d->node);
-    d->started = rc == 0;
-    return rc;
-}
-
-/* -EAGAIN means a full mailbox and nothing queued: wait a little so the reactors drain,
- * yielding first (cheap) and sleeping later (a saturated 2-core machine needs the CPU
- * for the reactors). Returns -1 when the retry budget is spent. */
-static int backoff(demo *d, unsigned attempt, uint64_t *deadline)
-{
-    d->retries++;
-    if (attempt == 0)
-        *deadline = cli_now_ns() + RETRY_NS;
-    else if (cli_now_ns() > *deadline)
+    uint64_t v = 0;
+    switch (c) {
+    case 'n':
+        if (cli_parse_u64("--nodes", optarg, 2, MAX_NODES, &v)) return CLI_USAGE;
+        o->nodes = (unsigned)v;
+        return CLI_OK;
+    case 'p':
+        return cli_parse_u64("--procs", optarg, 1, MAX_PROCS, &o->procs) ? CLI_USAGE : CLI_OK;
+    case 'b':
+        return cli_parse_u64("--blobs", optarg, 0, MAX_PROCS, &o->blobs) ? CLI_USAGE : CLI_OK;
+    case 'S':
+        return cli_parse_u64("--state-bytes", optarg, 1, MAX_STATE_BYTES, &o->state_bytes)
+                   ? CLI_USAGE
+                   : CLI_OK;
+    case 's':
+        if (cli_parse_u64("--senders", optarg, 1, MAX_SENDERS, &v)) return CLI_USAGE;
+        o->senders = (unsigned)v;
+        return CLI_OK;
+    case 'r':
+        return cli_parse_u64("--rate", optarg, 0, 1000000000, &o->rate) ? CLI_USAGE : CLI_OK;
+    case 'H':
+        return cli_parse_u64("--hold", optarg, 0, 3600, &o->hold_s) ? CLI_USAGE : CLI_OK;
+    case 'c':
+        if (cli_parse_u64("--cores", optarg, 1, 1024, &v)) return CLI_USAGE;
+        o->cores = (unsigned)v;
+        return CLI_OK;
+    case 'C':
+        o->codec = optarg; /* the node checks it and refuses to start on a bad one */
+        return CLI_OK;
+    case 't':
+        return cli_parse_u64("--timeout", optarg, 1, 86400, &o->timeout_s) ? CLI_USAGE : CLI_OK;
+    case 'k':
+        o->keep = 1;
+        return CLI_OK;
+    case 'h':
+        usage(stdout);
         return -1;
-    if (attempt < 16) {
-        sched_yield();
-    } else {
-        struct timespec ts = {0, 50000};
-        nanosleep(&ts, NULL);
-    }
-    return 0;
-}
-
-/* Starts children [first, first + count). Returns 0, or a code that stops the demo. */
-static int start_batch(demo *d, uint64_t first, size_t count, ch_child_spec *specs, int *results)
-{
-    for (size_t i = 0; i < count; i++) {
-        specs[i] = (ch_child_spec){.id = id_of(d, first + i), .type = COUNTER_TYPE_NAME};
-        results[i] = -ETIMEDOUT; /* what an unfilled slot means after a timeout */
-    }
-    ch_batch_opts opts = {.timeout_ms = START_TIMEOUT};
-    int rc = ch_start_children(d->node, specs, count, &opts, results);
-    if (rc != 0 && rc != CH_EPARTIAL && rc != -ETIMEDOUT) return rc;
-    for (size_t i = 0; i < count; i++) {
-        if (results[i] == 0) continue;
-        d->start_failed++;
-        note_error(d, "start", results[i]);
-    }
-    return 0;
-}
-
-static int start_all(demo *d)
-{
-    ch_child_spec *specs = calloc(d->opt.batch, sizeof(*specs));
-    int *results = calloc(d->opt.batch, sizeof(*results));
-    int rc = (specs && results) ? 0 : -ENOMEM;
-    progress pg;
-    progress_begin(&pg, "start", "procs", d->opt.procs);
-    for (uint64_t done = 0; rc == 0 && done < d->opt.procs;) {
-        uint64_t left = d->opt.procs - done;
-        size_t n = left < d->opt.batch ? (size_t)left : d->opt.batch;
-        rc = start_batch(d, done, n, specs, results);
-        done += n;
-        progress_tick(&pg, done);
-    }
-    d->start_ns = progress_end(&pg, d->opt.procs);
-    free(specs);
-    free(results);
-    return rc;
-}
-
-/* Hot path of the demo: one cast of +1. */
-static void send_one(demo *d, uint64_t i)
-{
-    unsigned char msg[8];
-    uint64_t deadline = 0;
-    cli_put_le64(msg, 1);
-    for (unsigned attempt = 0;; attempt++) {
-        int rc = ch_send(d->node, id_of(d, i), 0, msg, sizeof(msg));
-        if (rc == 0) return;
-        if (rc == -EAGAIN && backoff(d, attempt, &deadline) == 0) continue;
-        d->send_failed++;
-        note_error(d, "send", rc);
-        return;
+    default: /* getopt_long has said what was wrong */
+        fprintf(stderr, "Try 'corehub demo --help'.\n");
+        return CLI_USAGE;
     }
 }
 
-/* Round after round over every process, so that every core has work all the time. */
-static void send_all(demo *d)
+static int parse_opts(int argc, char **argv, demo_opts *o)
 {
-    progress pg;
-    uint64_t done = 0;
-    progress_begin(&pg, "send", "msgs", d->opt.procs * d->opt.msgs);
-    for (uint64_t m = 0; m < d->opt.msgs; m++) {
-        for (uint64_t i = 0; i < d->opt.procs; i++) {
-            send_one(d, i);
-            progress_tick(&pg, ++done);
+    static const struct option longopts[] = {
+        {"nodes", required_argument, NULL, 'n'},
+        {"procs", required_argument, NULL, 'p'},
+        {"blobs", required_argument, NULL, 'b'},
+        {"state-bytes", required_argument, NULL, 'S'},
+        {"senders", required_argument, NULL, 's'},
+        {"rate", required_argument, NULL, 'r'},
+        {"hold", required_argument, NULL, 'H'},
+        {"cores", required_argument, NULL, 'c'},
+        {"codec", required_argument, NULL, 'C'},
+        {"timeout", required_argument, NULL, 't'},
+        {"keep", no_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    *o = (demo_opts){.nodes = 3,
+                     .procs = 100000,
+                     .blobs = 10000,
+                     .state_bytes = 4096,
+                     .senders = 3,
+                     .rate = 100000,
+                     .hold_s = 2,
+                     .cores = 1,
+                     .timeout_s = 120};
+    int c, rc;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1)
+        if ((rc = parse_one(c, o)) != CLI_OK) return rc;
+    if (optind < argc) {
+        fprintf(stderr, "corehub demo: unexpected argument '%s'\n", argv[optind]);
+        return CLI_USAGE;
+    }
+    return check_opts(o);
+}
+
+/* ---- small helpers ------------------------------------------------------------------- */
+
+uint64_t demo_deadline(const demo *d)
+{
+    return cli_now_ns() + d->opt.timeout_s * 1000000000ull;
+}
+
+void demo_fail(demo *d, const char *fmt, ...)
+{
+    if (d->failure[0]) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->failure, sizeof(d->failure), fmt, ap);
+    va_end(ap);
+}
+
+static void tick(void *ud)
+{
+    demo *d = ud;
+    d->pg.next_check = 0; /* read the clock now: the hook runs a few times a second */
+    progress_tick(&d->pg, d->pg_done);
+}
+
+void demo_phase_begin(demo *d, const char *name, const char *unit, uint64_t total)
+{
+    d->pg_done = 0;
+    d->pg_open = true;
+    progress_begin(&d->pg, name, unit, total);
+}
+
+void demo_phase_end(demo *d, uint64_t done)
+{
+    d->pg_done = done;
+    d->pg_open = false;
+    progress_end(&d->pg, done);
+}
+
+/* ---- reading the nodes -------------------------------------------------------------- */
+
+void demo_parse_stats(const char *text, node_stats *s)
+{
+    static const struct {
+        const char *key;
+        size_t off;
+    } keys[] = {
+        {"processes", offsetof(node_stats, processes)},
+        {"migrating", offsetof(node_stats, migrating)},
+        {"migrated_out", offsetof(node_stats, migrated_out)},
+        {"migrated_in", offsetof(node_stats, migrated_in)},
+        {"migration_failures", offsetof(node_stats, migration_failures)},
+        {"crash_restarts", offsetof(node_stats, crash_restarts)},
+        {"handover_bytes_raw", offsetof(node_stats, bytes_raw)},
+        {"handover_bytes_wire", offsetof(node_stats, bytes_wire)},
+        {"pause_p50_us", offsetof(node_stats, pause_p50)},
+        {"pause_p99_us", offsetof(node_stats, pause_p99)},
+    };
+    memset(s, 0, sizeof(*s));
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        dc_text_u64(text, keys[i].key, (uint64_t *)((char *)s + keys[i].off));
+}
+
+/* One command on every running node at once; calls[i] is node i's (node -1: not run). */
+static int run_on_all(demo *d, dc_call *calls, const char *const *argv, uint64_t dl)
+{
+    dc_call run[DC_MAX_NODES];
+    int n = 0;
+    for (int i = 0; i < d->cl.nnodes; i++) {
+        calls[i] = (dc_call){.node = -1};
+        if (!dc_running(&d->cl, i)) continue;
+        run[n] = (dc_call){.node = i};
+        for (int k = 0; argv[k] && k < DC_MAX_ARGS - 1; k++)
+            run[n].argv[k] = argv[k];
+        n++;
+    }
+    int rc = dc_call_run(&d->cl, run, n, dl);
+    for (int k = 0; rc == 0 && k < n; k++)
+        if (run[k].rc < 0 || run[k].status != 0) {
+            snprintf(d->cl.error, sizeof(d->cl.error), "node %d: %s: %s", run[k].node, argv[0],
+                     run[k].rc < 0 ? ch_strerror(run[k].rc)
+                     : run[k].text ? run[k].text
+                                   : "");
+            rc = -EPROTO;
         }
-    }
-    d->send_ns = progress_end(&pg, done);
-}
-
-static int call_one(demo *d, uint64_t i, uint64_t *count)
-{
-    unsigned char reply[8];
-    size_t len = 0;
-    uint64_t deadline = 0;
-    for (unsigned attempt = 0;; attempt++) {
-        uint64_t t0 = cli_now_ns();
-        int rc = ch_call(d->node, id_of(d, i), 0, "", 0, reply, sizeof(reply), &len, 0);
-        d->call_ns[i] = cli_now_ns() - t0;
-        if (rc == -EAGAIN && backoff(d, attempt, &deadline) == 0) continue;
-        if (rc == 0 && len != sizeof(reply)) rc = -EPROTO;
-        if (rc == 0) *count = cli_get_le64(reply);
+    if (rc < 0) {
+        dc_call_free(run, n);
         return rc;
     }
+    for (int k = 0; k < n; k++)
+        calls[run[k].node] = run[k]; /* the caller frees the answers */
+    return 0;
 }
 
-/* Calls come after every cast from this same thread, so each count must be final. */
-static void verify_one(demo *d, uint64_t i)
+/* `stats` of every running node; s[i] is node i's (zeros for the others). */
+static int poll_stats(demo *d, node_stats *s, uint64_t dl)
 {
-    uint64_t count = 0;
-    int rc = call_one(d, i, &count);
-    if (rc < 0) {
-        d->call_failed++;
-        note_error(d, "call", rc);
-        return;
+    static const char *const argv[] = {"stats", NULL};
+    dc_call calls[DC_MAX_NODES];
+    memset(s, 0, sizeof(*s) * DC_MAX_NODES);
+    int rc = run_on_all(d, calls, argv, dl);
+    if (rc < 0) return rc;
+    for (int i = 0; i < d->cl.nnodes; i++)
+        if (calls[i].node >= 0) demo_parse_stats(calls[i].text, &s[i]);
+    for (int i = 0; i < d->cl.nnodes; i++)
+        if (calls[i].node >= 0) dc_call_free(&calls[i], 1);
+    return 0;
+}
+
+/* How many `members` lines say alive. */
+static int count_alive(const char *text)
+{
+    int alive = 0;
+    for (const char *line = text; line && *line;) {
+        char state[16] = "";
+        if (sscanf(line, "%*s %*s %15s", state) == 1 && strcmp(state, "alive") == 0) alive++;
+        line = strchr(line, '\n');
+        if (line) line++;
     }
-    if (count == d->opt.msgs) {
-        d->exact++;
-        return;
+    return alive;
+}
+
+int demo_running_nodes(const demo *d)
+{
+    int n = 0;
+    for (int i = 0; i < d->cl.nnodes; i++)
+        n += dc_running(&d->cl, i);
+    return n;
+}
+
+/* Until every running node sees exactly the running nodes alive. */
+static int wait_members(demo *d, uint64_t dl)
+{
+    static const char *const argv[] = {"members", NULL};
+    int want = demo_running_nodes(d);
+    for (;;) {
+        dc_call calls[DC_MAX_NODES];
+        int rc = run_on_all(d, calls, argv, dl), agree = 0;
+        if (rc < 0) return rc;
+        for (int i = 0; i < d->cl.nnodes; i++)
+            if (calls[i].node >= 0) {
+                agree += count_alive(calls[i].text) == want;
+                dc_call_free(&calls[i], 1);
+            }
+        if (agree == want) return 0;
+        if ((rc = dc_sleep(&d->cl, POLL_MS / 2, dl)) < 0) return rc;
     }
-    if (d->wrong++ < MAX_MISMATCHES)
-        fprintf(stderr, "corehub demo: %s counted %" PRIu64 ", expected %" PRIu64 "\n", id_of(d, i),
-                count, d->opt.msgs);
-    d->lost += (int64_t)(d->opt.msgs - count);
 }
 
-static void verify_all(demo *d)
+/* ---- phases -------------------------------------------------------------------------- */
+
+static int start_nodes(demo *d)
 {
-    progress pg;
-    progress_begin(&pg, "verify", "calls", d->opt.procs);
-    for (uint64_t i = 0; i < d->opt.procs; i++) {
-        verify_one(d, i);
-        progress_tick(&pg, i + 1);
+    uint64_t dl = demo_deadline(d);
+    demo_phase_begin(d, "nodes", "nodes", d->opt.nodes);
+    int rc = dc_spawn(&d->cl, NULL, dl);
+    if (rc < 0) return rc;
+    d->pg_done = 1;
+    rc = dc_spawn_many(&d->cl, (int)d->opt.nodes - 1, d->cl.nodes[0].addr, dl);
+    if (rc < 0) return rc;
+    d->pg_done = d->opt.nodes;
+    rc = wait_members(d, dl);
+    demo_phase_end(d, d->opt.nodes);
+    return rc;
+}
+
+/* "started N failed F": whether all N started. */
+static bool all_started(const char *text, uint64_t want)
+{
+    unsigned long long started = 0, failed = 1;
+    return text && sscanf(text, "started %llu failed %llu", &started, &failed) == 2 &&
+           started == want && failed == 0;
+}
+
+static int start_procs(demo *d)
+{
+    uint64_t dl = demo_deadline(d);
+    dc_call calls[2] = {
+        {.node = 0, .argv = {"start-many", SEQ_PREFIX, d->procs_s, "seq"}},
+        {.node = 1, .argv = {"start-blobs", BLOB_PREFIX, d->blobs_s, d->state_s}},
+    };
+    int n = d->opt.blobs ? 2 : 1;
+    demo_phase_begin(d, "start", "procs", d->total);
+    int rc = dc_call_run(&d->cl, calls, n, dl);
+    demo_phase_end(d, rc == 0 ? d->total : 0);
+    for (int i = 0; rc == 0 && i < n; i++) {
+        uint64_t want = i ? d->opt.blobs : d->opt.procs;
+        if (calls[i].rc < 0 || calls[i].status != 0 || !all_started(calls[i].text, want)) {
+            snprintf(d->cl.error, sizeof(d->cl.error), "%s: %s", calls[i].argv[0],
+                     calls[i].rc < 0 ? ch_strerror(calls[i].rc) : calls[i].text);
+            rc = -EPROTO;
+        }
     }
-    d->verify_ns = progress_end(&pg, d->opt.procs);
+    dc_call_free(calls, n);
+    return rc;
 }
 
-static int cmp_u64(const void *a, const void *b)
+static int sender_node(const demo *d, unsigned k)
 {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
+    return (int)(k % (d->opt.nodes - 1)); /* the nodes that stay: 0 .. nodes-2 */
 }
 
-/* The p-th percentile (0..100) of sorted values, nearest rank. */
-static uint64_t percentile(const uint64_t *sorted, uint64_t n, unsigned p)
+/* "pumps P running R rounds X sent S failed F". */
+typedef struct pump_view {
+    unsigned long long pumps, running, rounds, sent, failed;
+} pump_view;
+
+static bool parse_pumps(const char *text, pump_view *v)
 {
-    uint64_t rank = (n * p + 99) / 100;
-    return sorted[rank ? rank - 1 : 0];
+    return text && sscanf(text, "pumps %llu running %llu rounds %llu sent %llu failed %llu",
+                          &v->pumps, &v->running, &v->rounds, &v->sent, &v->failed) == 5;
 }
 
-static double per_s(uint64_t count, uint64_t ns)
+/* `cmd` on every node that runs a sender; for pumps and pump-wait, v[i] gets node i's
+ * answer (v NULL: the answer does not matter, pump-stop). */
+static int pumps_on_senders(demo *d, const char *cmd, const char *arg, pump_view *v, uint64_t dl)
 {
-    return ns ? (double)count * 1e9 / (double)ns : 0.0;
+    dc_call calls[MAX_NODES];
+    int n = 0;
+    for (unsigned k = 0; k < d->opt.senders && k < d->opt.nodes - 1; k++)
+        calls[n++] = (dc_call){.node = sender_node(d, k), .argv = {cmd, arg}};
+    int rc = dc_call_run(&d->cl, calls, n, dl);
+    for (int i = 0; rc == 0 && i < n; i++) {
+        pump_view scratch, *out = v ? &v[calls[i].node] : &scratch;
+        if (calls[i].rc < 0 || (v && !parse_pumps(calls[i].text, out))) {
+            snprintf(d->cl.error, sizeof(d->cl.error), "node %d: %s: %s", calls[i].node, cmd,
+                     calls[i].rc < 0 ? ch_strerror(calls[i].rc) : calls[i].text);
+            rc = -EPROTO;
+        }
+    }
+    dc_call_free(calls, n);
+    return rc;
 }
 
-static int demo_ok(const demo *d)
+static unsigned pumps_of_node(const demo *d, int node)
 {
-    return !d->start_failed && !d->send_failed && !d->call_failed && !d->wrong;
+    unsigned n = 0;
+    for (unsigned k = 0; k < d->opt.senders; k++)
+        n += sender_node(d, k) == node;
+    return n;
 }
 
-static void report(demo *d)
+/* Starts the senders and waits until each sent one whole round. */
+static int start_senders(demo *d)
 {
-    uint64_t n = d->opt.procs, msgs = n * d->opt.msgs;
-    qsort(d->call_ns, n, sizeof(*d->call_ns), cmp_u64);
-    printf("\ncorehub demo: %" PRIu64 " processes on %u cores, %" PRIu64 " updates each\n", n,
-           ch_node_cores(d->node), d->opt.msgs);
-    printf("  start   %10" PRIu64 " procs  %8.3f s  %12.0f procs/s  (%" PRIu64 " failed)\n", n,
-           (double)d->start_ns / 1e9, per_s(n, d->start_ns), d->start_failed);
-    printf("  send    %10" PRIu64 " msgs   %8.3f s  %12.0f msgs/s   (%" PRIu64 " failed, %" PRIu64
-           " retries)\n",
-           msgs, (double)d->send_ns / 1e9, per_s(msgs, d->send_ns), d->send_failed, d->retries);
-    printf("  call    %10" PRIu64 " calls  %8.3f s  p50 %.1f us  p99 %.1f us  (%" PRIu64
-           " failed)\n",
-           n, (double)d->verify_ns / 1e9, (double)percentile(d->call_ns, n, 50) / 1e3,
-           (double)percentile(d->call_ns, n, 99) / 1e3, d->call_failed);
-    ch_node_stats st;
-    if (ch_node_stats_get(d->node, &st) == 0)
-        printf("  node    %" PRIu64 " alive, %" PRIu64 " messages handled, %" PRIu64
-               " dead letters, %" PRIu64 " crashes, %" PRIu64 " restarts\n",
-               st.processes, st.messages, st.dead_letters, st.crashes, st.restarts);
-    if (d->err_what) printf("  first error: %s: %s\n", d->err_what, ch_strerror(d->err_code));
-    printf("  verified: %s  %" PRIu64 "/%" PRIu64 " exact, %" PRIu64 " wrong, %" PRId64
-           " updates lost\n",
-           demo_ok(d) ? "OK" : "FAILED", d->exact, n, d->wrong, d->lost);
+    uint64_t dl = demo_deadline(d);
+    char ids[MAX_SENDERS][12];
+    demo_phase_begin(d, "senders", "senders", d->opt.senders);
+    d->pump_t0 = cli_now_ns();
+    for (unsigned k = 0; k < d->opt.senders; k++) {
+        snprintf(ids[k], sizeof(ids[k]), "%u", k + 1);
+        int rc = dc_ctl(&d->cl, sender_node(d, k), dl, NULL, "pump", SEQ_PREFIX, d->procs_s,
+                        PUMP_ROUNDS, ids[k], d->round_ms_s, NULL);
+        if (rc < 0) return rc;
+    }
+    for (;;) {
+        pump_view v[DC_MAX_NODES];
+        int rc = pumps_on_senders(d, "pumps", NULL, v, dl);
+        if (rc < 0) return rc;
+        unsigned ready = 0;
+        for (int i = 0; i < (int)d->opt.nodes - 1; i++)
+            if (pumps_of_node(d, i) && v[i].rounds >= pumps_of_node(d, i))
+                ready += pumps_of_node(d, i);
+        d->pg_done = ready;
+        if (ready == d->opt.senders) break;
+        if ((rc = dc_sleep(&d->cl, POLL_MS / 2, dl)) < 0) return rc;
+    }
+    demo_phase_end(d, d->opt.senders);
+    return 0;
 }
 
-/* Runs the phases; a failure that leaves nothing to verify returns its code. */
+/* The senders alone for --hold seconds: the hub under load, before and after a change. */
+static int hold(demo *d)
+{
+    if (!d->opt.hold_s) return 0;
+    uint64_t dl = demo_deadline(d), end = cli_now_ns() + d->opt.hold_s * 1000000000ull;
+    demo_phase_begin(d, "load", "updates", d->opt.senders * d->opt.rate * d->opt.hold_s);
+    for (uint64_t first = UINT64_MAX; cli_now_ns() < end;) {
+        pump_view v[DC_MAX_NODES];
+        int rc = pumps_on_senders(d, "pumps", NULL, v, dl);
+        if (rc < 0) return rc;
+        uint64_t sent = 0;
+        for (int i = 0; i < (int)d->opt.nodes - 1; i++)
+            sent += pumps_of_node(d, i) ? v[i].sent : 0;
+        if (first == UINT64_MAX) first = sent;
+        d->pg_done = sent - first;
+        if (!d->opt.rate) d->pg.total = d->pg_done;
+        uint64_t left_ms = (end - cli_now_ns()) / 1000000u;
+        if ((rc = dc_sleep(&d->cl, left_ms < POLL_MS ? (unsigned)left_ms : POLL_MS, dl)) < 0)
+            return rc;
+    }
+    demo_phase_end(d, d->pg_done);
+    return 0;
+}
+
+/* Whether two polls saw the same processes and moves on every node. */
+static bool same_moves(const node_stats *a, const node_stats *b, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (a[i].processes != b[i].processes || a[i].migrated_in != b[i].migrated_in ||
+            a[i].migrated_out != b[i].migrated_out)
+            return false;
+    return true;
+}
+
+/*
+ * Until the hub is at rest: no node has a process on its way, the nodes hold every
+ * process once between them (their counts add up), and two polls in a row saw the same.
+ * *quiet_at gets the time of the first of those polls. With a joiner, the joiner must
+ * have received some (a ring change takes a moment to start the moves); the final checks
+ * then prove that each process sits on its ring owner.
+ */
+static int wait_settled(demo *d, int joiner, node_stats *now, uint64_t *quiet_at, uint64_t dl)
+{
+    node_stats prev[DC_MAX_NODES];
+    bool prev_quiet = false;
+    int n = d->cl.nnodes;
+    for (;;) {
+        uint64_t t = cli_now_ns(), sum = 0, migrating = 0, moved = 0;
+        int rc = poll_stats(d, now, dl);
+        if (rc < 0) return rc;
+        for (int i = 0; i < n; i++) {
+            sum += now[i].processes;
+            migrating += now[i].migrating;
+            if (dc_running(&d->cl, i)) moved += now[i].migrated_in - d->base[i].migrated_in;
+        }
+        if (joiner >= 0) {
+            d->pg_done = moved;
+            d->pg.total = moved + migrating;
+        }
+        bool started = joiner < 0 || now[joiner].migrated_in > 0 || d->total < 100;
+        bool quiet = migrating == 0 && sum == d->total && started;
+        if (quiet && prev_quiet && same_moves(prev, now, n)) return 0;
+        if (quiet && !(prev_quiet && same_moves(prev, now, n))) *quiet_at = t;
+        prev_quiet = quiet;
+        memcpy(prev, now, sizeof(prev));
+        if ((rc = dc_sleep(&d->cl, POLL_MS, dl)) < 0) return rc;
+    }
+}
+
+static void note_pause(demo *d, const node_stats *s)
+{
+    if (s->pause_p50 > d->pause_p50) d->pause_p50 = s->pause_p50;
+    if (s->pause_p99 > d->pause_p99) d->pause_p99 = s->pause_p99;
+}
+
+static int join_node(demo *d)
+{
+    uint64_t dl = demo_deadline(d), quiet_at = 0;
+    node_stats now[DC_MAX_NODES];
+    int rc = poll_stats(d, d->base, dl);
+    if (rc < 0) return rc;
+    demo_phase_begin(d, "join", "procs", d->total / (d->opt.nodes + 1));
+    uint64_t t0 = cli_now_ns();
+    if ((rc = dc_spawn(&d->cl, d->cl.nodes[0].addr, dl)) < 0) return rc;
+    d->joiner = rc;
+    d->base[d->joiner] = (node_stats){0};
+    if ((rc = wait_members(d, dl)) < 0) return rc;
+    if ((rc = wait_settled(d, d->joiner, now, &quiet_at, dl)) < 0) return rc;
+    for (int i = 0; i < d->cl.nnodes; i++) {
+        d->join.moved += now[i].migrated_in - d->base[i].migrated_in;
+        d->join.bytes_raw += now[i].bytes_raw - d->base[i].bytes_raw;
+        d->join.bytes_wire += now[i].bytes_wire - d->base[i].bytes_wire;
+        if (i != d->joiner) note_pause(d, &now[i]);
+    }
+    d->join.ns = quiet_at - t0;
+    demo_phase_end(d, d->join.moved);
+    return 0;
+}
+
+/* The `left: moved N processes, F not moved` line of the leaving node's log. */
+static void read_left_line(demo *d, const dc_node *n)
+{
+    d->left_moved = d->left_not_moved = -1;
+    FILE *f = fopen(n->log, "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof(line), f)) {
+        const char *at = strstr(line, "left: moved ");
+        if (at)
+            sscanf(at, "left: moved %ld processes, %ld not moved", &d->left_moved,
+                   &d->left_not_moved);
+    }
+    fclose(f);
+}
+
+/*
+ * Samples the leaving node until it exits: its counters vanish with it, so its last
+ * answer is what the report can tell of its bytes and pauses. Once a sample shows every
+ * process moved and none on its way, it is final: then only the exit is awaited.
+ */
+static int follow_leave(demo *d, node_stats *last, uint64_t dl)
+{
+    int L = d->leaver;
+    bool final = false;
+    for (;;) {
+        if (!final) {
+            dc_call call = {.node = L, .argv = {"stats"}, .timeout_ms = SAMPLE_CALL_MS};
+            int rc = dc_call_run(&d->cl, &call, 1, dl);
+            if (rc < 0) return rc;
+            if (call.rc == 0 && call.status == 0) demo_parse_stats(call.text, last);
+            dc_call_free(&call, 1);
+            d->pg_done = last->migrated_out - d->base[L].migrated_out;
+            final = d->pg_done >= d->base[L].processes && last->migrating == 0;
+        }
+        int rc = dc_wait_exit(&d->cl, L, SAMPLE_MS, dl, &d->leave_code);
+        if (rc != 0) return rc < 0 ? rc : 0;
+    }
+}
+
+static int leave_node(demo *d)
+{
+    uint64_t dl = demo_deadline(d), quiet_at = 0;
+    node_stats last, now[DC_MAX_NODES];
+    int L = d->leaver = (int)d->opt.nodes - 1, rc = poll_stats(d, d->base, dl);
+    if (rc < 0) return rc;
+    last = d->base[L];
+    demo_phase_begin(d, "leave", "procs", d->base[L].processes);
+    dc_expect_exit(&d->cl, L);
+    uint64_t t0 = cli_now_ns();
+    if ((rc = dc_ctl(&d->cl, L, dl, NULL, "leave", NULL)) < 0) return rc;
+    if ((rc = follow_leave(d, &last, dl)) < 0) return rc;
+    d->leave.ns = cli_now_ns() - t0; /* the node exits once its handover ended */
+    read_left_line(d, &d->cl.nodes[L]);
+    uint64_t sampled = last.migrated_out - d->base[L].migrated_out;
+    d->leave.moved = d->left_moved >= 0 ? (uint64_t)d->left_moved : sampled;
+    d->leave.bytes_raw = last.bytes_raw - d->base[L].bytes_raw;
+    d->leave.bytes_wire = last.bytes_wire - d->base[L].bytes_wire;
+    d->leave.partial = sampled != d->leave.moved;
+    note_pause(d, &last);
+    if (d->leave_code != 0)
+        demo_fail(d, "the leaving node exited with status %d (0: everything moved)", d->leave_code);
+    if (d->left_not_moved != 0)
+        demo_fail(d, "the leaving node reports %ld processes not moved", d->left_not_moved);
+    d->pg_done = d->leave.moved;
+    if ((rc = wait_members(d, dl)) < 0) return rc;
+    if ((rc = wait_settled(d, -1, now, &quiet_at, dl)) < 0) return rc;
+    demo_phase_end(d, d->leave.moved);
+    return 0;
+}
+
+/* Stops the senders after their round; d->want becomes what each seq process got. */
+static int stop_senders(demo *d)
+{
+    uint64_t dl = demo_deadline(d);
+    char wait_ms[24];
+    pump_view v[DC_MAX_NODES] = {0};
+    demo_phase_begin(d, "stop", "senders", d->opt.senders);
+    int rc = pumps_on_senders(d, "pumps", NULL, v, dl);
+    for (int i = 0; rc == 0 && i < (int)d->opt.nodes - 1; i++)
+        if (v[i].running != pumps_of_node(d, i))
+            demo_fail(d, "node %d: %llu of its %u senders stopped early", i,
+                      pumps_of_node(d, i) - v[i].running, pumps_of_node(d, i));
+    if (rc == 0) rc = pumps_on_senders(d, "pump-stop", NULL, NULL, dl);
+    snprintf(wait_ms, sizeof(wait_ms), "%" PRIu64, d->opt.timeout_s * 1000);
+    if (rc == 0) rc = pumps_on_senders(d, "pump-wait", wait_ms, v, dl);
+    if (rc < 0) return rc;
+    d->pump_ns = cli_now_ns() - d->pump_t0;
+    for (int i = 0; i < (int)d->opt.nodes - 1; i++) {
+        if (v[i].running) demo_fail(d, "node %d: %llu senders did not stop", i, v[i].running);
+        if (v[i].sent != v[i].rounds * d->opt.procs)
+            demo_fail(d, "node %d: senders sent %llu, not whole rounds", i, v[i].sent);
+        d->rounds += v[i].rounds;
+        d->sent += v[i].sent;
+        d->send_failed += v[i].failed;
+    }
+    if (d->send_failed) demo_fail(d, "%" PRIu64 " updates could not be sent", d->send_failed);
+    d->want = d->rounds; /* each round of each sender updates every process once */
+    demo_phase_end(d, d->opt.senders);
+    return 0;
+}
+
+/* ---- the program ---------------------------------------------------------------------- */
+
+static void prepare(demo *d)
+{
+    const demo_opts *o = &d->opt;
+    d->total = o->procs + o->blobs;
+    d->joiner = d->leaver = -1;
+    snprintf(d->procs_s, sizeof(d->procs_s), "%" PRIu64, o->procs);
+    snprintf(d->blobs_s, sizeof(d->blobs_s), "%" PRIu64, o->blobs);
+    snprintf(d->state_s, sizeof(d->state_s), "%" PRIu64, o->state_bytes);
+    /* A round updates every process once; at R updates/s it lasts procs / R seconds. */
+    uint64_t round_ms = o->rate ? o->procs * 1000 / o->rate : 0;
+    snprintf(d->round_ms_s, sizeof(d->round_ms_s), "%" PRIu64, o->rate && !round_ms ? 1 : round_ms);
+    snprintf(d->cores_s, sizeof(d->cores_s), "%u", o->cores);
+    const char *args[] = {"--cores", d->cores_s, "--strategy", "hotswap", "--handover"};
+    for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++)
+        d->cl.node_args[d->cl.nnode_args++] = args[i];
+    if (o->codec) {
+        d->cl.node_args[d->cl.nnode_args++] = "--codec";
+        d->cl.node_args[d->cl.nnode_args++] = o->codec;
+    }
+    d->cl.tick = tick;
+    d->cl.tick_ud = d;
+}
+
 static int run(demo *d)
 {
-    int rc = make_ids(d);
-    if (rc < 0) return rc;
-    rc = node_open(d);
-    if (rc < 0) return rc;
-    rc = start_all(d);
-    if (rc < 0) return rc;
-    send_all(d);
-    verify_all(d);
-    report(d);
+    int (*const phases[])(demo *) = {start_nodes,  start_procs,   start_senders, hold,
+                                     join_node,    hold,          leave_node,    hold,
+                                     stop_senders, demo_check_all};
+    for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++) {
+        int rc = phases[i](d);
+        if (rc < 0) {
+            if (d->pg_open) progress_end(&d->pg, d->pg_done);
+            return rc;
+        }
+    }
     return 0;
 }
 
 int cmd_demo(int argc, char **argv)
 {
-    demo d = {0};
+    static demo d; /* large; and the progress hook holds on to it */
+    memset(&d, 0, sizeof(d));
     int rc = parse_opts(argc, argv, &d.opt);
     if (rc != CLI_OK) return rc < 0 ? CLI_OK : rc;
+    rc = dc_open(&d.cl);
+    if (rc < 0) {
+        fprintf(stderr, "corehub demo: cannot set up: %s\n", ch_strerror(rc));
+        dc_close(&d.cl, false, false);
+        return CLI_FAIL;
+    }
+    prepare(&d);
+    demo_print_plan(&d);
     rc = run(&d);
-    if (rc < 0) fprintf(stderr, "corehub demo: %s\n", ch_strerror(rc));
-    int code = (rc == 0 && demo_ok(&d)) ? CLI_OK : CLI_FAIL;
-    int src = d.started ? ch_node_stop(d.node) : 0;
-    if (src < 0) fprintf(stderr, "corehub demo: stopping the node: %s\n", ch_strerror(src));
-    if (d.node) ch_node_destroy(d.node);
-    free(d.ids);
-    free(d.call_ns);
-    return code;
+    if (rc < 0)
+        fprintf(stderr, "corehub demo: %s: %s\n", d.pg.phase ? d.pg.phase : "setup",
+                d.cl.error[0] ? d.cl.error : ch_strerror(rc));
+    else
+        demo_report(&d);
+    bool failed = rc < 0 || d.failure[0];
+    dc_close(&d.cl, d.opt.keep, failed && rc != DC_EINTR);
+    if (rc == DC_EINTR) return EXIT_INTERRUPTED + d.cl.signo;
+    return failed ? CLI_FAIL : CLI_OK;
 }

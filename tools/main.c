@@ -13,7 +13,7 @@
 static const cli_command commands[] = {
     {"node", "run a node of a hub, hosting the built-in process types", cmd_node},
     {"ctl", "run a control command on a node (members, procs, call, leave, ...)", cmd_ctl},
-    {"demo", "start many counter processes on a local node and verify every update", cmd_demo},
+    {"demo", "run a local hub under load through a join and a leave; check every update", cmd_demo},
     {"version", "print the corehub version", cmd_version},
 };
 
