@@ -328,17 +328,22 @@ void coord_on_up(void *ud, ch_conn *conn, const ch_hello *peer)
     }
     if (m && m->dialing == conn) m->dialing = NULL;
     send_join(c, conn);
-    if (!m) {
-        coord_merge_one(c, &rec, 0);
+    int bits = 0;
+    if (!m) { /* a newcomer: its record goes in first, the ring change after (below) */
+        bits = ch_mtab_merge(&c->mt, &rec, ch_now_ns());
         m = ch_mtab_find(&c->mt, peer->node_id);
         if (!m) {
             ch_conn_close(conn, -ENOMEM);
             return;
         }
     }
+    /* The connection is the member's before anything is sent to it: frames for it (a
+     * migration starts with the ring change) take this connection, and nothing dials a
+     * second one that would replace it and drop what was sent on the first. */
     m->conn = conn;
     ch_conn_set_ud(conn, m);
     coord_backlog_flush(m);
+    if (bits & CH_MT_RING) coord_after_merge(c, bits & ~CH_MT_CHANGED, 0, m);
     coord_mig_on_up(c, m);
     send_view_all(c); /* everyone learns of the newcomer, the newcomer of everyone */
     coord_send_digest(c, conn);

@@ -350,13 +350,14 @@ static bool hold(ch_ho *h, ch_rec *rec, unsigned core, uint64_t ref)
                     rec->len, core, ref);
 }
 
-/* Sends a message on through the coordinator, routed by the registry row (final). */
-static void route_by_row(ch_reactor *r, uint8_t op, const char *id, size_t id_len, uint64_t hash,
-                         const void *data, size_t len, unsigned core, uint64_t ref)
+/* Sends a message on through the coordinator, routed by the registry row (final), or by
+ * the ring (by_ring: the row may lag, e.g. right after a confirmed move). */
+static void route_via(ch_reactor *r, bool by_ring, uint8_t op, const char *id, size_t id_len,
+                      uint64_t hash, const void *data, size_t len, unsigned core, uint64_t ref)
 {
     ch_rec h = {.op = op,
                 .id_len = (uint8_t)id_len,
-                .flags = CH_REC_ROW,
+                .flags = by_ring ? 0 : CH_REC_ROW,
                 .len = (uint32_t)len,
                 .src_core = (uint16_t)core,
                 .ref = ref,
@@ -371,11 +372,17 @@ static void deliver(ch_reactor *r, ch_proc *p, uint8_t op, const void *data, siz
     ch_sup_deliver(r, p, &m, core, ref);
 }
 
+static void route_by_row(ch_reactor *r, uint8_t op, const char *id, size_t id_len, uint64_t hash,
+                         const void *data, size_t len, unsigned core, uint64_t ref)
+{
+    route_via(r, false, op, id, id_len, hash, data, len, core, ref);
+}
+
 static void forward(ch_ho *h, ch_proc *p, uint8_t op, const void *data, size_t len, unsigned core,
                     uint64_t ref);
 
 /* Runs (or routes on) what was held for one id, in arrival order. */
-static void release_q(ch_ho *h, held_q *q)
+static void release_q(ch_ho *h, held_q *q, bool by_ring)
 {
     ch_reactor *r = h->r;
     held_msg *m = q->head;
@@ -388,7 +395,8 @@ static void release_q(ch_ho *h, held_q *q)
         else if (p)
             deliver(r, p, m->op, m->data, m->len, m->core, m->ref);
         else if (!r->shut)
-            route_by_row(r, m->op, q->id, q->id_len, q->hash, m->data, m->len, m->core, m->ref);
+            route_via(r, by_ring, m->op, q->id, q->id_len, q->hash, m->data, m->len, m->core,
+                      m->ref);
         free(m);
         m = next;
     }
@@ -408,7 +416,7 @@ static idref id_of(const ch_proc *p)
     return r;
 }
 
-static void release_id(ch_ho *h, uint64_t hash, const char *id, size_t len)
+static void release_id(ch_ho *h, uint64_t hash, const char *id, size_t len, bool by_ring)
 {
     if (!h->hcap) return;
     held_q **at = held_slot(h, hash, id, len);
@@ -416,11 +424,10 @@ static void release_id(ch_ho *h, uint64_t hash, const char *id, size_t len)
     if (!q) return;
     *at = q->next;
     h->hcount--;
-    release_q(h, q);
+    release_q(h, q, by_ring);
     free(q);
 }
 
-/* Releases every held queue (all: UNHOLD) or those older than the child timeout. */
 /* Releases every held queue (all: UNHOLD) or those older than the child timeout, except
  * those of a process whose move is still under way here (released by its outcome). The
  * queues are taken out first: a message released now may be held again, in a new queue. */
@@ -449,7 +456,7 @@ static void release_held(ch_ho *h, bool all)
     while (out) {
         held_q *q = out;
         out = q->next;
-        release_q(h, q);
+        release_q(h, q, false);
         free(q);
     }
 }
@@ -691,23 +698,13 @@ static void forward(ch_ho *h, ch_proc *p, uint8_t op, const void *data, size_t l
     ch_reactor *r = h->r;
     ch_mig_proc *m = p->mig;
     const char *id = ch_spec_id(p->spec);
-    if (m->ended) { /* late: it goes the normal way to the process's new place */
-        /* The ring brings it back here: it waits for the outcome of the move (thawed
-         * here, or back from its target), which releases what waits for its id. */
-        if (owner_of(h, p->hash) == r->node->id &&
-            hold_msg(h, p->hash, id, p->spec->id_len, op, data, len, core, ref))
-            return;
-        if (owner_of(h, p->hash) != r->node->id) {
-            ch_rec hd = {.op = op,
-                         .id_len = p->spec->id_len,
-                         .len = (uint32_t)len,
-                         .src_core = (uint16_t)core,
-                         .ref = ref,
-                         .aux = p->hash};
-            ch_reactor_post(r->node, r->node->cores, &hd, id, data, false);
-        } else {
-            route_by_row(r, op, id, p->spec->id_len, p->hash, data, len, core, ref);
-        }
+    if (m->ended) {
+        /* Its stream is closed: a message still reaching it here (routed by an old ring,
+         * or back from a target that does not have it yet) waits for the outcome of the
+         * move, which releases it: to the thawed process here, or on to its new place. */
+        if (hold_msg(h, p->hash, id, p->spec->id_len, op, data, len, core, ref)) return;
+        route_via(r, owner_of(h, p->hash) != r->node->id, op, id, p->spec->id_len, p->hash, data,
+                  len, core, ref);
         return;
     }
     lane *l = get_lane(h, m->node, m->core);
@@ -768,8 +765,8 @@ static void thaw(ch_ho *h, ch_proc *p)
     p->mig = NULL;
     h->frozen--;
     idref k = id_of(p);
-    if (terminated) ch_sup_reinit(h->r, p); /* ColdSwap: fresh from its spec (or gone) */
-    release_id(h, k.hash, k.id, k.len);     /* what waited for the move's outcome runs here */
+    if (terminated) ch_sup_reinit(h->r, p);    /* ColdSwap: fresh from its spec (or gone) */
+    release_id(h, k.hash, k.id, k.len, false); /* what waited for the outcome runs here */
 }
 
 static void run_migrated_hook(ch_ho *h, uint64_t node, const char **ids, const size_t *lens,
@@ -813,7 +810,7 @@ static bool settle_proc(ch_ho *h, const sent *s, uint8_t kind, ch_proc *p, int s
         }
         idref k = id_of(p);
         ch_sup_migrated(r, p, p->mig->terminated); /* frozen-- in ch_ho_proc_gone */
-        release_id(h, k.hash, k.id, k.len);        /* what waited here goes to its new place */
+        release_id(h, k.hash, k.id, k.len, true);  /* what waited here goes to its new place */
         return moved;
     }
     CH_WARN("%.*s not taken by %016llx (%s): it stays here", p->spec->id_len, ch_spec_id(p->spec),
@@ -1040,7 +1037,7 @@ static void end_await(ch_ho *h, ch_proc *p)
     if (m->aw) ackwait_step(h, m->aw);
     free(m);
     idref k = id_of(p);
-    release_id(h, k.hash, k.id, k.len);
+    release_id(h, k.hash, k.id, k.len, false);
     if (owner_of(h, k.hash) != h->r->node->id) enqueue(h, k.hash, k.id, k.len); /* moved on */
 }
 
@@ -1125,7 +1122,7 @@ static void on_end_rec(ch_ho *h, const ch_hbatch_rec *rec)
     if (p && p->mig && p->mig->state == MP_AWAIT_END)
         end_await(h, p);
     else
-        release_id(h, hash, rec->id, rec->id_len);
+        release_id(h, hash, rec->id, rec->id_len, false);
 }
 
 static void fail_entry(ch_wbuf *w, uint32_t *n, const char *id, size_t len, int status)
