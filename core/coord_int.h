@@ -75,6 +75,7 @@ struct ch_coord {
 
     bool leaving;
     ch_pinset pins;              /* the hub's pins (coord_migrate.c) */
+    ch_hashring *prev_ring;      /* the ring before the current one (retired, still valid) */
     struct coord_mig {           /* the migration round of the current ring (coord_migrate.c) */
         uint64_t rh;             /* its hash */
         unsigned switched, done; /* cores that switched to it, that sent everything */

@@ -33,6 +33,17 @@ static uint64_t where(ch_coord *c, uint64_t hash, const char *id, size_t len)
 
 #define HOPS_ROW 0x80u /* in a CAST/CALL frame's hops: routed by the row, deliver there */
 
+/* A message from a peer that still routes by the previous ring, for an id this node owned
+ * there: it goes to the local core, which forwards it behind the process if that is moving
+ * (in order with what the sender sent before), rather than straight to the new owner,
+ * where it could overtake them. */
+static bool old_owner_here(ch_coord *c, uint8_t hops, uint64_t hash)
+{
+    uint64_t prev = 0;
+    if (!hops || !c->prev_ring || ch_hashring_owner(c->prev_ring, hash, &prev) < 0) return false;
+    return prev == c->mt.self;
+}
+
 static void dead_letter(ch_coord *c, const char *id, size_t len, const char *why)
 {
     ch_counters *s = &c->r->stats;
@@ -108,7 +119,8 @@ static void route_cast(ch_coord *c, uint8_t hops, bool by_row, const char *id, s
     if (by_row) {
         if (!(node = row_node(c, hash, id, len))) return dead_letter(c, id, len, "nowhere");
         hops |= HOPS_ROW;
-    } else if ((node = ring_owner(c, hash)) == c->mt.self || hops >= MAX_HOPS) {
+    } else if ((node = ring_owner(c, hash)) == c->mt.self || hops >= MAX_HOPS ||
+               old_owner_here(c, hops, hash)) {
         to_local_core(c, CH_OP_CAST, false, id, len, hash, data, dlen, 0, 0);
         return;
     }
@@ -127,7 +139,8 @@ static void route_call(ch_coord *c, uint8_t hops, bool by_row, const char *id, s
     if (by_row) {
         if (!(node = row_node(c, hash, id, len))) return fail_call(c, core, ref, CH_ENOPROC);
         hops |= HOPS_ROW;
-    } else if ((node = ring_owner(c, hash)) == c->mt.self || hops >= MAX_HOPS) {
+    } else if ((node = ring_owner(c, hash)) == c->mt.self || hops >= MAX_HOPS ||
+               old_owner_here(c, hops, hash)) {
         to_local_core(c, CH_OP_CALL, false, id, len, hash, data, dlen, core, ref);
         return;
     }

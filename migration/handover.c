@@ -38,6 +38,7 @@ struct ch_mig_proc {
     uint8_t state;
     bool ended;      /* source: the END record is written (or owed no more) */
     bool terminated; /* source, ColdSwap: terminate already ran */
+    bool settled;    /* source: the target has it; the old instance goes once ended */
     uint16_t core;   /* FROZEN: target core; AWAIT_END: source core */
     uint64_t node;   /* FROZEN: target node; AWAIT_END: source node */
     uint64_t t0;     /* FROZEN: when it froze */
@@ -728,6 +729,8 @@ static void forward(ch_ho *h, ch_proc *p, uint8_t op, const void *data, size_t l
 
 /* ---- the source: sealing, confirmations, failures --------------------------------------- */
 
+static void retire(ch_ho *h, ch_proc *p);
+
 static void check_sealed(ch_ho *h)
 {
     if (h->sealed || !h->rh || h->sealed_rh != h->rh || h->imark_rh != h->rh) return;
@@ -740,8 +743,11 @@ static void check_sealed(ch_ho *h)
         size_t len = e[10];
         const char *id = (const char *)e + 11;
         ch_proc *p = ch_ptable_find(&h->r->procs, ch_id_hash(id, len), id, len);
-        if (p && p->mig && p->mig->state == MP_FROZEN) p->mig->ended = true;
         put_end(h, ch_le_get64(e), ch_le_get16(e + 8), id, len);
+        if (p && p->mig && p->mig->state == MP_FROZEN) {
+            p->mig->ended = true;
+            if (p->mig->settled) retire(h, p); /* confirmed before its stream ended */
+        }
         pos += 11 + len;
     }
     bytes_clear(&h->unended);
@@ -795,6 +801,15 @@ static int status_of(ch_rbuf list, uint32_t n, const char *id, size_t len)
     return 0;
 }
 
+/* The old instance of a process its target has: it goes, and what waited for the move's
+ * outcome follows it to its new place. */
+static void retire(ch_ho *h, ch_proc *p)
+{
+    idref k = id_of(p);
+    ch_sup_migrated(h->r, p, p->mig->terminated); /* frozen-- in ch_ho_proc_gone */
+    release_id(h, k.hash, k.id, k.len, true);
+}
+
 /* One process of a confirmed (or resolved) frame; true when it moved. */
 static bool settle_proc(ch_ho *h, const sent *s, uint8_t kind, ch_proc *p, int st)
 {
@@ -808,9 +823,12 @@ static bool settle_proc(ch_ho *h, const sent *s, uint8_t kind, ch_proc *p, int s
         } else if (st) {
             fail_hook(h, p, s->node, st);
         }
-        idref k = id_of(p);
-        ch_sup_migrated(r, p, p->mig->terminated); /* frozen-- in ch_ho_proc_gone */
-        release_id(h, k.hash, k.id, k.len, true);  /* what waited here goes to its new place */
+        /* Until its stream ends, messages may still reach it here (from senders that did
+         * not switch yet): it stays, frozen, to forward them behind it (design §3 step 5). */
+        if (p->mig->ended)
+            retire(h, p);
+        else
+            p->mig->settled = true;
         return moved;
     }
     CH_WARN("%.*s not taken by %016llx (%s): it stays here", p->spec->id_len, ch_spec_id(p->spec),
@@ -1427,7 +1445,13 @@ bool ch_ho_intercept(ch_reactor *r, ch_rec *rec, ch_proc *p, unsigned core, uint
     }
     if (p && p->mig) /* installed, its forwarded messages not all here yet */
         return hold(h, rec, core, ref);
-    if (!p && h->holding && !(rec->flags & CH_REC_ROW) && owner_of(h, rec->aux) == r->node->id)
+    if (p || (rec->flags & CH_REC_ROW)) return false;
+    /* Not here, and it belongs here: it may be on its way. Held while this core's round
+     * is open, and also while the coordinator already routes by a ring whose RING record
+     * this core has not taken yet (bouncing it back to the old owner now could let it
+     * overtake its sender's later messages). */
+    ch_hashring *live = atomic_load_explicit(&r->node->ring, memory_order_acquire);
+    if ((h->holding || live != h->ring) && live && ch_owner(r->node, live, rec->aux) == r->node->id)
         return hold(h, rec, core, ref);
     return false;
 }
