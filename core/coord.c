@@ -336,6 +336,7 @@ void ch_coord_boot(ch_node *n, void *ud)
 {
     ch_coord *c = n->coord;
     ch_transport_start(c->t);
+    coord_mig_ring(c); /* the cores take the first ring too: a round with no one else */
     dial_seeds(c);
     ch_sup_timer_fn(c->r, 1, tick, 1);
 }
