@@ -222,11 +222,19 @@ static void after_switch(ch_reactor *r, uint64_t rh)
         ch_sup_timer_fn(r, 1, after_switch, rh); /* calls last a microsecond: soon */
         return;
     }
-    for (unsigned i = 0; i < c->n->cores; i++) {
+    /* The coordinator's own inbox too: the BARRIER leaves once it has routed every remote
+     * message application threads posted before (by the old ring, as they were stamped). */
+    for (unsigned i = 0; i <= c->n->cores; i++) {
         ch_rec h = {.op = CH_OP_MIG, .pad = CH_MIG_IMARK, .aux = rh};
         if (ch_reactor_post_inbox(c->n, i, &h, NULL) < 0)
-            CH_ERROR("migration marker for core %u lost", i);
+            CH_ERROR("migration marker for reactor %u lost", i);
     }
+}
+
+static void on_own_marker(ch_coord *c, uint64_t rh)
+{
+    struct coord_mig *g = &c->mig;
+    if (rh != g->rh || g->barrier_sent) return;
     g->barrier_sent = true;
     send_hash_all(c, CH_F_MIG_BARRIER, g->rh);
     coord_mig_check(c);
@@ -250,6 +258,9 @@ void coord_mig_on_rec(ch_coord *c, ch_rec *rec)
         break;
     case CH_MIG_REPLY:
         on_reply(c, rec);
+        break;
+    case CH_MIG_IMARK:
+        on_own_marker(c, rec->aux);
         break;
     default:
         CH_ERROR("unexpected migration record %u at the coordinator", rec->pad);

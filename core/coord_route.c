@@ -108,8 +108,21 @@ static void fail_call(ch_coord *c, unsigned core, uint64_t ref, int status)
 }
 
 /* by_row: the ring owner did not have it; `hops` may carry HOPS_ROW (from a peer). */
-static void route_cast(ch_coord *c, uint8_t hops, bool by_row, const char *id, size_t len,
-                       uint64_t hash, const void *data, size_t dlen)
+/* The owner by the ring a local sender routed with (its stamp, ch_route_msg): the
+ * previous ring if that is the one, so that a message posted just before this node's
+ * ring changed still goes to the old owner, in order with its sender's earlier ones (it
+ * is forwarded from there behind the process). Peers' messages (stamp 0): this ring. */
+static uint64_t owner_for(ch_coord *c, uint16_t stamp, uint64_t hash)
+{
+    ch_hashring *cur = atomic_load(&c->n->ring);
+    if (stamp && c->prev_ring && cur && stamp != (uint16_t)ch_hashring_epoch(cur) &&
+        stamp == (uint16_t)ch_hashring_epoch(c->prev_ring))
+        return ch_owner(c->n, c->prev_ring, hash);
+    return ring_owner(c, hash);
+}
+
+static void route_cast(ch_coord *c, uint8_t hops, bool by_row, uint16_t stamp, const char *id,
+                       size_t len, uint64_t hash, const void *data, size_t dlen)
 {
     uint64_t node;
     if (hops & HOPS_ROW) {
@@ -119,7 +132,7 @@ static void route_cast(ch_coord *c, uint8_t hops, bool by_row, const char *id, s
     if (by_row) {
         if (!(node = row_node(c, hash, id, len))) return dead_letter(c, id, len, "nowhere");
         hops |= HOPS_ROW;
-    } else if ((node = ring_owner(c, hash)) == c->mt.self || hops >= MAX_HOPS ||
+    } else if ((node = owner_for(c, stamp, hash)) == c->mt.self || hops >= MAX_HOPS ||
                old_owner_here(c, hops, hash)) {
         to_local_core(c, CH_OP_CAST, false, id, len, hash, data, dlen, 0, 0);
         return;
@@ -128,8 +141,9 @@ static void route_cast(ch_coord *c, uint8_t hops, bool by_row, const char *id, s
         dead_letter(c, id, len, "owner unreachable");
 }
 
-static void route_call(ch_coord *c, uint8_t hops, bool by_row, const char *id, size_t len,
-                       uint64_t hash, const void *data, size_t dlen, unsigned core, uint64_t ref)
+static void route_call(ch_coord *c, uint8_t hops, bool by_row, uint16_t stamp, const char *id,
+                       size_t len, uint64_t hash, const void *data, size_t dlen, unsigned core,
+                       uint64_t ref)
 {
     uint64_t node;
     if (hops & HOPS_ROW) {
@@ -139,7 +153,7 @@ static void route_call(ch_coord *c, uint8_t hops, bool by_row, const char *id, s
     if (by_row) {
         if (!(node = row_node(c, hash, id, len))) return fail_call(c, core, ref, CH_ENOPROC);
         hops |= HOPS_ROW;
-    } else if ((node = ring_owner(c, hash)) == c->mt.self || hops >= MAX_HOPS ||
+    } else if ((node = owner_for(c, stamp, hash)) == c->mt.self || hops >= MAX_HOPS ||
                old_owner_here(c, hops, hash)) {
         to_local_core(c, CH_OP_CALL, false, id, len, hash, data, dlen, core, ref);
         return;
@@ -151,13 +165,13 @@ static void route_call(ch_coord *c, uint8_t hops, bool by_row, const char *id, s
 /* Records from this node's threads for processes elsewhere. */
 void coord_on_out_cast(ch_coord *c, ch_rec *rec)
 {
-    route_cast(c, 0, rec->flags & CH_REC_ROW, ch_rec_id(rec), rec->id_len, rec->aux,
+    route_cast(c, 0, rec->flags & CH_REC_ROW, rec->pad2, ch_rec_id(rec), rec->id_len, rec->aux,
                ch_rec_payload(rec), rec->len);
 }
 
 void coord_on_out_call(ch_coord *c, ch_rec *rec)
 {
-    route_call(c, 0, rec->flags & CH_REC_ROW, ch_rec_id(rec), rec->id_len, rec->aux,
+    route_call(c, 0, rec->flags & CH_REC_ROW, rec->pad2, ch_rec_id(rec), rec->id_len, rec->aux,
                ch_rec_payload(rec), rec->len, rec->src_core, rec->ref);
 }
 
@@ -169,8 +183,8 @@ void coord_on_out_fcall(ch_coord *c, ch_rec *rec)
         ch_fcall_complete(fc, -ENOMEM, NULL, 0);
         return;
     }
-    route_call(c, 0, false, ch_rec_id(rec), rec->id_len, rec->aux, ch_rec_payload(rec), rec->len,
-               c->r->core, pid);
+    route_call(c, 0, false, rec->pad2, ch_rec_id(rec), rec->id_len, rec->aux, ch_rec_payload(rec),
+               rec->len, c->r->core, pid);
 }
 
 void ch_coord_miss(ch_reactor *r, ch_rec *rec, unsigned core, uint64_t ref)
@@ -191,8 +205,8 @@ void coord_on_cast_frame(ch_coord *c, ch_rbuf *rb)
     if (!ch_rbuf_done(rb) || id.len == 0) return;
     if (data.len > c->n->cfg.max_message)
         return dead_letter(c, (const char *)id.p, id.len, "too large");
-    route_cast(c, (uint8_t)(hops + 1), false, (const char *)id.p, id.len, XXH3_64bits(id.p, id.len),
-               data.p, data.len);
+    route_cast(c, (uint8_t)(hops + 1), false, 0, (const char *)id.p, id.len,
+               XXH3_64bits(id.p, id.len), data.p, data.len);
 }
 
 void coord_on_call_frame(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
@@ -212,8 +226,8 @@ void coord_on_call_frame(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
         fail_call(c, c->r->core, relay, CH_EMSGSIZE);
         return;
     }
-    route_call(c, (uint8_t)(hops + 1), false, (const char *)id.p, id.len, XXH3_64bits(id.p, id.len),
-               data.p, data.len, c->r->core, relay);
+    route_call(c, (uint8_t)(hops + 1), false, 0, (const char *)id.p, id.len,
+               XXH3_64bits(id.p, id.len), data.p, data.len, c->r->core, relay);
 }
 
 void ch_coord_relay_done(ch_reactor *r, uint64_t peer, uint16_t core, uint64_t ref, int status,

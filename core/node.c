@@ -482,7 +482,7 @@ int ch_send(ch_node *n, const char *id, size_t id_len, const void *data, size_t 
     if (ch_node_on_reactor(n)) {
         /* Hot path. A reactor's records are drained before it exits, so it needs no
          * in-flight count, only the state (a shared counter would bounce between cores). */
-        unsigned dst = ch_route(n, hash);
+        unsigned dst = ch_route_msg(n, hash, &h.pad2);
         if (dst == n->cores && atomic_load_explicit(&n->net_congested, memory_order_relaxed))
             return -EAGAIN; /* the links to other nodes are backed up */
         if (atomic_load_explicit(&n->state, memory_order_relaxed) != CH_NODE_RUNNING)
@@ -492,7 +492,7 @@ int ch_send(ch_node *n, const char *id, size_t id_len, const void *data, size_t 
     /* Routed inside the in-flight bracket: a migration waits for the calls that may have
      * routed by the previous ring before it seals (coord_migrate.c). */
     if ((rc = ch_node_api_enter(n))) return rc;
-    unsigned dst = ch_route(n, hash);
+    unsigned dst = ch_route_msg(n, hash, &h.pad2);
     if (dst == n->cores && atomic_load_explicit(&n->net_congested, memory_order_relaxed))
         rc = -EAGAIN; /* the links to other nodes are backed up */
     else
@@ -547,7 +547,8 @@ static int post_fcall(ch_node *n, const char *id, size_t id_len, const void *req
                 .len = (uint32_t)len,
                 .ref = (uint64_t)(uintptr_t)c,
                 .aux = hash};
-    rc = ch_reactor_post(n, ch_route(n, hash), &h, id, req, true);
+    unsigned dst = ch_route_msg(n, hash, &h.pad2);
+    rc = ch_reactor_post(n, dst, &h, id, req, true);
     ch_node_api_leave(n);
     return rc;
 }
@@ -610,7 +611,8 @@ int ch_call_async(ch_node *n, const char *id, size_t id_len, const void *req, si
                     .src_core = (uint16_t)r->core,
                     .ref = pid,
                     .aux = hash};
-        rc = pid ? ch_reactor_post(n, ch_route(n, hash), &h, id, req, true) : -ENOMEM;
+        unsigned dst = ch_route_msg(n, hash, &h.pad2);
+        rc = pid ? ch_reactor_post(n, dst, &h, id, req, true) : -ENOMEM;
         if (rc < 0 && pid) ch_timers_free(&r->timers, ch_timers_get(&r->timers, pid));
         ch_node_api_leave(n);
         return rc;

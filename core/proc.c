@@ -256,7 +256,8 @@ int ch_proc_call(ch_proc *p, const char *id, size_t id_len, const void *req, siz
                 .src_core = (uint16_t)r->core,
                 .ref = pid,
                 .aux = hash};
-    rc = ch_reactor_post(n, ch_route(n, hash), &h, id, req, true);
+    unsigned dst = ch_route_msg(n, hash, &h.pad2);
+    rc = ch_reactor_post(n, dst, &h, id, req, true);
     if (rc < 0) {
         ch_timers_free(&r->timers, ch_timers_get(&r->timers, pid));
         return rc;

@@ -9,7 +9,11 @@
  *     no local core still routes by the old ring; the coordinator, once every core
  *     switched and no application thread is between routing and posting, pushes a marker
  *     into each core's inbox (IMARK: application threads' messages are ahead of it) and
- *     sends a BARRIER to every peer on the same connection as its casts, and
+ *     sends a BARRIER to every peer on the same connection as its casts (once it has also
+ *     routed everything queued in its own inbox before: messages for other nodes carry
+ *     the epoch of the ring their sender routed them by, and the coordinator sends them
+ *     where that ring said, so a message posted just before the change still goes to the
+ *     old owner, which forwards it behind the process, in order), and
  *     tells its cores SEALED when every participant's BARRIER for R arrived: from then on
  *     nothing new reaches this node for the processes R moved away.
  *  2. Plan, then freeze just in time. The core queues its processes whose owner changed.
