@@ -118,7 +118,7 @@ static void usage(FILE *f)
           "                  and per 20000 processes)\n"
           "  --batch B       migration batch_bytes, and the baselines' batch (default: the\n"
           "                  node's, 256K)\n"
-          "  --inflight B    migration inflight_bytes (default: the node's, 8M)\n"
+          "  --inflight B    migration inflight_bytes (default: the node's, 1M)\n"
           "  --veth          the two nodes in two network namespaces joined by a veth pair\n"
           "                  shaped by tc tbf (root and `ip` needed, else skipped with exit 0)\n"
           "  --rate RATE     --veth: the link's rate in tc syntax (default 1gbit)\n"

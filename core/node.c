@@ -145,7 +145,7 @@ void ch_node_config_init(ch_node_config *c)
     c->migration.leave_wait_ms = 30000;
     c->migration.codec = "auto";
     c->migration.batch_bytes = 256 * 1024;
-    c->migration.inflight_bytes = 8 * 1024 * 1024;
+    c->migration.inflight_bytes = 1024 * 1024;
 }
 
 static int check_config(const ch_node_config *c)

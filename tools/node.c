@@ -110,7 +110,7 @@ static void usage(FILE *out)
             "  --leave-wait MS     graceful leave: the longest wait for confirmations (30000)\n"
             "  --codec SPEC        handover codec: auto, none, zstd[:LEVEL], auto:LEVEL (auto)\n"
             "  --batch-bytes N     handover frame size, 65536..1048576 (262144)\n"
-            "  --inflight-bytes N  handover bytes unconfirmed per core (8388608)\n"
+            "  --inflight-bytes N  handover bytes unconfirmed per core (1048576)\n"
             "  --metrics HOST:PORT serve Prometheus metrics over HTTP at /metrics (port 0:\n"
             "                      any; `ctl stats` tells metrics_port)\n"
             "  -h, --help          this text\n");

@@ -75,7 +75,7 @@ typedef struct ch_migration_config {
                                        to be confirmed before it exits anyway; default 30000 */
     const char *codec;              /* "auto" (default), "none", "zstd[:LEVEL]", "auto:LEVEL" */
     size_t batch_bytes;    /* records per frame before it is sent: 64 KiB..1 MiB; 256 KiB */
-    size_t inflight_bytes; /* raw bytes sent and not confirmed, per core; default 8 MiB */
+    size_t inflight_bytes; /* raw bytes sent and not confirmed, per core; default 1 MiB */
 } ch_migration_config;
 
 typedef struct ch_node_config {
