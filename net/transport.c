@@ -29,6 +29,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -49,7 +51,10 @@ struct ch_conn {
     bool initiator, up, closing, sending_now;
     bool draining;                /* closing gracefully: queued output still goes out first */
     uint64_t send_ns;             /* when the send in flight was submitted */
-    uint64_t link_bytes, link_ns; /* bytes sent, and the time sends took (link busy) */
+    uint64_t written;             /* bytes handed to the socket so far */
+    uint64_t drained, sample_ns;  /* of those, delivered by the kernel at the last sample */
+    bool backlog;                 /* the kernel still held unsent bytes at that sample */
+    uint64_t link_bytes, link_ns; /* the link's pace: bytes and time, see sample_link */
     uint8_t role;
     int reason; /* why it closed */
     uint8_t *rbuf;
@@ -232,6 +237,28 @@ static void kick_send(ch_conn *c)
     c->inflight++;
 }
 
+/* Samples the socket's send queue (bytes the kernel holds, not yet acknowledged by the
+ * peer) after a send of `sent` bytes submitted at send_ns. While the queue stays non-empty
+ * the link sets the pace, and what it drains meanwhile measures it (a 1 Gbit/s link shows
+ * ~120 MB/s); a send that leaves no queue behind shows a link that keeps up, at the pace
+ * of that send (loopback: GB/s). */
+static void sample_link(ch_conn *c, uint64_t sent, uint64_t send_ns)
+{
+    int outq = 0;
+    if (ioctl(c->fd, SIOCOUTQ, &outq) < 0 || outq < 0) return;
+    uint64_t now = ch_now_ns(), drained = c->written - (uint64_t)outq;
+    if (c->backlog && drained > c->drained) {
+        c->link_bytes += drained - c->drained;
+        c->link_ns += now - c->sample_ns;
+    } else if (!c->backlog && outq == 0 && now > send_ns) {
+        c->link_bytes += sent;
+        c->link_ns += now - send_ns;
+    }
+    c->drained = drained;
+    c->sample_ns = now;
+    c->backlog = outq > 0;
+}
+
 static void on_sent(ch_reactor *r, ch_io *io, int res, uint32_t flags)
 {
     ch_conn *c = CONTAINER(io, ch_conn, sio);
@@ -243,8 +270,8 @@ static void on_sent(ch_reactor *r, ch_io *io, int res, uint32_t flags)
         if (!c->closing) ch_conn_close(c, res);
     } else if (res >= 0 && may_send(c)) {
         c->wire_off += (size_t)res;
-        c->link_bytes += (uint64_t)res;
-        c->link_ns += ch_now_ns() - c->send_ns;
+        c->written += (uint64_t)res;
+        sample_link(c, (uint64_t)res, c->send_ns);
         if (c->wire_off < c->wire.len) { /* partial: the rest, before anything newer */
             struct io_uring_sqe *sqe = ch_reactor_sqe(r);
             if (sqe) {

@@ -60,9 +60,9 @@ void ch_transport_free(ch_transport *t);
 int ch_conn_send(ch_conn *c, uint8_t type, const void *payload, size_t len);
 /* Queues one frame whose payload is the concatenation of two parts (saves a copy). */
 int ch_conn_send2(ch_conn *c, uint8_t type, const void *a, size_t alen, const void *b, size_t blen);
-/* What the link took so far: bytes written, and the nanoseconds the sends carrying them
- * took from submission to completion (time the socket was busy: a slow link shows as
- * sends that wait for room). For the handover codec's choice (migration/codec.h). */
+/* The link's pace when it is the bottleneck: bytes it drained while the kernel held a
+ * backlog of this connection's bytes, and for how long (both 0 on a link that keeps up).
+ * For the handover codec's choice (migration/codec.h). */
 void ch_conn_link(const ch_conn *c, uint64_t *bytes, uint64_t *ns);
 /* Bytes queued on the connection and not yet written to the socket. */
 size_t ch_conn_queued(const ch_conn *c);
