@@ -241,9 +241,11 @@ typedef enum ch_hook_point {
     CH_HOOK_COORDINATOR_SHUTDOWN = 12, /* the coordinator is stopping */
     CH_HOOK_FORWARDED_MIGRATION = 13,  /* id, node: a start reached a non-owner and was
                                           forwarded to node */
-    CH_HOOK_CHILDREN_MIGRATED = 14,    /* node (target), ids, id_lens, count: every process
-                                          this node handed to node for one ring change is
-                                          confirmed; on the coordinator */
+    CH_HOOK_CHILDREN_MIGRATED = 14,    /* node (target), ids, id_lens, count, core: these
+                                          processes moved to node and node confirmed them
+                                          (one call per confirmed batch, on the old owner
+                                          core; with confirm_handover, after the new
+                                          instances ran their forwarded messages) */
     CH_HOOK_MIGRATION_FAILED = 15,     /* id, node (target), status: a process did not move
                                           (it stays here, or restarts from its spec); on
                                           its owner reactor */
