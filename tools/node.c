@@ -446,7 +446,7 @@ static int node_open(node_daemon *d)
         fprintf(stderr, "corehub node: --metrics %s: %s\n", d->opt.metrics, ch_strerror(rc));
         return rc;
     }
-    d->ctl.metrics_port = metrics_port(d->metrics);
+    atomic_store(&d->ctl.metrics_port, metrics_port(d->metrics));
     return 0;
 }
 

@@ -576,7 +576,7 @@ static int cmd_stats(nodectl *c, const ctlout *o, int argc, char **argv)
         {"epoch", ch_node_epoch(c->node)},
         {"partitioned", ch_is_partitioned(c->node) == 1},
         {"port", (uint64_t)ch_node_port(c->node)},
-        {"metrics_port", (uint64_t)c->metrics_port},
+        {"metrics_port", (uint64_t)atomic_load(&c->metrics_port)},
         {"cores", ch_node_cores(c->node)},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)

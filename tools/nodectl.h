@@ -36,11 +36,11 @@ typedef struct nodectl_hooks {
 
 typedef struct nodectl {
     ch_node *node;
-    int metrics_port; /* --metrics' port, 0 when not served */
-    int wake_fd;      /* `leave` writes NODECTL_WAKE_LEAVE here for the main thread */
-    char *reply;      /* `call`'s reply buffer, allocated on first use */
-    size_t reply_cap; /* the node's max_message */
-    pump_set *pumps;  /* `pump`'s background senders */
+    _Atomic int metrics_port; /* --metrics' port, 0 when not served (set after start) */
+    int wake_fd;              /* `leave` writes NODECTL_WAKE_LEAVE here for the main thread */
+    char *reply;              /* `call`'s reply buffer, allocated on first use */
+    size_t reply_cap;         /* the node's max_message */
+    pump_set *pumps;          /* `pump`'s background senders */
     nodectl_hooks hooks;
 } nodectl;
 
