@@ -6,7 +6,8 @@
  * With the compressor taking C raw bytes per second, the link draining L wire bytes per
  * second and a ratio R > 1, a raw lane moves L raw bytes per second and a compressing one
  * min(C, L * R). The second wins exactly when C > L: compress while the link is the
- * bottleneck, send raw while the compressor is. auto keeps moving averages of C (bytes in
+ * bottleneck, send raw while the compressor is (auto asks for C > 2 L, see
+ * AUTO_LINK_FACTOR). auto keeps moving averages of C (bytes in
  * per CPU second of ZSTD_compress2, CLOCK_THREAD_CPUTIME_ID, so that a preempted thread
  * does not look slow) and R from the batches it compresses, and of L from
  * ch_codec_feedback, and decides before each batch, with a 20% hysteresis so that noise
@@ -36,8 +37,14 @@
 #define EWMA_WEIGHT    0.25 /* weight of a new sample in the moving averages */
 #define AUTO_HYST      1.2  /* a rate must beat the other by 20% to flip auto's choice */
 #define AUTO_MIN_RATIO 1.1  /* below this ratio compression is not worth the CPU */
-#define PROBE_MIN      8u   /* raw batches before auto re-measures zstd ... */
-#define PROBE_MAX      256u /* ... doubling after every probe that keeps raw, up to this */
+/* The link must be this much slower than the compressor before auto compresses: the model
+ * C > L ignores that compressing also costs the receiver a decompression and the sender a
+ * CPU its other work wants, and a link measured from a backlog may be a receiver that is
+ * behind (measured on loopback, where both nodes share two CPUs: compressing there at
+ * L ~ 0.75 C halved the throughput; a 1 Gbit/s link, L ~ 0.3 C, gained 1.7x). */
+#define AUTO_LINK_FACTOR 2.0
+#define PROBE_MIN        8u   /* raw batches before auto re-measures zstd ... */
+#define PROBE_MAX        256u /* ... doubling after every probe that keeps raw, up to this */
 
 /* An aligned buffer that grows to the largest request, and shrinks back to KEEP_BYTES
  * after a request above it, so that one oversize batch does not pin its memory. */
@@ -175,7 +182,7 @@ static bool auto_prefers_zstd(const ch_codec *c)
     if (c->st.ratio < AUTO_MIN_RATIO) return false;
     if (c->st.link_rate <= 0) return true; /* no news from the link: save its bytes */
     double margin = c->use_zstd ? AUTO_HYST : 1.0 / AUTO_HYST;
-    return c->st.compress_rate * margin > c->st.link_rate;
+    return c->st.compress_rate * margin > AUTO_LINK_FACTOR * c->st.link_rate;
 }
 
 static void auto_decide(ch_codec *c)
