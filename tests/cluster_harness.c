@@ -206,6 +206,9 @@ static int read_listening(hnode *n, int fd, uint64_t deadline)
     if (sscanf(line, "listening %63s node %" SCNx64, addr, &id) != 2) return -EPROTO;
     memcpy(n->addr, addr, sizeof(addr));
     n->id = id;
+    const char *kv = strstr(line, " kv ");
+    const char *colon = kv ? strrchr(kv, ':') : NULL;
+    n->kv_port = colon ? atoi(colon + 1) : 0;
     return 0;
 }
 

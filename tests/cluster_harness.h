@@ -6,6 +6,7 @@
  * --cookie-file COOKIE [extra args]` (later args win, so extras may override --cores);
  * the harness reads its `listening` line for the address and id, and sends its stderr to
  * a log file in the directory. Tests drive nodes through the control channel (node_ctl).
+ * A node started with --kv-port ends that line with `kv HOST:PORT`: hnode.kv_port.
  *
  * Cleanup is the point: call harness_init in a Criterion fixture's init and harness_fini
  * in its fini, which runs after a failed assertion too; fini SIGKILLs and reaps every node
@@ -44,6 +45,7 @@ typedef struct hnode {
     int wstatus;                /* waitpid's status, once reaped */
     char addr[CH_ADDR_MAX + 1]; /* "127.0.0.1:PORT", from the listening line */
     uint64_t id;                /* the node id, from the listening line */
+    int kv_port;                /* its Redis-protocol port (--kv-port), 0 without one */
     char log[HARNESS_PATH_MAX];
 } hnode;
 

@@ -19,6 +19,7 @@
 #include "blob.h"
 #include "cli.h"
 #include "counter.h"
+#include "kv.h"
 #include "metrics.h"
 #include "nodectl.h"
 #include "seq.h"
@@ -56,6 +57,7 @@ typedef struct node_opts {
     uint32_t quorum_size, quorum_percent;
     ch_migration_config mig; /* the library's defaults, then the flags */
     const char *metrics;     /* --metrics HOST:PORT, or NULL */
+    int kv_port;             /* --kv-port: the Redis-protocol service (kv.h); -1: none */
 } node_opts;
 
 typedef struct node_daemon {
@@ -64,6 +66,7 @@ typedef struct node_daemon {
     size_t cookie_len;
     ch_node *node;
     metrics_server *metrics; /* --metrics */
+    kv_service *kv;          /* --kv-port */
     nodectl ctl;
     int sig_fd;                 /* SIGTERM, SIGINT */
     int wake[2];                /* the control thread's requests (nodectl.h) */
@@ -83,7 +86,7 @@ static void usage(FILE *out)
             "                    [--strategy coldswap|hotswap] [--handover] [--confirm-handover]\n"
             "                    [--retention MS] [--child-timeout MS] [--leave-wait MS]\n"
             "                    [--codec SPEC] [--batch-bytes N] [--inflight-bytes N]\n"
-            "                    [--metrics HOST:PORT]\n"
+            "                    [--metrics HOST:PORT] [--kv-port PORT]\n"
             "\n"
             "Runs a node of a hub, hosting the built-in process types (counter, blob, seq),\n"
             "and prints 'listening HOST:PORT node ID' on stdout once it serves. 'corehub ctl'\n"
@@ -113,6 +116,9 @@ static void usage(FILE *out)
             "  --inflight-bytes N  handover bytes unconfirmed per core (1048576)\n"
             "  --metrics HOST:PORT serve Prometheus metrics over HTTP at /metrics (port 0:\n"
             "                      any; `ctl stats` tells metrics_port)\n"
+            "  --kv-port PORT      serve the Redis protocol on the --listen host, each key a\n"
+            "                      'kv' process (port 0: any; the listening line then ends\n"
+            "                      with 'kv HOST:PORT')\n"
             "  -h, --help          this text\n");
 }
 
@@ -243,6 +249,10 @@ static int parse_one(int c, node_opts *o)
     case 'M':
         o->metrics = optarg;
         return CLI_OK;
+    case 'K':
+        if (cli_parse_u64("--kv-port", optarg, 0, 65535, &v)) return CLI_USAGE;
+        o->kv_port = (int)v;
+        return CLI_OK;
     case 's':
         if (o->nseeds == MAX_SEEDS) {
             fprintf(stderr, "corehub node: at most %d --seed\n", MAX_SEEDS);
@@ -300,6 +310,7 @@ static int parse_opts(int argc, char **argv, node_opts *o)
         {"batch-bytes", required_argument, NULL, OPT_BATCH_BYTES},
         {"inflight-bytes", required_argument, NULL, OPT_INFLIGHT_BYTES},
         {"metrics", required_argument, NULL, 'M'},
+        {"kv-port", required_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -307,6 +318,7 @@ static int parse_opts(int argc, char **argv, node_opts *o)
     ch_node_config_init(&defaults);
     o->mig = defaults.migration;
     int c, rc;
+    o->kv_port = -1;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1)
         if ((rc = parse_one(c, o)) != CLI_OK) return rc;
@@ -428,6 +440,20 @@ static int register_hooks(node_daemon *d)
     return 0;
 }
 
+/* The Redis-protocol service on the --listen host, when asked for. */
+static int open_kv(node_daemon *d)
+{
+    if (d->opt.kv_port < 0) return 0;
+    const char *colon = strrchr(d->opt.listen, ':');
+    int hlen = colon ? (int)(colon - d->opt.listen) : (int)strlen(d->opt.listen);
+    char addr[CH_ADDR_MAX + 1];
+    snprintf(addr, sizeof(addr), "%.*s:%d", hlen, d->opt.listen, d->opt.kv_port);
+    int rc = kv_open(d->node, addr, &d->kv);
+    if (rc < 0)
+        fprintf(stderr, "corehub node: --kv-port %d: %s\n", d->opt.kv_port, ch_strerror(rc));
+    return rc;
+}
+
 static int node_open(node_daemon *d)
 {
     ch_node_config cfg;
@@ -436,7 +462,7 @@ static int node_open(node_daemon *d)
     int rc = ch_node_create(&cfg, &d->node);
     if (rc < 0) return rc;
     if ((rc = nodectl_init(&d->ctl, d->node, d->wake[1], cfg.max_message)) < 0) return rc;
-    const ch_process_type *types[] = {counter_type(), blob_type(), seq_type()};
+    const ch_process_type *types[] = {counter_type(), blob_type(), seq_type(), kv_type()};
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         if ((rc = ch_node_register_type(d->node, types[i])) < 0) return rc;
     if ((rc = register_hooks(d)) < 0) return rc;
@@ -447,7 +473,7 @@ static int node_open(node_daemon *d)
         return rc;
     }
     atomic_store(&d->ctl.metrics_port, metrics_port(d->metrics));
-    return 0;
+    return open_kv(d);
 }
 
 /* The one line on stdout: the host as given, the port as bound. */
@@ -456,7 +482,9 @@ static void announce(node_daemon *d)
     const char *colon = strrchr(d->opt.listen, ':');
     int hlen = colon ? (int)(colon - d->opt.listen) : (int)strlen(d->opt.listen);
     snprintf(d->addr, sizeof(d->addr), "%.*s:%d", hlen, d->opt.listen, ch_node_port(d->node));
-    printf("listening %s node %016" PRIx64 "\n", d->addr, ch_node_id(d->node));
+    printf("listening %s node %016" PRIx64, d->addr, ch_node_id(d->node));
+    if (d->kv) printf(" kv %.*s:%d", hlen, d->opt.listen, kv_port(d->kv));
+    printf("\n");
     fflush(stdout);
 }
 
@@ -572,8 +600,9 @@ static int leave(node_daemon *d)
 
 static void daemon_close(node_daemon *d)
 {
-    nodectl_close(&d->ctl);                /* the pumps call into the node */
-    metrics_close(d->metrics);             /* a server goes before its node */
+    nodectl_close(&d->ctl);    /* the pumps call into the node */
+    metrics_close(d->metrics); /* a server goes before its node */
+    kv_close(d->kv);
     if (d->node) ch_node_destroy(d->node); /* joins the control thread too */
     nodectl_free(&d->ctl);
     int fds[] = {d->sig_fd, d->wake[0], d->wake[1], d->quit_fd};

@@ -11,6 +11,7 @@ packages=(
     liburing-dev libxxhash-dev libzstd-dev libsodium-dev libcriterion-dev
     clang clang-format
     curl
+    redis-tools
 )
 
 is_installed() {

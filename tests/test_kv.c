@@ -1,0 +1,490 @@
+/*
+ * tests/test_kv.c - the Redis-protocol service of `corehub node --kv-port`, driven by
+ * Debian's redis-cli and redis-benchmark (package redis-tools) and by raw sockets.
+ *
+ * Nodes are real processes started through the cluster harness, each with --kv-port 0: the
+ * harness reads the kernel's port from the node's listening line. redis-cli runs with
+ * --no-raw, so that its output tells nil from an empty string and an integer from a string.
+ * Without the Redis tools the tests that need them are skipped.
+ */
+#define _GNU_SOURCE
+#include "cluster_harness.h"
+
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define TOOL_MS    60000 /* one redis-cli or redis-benchmark run */
+#define WAIT_MS    30000 /* the hub converging */
+#define LEAVE_MS   60000 /* a graceful leave with its handover */
+#define OUTPUT_MAX (1u << 20)
+
+static ch_harness h;
+
+static void setup(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    cr_assert_eq(harness_init(&h), 0);
+}
+
+static void teardown(void)
+{
+    harness_fini(&h);
+}
+
+TestSuite(kv, .init = setup, .fini = teardown, .timeout = 600);
+
+/* --- running the Redis tools ----------------------------------------------------------- */
+
+static bool have(const char *tool)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null 2>&1", tool);
+    return system(cmd) == 0;
+}
+
+#define NEED_TOOLS()                                                                               \
+    do {                                                                                           \
+        if (!have("redis-cli") || !have("redis-benchmark"))                                        \
+            cr_skip_test("redis-cli / redis-benchmark not installed (apt-get install "             \
+                         "redis-tools)");                                                          \
+    } while (0)
+
+typedef struct run_result {
+    int status; /* exit code, or -1 */
+    char *out;  /* stdout and stderr, NUL-terminated */
+} run_result;
+
+/* Runs argv (a NULL-terminated list) with a deadline, collecting its output. */
+static run_result run(const char *const *argv)
+{
+    run_result res = {.status = -1, .out = calloc(1, OUTPUT_MAX + 1)};
+    cr_assert_not_null(res.out);
+    int fds[2];
+    cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        dup2(fds[1], STDERR_FILENO);
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0) dup2(devnull, STDIN_FILENO); /* redis-cli reads stdin otherwise */
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    uint64_t deadline = harness_now_ms() + TOOL_MS;
+    for (;;) {
+        uint64_t now = harness_now_ms();
+        if (now >= deadline) {
+            kill(pid, SIGKILL);
+            break;
+        }
+        struct pollfd p = {.fd = fds[0], .events = POLLIN};
+        if (poll(&p, 1, (int)(deadline - now)) <= 0) continue;
+        char buf[4096];
+        ssize_t n = read(fds[0], buf, sizeof(buf));
+        if (n <= 0) break;
+        size_t keep = len + (size_t)n <= OUTPUT_MAX ? (size_t)n : OUTPUT_MAX - len;
+        memcpy(res.out + len, buf, keep);
+        len += keep;
+    }
+    close(fds[0]);
+    int ws = 0;
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
+    }
+    res.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+    return res;
+}
+
+/* redis-cli --no-raw -p PORT args...: its output, which must end as expected. */
+static void cli_expect(int port, const char *expected, ...) __attribute__((sentinel));
+
+static void cli_expect(int port, const char *expected, ...)
+{
+    const char *argv[64] = {"redis-cli", "--no-raw", "-p"};
+    char portbuf[16];
+    snprintf(portbuf, sizeof(portbuf), "%d", port);
+    int n = 3;
+    argv[n++] = portbuf;
+    va_list ap;
+    va_start(ap, expected);
+    for (const char *a; (a = va_arg(ap, const char *)) != NULL && n < 62;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    run_result r = run(argv);
+    char cmd[512] = "";
+    for (int i = 4; i < n; i++)
+        snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), "%s ", argv[i]);
+    cr_assert_eq(r.status, 0, "redis-cli %s: exit %d: %s", cmd, r.status, r.out);
+    cr_assert_str_eq(r.out, expected, "redis-cli %s", cmd);
+    free(r.out);
+}
+
+/* --- raw connections ------------------------------------------------------------------- */
+
+static int connect_port(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct timeval tv = {.tv_sec = 30};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect: %s",
+                 strerror(errno));
+    return fd;
+}
+
+static void send_all(int fd, const void *p, size_t len)
+{
+    const char *b = p;
+    while (len) {
+        ssize_t n = send(fd, b, len, MSG_NOSIGNAL);
+        cr_assert_gt(n, 0, "send: %s", strerror(errno));
+        b += n;
+        len -= (size_t)n;
+    }
+}
+
+/* Reads exactly strlen(expected) bytes and compares. */
+static void expect(int fd, const char *expected)
+{
+    size_t len = strlen(expected), got = 0;
+    char *buf = malloc(len + 1);
+    cr_assert_not_null(buf);
+    while (got < len) {
+        ssize_t n = recv(fd, buf + got, len - got, 0);
+        cr_assert_gt(n, 0, "recv after %zu of %zu bytes: %s", got, len,
+                     n == 0 ? "EOF" : strerror(errno));
+        got += (size_t)n;
+    }
+    buf[len] = '\0';
+    cr_assert_str_eq(buf, expected);
+    free(buf);
+}
+
+/* The server closed: EOF (or a reset) comes before the socket's timeout. */
+static void expect_closed(int fd)
+{
+    char b[64];
+    ssize_t n;
+    while ((n = recv(fd, b, sizeof(b), 0)) > 0) {
+    }
+    cr_assert(n == 0 || errno == ECONNRESET, "the connection stayed open: %s", strerror(errno));
+}
+
+/* A command as RESP: an array of bulk strings. */
+static size_t resp_cmd(char *out, size_t cap, int argc, const char *const *argv)
+{
+    size_t len = (size_t)snprintf(out, cap, "*%d\r\n", argc);
+    for (int i = 0; i < argc; i++)
+        len += (size_t)snprintf(out + len, cap - len, "$%zu\r\n%s\r\n", strlen(argv[i]), argv[i]);
+    return len;
+}
+
+static void send_cmd(int fd, int argc, const char *const *argv)
+{
+    char buf[4096];
+    send_all(fd, buf, resp_cmd(buf, sizeof(buf), argc, argv));
+}
+
+static hnode *kv_node(const char *seed)
+{
+    hnode *n = seed ? node_spawn(&h, "--kv-port", "0", "--seed", seed, NULL)
+                    : node_spawn(&h, "--kv-port", "0", NULL);
+    cr_assert_not_null(n, "node did not start");
+    cr_assert_gt(n->kv_port, 0, "no kv port in the listening line");
+    return n;
+}
+
+typedef struct members_want {
+    hnode *n;
+    int alive;
+} members_want;
+
+static bool has_members(void *ud)
+{
+    members_want *w = ud;
+    return node_count_members(w->n, "alive") == w->alive;
+}
+
+/* Waits until n sees `alive` members alive. */
+static void wait_members(hnode *n, int alive)
+{
+    members_want w = {n, alive};
+    cr_assert(wait_until(has_members, &w, WAIT_MS), "node %d never saw %d members alive", n->index,
+              alive);
+}
+
+/* --- every command ----------------------------------------------------------------------- */
+
+Test(kv, every_command_answers_like_redis)
+{
+    NEED_TOOLS();
+    int p = kv_node(NULL)->kv_port;
+    cli_expect(p, "PONG\n", "PING", NULL);
+    cli_expect(p, "\"hi there\"\n", "PING", "hi there", NULL);
+    cli_expect(p, "\"echo me\"\n", "ECHO", "echo me", NULL);
+    cli_expect(p, "(nil)\n", "GET", "missing", NULL);
+    cli_expect(p, "OK\n", "SET", "greeting", "hello", NULL);
+    cli_expect(p, "\"hello\"\n", "GET", "greeting", NULL);
+    cli_expect(p, "OK\n", "SET", "greeting", "bonjour", NULL);
+    cli_expect(p, "\"bonjour\"\n", "GET", "greeting", NULL);
+    cli_expect(p, "OK\n", "SET", "empty", "", NULL);
+    cli_expect(p, "\"\"\n", "GET", "empty", NULL);
+    cli_expect(p, "(integer) 1\n", "INCR", "n", NULL);
+    cli_expect(p, "(integer) 11\n", "INCRBY", "n", "10", NULL);
+    cli_expect(p, "(integer) 10\n", "DECR", "n", NULL);
+    cli_expect(p, "(integer) -5\n", "DECRBY", "n", "15", NULL);
+    cli_expect(p, "(integer) -1\n", "DECR", "fresh", NULL); /* a new key counts from 0 */
+    cli_expect(p, "(integer) 0\n", "INCR", "fresh", NULL);
+    cli_expect(p, "\"-5\"\n", "GET", "n", NULL);
+    cli_expect(p, "(error) ERR value is not an integer or out of range\n", "INCR", "greeting",
+               NULL);
+    cli_expect(p, "(error) ERR value is not an integer or out of range\n", "INCRBY", "n", "x",
+               NULL);
+    cli_expect(p, "OK\n", "SET", "big", "9223372036854775807", NULL);
+    cli_expect(p, "(error) ERR increment or decrement would overflow\n", "INCR", "big", NULL);
+    cli_expect(p, "(integer) 3\n", "APPEND", "log", "abc", NULL);
+    cli_expect(p, "(integer) 6\n", "APPEND", "log", "def", NULL);
+    cli_expect(p, "\"abcdef\"\n", "GET", "log", NULL);
+    cli_expect(p, "(integer) 6\n", "STRLEN", "log", NULL);
+    cli_expect(p, "(integer) 0\n", "STRLEN", "missing", NULL);
+    cli_expect(p, "OK\n", "MSET", "a", "1", "b", "2", "c", "3", NULL);
+    cli_expect(p, "1) \"1\"\n2) \"2\"\n3) (nil)\n4) \"3\"\n", "MGET", "a", "b", "nope", "c", NULL);
+    cli_expect(p, "(integer) 3\n", "EXISTS", "a", "b", "nope", "a", NULL);
+    cli_expect(p, "(integer) 2\n", "DEL", "a", "b", "nope", NULL);
+    cli_expect(p, "(integer) 0\n", "EXISTS", "a", "b", NULL);
+    cli_expect(p, "(nil)\n", "GET", "a", NULL);
+    cli_expect(p, "OK\n", "SET", "a", "again", NULL); /* a deleted key can come back */
+    cli_expect(p, "\"again\"\n", "GET", "a", NULL);
+    cli_expect(p, "(integer) 19\n", "COMMAND", "COUNT", NULL);
+    cli_expect(p,
+               "1) \"get\"\n2) 1) \"summary\"\n   2) \"a key-value command (one process per "
+               "key)\"\n   3) \"group\"\n   4) \"string\"\n",
+               "COMMAND", "DOCS", "GET", NULL);
+    cli_expect(p,
+               "1) 1) \"incr\"\n   2) (integer) 2\n   3) 1) write\n      2) denyoom\n"
+               "      3) fast\n   4) (integer) 1\n   5) (integer) 1\n   6) (integer) 1\n",
+               "COMMAND", "INFO", "incr", NULL);
+    cli_expect(p, "1) \"save\"\n2) \"\"\n", "CONFIG", "GET", "save", NULL);
+    cli_expect(p, "OK\n", "SELECT", "0", NULL);
+    cli_expect(p, "(error) ERR DB index is out of range\n", "SELECT", "1", NULL);
+    cli_expect(p, "(error) ERR wrong number of arguments for 'get' command\n", "GET", NULL);
+    cli_expect(p, "(error) ERR wrong number of arguments for 'mset' command\n", "MSET", "a", "1",
+               "b", NULL);
+    cli_expect(p, "(error) ERR syntax error (SET takes no options here)\n", "SET", "k", "v", "NX",
+               NULL);
+    cli_expect(p, "(error) ERR unknown command 'HSET', with args beginning with: 'h' 'f' 'v' \n",
+               "HSET", "h", "f", "v", NULL);
+    cli_expect(p, "OK\n", "QUIT", NULL);
+    /* INFO: a server section, and the stats the benchmark test reads. */
+    const char *argv[] = {"redis-cli", "-p", NULL, "INFO", NULL};
+    char port[16];
+    snprintf(port, sizeof(port), "%d", p);
+    argv[2] = port;
+    run_result r = run(argv);
+    cr_assert_eq(r.status, 0);
+    cr_assert_not_null(strstr(r.out, "# Server"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "redis_version:"));
+    cr_assert_not_null(strstr(r.out, "total_error_replies:8"), "%s", r.out);
+    free(r.out);
+    cr_assert_eq(harness_check(&h), 0);
+}
+
+Test(kv, any_node_answers_for_any_key)
+{
+    NEED_TOOLS();
+    hnode *a = kv_node(NULL);
+    hnode *b = kv_node(a->addr);
+    hnode *c = kv_node(a->addr);
+    hnode *all[] = {a, b, c};
+    for (int i = 0; i < 3; i++)
+        wait_members(all[i], 3);
+    /* Written through one node, read through every other: no redirects, the hub routes. */
+    int fd[3];
+    for (int i = 0; i < 3; i++)
+        fd[i] = connect_port(all[i]->kv_port);
+    char key[32], val[32];
+    for (int k = 0; k < 60; k++) {
+        snprintf(key, sizeof(key), "key-%d", k);
+        snprintf(val, sizeof(val), "value-%d", k);
+        send_cmd(fd[k % 3], 3, (const char *[]){"SET", key, val});
+        expect(fd[k % 3], "+OK\r\n");
+    }
+    for (int k = 0; k < 60; k++) {
+        snprintf(key, sizeof(key), "key-%d", k);
+        snprintf(val, sizeof(val), "value-%d", k);
+        char want[64];
+        snprintf(want, sizeof(want), "$%zu\r\n%s\r\n", strlen(val), val);
+        for (int i = 0; i < 3; i++) {
+            send_cmd(fd[i], 2, (const char *[]){"GET", key});
+            expect(fd[i], want);
+        }
+        send_cmd(fd[(k + 1) % 3], 2, (const char *[]){"INCR", "shared"});
+        char count[32];
+        snprintf(count, sizeof(count), ":%d\r\n", k + 1);
+        expect(fd[(k + 1) % 3], count);
+    }
+    send_cmd(fd[1], 3, (const char *[]){"DEL", "key-0", "key-1"});
+    expect(fd[1], ":2\r\n");
+    for (int i = 0; i < 3; i++) {
+        send_cmd(fd[i], 3, (const char *[]){"MGET", "key-0", "key-2"});
+        expect(fd[i], "*2\r\n$-1\r\n$7\r\nvalue-2\r\n");
+        close(fd[i]);
+    }
+    cli_expect(c->kv_port, "\"60\"\n", "GET", "shared", NULL);
+    cr_assert_eq(harness_check(&h), 0);
+}
+
+/* --- the protocol ------------------------------------------------------------------------ */
+
+Test(kv, pipelined_commands_are_answered_in_order)
+{
+    hnode *a = kv_node(NULL);
+    hnode *b = kv_node(a->addr);
+    int fd = connect_port(b->kv_port);
+    /* 3000 commands in one burst, over many keys (so the calls complete out of order, some
+     * on the other node), answered in the order sent. */
+    size_t cap = 1u << 20, len = 0, wcap = 1u << 20, wlen = 0;
+    char *out = malloc(cap), *want = malloc(wcap);
+    cr_assert(out && want);
+    for (int i = 0; i < 1000; i++) {
+        char key[32], val[32];
+        snprintf(key, sizeof(key), "p%d", i % 37);
+        snprintf(val, sizeof(val), "v%d", i);
+        len += resp_cmd(out + len, cap - len, 2, (const char *[]){"INCR", "pipe-count"});
+        len += resp_cmd(out + len, cap - len, 3, (const char *[]){"SET", key, val});
+        len += resp_cmd(out + len, cap - len, 2, (const char *[]){"GET", key});
+        wlen += (size_t)snprintf(want + wlen, wcap - wlen, ":%d\r\n+OK\r\n$%zu\r\n%s\r\n", i + 1,
+                                 strlen(val), val);
+    }
+    len += (size_t)snprintf(out + len, cap - len, "PING\r\n"); /* an inline command last */
+    wlen += (size_t)snprintf(want + wlen, wcap - wlen, "+PONG\r\n");
+    send_all(fd, out, len);
+    expect(fd, want);
+    free(out);
+    free(want);
+    close(fd);
+    cr_assert_eq(harness_check(&h), 0);
+}
+
+typedef struct bad_case {
+    const char *input;
+    const char *answer; /* the error line before the close */
+} bad_case;
+
+Test(kv, malformed_requests_get_an_error_and_a_close)
+{
+    hnode *n = kv_node(NULL);
+    static const bad_case cases[] = {
+        {"*abc\r\n", "-ERR Protocol error: invalid multibulk length\r\n"},
+        {"*99999999\r\n", "-ERR Protocol error: invalid multibulk length\r\n"},
+        {"*1\r\n+PING\r\n", "-ERR Protocol error: expected '$' before a bulk string\r\n"},
+        {"*1\r\n$-3\r\n", "-ERR Protocol error: invalid bulk length\r\n"},
+        {"*2\r\n$3\r\nSET\r\n$600000\r\n", "-ERR Protocol error: invalid bulk length\r\n"},
+        {"*1\r\n$4\r\nPINGxx", "-ERR Protocol error: bulk string not terminated by CRLF\r\n"},
+        {"*1\r\n$123456789012345678901234567890123456789\r\n",
+         "-ERR Protocol error: invalid bulk length\r\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int fd = connect_port(n->kv_port);
+        send_all(fd, "PING\r\n", 6); /* answered first: the error comes in order */
+        send_all(fd, cases[i].input, strlen(cases[i].input));
+        expect(fd, "+PONG\r\n");
+        expect(fd, cases[i].answer);
+        expect_closed(fd);
+        close(fd);
+    }
+    /* An inline line that never ends, and a command larger than any allowed. */
+    static char junk[80 * 1024];
+    memset(junk, 'x', sizeof(junk));
+    int fd = connect_port(n->kv_port);
+    send_all(fd, junk, sizeof(junk));
+    expect(fd, "-ERR Protocol error: too big inline request\r\n");
+    expect_closed(fd);
+    close(fd);
+    fd = connect_port(n->kv_port);
+    char head[64];
+    send_all(fd, "*20\r\n$4\r\nMSET\r\n", 15);
+    for (int i = 0; i < 10; i++) { /* 10 bulks of 500 KiB: more than 4 MiB in all */
+        snprintf(head, sizeof(head), "$%u\r\n", 500u * 1024);
+        send_all(fd, head, strlen(head));
+        for (int k = 0; k < 500 / 80 + 1; k++) {
+            size_t part = k < 500 / 80 ? sizeof(junk) : 500 * 1024 - (500 / 80) * sizeof(junk);
+            if (send(fd, junk, part, MSG_NOSIGNAL) <= 0) break; /* closed under us */
+        }
+        if (send(fd, "\r\n", 2, MSG_NOSIGNAL) <= 0) break;
+    }
+    expect(fd, "-ERR Protocol error: command too large\r\n");
+    expect_closed(fd);
+    close(fd);
+    /* Garbage of every kind: answered or cut off, never a crash. */
+    unsigned seed = 12345;
+    for (int round = 0; round < 200; round++) {
+        char g[512];
+        size_t glen = 1 + (unsigned)rand_r(&seed) % sizeof(g);
+        for (size_t i = 0; i < glen; i++) {
+            static const char alphabet[] = "*$\r\n0123456789-+:GETSETPING ";
+            unsigned r = (unsigned)rand_r(&seed);
+            g[i] = r % 4 ? alphabet[r / 4 % (sizeof(alphabet) - 1)] : (char)(r >> 8);
+        }
+        fd = connect_port(n->kv_port);
+        send(fd, g, glen, MSG_NOSIGNAL);
+        shutdown(fd, SHUT_WR);
+        expect_closed(fd);
+        close(fd);
+    }
+    /* The node still serves. */
+    fd = connect_port(n->kv_port);
+    send_all(fd, "PING\r\n", 6);
+    expect(fd, "+PONG\r\n");
+    close(fd);
+    cr_assert(node_alive(n));
+    cr_assert_eq(harness_check(&h), 0);
+}
+
+Test(kv, values_have_a_size_limit)
+{
+    hnode *n = kv_node(NULL);
+    int fd = connect_port(n->kv_port);
+    static char big[300 * 1024 + 1];
+    memset(big, 'v', sizeof(big) - 1);
+    char head[64];
+    int hl =
+        snprintf(head, sizeof(head), "*3\r\n$6\r\nAPPEND\r\n$1\r\nk\r\n$%zu\r\n", sizeof(big) - 1);
+    send_all(fd, head, (size_t)hl);
+    send_all(fd, big, sizeof(big) - 1);
+    send_all(fd, "\r\n", 2);
+    char want[32];
+    snprintf(want, sizeof(want), ":%zu\r\n", sizeof(big) - 1);
+    expect(fd, want);
+    /* A second append would pass 512 KiB: refused, the value stays. */
+    send_all(fd, head, (size_t)hl);
+    send_all(fd, big, sizeof(big) - 1);
+    send_all(fd, "\r\n", 2);
+    expect(fd, "-ERR string exceeds maximum allowed size (proto-max-bulk-len)\r\n");
+    send_cmd(fd, 2, (const char *[]){"STRLEN", "k"});
+    expect(fd, want);
+    close(fd);
+    cr_assert_eq(harness_check(&h), 0);
+}
