@@ -362,6 +362,8 @@ Test(kv, pipelined_commands_are_answered_in_order)
 {
     hnode *a = kv_node(NULL);
     hnode *b = kv_node(a->addr);
+    wait_members(a, 2); /* these nodes run ColdSwap: no key may move during the test */
+    wait_members(b, 2);
     int fd = connect_port(b->kv_port);
     /* 3000 commands in one burst, over many keys (so the calls complete out of order, some
      * on the other node), answered in the order sent. */
@@ -486,5 +488,260 @@ Test(kv, values_have_a_size_limit)
     send_cmd(fd, 2, (const char *[]){"STRLEN", "k"});
     expect(fd, want);
     close(fd);
+    cr_assert_eq(harness_check(&h), 0);
+}
+
+/* --- a hub that changes ------------------------------------------------------------------ */
+
+/* A node of a HotSwap hub with handover, serving the protocol; seed NULL: the first. */
+static hnode *hot_node(hnode *seed)
+{
+    const char *args[] = {"--kv-port", "0",          "--probe-ms", "200", "--strategy",
+                          "hotswap",   "--handover", "--seed",     NULL};
+    int n = seed ? 9 : 7;
+    if (seed) args[8] = seed->addr;
+    hnode *node = node_spawnv(&h, args, n);
+    cr_assert_not_null(node, "node did not start");
+    cr_assert_gt(node->kv_port, 0);
+    return node;
+}
+
+/* The value of `key` in a node's `ctl stats`, or -1. */
+static long long stat_of(hnode *n, const char *key)
+{
+    int status = 0;
+    char *text = NULL;
+    long long v = -1;
+    if (node_ctl(n, &status, &text, "stats", NULL) == 0 && status == 0) {
+        size_t klen = strlen(key);
+        for (char *line = text; line && *line;
+             line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+            if (strncmp(line, key, klen) == 0 && line[klen] == ' ') v = atoll(line + klen + 1);
+    }
+    free(text);
+    return v;
+}
+
+/* One RESP reply read whole from fd, as the bytes it came in (NUL-terminated, malloc'd). A
+ * small reader for the answers these tests expect: simple lines, bulks, flat arrays. */
+static char *read_reply(int fd)
+{
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    cr_assert_not_null(buf);
+    long want_items = 1; /* replies still to read whole */
+    size_t need = 0;     /* bulk bytes (with CRLF) still to read */
+    while (want_items > 0 || need > 0) {
+        if (len + 1 == cap) cr_assert_not_null(buf = realloc(buf, cap *= 2));
+        ssize_t n = recv(fd, buf + len, 1, 0); /* byte by byte: small replies only */
+        cr_assert_eq(n, 1, "recv: %s", n == 0 ? "EOF" : strerror(errno));
+        len++;
+        if (need) {
+            need--;
+            continue;
+        }
+        if (buf[len - 1] != '\n') continue;
+        char *line = buf + len - 1; /* find the start of this line */
+        while (line > buf && line[-1] != '\n')
+            line--;
+        long v = atol(line + 1);
+        want_items--;
+        if (line[0] == '*') want_items += v > 0 ? v : 0;
+        if (line[0] == '$' && v >= 0) need = (size_t)v + 2;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+/* Sends a command and returns its integer answer. */
+static long long int_reply(int fd, int argc, const char *const *argv)
+{
+    send_cmd(fd, argc, argv);
+    char *r = read_reply(fd);
+    cr_assert_eq(r[0], ':', "%s: %s", argv[0], r);
+    long long v = atoll(r + 1);
+    free(r);
+    return v;
+}
+
+#define NKEYS 300
+
+static void value_of(char *out, size_t cap, int i)
+{
+    snprintf(out, cap, "value-%d-%0*d", i, i % 40, i); /* 8..48 bytes, every one distinct */
+}
+
+/* Every key of the test, read through fd, holds what was written. */
+static void check_values(int fd)
+{
+    for (int i = 0; i < NKEYS; i++) {
+        char key[32], val[64], want[96];
+        snprintf(key, sizeof(key), "mk:%d", i);
+        value_of(val, sizeof(val), i);
+        snprintf(want, sizeof(want), "$%zu\r\n%s\r\n", strlen(val), val);
+        send_cmd(fd, 2, (const char *[]){"GET", key});
+        expect(fd, want);
+    }
+    for (int i = 0; i < NKEYS / 3; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "mc:%d", i);
+        cr_assert_eq(int_reply(fd, 3, (const char *[]){"INCRBY", key, "0"}), 7LL * i, "counter %s",
+                     key);
+    }
+}
+
+Test(kv, values_survive_a_join_and_a_graceful_leave)
+{
+    hnode *a = hot_node(NULL);
+    hnode *b = hot_node(a);
+    wait_members(a, 2);
+    wait_members(b, 2);
+    int fd = connect_port(b->kv_port);
+    for (int i = 0; i < NKEYS; i++) {
+        char key[32], val[64];
+        snprintf(key, sizeof(key), "mk:%d", i);
+        value_of(val, sizeof(val), i);
+        send_cmd(fd, 3, (const char *[]){"SET", key, val});
+        expect(fd, "+OK\r\n");
+    }
+    for (int i = 0; i < NKEYS / 3; i++) {
+        char key[32], by[16];
+        snprintf(key, sizeof(key), "mc:%d", i);
+        snprintf(by, sizeof(by), "%d", i);
+        for (int k = 0; k < 7; k++) /* a number built by many writes, not one */
+            int_reply(fd, 3, (const char *[]){"INCRBY", key, by});
+    }
+    close(fd);
+    /* A joins C: part of the keys move there, their values with them. */
+    hnode *c = hot_node(a);
+    wait_members(a, 3);
+    wait_members(c, 3);
+    fd = connect_port(a->kv_port);
+    check_values(fd);
+    /* B leaves: its keys move to A and C. */
+    cr_assert_eq(node_term(b, LEAVE_MS), 0, "b leaves gracefully");
+    wait_members(a, 2);
+    check_values(fd);
+    close(fd);
+    fd = connect_port(c->kv_port);
+    check_values(fd);
+    close(fd);
+    cr_assert_gt(stat_of(c, "migrated_in"), 0, "some keys moved to the joining node");
+    cr_assert_gt(stat_of(a, "migrated_in"), 0, "and from the leaving node");
+    cr_assert_eq(harness_check(&h), 0);
+}
+
+/* redis-benchmark runs, one after another, until told to stop. */
+typedef struct bench_loop {
+    int port;
+    atomic_bool stop;
+    atomic_int runs, failed;
+    char failure[4096];
+} bench_loop;
+
+#define BENCH_N    "5000" /* requests per test per run */
+#define BENCH_KEYS 50     /* -r: counter:000000000000..49 */
+
+static void *bench_main(void *arg)
+{
+    bench_loop *b = arg;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", b->port);
+    do {
+        const char *argv[] = {"redis-benchmark",
+                              "-p",
+                              port,
+                              "-t",
+                              "set,get,incr",
+                              "-n",
+                              BENCH_N,
+                              "-r",
+                              "50",
+                              "-c",
+                              "4",
+                              "-q",
+                              NULL};
+        run_result r = run(argv);
+        /* redis-benchmark 7 exits at the first error reply or dropped connection. */
+        bool ok = r.status == 0 && strstr(r.out, "INCR: ") && !strstr(r.out, "rror");
+        if (!ok && atomic_fetch_add(&b->failed, 1) == 0) { /* its end says why */
+            size_t len = strlen(r.out);
+            snprintf(b->failure, sizeof(b->failure), "exit %d: ...%s", r.status,
+                     r.out + (len > 1000 ? len - 1000 : 0));
+        }
+        free(r.out);
+        if (ok) atomic_fetch_add(&b->runs, 1);
+    } while (!atomic_load(&b->stop) && !atomic_load(&b->failed));
+    return NULL;
+}
+
+static bool bench_ran(void *ud)
+{
+    bench_loop *b = ud;
+    return atomic_load(&b->runs) > 0 || atomic_load(&b->failed) > 0;
+}
+
+Test(kv, benchmark_through_a_join_and_a_leave)
+{
+    NEED_TOOLS();
+    hnode *a = hot_node(NULL);
+    hnode *b = hot_node(a);
+    hnode *c = hot_node(a);
+    wait_members(a, 3);
+    wait_members(b, 3);
+    wait_members(c, 3);
+    /* The benchmark talks to A, which stays; B leaves and D joins while it runs, so its
+     * keys move between nodes under load. */
+    bench_loop loop = {.port = a->kv_port};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, bench_main, &loop), 0);
+    cr_assert(wait_until(bench_ran, &loop, TOOL_MS), "a first benchmark run");
+    hnode *d = hot_node(a);
+    wait_members(a, 4);
+    wait_members(d, 4);
+    int left = node_term(b, LEAVE_MS);
+    wait_members(a, 3);
+    int before = atomic_load(&loop.runs);
+    atomic_store(&loop.stop, true); /* the run under way finishes: at least one after */
+    pthread_join(t, NULL);
+    cr_assert_eq(atomic_load(&loop.failed), 0, "redis-benchmark failed: %s", loop.failure);
+    cr_assert_eq(left, 0, "b left gracefully");
+    int runs = atomic_load(&loop.runs);
+    cr_assert_gt(runs, before, "a run overlapped the leave");
+    /* Every INCR counted exactly once, read back through two nodes. */
+    hnode *readers[] = {a, d};
+    for (int r = 0; r < 2; r++) {
+        int fd = connect_port(readers[r]->kv_port);
+        char keys[BENCH_KEYS][32];
+        const char *argv[BENCH_KEYS + 1] = {"MGET"};
+        for (int i = 0; i < BENCH_KEYS; i++) {
+            snprintf(keys[i], sizeof(keys[i]), "counter:%012d", i);
+            argv[i + 1] = keys[i];
+        }
+        char cmd[8192];
+        send_all(fd, cmd, resp_cmd(cmd, sizeof(cmd), BENCH_KEYS + 1, argv));
+        char *reply = read_reply(fd);
+        long long total = 0;
+        for (char *line = strchr(reply, '\n'); line && line[1];) {
+            line++;
+            if (line[0] == '$' && line[1] != '-') { /* $len, then the number */
+                char *num = strchr(line, '\n') + 1;
+                total += atoll(num);
+                line = strchr(num, '\n');
+            } else {
+                line = strchr(line, '\n');
+            }
+        }
+        free(reply);
+        cr_assert_eq(total, (long long)runs * atoll(BENCH_N), "node %d: INCR total after %d runs",
+                     readers[r]->index, runs);
+        send_cmd(fd, 2, (const char *[]){"INFO", "stats"});
+        char *info = read_reply(fd);
+        if (r == 0)
+            cr_assert_not_null(strstr(info, "total_error_replies:0\r\n"), "A answered errors: %s",
+                               info);
+        free(info);
+        close(fd);
+    }
     cr_assert_eq(harness_check(&h), 0);
 }

@@ -234,11 +234,10 @@ typedef struct kconn {
     unsigned core;
     resp_parser ps;
     kreq *head, *tail;
-    unsigned pending; /* requests in the queue */
-    unsigned parked;  /* operations held back behind an earlier one on their key */
-    unsigned slow;    /* operations creating their key */
-    bool paused;      /* reading paused: KV_MAX_PENDING reached */
-    bool quitting;    /* QUIT or a protocol error: no more commands */
+    unsigned pending;   /* requests in the queue */
+    struct kkeys *keys; /* keys with an operation in flight (see "one key at a time") */
+    bool paused;        /* reading paused: KV_MAX_PENDING reached */
+    bool quitting;      /* QUIT or a protocol error: no more commands */
 } kconn;
 
 enum { RES_NONE, RES_VALUE, RES_NUM, RES_NIL, RES_ERR };
@@ -250,14 +249,14 @@ typedef struct kop {
     const uint8_t *msg; /* [KV_MAGIC][op][operand] */
     size_t msg_len;
     uint16_t attempts, eagains;
-    bool parked;   /* waits for an earlier operation on the same key (see blocked) */
-    bool slow;     /* creating its key: start, maybe a call again */
-    bool finished; /* its result is in */
-    int start_rc;  /* written on the reactor that completed the start, read after the post */
-    int res;       /* RES_* */
-    int err;       /* RES_ERR: a negative code, or KV_E* below */
-    int64_t num;   /* RES_NUM */
-    uint8_t *val;  /* RES_VALUE: a copy, for commands of several keys */
+    uint64_t hash;     /* of the key */
+    bool lined;        /* in its key's line (see op_start) */
+    struct kop *after; /* the next operation of the connection on the same key */
+    int start_rc;      /* written on the reactor that completed the start, read after the post */
+    int res;           /* RES_* */
+    int err;           /* RES_ERR: a negative code, or KV_E* below */
+    int64_t num;       /* RES_NUM */
+    uint8_t *val;      /* RES_VALUE: a copy, for commands of several keys */
     size_t val_len;
 } kop;
 
@@ -292,7 +291,6 @@ struct kcmd {
 };
 
 static void flush(kconn *k);
-
 /* Counters have one writer, the connection's reactor. */
 static void bump(_Atomic uint64_t *c)
 {
@@ -441,90 +439,122 @@ static void answer_request(kreq *r)
     complete(r);
 }
 
-/* ---- order on one key ---------------------------------------------------------------------
+/* ---- one key at a time ----------------------------------------------------------------------
  *
- * Calls from one reactor to one process arrive in the order they were made, so a
- * connection's commands on one key apply in order, except around a creation: the write that
- * found no process starts one, and the calls made meanwhile (already on their way, or made
- * before the start lands) would overtake it. So an operation waits, parked, while an
- * earlier unfinished operation of its connection on the same key is parked or creating;
- * an operation that finds no process, or a read that got an answer, while one is (or, for
- * the former, while an earlier write may still find no process), is parked and called
- * again once that one finished. (A write racing with another client's creation of the same
- * key may still apply before the creating write of its own connection.)
+ * Calls from one reactor to one process arrive in the order they were made, but not around
+ * a creation: a call that finds no process takes a detour through the registry, and the
+ * write that found none starts the process while calls made after it are on their way. So a
+ * connection has at most one operation in flight per key: the others wait in line behind
+ * it, in the order of the commands, and go when it finished. Different keys go in parallel.
+ * The line is a small open-addressing table of keys in flight, per connection.
  */
+
+typedef struct kline {
+    uint64_t hash; /* 0: a free slot */
+    kop *first;    /* in flight */
+    kop *last;     /* the end of the line */
+} kline;
+
+typedef struct kkeys {
+    size_t cap, used; /* cap: a power of two */
+    kline slot[];
+} kkeys;
+
+static uint64_t key_hash(const char *key, size_t len)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)key[i]) * 1099511628211ull;
+    return h ? h : 1;
+}
 
 static bool same_key(const kop *a, const kop *b)
 {
-    return a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0;
+    return a->hash == b->hash && a->key_len == b->key_len &&
+           memcmp(a->key, b->key, a->key_len) == 0;
 }
 
-static bool reads(uint8_t op)
+static kline *line_find(kkeys *t, const kop *o)
 {
-    return op == OP_GET || op == OP_STRLEN || op == OP_EXISTS;
+    for (size_t i = o->hash & (t->cap - 1);; i = (i + 1) & (t->cap - 1))
+        if (!t->slot[i].hash || same_key(t->slot[i].first, o)) return &t->slot[i];
 }
 
-static bool creates(uint8_t op)
+static bool keys_grow(kconn *k)
 {
-    return op == OP_SET || op == OP_INCR || op == OP_APPEND;
-}
-
-/* Whether an earlier unfinished operation of o's connection on o's key is parked or
- * creating, or (writers: true) is a write that may still find no process. */
-static bool blocked(const kop *o, bool writers)
-{
-    const kconn *k = o->req->conn;
-    if (!k->parked && !k->slow && !writers) return false;
-    for (const kreq *r = k->head; r; r = r->next) {
-        for (uint32_t i = 0; i < r->nops; i++) {
-            const kop *e = &r->ops[i];
-            if (e == o) return false;
-            if (e->finished || !same_key(e, o)) continue;
-            if (e->parked || e->slow || (writers && creates(e->msg[1]))) return true;
-        }
+    kkeys *old = k->keys;
+    size_t cap = old ? old->cap * 2 : 16;
+    kkeys *t = calloc(1, sizeof(*t) + cap * sizeof(kline));
+    if (!t) return false;
+    t->cap = cap;
+    for (size_t i = 0; old && i < old->cap; i++) {
+        if (!old->slot[i].hash) continue;
+        *line_find(t, old->slot[i].first) = old->slot[i];
+        t->used++;
     }
-    return false;
+    free(old);
+    k->keys = t;
+    return true;
 }
 
-static void park(kop *o)
+/* Removes a line, shifting back the entries its slot displaced (no tombstones). */
+static void line_remove(kkeys *t, kline *l)
 {
-    o->parked = true;
-    o->req->conn->parked++;
-}
-
-static void set_slow(kop *o)
-{
-    if (o->slow) return;
-    o->slow = true;
-    o->req->conn->slow++;
+    size_t mask = t->cap - 1, hole = (size_t)(l - t->slot);
+    t->slot[hole].hash = 0;
+    t->used--;
+    for (size_t i = (hole + 1) & mask; t->slot[i].hash; i = (i + 1) & mask) {
+        size_t home = t->slot[i].hash & mask;
+        bool movable = hole <= i ? (home <= hole || home > i) : (home <= hole && home > i);
+        if (!movable) continue;
+        t->slot[hole] = t->slot[i];
+        t->slot[i].hash = 0;
+        hole = i;
+    }
 }
 
 static void op_call(kop *o);
+static void op_fail(kop *o, int err);
 
-/* Calls, in order, the parked operations on o's key that nothing holds back any more. */
-static void wake(kconn *k, const kop *o)
+/* Calls o now, or queues it behind the operation in flight on its key. */
+static void op_start(kop *o)
 {
-    for (kreq *r = k->head; r && k->parked; r = r->next) {
-        for (uint32_t i = 0; i < r->nops; i++) {
-            kop *e = &r->ops[i];
-            if (!e->parked || !same_key(e, o) || blocked(e, false)) continue;
-            e->parked = false;
-            k->parked--;
-            op_call(e);
-        }
+    kconn *k = o->req->conn;
+    o->hash = key_hash(o->key, o->key_len);
+    if ((!k->keys || k->keys->used * 2 >= k->keys->cap) && !keys_grow(k)) {
+        op_fail(o, -ENOMEM);
+        return;
     }
+    kline *l = line_find(k->keys, o);
+    o->lined = true;
+    if (l->hash) { /* wait in line */
+        l->last->after = o;
+        l->last = o;
+        return;
+    }
+    *l = (kline){o->hash, o, o};
+    k->keys->used++;
+    op_call(o);
+}
+
+/* o's result is in: the next in line on its key goes. */
+static void op_next(kop *o)
+{
+    kconn *k = o->req->conn;
+    kline *l = line_find(k->keys, o);
+    kop *next = o->after;
+    if (!next) {
+        line_remove(k->keys, l);
+        return;
+    }
+    l->first = next;
+    op_call(next);
 }
 
 static void op_finished(kop *o)
 {
     kreq *r = o->req;
-    kconn *k = r->conn;
-    o->finished = true;
-    if (o->slow) {
-        o->slow = false;
-        k->slow--;
-    }
-    if (k->parked) wake(k, o);
+    if (o->lined) op_next(o);
     if (--r->left == 0) answer_request(r);
 }
 
@@ -646,16 +676,17 @@ static void op_create(kop *o)
     }
 }
 
+static bool creates(uint8_t op)
+{
+    return op == OP_SET || op == OP_INCR || op == OP_APPEND;
+}
+
 static void replied(kop *o, int status, const void *reply, size_t len)
 {
     uint8_t op = o->msg[1];
-    if ((status == CH_ENOPROC && blocked(o, true)) ||
-        (status == 0 && reads(op) && blocked(o, false))) {
-        park(o); /* too early: called again once the earlier operation finished */
-    } else if (status == 0) {
+    if (status == 0) {
         op_answered(o, reply, len);
     } else if (status == CH_ENOPROC && creates(op)) {
-        set_slow(o);
         op_create(o);
     } else if (status == CH_ENOPROC) {
         o->res = RES_NIL;
@@ -782,12 +813,8 @@ static void key_command(kconn *k, const kcmd *cmd, const resp_arg *a, size_t n, 
         }
         o->msg_len = (size_t)(at - o->msg);
     }
-    for (uint32_t j = 0; j < nops; j++) {
-        if (blocked(&r->ops[j], false))
-            park(&r->ops[j]);
-        else
-            op_call(&r->ops[j]);
-    }
+    for (uint32_t j = 0; j < nops; j++)
+        op_start(&r->ops[j]);
 }
 
 /* GET, MGET, DEL, EXISTS, STRLEN: keys only. */
@@ -1112,6 +1139,7 @@ static void kv_conn_close(void *ud, ch_sconn c, int reason)
         req_unref(r);
     }
     resp_parser_free(&k->ps);
+    free(k->keys);
     free(k);
 }
 
