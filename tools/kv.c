@@ -43,9 +43,10 @@
 #include <unistd.h>
 
 #define KV_MAGIC       0xC7
-#define KV_MAX_PENDING 256u /* unanswered requests per connection */
-#define KV_ATTEMPTS    16   /* calls of one write racing with creations and deletions */
-#define KV_EAGAIN_MAX  1000 /* turns an operation waits for room in a mailbox */
+#define KV_MAX_PENDING 256u  /* unanswered requests per connection */
+#define KV_ATTEMPTS    16    /* calls of one write racing with creations and deletions */
+#define KV_EAGAIN_MAX  1000  /* turns an operation waits for room in a mailbox */
+#define KV_CALL_MS     30000 /* a call's deadline: a key in the middle of a move may take a while */
 
 /* Operations of the process protocol. */
 enum {
@@ -399,11 +400,12 @@ static void error_text(resp_buf *b, int err)
     }
 }
 
-/* The first failed operation, if any. */
-static const kop *first_error(const kreq *r)
+/* The first failed operation, if any; except_type: not counting WRONGTYPE. */
+static const kop *first_error(const kreq *r, bool except_type)
 {
     for (uint32_t i = 0; i < r->nops; i++)
-        if (r->ops[i].res == RES_ERR) return &r->ops[i];
+        if (r->ops[i].res == RES_ERR && !(except_type && r->ops[i].err == KV_EWRONGTYPE))
+            return &r->ops[i];
     return NULL;
 }
 
@@ -411,9 +413,12 @@ static const kop *first_error(const kreq *r)
 static void answer_request(kreq *r)
 {
     resp_buf *b = &r->reply;
-    const kop *bad = first_error(r);
     uint8_t op = r->cmd->op;
-    if (op == OP_GET && r->nops > 1) { /* MGET: a failed key reads as nil, as in Redis */
+    bool mget = op == OP_GET && r->nops > 1;
+    const kop *bad = first_error(r, mget);
+    if (bad) {
+        error_text(b, bad->err);
+    } else if (mget) { /* a key of another type reads as nil, as in Redis */
         resp_array(b, r->nops);
         for (uint32_t i = 0; i < r->nops; i++) {
             const kop *o = &r->ops[i];
@@ -422,8 +427,6 @@ static void answer_request(kreq *r)
             else
                 resp_nil(b);
         }
-    } else if (bad) {
-        error_text(b, bad->err);
     } else if (op == OP_GET) {
         if (r->ops[0].res == RES_NIL) resp_nil(b); /* else written by the call's answer */
     } else if (op == OP_SET) {
@@ -727,7 +730,8 @@ static void op_call(kop *o)
         return;
     }
     atomic_fetch_add(&r->refs, 1);
-    int rc = ch_call_async(r->node, o->key, o->key_len, o->msg, o->msg_len, 0, on_reply, o);
+    int rc =
+        ch_call_async(r->node, o->key, o->key_len, o->msg, o->msg_len, KV_CALL_MS, on_reply, o);
     if (rc == 0) return;
     if (rc == -EAGAIN && ++o->eagains < KV_EAGAIN_MAX) {
         o->attempts--; /* a full mailbox: try again on the next turn */
