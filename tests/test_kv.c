@@ -235,6 +235,8 @@ static void wait_members(hnode *n, int alive)
               alive);
 }
 
+static long long int_reply(int fd, int argc, const char *const *argv);
+
 /* --- every command ----------------------------------------------------------------------- */
 
 Test(kv, every_command_answers_like_redis)
@@ -462,6 +464,39 @@ Test(kv, malformed_requests_get_an_error_and_a_close)
     expect(fd, "+PONG\r\n");
     close(fd);
     cr_assert(node_alive(n));
+    cr_assert_eq(harness_check(&h), 0);
+}
+
+Test(kv, clients_that_leave_with_answers_pending_break_nothing)
+{
+    hnode *a = kv_node(NULL);
+    hnode *b = kv_node(a->addr);
+    wait_members(a, 2);
+    wait_members(b, 2);
+    static char burst[64 * 1024];
+    size_t len = 0;
+    for (int i = 0; i < 500; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "gone:%d", i % 50);
+        len += resp_cmd(burst + len, sizeof(burst) - len, 2, (const char *[]){"INCR", key});
+    }
+    for (int round = 0; round < 20; round++) { /* the calls are in flight when they close */
+        int fd = connect_port(b->kv_port);
+        send_all(fd, burst, len);
+        close(fd);
+    }
+    int fd = connect_port(b->kv_port);
+    long long total = 0;
+    for (int i = 0; i < 50; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "gone:%d", i);
+        total += int_reply(fd, 3, (const char *[]){"INCRBY", key, "0"});
+    }
+    cr_assert_leq(total, 20 * 500, "never more increments than were sent");
+    send_all(fd, "PING\r\n", 6);
+    expect(fd, "+PONG\r\n");
+    close(fd);
+    cr_assert(node_alive(a) && node_alive(b));
     cr_assert_eq(harness_check(&h), 0);
 }
 
