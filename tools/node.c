@@ -88,7 +88,7 @@ static void usage(FILE *out)
             "                    [--codec SPEC] [--batch-bytes N] [--inflight-bytes N]\n"
             "                    [--metrics HOST:PORT] [--kv-port PORT]\n"
             "\n"
-            "Runs a node of a hub, hosting the built-in process types (counter, blob, seq),\n"
+            "Runs a node of a hub, hosting the built-in process types (counter, blob, seq, kv),\n"
             "and prints 'listening HOST:PORT node ID' on stdout once it serves. 'corehub ctl'\n"
             "drives it. SIGTERM, SIGINT or 'ctl leave' leave the hub gracefully: every process\n"
             "is handed over, then the node prints 'left: moved N processes, F not moved' on\n"
