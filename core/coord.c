@@ -103,7 +103,8 @@ void coord_send_all(ch_coord *c, uint8_t type, const ch_wbuf *w)
     if (w->err) return;
     for (size_t i = 0; i < c->mt.n; i++) {
         ch_mem *m = &c->mt.v[i];
-        if (m->conn && ch_mem_alive(m)) ch_conn_send(m->conn, type, w->data, w->len);
+        if (m->conn && (ch_mem_alive(m) || m->left_pending))
+            ch_conn_send(m->conn, type, w->data, w->len);
     }
 }
 

@@ -254,8 +254,9 @@ void coord_dial(ch_coord *c, ch_mem *m, uint64_t now)
     /* One connection per pair: the node with the smaller id dials, the other waits for it
      * (its frames wait in the backlog). Were both to dial, one of the two connections would
      * be closed with whatever was already sent on it (see prefer), and a migration sends
-     * from the first moment. Seeds are dialled by address, whatever their id. */
-    if (m->id < c->mt.self) return;
+     * from the first moment. Seeds are dialled by address, whatever their id. A leaving
+     * node dials everyone: a member that joined meanwhile never dials a node gone. */
+    if (m->id < c->mt.self && !c->leaving) return;
     ch_conn *conn;
     m->next_dial_ns = now + ms(c->n->cfg.cluster.probe_interval_ms);
     if (ch_transport_connect(c->t, m->addr, CH_ROLE_PEER, &conn) == 0) {
@@ -310,6 +311,18 @@ void coord_on_up(void *ud, ch_conn *conn, const ch_hello *peer)
         .id = peer->node_id, .incarnation = 0, .cores = peer->cores, .state = CH_MEMBER_ALIVE};
     snprintf(rec.addr, sizeof(rec.addr), "%s", peer->addr);
     ch_mem *m = ch_mtab_find(&c->mt, peer->node_id);
+    if (m && m->state == CH_MEMBER_LEFT && !m->conn && !m->left_handled) {
+        /* A member still leaving (handing its processes over) that this node learned of
+         * only as gone, e.g. a newcomer: it takes part until it hangs up. */
+        m->conn = conn;
+        m->left_pending = true;
+        ch_conn_set_ud(conn, m);
+        coord_backlog_flush(m);
+        coord_mig_on_up(c, m);
+        coord_send_view(c, conn);
+        coord_send_digest(c, conn);
+        return;
+    }
     if (m && (m->state == CH_MEMBER_DEAD || m->state == CH_MEMBER_LEFT)) {
         CH_WARN("refusing %s: member %016llx already left the hub", peer->addr,
                 (unsigned long long)peer->node_id);
@@ -460,6 +473,7 @@ static void on_member_gone(ch_coord *c, ch_mem *m)
 static void left_done(ch_coord *c, ch_mem *m)
 {
     m->left_pending = false;
+    m->left_handled = true;
     adopt_rows(c, m);
     coord_backlog_free(m);
 }

@@ -32,6 +32,7 @@ typedef struct ch_mem {
     uint64_t mig_barrier;        /* migration: the last ring hash it switched to */
     uint64_t mig_end;            /* migration: the last ring hash it finished sending for */
     bool left_pending;           /* left gracefully; its handover runs until it hangs up */
+    bool left_handled;           /* ... and it hung up: its rows were adopted */
     bool drained;                /* alive but out of the ring (ch_node_drain): its own
                                     record says so, ordered by its incarnation */
 } ch_mem;
