@@ -172,7 +172,7 @@ static int run_init(ch_proc *p, unsigned flags)
 static void run_terminate(ch_reactor *r, ch_proc *p, ch_reason reason)
 {
     const ch_process_type *t = &p->spec->type->cb;
-    if (t->terminate) {
+    if (t->terminate && !ch_ho_terminated(p)) { /* a ColdSwap move already ran it */
         uint64_t t0 = ch_now_ns();
         t->terminate(p, reason);
         uint64_t budget = (uint64_t)p->spec->shutdown_ms * 1000000;

@@ -1482,6 +1482,11 @@ bool ch_ho_busy(const ch_reactor *r)
     return h && !r->shut && !bytes_empty(&h->queue) && h->inflight < h->cfg->inflight_bytes;
 }
 
+bool ch_ho_terminated(const ch_proc *p)
+{
+    return p->mig && p->mig->state == MP_FROZEN && p->mig->terminated;
+}
+
 void ch_ho_proc_gone(ch_reactor *r, ch_proc *p)
 {
     ch_ho *h = r->ho;

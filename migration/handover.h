@@ -95,6 +95,9 @@ bool ch_ho_intercept(ch_reactor *r, ch_rec *rec, ch_proc *p, unsigned core, uint
 /* Streams queued processes; returns the work done (the reactor keeps turning while > 0). */
 unsigned ch_ho_turn(ch_reactor *r);
 bool ch_ho_busy(const ch_reactor *r);
+/* True when p's terminate already ran because it is moving by ColdSwap (it must not run
+ * twice for one instance, e.g. when the node stops during the move). */
+bool ch_ho_terminated(const ch_proc *p);
 /* p leaves the table while migrating (stopped, shut down). */
 void ch_ho_proc_gone(ch_reactor *r, ch_proc *p);
 /* A forwarded call's reply entry completed (supervisor). */
