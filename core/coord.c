@@ -525,8 +525,6 @@ static void leave_fn(ch_coord *c, coord_call *cc)
 {
     ch_mem *me = ch_mtab_self(&c->mt);
     c->leaving = true;
-    for (size_t i = 0; i < c->mt.n; i++)
-        c->mt.v[i].saw_leave = false;
     int bits = ch_mtab_set(&c->mt, me, CH_MEMBER_LEFT, ch_now_ns());
     coord_after_merge(c, bits, 0, NULL);
     (void)cc;

@@ -111,10 +111,6 @@ void coord_on_view(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
         ch_mem m;
         if (!coord_get_member(rb, &m)) break;
         bits |= coord_merge_one(c, &m, epoch);
-        if (m.id == c->mt.self && c->leaving && m.state == CH_MEMBER_LEFT) {
-            ch_mem *peer = ch_conn_ud(conn);
-            if (peer) peer->saw_leave = true;
-        }
     }
     if (!ch_rbuf_ok(rb)) CH_WARN("malformed VIEW from %s ignored", ch_conn_addr(conn));
     coord_after_merge(c, bits, epoch, NULL);

@@ -60,7 +60,7 @@ static void to_local_core(ch_coord *c, uint8_t op, bool final, const char *id, s
 {
     ch_rec h = {.op = op,
                 .id_len = (uint8_t)len,
-                .flags = (uint8_t)(CH_REC_MISS | (final ? CH_REC_ROW : 0)),
+                .flags = final ? CH_REC_ROW : 0,
                 .len = (uint32_t)dlen,
                 .src_core = (uint16_t)src_core,
                 .ref = ref,

@@ -27,7 +27,6 @@ typedef struct ch_mem {
     void *dialing;     /* an outgoing connection not yet up */
     uint64_t next_dial_ns;
     uint64_t reg_count, reg_xor; /* digest of the registry rows this member owns */
-    bool saw_leave;              /* while this node leaves: the peer saw it */
     void *backlog;               /* the coordinator's frames waiting for a connection */
     uint64_t mig_barrier;        /* migration: the last ring hash it switched to */
     uint64_t mig_end;            /* migration: the last ring hash it finished sending for */

@@ -27,7 +27,6 @@ enum ch_op {
 };
 
 #define CH_REC_INDIRECT 1u
-#define CH_REC_MISS     2u /* came through the coordinator */
 #define CH_REC_ROW      4u /* routed by the registry row: final, never forwarded again */
 
 typedef struct ch_rec {

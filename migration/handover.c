@@ -373,12 +373,6 @@ static void deliver(ch_reactor *r, ch_proc *p, uint8_t op, const void *data, siz
     ch_sup_deliver(r, p, &m, core, ref);
 }
 
-static void route_by_row(ch_reactor *r, uint8_t op, const char *id, size_t id_len, uint64_t hash,
-                         const void *data, size_t len, unsigned core, uint64_t ref)
-{
-    route_via(r, false, op, id, id_len, hash, data, len, core, ref);
-}
-
 static void forward(ch_ho *h, ch_proc *p, uint8_t op, const void *data, size_t len, unsigned core,
                     uint64_t ref);
 
@@ -849,8 +843,10 @@ static void settle(ch_ho *h, sent *s, uint8_t kind, bool applied, ch_rbuf list, 
     ch_hbatch_reader rd;
     ch_hbatch_rec rec;
     ch_hbatch_reader_init(&rd, s->raw, s->raw_len);
-    const char **ids = malloc(s->raw_len / 32 * sizeof(*ids) + 1);
-    size_t *lens = malloc(s->raw_len / 32 * sizeof(*lens) + 1), k = 0;
+    /* The ids for children_migrated, only when someone listens (every record is >= 32 B). */
+    bool hooked = ch_hooks_any(&r->node->hooks, CH_HOOK_CHILDREN_MIGRATED);
+    const char **ids = hooked ? malloc(s->raw_len / 32 * sizeof(*ids) + 1) : NULL;
+    size_t *lens = hooked ? malloc(s->raw_len / 32 * sizeof(*lens) + 1) : NULL, k = 0;
     while (ch_hbatch_read(&rd, &rec) == 1) {
         if (rec.kind != CH_HREC_PROC) continue;
         int st = status_of(list, n, rec.id, rec.id_len);
@@ -960,8 +956,8 @@ static void replay(ch_ho *h, uint64_t node, const uint8_t *raw, size_t len)
             if (p && !p->mig)
                 deliver(r, p, op, rec.data, rec.len, rec.msg.reply_core, rec.msg.reply_ref);
             else if (!r->shut)
-                route_by_row(r, op, rec.id, rec.id_len, hash, rec.data, rec.len, rec.msg.reply_core,
-                             rec.msg.reply_ref);
+                route_via(r, false, op, rec.id, rec.id_len, hash, rec.data, rec.len,
+                          rec.msg.reply_core, rec.msg.reply_ref);
         }
     }
 }
@@ -1130,7 +1126,7 @@ static void on_msg_rec(ch_ho *h, const ch_hbatch_rec *rec)
     else if (p)
         deliver(r, p, op, rec->data, rec->len, core, ref);
     else if (!r->shut)
-        route_by_row(r, op, rec->id, rec->id_len, hash, rec->data, rec->len, core, ref);
+        route_via(r, false, op, rec->id, rec->id_len, hash, rec->data, rec->len, core, ref);
 }
 
 static void on_end_rec(ch_ho *h, const ch_hbatch_rec *rec)

@@ -4,6 +4,8 @@
  * handover on a join and on a graceful leave, with and without senders busy during the
  * move; ColdSwap. tests/test_migration.c repeats the essentials with node processes.
  */
+#include "helpers.h"
+
 #include <corehub/corehub.h>
 
 #include <criterion/criterion.h>
@@ -72,24 +74,6 @@ static ch_node *node_new(const char *seed, ch_migration_strategy st, int handove
     cr_assert_eq(ch_node_register_type(n, &ctype), 0);
     cr_assert_eq(ch_node_start(n), 0);
     return n;
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static bool wait_until(bool (*cond)(void *), void *ud, uint64_t timeout_ms)
-{
-    uint64_t end = now_ms() + timeout_ms;
-    while (now_ms() < end) {
-        if (cond(ud)) return true;
-        struct timespec ts = {0, 10000000};
-        nanosleep(&ts, NULL);
-    }
-    return cond(ud);
 }
 
 #define NPROC 2000

@@ -99,23 +99,29 @@ static uint64_t field(const ch_node_stats *s, size_t off)
     return v;
 }
 
+/* Every reactor's counters are read once per scrape, then printed metric by metric. */
 static void put_counters(text *t, ch_node *n, const ch_node_stats *all)
 {
-    unsigned cores = ch_node_cores(n);
-    int clustered = ch_node_port(n) > 0;
+    unsigned cores = ch_node_cores(n), reactors = cores + (ch_node_port(n) > 0 ? 1u : 0u);
+    ch_node_stats *per = calloc(reactors, sizeof(*per));
+    if (!per) {
+        t->err = -ENOMEM;
+        return;
+    }
+    for (unsigned c = 0; c < reactors; c++)
+        ch_node_core_stats(n, c, &per[c]);
     for (size_t m = 0; m < sizeof(metrics) / sizeof(metrics[0]); m++) {
         const metric *x = &metrics[m];
         put(t, "# HELP %s %s\n# TYPE %s %s\n", x->name, x->help, x->name, x->type);
-        for (unsigned c = 0; c < cores + (clustered ? 1u : 0u); c++) {
-            ch_node_stats s;
-            if (ch_node_core_stats(n, c, &s) < 0) continue;
+        for (unsigned c = 0; c < reactors; c++) {
             if (c < cores)
-                put(t, "%s{core=\"%u\"} %" PRIu64 "\n", x->name, c, field(&s, x->off));
+                put(t, "%s{core=\"%u\"} %" PRIu64 "\n", x->name, c, field(&per[c], x->off));
             else
-                put(t, "%s{core=\"coordinator\"} %" PRIu64 "\n", x->name, field(&s, x->off));
+                put(t, "%s{core=\"coordinator\"} %" PRIu64 "\n", x->name, field(&per[c], x->off));
         }
         put(t, "%s{core=\"all\"} %" PRIu64 "\n", x->name, field(all, x->off));
     }
+    free(per);
 }
 
 /* Bucket i holds pauses in [2^i, 2^(i+1)) microseconds: its upper bound is le. The sum is
