@@ -121,23 +121,35 @@ static uint64_t owner_for(ch_coord *c, uint16_t stamp, uint64_t hash)
     return ring_owner(c, hash);
 }
 
+/* Where a cast or call goes, for both (they differ only in what they send and how they
+ * fail): to a local core (final: routed by the row, never routed again), nowhere (the row
+ * names no other node), or to *node with *hops. */
+enum { TO_LOCAL, TO_LOCAL_FINAL, TO_NOWHERE, TO_NODE };
+
+static int decide(ch_coord *c, uint8_t *hops, bool by_row, uint16_t stamp, const char *id,
+                  size_t len, uint64_t hash, uint64_t *node)
+{
+    if (*hops & HOPS_ROW) return TO_LOCAL_FINAL;
+    if (by_row) {
+        if (!(*node = row_node(c, hash, id, len))) return TO_NOWHERE;
+        *hops |= HOPS_ROW;
+        return TO_NODE;
+    }
+    *node = owner_for(c, stamp, hash);
+    if (*node == c->mt.self || *hops >= MAX_HOPS || old_owner_here(c, *hops, hash)) return TO_LOCAL;
+    return TO_NODE;
+}
+
 static void route_cast(ch_coord *c, uint8_t hops, bool by_row, uint16_t stamp, const char *id,
                        size_t len, uint64_t hash, const void *data, size_t dlen)
 {
-    uint64_t node;
-    if (hops & HOPS_ROW) {
-        to_local_core(c, CH_OP_CAST, true, id, len, hash, data, dlen, 0, 0);
-        return;
-    }
-    if (by_row) {
-        if (!(node = row_node(c, hash, id, len))) return dead_letter(c, id, len, "nowhere");
-        hops |= HOPS_ROW;
-    } else if ((node = owner_for(c, stamp, hash)) == c->mt.self || hops >= MAX_HOPS ||
-               old_owner_here(c, hops, hash)) {
-        to_local_core(c, CH_OP_CAST, false, id, len, hash, data, dlen, 0, 0);
-        return;
-    }
-    if (send_cast(c, node, hops, id, len, data, dlen) < 0)
+    uint64_t node = 0;
+    int to = decide(c, &hops, by_row, stamp, id, len, hash, &node);
+    if (to == TO_LOCAL || to == TO_LOCAL_FINAL)
+        to_local_core(c, CH_OP_CAST, to == TO_LOCAL_FINAL, id, len, hash, data, dlen, 0, 0);
+    else if (to == TO_NOWHERE)
+        dead_letter(c, id, len, "nowhere");
+    else if (send_cast(c, node, hops, id, len, data, dlen) < 0)
         dead_letter(c, id, len, "owner unreachable");
 }
 
@@ -145,21 +157,14 @@ static void route_call(ch_coord *c, uint8_t hops, bool by_row, uint16_t stamp, c
                        size_t len, uint64_t hash, const void *data, size_t dlen, unsigned core,
                        uint64_t ref)
 {
-    uint64_t node;
-    if (hops & HOPS_ROW) {
-        to_local_core(c, CH_OP_CALL, true, id, len, hash, data, dlen, core, ref);
-        return;
-    }
-    if (by_row) {
-        if (!(node = row_node(c, hash, id, len))) return fail_call(c, core, ref, CH_ENOPROC);
-        hops |= HOPS_ROW;
-    } else if ((node = owner_for(c, stamp, hash)) == c->mt.self || hops >= MAX_HOPS ||
-               old_owner_here(c, hops, hash)) {
-        to_local_core(c, CH_OP_CALL, false, id, len, hash, data, dlen, core, ref);
-        return;
-    }
-    int rc = send_call(c, node, hops, (uint16_t)core, ref, id, len, data, dlen);
-    if (rc < 0) fail_call(c, core, ref, rc);
+    uint64_t node = 0;
+    int to = decide(c, &hops, by_row, stamp, id, len, hash, &node), rc;
+    if (to == TO_LOCAL || to == TO_LOCAL_FINAL)
+        to_local_core(c, CH_OP_CALL, to == TO_LOCAL_FINAL, id, len, hash, data, dlen, core, ref);
+    else if (to == TO_NOWHERE)
+        fail_call(c, core, ref, CH_ENOPROC);
+    else if ((rc = send_call(c, node, hops, (uint16_t)core, ref, id, len, data, dlen)) < 0)
+        fail_call(c, core, ref, rc);
 }
 
 /* Records from this node's threads for processes elsewhere. */
