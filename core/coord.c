@@ -70,7 +70,7 @@ static void update_congestion(ch_coord *c)
 {
     size_t worst = 0;
     for (size_t i = 0; i < c->mt.n; i++) {
-        ch_mem *m = &c->mt.v[i];
+        ch_mem *m = c->mt.v[i];
         size_t q = m->conn ? ch_conn_queued(m->conn) : 0;
         if (m->backlog) q += ((ch_wbuf *)m->backlog)->len;
         if (q > worst) worst = q;
@@ -102,7 +102,7 @@ void coord_send_all(ch_coord *c, uint8_t type, const ch_wbuf *w)
 {
     if (w->err) return;
     for (size_t i = 0; i < c->mt.n; i++) {
-        ch_mem *m = &c->mt.v[i];
+        ch_mem *m = c->mt.v[i];
         if (m->conn && (ch_mem_alive(m) || m->left_pending))
             ch_conn_send(m->conn, type, w->data, w->len);
     }
@@ -180,10 +180,20 @@ void coord_rebuild_ring(ch_coord *c, uint64_t seen_epoch)
 
 /* ---- frames and records -------------------------------------------------------------- */
 
+/* What a member declared dead may still say: it must hear of its death and come back, but
+ * nothing else it sends (registry rows, messages, handovers of a node the hub replaced)
+ * counts until it rejoined. */
+static bool heard_from(const ch_mem *from, uint8_t type)
+{
+    if (ch_mem_alive(from) || from->left_pending) return true;
+    return type == CH_F_JOIN || type == CH_F_VIEW || type == CH_F_PING || type == CH_F_ACK;
+}
+
 static void on_peer_frame(ch_coord *c, ch_conn *conn, const ch_frame *f)
 {
     ch_rbuf rb;
     ch_rbuf_init(&rb, f->payload, f->len);
+    if (!heard_from(ch_conn_ud(conn), f->type)) return;
     switch (f->type) {
     case CH_F_JOIN: {
         ch_mem m;
@@ -320,25 +330,37 @@ static void dial_seeds(ch_coord *c)
     }
 }
 
+/* Tombstones (DEAD and LEFT records) are kept this long: a node back from a stall or a
+ * partition within it is told it was declared dead; one back later is a stranger. */
+#define TOMBSTONE_MS 600000u
+
 static void tick(ch_reactor *r, uint64_t round)
 {
     ch_coord *c = coord_of(r);
     const ch_cluster_config *cc = &c->n->cfg.cluster;
-    uint64_t now = ch_now_ns();
     uint32_t period = cc->probe_interval_ms / 4 ? cc->probe_interval_ms / 4 : 1;
     uint32_t per_probe = 4, per_sync = cc->sync_interval_ms / period + 1;
+    uint64_t gap = ch_ns_since(ch_now_ns(), c->last_tick_ns);
+    if (c->last_tick_ns && gap > ms(cc->probe_interval_ms) * 2)
+        coord_after_stall(c, ch_now_ns(), gap);
     if (round % per_probe == 0) coord_probe_round(c);
-    if (c->probe_target && !c->probe_acked && now - c->probe_sent_ns > ms(cc->probe_timeout_ms))
+    /* Read after the probe round: it stamps suspicions and probes with the clock too. */
+    uint64_t now = ch_now_ns();
+    c->last_tick_ns = now;
+    if (c->probe_target && !c->probe_acked &&
+        ch_ns_since(now, c->probe_sent_ns) > ms(cc->probe_timeout_ms))
         coord_probe_indirect(c);
     coord_expire_suspects(c, now);
     coord_expire_leavers(c, now);
+    coord_unpark(c);
+    if (round % per_probe == 0) ch_mtab_reap(&c->mt, now, ms(TOMBSTONE_MS));
     update_congestion(c);
     ch_transport_sweep(c->t, now, HANDSHAKE_MS * 1000000ull);
     coord_dial_all(c, now);
     if (round % per_probe == 0) dial_seeds(c);
     if (round % per_sync == per_sync - 1)
         for (size_t i = 0; i < c->mt.n; i++)
-            if (c->mt.v[i].conn) coord_send_digest(c, c->mt.v[i].conn);
+            if (c->mt.v[i]->conn) coord_send_digest(c, c->mt.v[i]->conn);
     if (!c->r->shut) ch_sup_timer_fn(r, period, tick, round + 1);
 }
 
@@ -436,7 +458,7 @@ void ch_coord_free(ch_coord *c)
     coord_ctl_stop(c);
     ch_transport_free(c->t);
     for (size_t i = 0; i < c->mt.n; i++)
-        coord_backlog_free(&c->mt.v[i]);
+        coord_backlog_free(c->mt.v[i]);
     ch_mtab_free(&c->mt);
     ch_regtab_free(&c->reg);
     ch_pinset_free(&c->pins);
@@ -498,7 +520,7 @@ static void members_fn(ch_coord *c, coord_call *cc)
         return;
     }
     for (size_t i = 0; i < c->mt.n; i++) {
-        ch_mem *m = &c->mt.v[i];
+        ch_mem *m = c->mt.v[i];
         ch_member *o = &cc->members[i];
         o->id = m->id;
         o->incarnation = m->incarnation;

@@ -4,7 +4,9 @@
  *
  *   coord.c           sending to peers, ring and epochs, frame and record dispatch,
  *                     timers, boot, shutdown, the public cluster functions
- *   coord_member.c    views, failure detection, connections, crash restarts, partitions
+ *   coord_member.c    views, failure detection, connections
+ *   coord_heal.c      what departures and returns mean: crash restarts, partition mode,
+ *                     rejoining after being declared dead
  *   coord_registry.c  the registry replica: deltas, digests, resyncs, queries
  *   coord_route.c     casts, calls and starts/stops for processes on other nodes
  *   coord_ctl.c       control requests, on their own thread
@@ -63,6 +65,8 @@ struct ch_coord {
     uint64_t probe_seq;
     uint64_t probe_target, probe_sent_ns;
     bool probe_acked, probe_indirect;
+    uint64_t last_tick_ns;      /* when tick last ran: a long gap is a stall of this node */
+    uint64_t dial_any_until_ns; /* after a stall: dial every member, whatever its id */
     ping_relay relays[16];
     ch_wbuf delta; /* REG_DELTA entries not yet sent */
     uint32_t delta_count;
@@ -122,16 +126,14 @@ int coord_send_to(ch_coord *c, uint64_t node, uint8_t type, const ch_wbuf *w);
 
 /* coord_member.c */
 void coord_after_merge(ch_coord *c, int bits, uint64_t seen_epoch, ch_mem *changed);
-void coord_check_partition(ch_coord *c);
+void coord_after_stall(ch_coord *c, uint64_t now, uint64_t gap);
 void coord_dial(ch_coord *c, ch_mem *m, uint64_t now);
 void coord_dial_all(ch_coord *c, uint64_t now);
 void coord_expire_suspects(ch_coord *c, uint64_t now);
-void coord_expire_leavers(ch_coord *c, uint64_t now);
 bool coord_get_member(ch_rbuf *rb, ch_mem *m);
 int coord_merge_one(ch_coord *c, const ch_mem *m, uint64_t seen_epoch);
 void coord_on_ack(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
 void coord_on_down(void *ud, ch_conn *conn, int reason);
-void coord_on_partition_reset(ch_coord *c);
 void coord_on_ping(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
 void coord_on_ping_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
 void coord_on_up(void *ud, ch_conn *conn, const ch_hello *peer);
@@ -139,6 +141,15 @@ void coord_on_view(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
 void coord_probe_indirect(ch_coord *c);
 void coord_probe_round(ch_coord *c);
 void coord_send_view(ch_coord *c, ch_conn *conn);
+
+/* coord_heal.c */
+void coord_check_partition(ch_coord *c);
+void coord_expire_leavers(ch_coord *c, uint64_t now);
+void coord_left_done(ch_coord *c, ch_mem *m);
+void coord_member_gone(ch_coord *c, ch_mem *m);
+void coord_on_partition_reset(ch_coord *c);
+void coord_rejoin(ch_coord *c, ch_mem *from, bool from_in_ring, bool from_partitioned);
+void coord_unpark(ch_coord *c);
 
 /* coord_registry.c */
 void coord_drop_rows_of(ch_coord *c, uint64_t owner, bool gone);

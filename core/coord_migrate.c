@@ -46,7 +46,7 @@ static void send_hash(ch_coord *c, ch_mem *m, uint8_t type, uint64_t rh)
 static void send_hash_all(ch_coord *c, uint8_t type, uint64_t rh)
 {
     for (size_t i = 0; i < c->mt.n; i++)
-        if (participant(c, &c->mt.v[i])) send_hash(c, &c->mt.v[i], type, rh);
+        if (participant(c, c->mt.v[i])) send_hash(c, c->mt.v[i], type, rh);
 }
 
 /* A new ring is out (coord_rebuild_ring): every core switches to it and plans. */
@@ -82,7 +82,7 @@ void coord_mig_check(ch_coord *c)
     if (!g->rh) return;
     bool barriers = true, ends = true;
     for (size_t i = 0; i < c->mt.n; i++) {
-        const ch_mem *m = &c->mt.v[i];
+        const ch_mem *m = c->mt.v[i];
         if (!participant(c, m)) continue;
         barriers &= m->mig_barrier == g->rh;
         ends &= m->mig_end == g->rh;
@@ -323,7 +323,7 @@ int coord_mig_leave_done(ch_coord *c)
 {
     bool peers = false;
     for (size_t i = 0; i < c->mt.n; i++)
-        peers |= participant(c, &c->mt.v[i]) && c->mt.v[i].conn;
+        peers |= participant(c, c->mt.v[i]) && c->mt.v[i]->conn;
     if (!peers) return 1;
     if (!c->mig.end_sent) return 0;
     for (unsigned i = 0; i < c->n->cores; i++)

@@ -471,12 +471,20 @@ int ch_node_post(ch_node *n, unsigned core, void (*fn)(ch_node *, void *), void 
 
 /* ---- messages ----------------------------------------------------------------------- */
 
+/* A node in partition mode runs nothing and reaches no one it may trust (coord_heal.c):
+ * a message sent through it would be lost, so the sender is told at once. */
+static bool in_partition(ch_node *n)
+{
+    return atomic_load_explicit(&n->partitioned, memory_order_relaxed) != 0;
+}
+
 int ch_send(ch_node *n, const char *id, size_t id_len, const void *data, size_t len)
 {
     if (!n || (len && !data)) return -EINVAL;
     int rc = ch_id_check(id, &id_len);
     if (rc) return rc;
     if (len > n->cfg.max_message) return CH_EMSGSIZE;
+    if (in_partition(n)) return CH_EPARTITIONED;
     uint64_t hash = ch_id_hash(id, id_len);
     ch_rec h = {.op = CH_OP_CAST, .id_len = (uint8_t)id_len, .len = (uint32_t)len, .aux = hash};
     if (ch_node_on_reactor(n)) {
@@ -532,7 +540,8 @@ static int check_call(ch_node *n, const char *id, size_t *id_len, const void *re
     if (!n || (len && !req)) return -EINVAL;
     int rc = ch_id_check(id, id_len);
     if (rc) return rc;
-    return len > n->cfg.max_message ? CH_EMSGSIZE : 0;
+    if (len > n->cfg.max_message) return CH_EMSGSIZE;
+    return in_partition(n) ? CH_EPARTITIONED : 0;
 }
 
 /* Posts a call from a foreign thread; the target core tracks its timeout. */
@@ -656,6 +665,8 @@ static void add_reactor(ch_node_stats *out, const ch_counters *c)
     SUM(intensity_exceeded);
     SUM(slow_terminates);
     SUM(crash_restarts);
+    SUM(rejoins);
+    SUM(conflicts);
     SUM(bad_frames);
     SUM(refused_peers);
     SUM(migrating);

@@ -48,7 +48,8 @@ struct ch_io {
 /* Per-core counters: written by the owner reactor only, read by anyone (relaxed). */
 typedef struct ch_counters {
     _Atomic uint64_t processes, started, stopped, restarts, crashes, messages, dead_letters,
-        intensity_exceeded, slow_terminates, crash_restarts, bad_frames, refused_peers;
+        intensity_exceeded, slow_terminates, crash_restarts, bad_frames, refused_peers, rejoins,
+        conflicts;
     /* migration */
     _Atomic uint64_t migrating, migrated_out, migrated_in, migration_failures, forwarded_messages,
         held_messages, handover_bytes_raw, handover_bytes_wire, handover_frames_zstd,
@@ -123,5 +124,11 @@ unsigned ch_reactor_flush(ch_reactor *r);
 void ch_reactor_reply(ch_reactor *r, unsigned core, uint64_t ref, int status, const void *data,
                       size_t len);
 uint64_t ch_now_ns(void);
+/* How long ago `then` was at `now`, 0 when `then` is later (a timestamp taken by another
+ * thread, or after `now` was read): never an unsigned wrap into "very long ago". */
+static inline uint64_t ch_ns_since(uint64_t now, uint64_t then)
+{
+    return now > then ? now - then : 0;
+}
 
 #endif

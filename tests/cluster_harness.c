@@ -383,6 +383,23 @@ int node_count_members(hnode *n, const char *state)
     return rc < 0 ? rc : count;
 }
 
+long long node_stat(hnode *n, const char *key)
+{
+    int status = 0;
+    char *text = NULL;
+    long long v = -1;
+    size_t klen = strlen(key);
+    if (node_ctl(n, &status, &text, "stats", NULL) == 0 && status == 0) {
+        for (char *line = text; line && *line;) {
+            if (strncmp(line, key, klen) == 0 && line[klen] == ' ') v = atoll(line + klen + 1);
+            char *end = strchr(line, '\n');
+            line = end ? end + 1 : NULL;
+        }
+    }
+    free(text);
+    return v;
+}
+
 /* ---- stopping ------------------------------------------------------------------------------ */
 
 static int exit_code(int wstatus)

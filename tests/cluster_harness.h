@@ -92,6 +92,10 @@ int node_ctl_status(hnode *n, ...) __attribute__((sentinel));
 /* Members of n's view in `state` ("alive", "left", ...; NULL: any), or a negative error. */
 int node_count_members(hnode *n, const char *state);
 
+/* The value of `key` in n's `stats` answer, or -1 when n does not answer or has no such
+ * counter. */
+long long node_stat(hnode *n, const char *key);
+
 /* SIGKILL, then reap. */
 int node_kill9(hnode *n);
 /* SIGTERM, then wait up to timeout_ms: the exit code (0..255), -EINTR when a signal

@@ -112,3 +112,142 @@ Test(member, merge_order_does_not_matter)
     ch_mtab_free(&a);
     ch_mtab_free(&b);
 }
+
+Test(member, a_dead_member_comes_back_with_a_higher_incarnation)
+{
+    ch_mtab t = table(1);
+    ch_mem m = rec(2, 3, CH_MEMBER_DEAD);
+    ch_mtab_merge(&t, &m, 1);
+    cr_assert_eq(ch_mtab_ring_size(&t), 1);
+    ch_mem same = rec(2, 3, CH_MEMBER_ALIVE);
+    cr_assert_eq(ch_mtab_merge(&t, &same, 2), 0, "at one incarnation death beats life");
+    ch_mem refuted = rec(2, 4, CH_MEMBER_ALIVE);
+    cr_assert_eq(ch_mtab_merge(&t, &refuted, 3), 0,
+                 "refuting a suspicion is not enough: it must have heard of its death");
+    ch_mem back = rec(2, 4, CH_MEMBER_ALIVE);
+    back.rejoin_inc = 4;
+    int bits = ch_mtab_merge(&t, &back, 3);
+    cr_assert(bits & CH_MT_RING);
+    cr_assert_eq(ch_mtab_find(&t, 2)->state, CH_MEMBER_ALIVE);
+    cr_assert(ch_mtab_find(&t, 2)->revived);
+    cr_assert_eq(ch_mtab_ring_size(&t), 2);
+    ch_mtab_free(&t);
+}
+
+/* A stalled node refutes the suspicion it reads first, then hears of its death at the
+ * incarnation below: it must still rejoin. */
+Test(member, a_death_below_our_incarnation_is_news_until_we_rejoined)
+{
+    ch_mtab t = table(7);
+    ch_mem suspicion = rec(7, 0, CH_MEMBER_SUSPECT);
+    ch_mtab_merge(&t, &suspicion, 1);
+    cr_assert_eq(ch_mtab_self(&t)->incarnation, 1);
+    ch_mem death = rec(7, 0, CH_MEMBER_DEAD);
+    cr_assert(ch_mtab_merge(&t, &death, 2) & CH_MT_REJOIN);
+    cr_assert_eq(ch_mtab_self(&t)->incarnation, 2);
+    cr_assert_eq(ch_mtab_self(&t)->rejoin_inc, 2);
+    ch_mtab_free(&t);
+}
+
+Test(member, left_stays_left_whatever_the_incarnation)
+{
+    ch_mtab t = table(1);
+    ch_mem m = rec(2, 0, CH_MEMBER_ALIVE);
+    ch_mtab_merge(&t, &m, 1);
+    ch_mem left = rec(2, 0, CH_MEMBER_LEFT);
+    cr_assert(ch_mtab_merge(&t, &left, 2) & CH_MT_RING);
+    ch_mem dead = rec(2, 5, CH_MEMBER_DEAD);
+    cr_assert_eq(ch_mtab_merge(&t, &dead, 3), 0);
+    cr_assert_eq(ch_mtab_find(&t, 2)->state, CH_MEMBER_LEFT);
+    ch_mtab_free(&t);
+}
+
+Test(member, a_node_told_it_is_dead_refutes_above_the_claim_and_rejoins)
+{
+    ch_mtab t = table(7);
+    ch_mem about_me = rec(7, 4, CH_MEMBER_DEAD);
+    int bits = ch_mtab_merge(&t, &about_me, 1);
+    cr_assert(bits & CH_MT_REFUTE);
+    cr_assert(bits & CH_MT_REJOIN);
+    cr_assert_eq(ch_mtab_self(&t)->incarnation, 5);
+    cr_assert_eq(ch_mtab_self(&t)->state, CH_MEMBER_ALIVE);
+    ch_mem older = rec(7, 4, CH_MEMBER_DEAD);
+    cr_assert_eq(ch_mtab_merge(&t, &older, 2), 0, "a death we rejoined from is old news");
+    cr_assert_eq(ch_mtab_self(&t)->rejoin_inc, 5);
+    ch_mem again = rec(7, 5, CH_MEMBER_DEAD);
+    cr_assert(ch_mtab_merge(&t, &again, 3) & CH_MT_REJOIN, "a second death is news");
+    cr_assert_eq(ch_mtab_self(&t)->incarnation, 6);
+    ch_mtab_free(&t);
+}
+
+Test(member, a_peer_that_refuted_wins_over_its_tombstone_everywhere)
+{
+    /* One node saw the death, another the refutation first: both end ALIVE at 1. */
+    ch_mem dead = rec(2, 0, CH_MEMBER_DEAD), back = rec(2, 1, CH_MEMBER_ALIVE);
+    back.rejoin_inc = 1;
+    ch_mtab a = table(1), b = table(3);
+    ch_mtab_merge(&a, &dead, 1);
+    ch_mtab_merge(&a, &back, 2);
+    ch_mtab_merge(&b, &back, 1);
+    ch_mtab_merge(&b, &dead, 2);
+    cr_assert_eq(ch_mtab_find(&a, 2)->state, CH_MEMBER_ALIVE);
+    cr_assert_eq(ch_mtab_find(&b, 2)->state, CH_MEMBER_ALIVE);
+    cr_assert_eq(ch_mtab_find(&a, 2)->incarnation, ch_mtab_find(&b, 2)->incarnation);
+    ch_mtab_free(&a);
+    ch_mtab_free(&b);
+}
+
+/* Connections keep a pointer to their member: growing the table must not move records. */
+Test(member, records_stay_where_they_are_while_the_table_grows)
+{
+    ch_mtab t = table(1);
+    ch_mem m = rec(2, 0, CH_MEMBER_ALIVE);
+    ch_mtab_merge(&t, &m, 1);
+    ch_mem *two = ch_mtab_find(&t, 2);
+    for (uint64_t id = 3; id < 40; id++) {
+        ch_mem x = rec(id, 0, CH_MEMBER_ALIVE);
+        ch_mtab_merge(&t, &x, id);
+    }
+    cr_assert_eq(ch_mtab_find(&t, 2), two);
+    cr_assert_eq(two->id, 2);
+    cr_assert_eq(ch_mtab_ring_size(&t), 39);
+    ch_mtab_free(&t);
+}
+
+Test(member, old_tombstones_are_forgotten_unless_in_use)
+{
+    ch_mtab t = table(1);
+    for (uint64_t id = 2; id <= 4; id++) {
+        ch_mem x = rec(id, 0, CH_MEMBER_DEAD);
+        ch_mtab_merge(&t, &x, 100);
+    }
+    ch_mem alive = rec(5, 0, CH_MEMBER_ALIVE);
+    ch_mtab_merge(&t, &alive, 100);
+    int token;
+    ch_mtab_find(&t, 3)->conn = &token; /* a connection still points at it */
+    cr_assert_eq(ch_mtab_reap(&t, 150, 100), 0, "not old enough yet");
+    cr_assert_eq(ch_mtab_reap(&t, 201, 100), 2);
+    cr_assert_null(ch_mtab_find(&t, 2));
+    cr_assert_not_null(ch_mtab_find(&t, 3));
+    cr_assert_not_null(ch_mtab_find(&t, 5), "the living stay");
+    cr_assert_not_null(ch_mtab_self(&t));
+    ch_mtab_free(&t);
+}
+
+Test(member, tombstones_and_members_are_bounded)
+{
+    ch_mtab t = table(1);
+    for (uint64_t id = 2; id < 2 + CH_MTAB_TOMBSTONES + 50; id++) {
+        ch_mem x = rec(id, 0, CH_MEMBER_LEFT);
+        ch_mtab_merge(&t, &x, id);
+    }
+    ch_mtab_reap(&t, 1000, UINT64_MAX / 2);
+    cr_assert_eq(t.n, 1 + CH_MTAB_TOMBSTONES);
+    cr_assert_null(ch_mtab_find(&t, 2), "the oldest go first");
+    for (uint64_t id = 100000; id < 100000 + CH_MTAB_MAX + 10; id++) {
+        ch_mem x = rec(id, 0, CH_MEMBER_ALIVE);
+        ch_mtab_merge(&t, &x, 2000);
+    }
+    cr_assert_eq(t.n, CH_MTAB_MAX);
+    ch_mtab_free(&t);
+}

@@ -553,6 +553,8 @@ static int cmd_stats(nodectl *c, const ctlout *o, int argc, char **argv)
         {"intensity_exceeded", s.intensity_exceeded},
         {"slow_terminates", s.slow_terminates},
         {"crash_restarts", s.crash_restarts},
+        {"rejoins", s.rejoins},
+        {"conflicts", s.conflicts},
         {"bad_frames", s.bad_frames},
         {"refused_peers", s.refused_peers},
         {"migrating", s.migrating},

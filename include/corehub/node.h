@@ -251,7 +251,9 @@ typedef enum ch_hook_point {
                                           its owner reactor */
     CH_HOOK_PRE_CHILDREN_REDISTRIBUTION = 16, /* node (target), count: a core is about to
                                                  hand `count` processes to node */
-    CH_HOOK_POINTS = 17,
+    CH_HOOK_CONFLICT = 17, /* id, core, node (the other instance's): two live instances met
+                              and the one here stayed (see resolve_conflict) */
+    CH_HOOK_POINTS = 18,
 } ch_hook_point;
 
 typedef struct ch_hook_event {
@@ -299,6 +301,8 @@ typedef struct ch_node_stats {
     uint64_t crash_restarts;     /* processes of dead members restarted here from specs */
     uint64_t bad_frames;         /* connections closed for a malformed or truncated frame */
     uint64_t refused_peers;      /* handshakes refused (cookie, hub, version) or too slow */
+    uint64_t rejoins;            /* times the hub declared this node dead and it came back */
+    uint64_t conflicts;          /* two live instances of an id met here; one was kept */
     /* Migration (design §3). */
     uint64_t migrating;           /* now: processes queued to move, frozen or unconfirmed */
     uint64_t migrated_out;        /* processes handed to another node and confirmed */

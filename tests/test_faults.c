@@ -1,0 +1,180 @@
+/*
+ * tests/test_faults.c - a hub of real `corehub node` processes under the faults its users
+ * meet: a node that stalls (SIGSTOP) for less and for more than the failure detection time,
+ * a minority cut off from its majority, and a long life of joins and leaves. Each test is
+ * the regression test of a defect the faults issue found; the random schedules live in
+ * the fault suite.
+ *
+ * A stall's length is the fault itself, not a synchronisation: every wait for the hub
+ * polls a condition with a deadline.
+ */
+#include "hub_checks.h"
+
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define SETTLE_MS 60000
+#define PROCS     300
+#define PROCS_S   "300"
+
+static ch_harness H;
+
+static void setup(void)
+{
+    cr_assert_eq(harness_init(&H), 0, "harness_init");
+}
+
+static void teardown(void)
+{
+    harness_fini(&H);
+}
+
+TestSuite(faults, .init = setup, .fini = teardown, .timeout = 240);
+
+/* A node of the hub (seed NULL: the first) probing every probe_ms. */
+static hnode *spawn(hnode *seed, const char *probe_ms, const char *partition)
+{
+    const char *args[8];
+    int k = 0;
+    args[k++] = "--probe-ms";
+    args[k++] = probe_ms;
+    if (seed) {
+        args[k++] = "--seed";
+        args[k++] = seed->addr;
+    }
+    if (partition) {
+        args[k++] = "--partition";
+        args[k++] = partition;
+    }
+    hnode *n = node_spawnv(&H, args, k);
+    cr_assert_not_null(n, "a node starts");
+    return n;
+}
+
+static void hub_of(hnode **n, int count, const char *probe_ms, const char *partition)
+{
+    n[0] = spawn(NULL, probe_ms, partition);
+    for (int i = 1; i < count; i++)
+        n[i] = spawn(n[0], probe_ms, partition);
+    cr_assert(hub_wait_members(n, count, count, SETTLE_MS), "%d nodes form a hub", count);
+}
+
+static void stall(hnode *n, long ms)
+{
+    cr_assert_eq(kill(n->pid, SIGSTOP), 0);
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+    cr_assert_eq(kill(n->pid, SIGCONT), 0);
+}
+
+static void start_counters(hnode *n)
+{
+    cr_assert_eq(node_ctl_status(n, "start-many", "f", PROCS_S, "counter", NULL), 0);
+}
+
+static void assert_settled(hnode **n, int count)
+{
+    hub_instances in;
+    cr_assert(hub_wait_settled(n, count, "f", PROCS, SETTLE_MS, &in),
+              "every process runs once, on its owner: %ld missing, %ld on two nodes, %d silent",
+              in.missing, in.doubled, in.errors);
+}
+
+/* Issue 9, point 1: suspicion expired in the tick that raised it (an unsigned wrap). */
+Test(faults, a_stall_shorter_than_the_suspicion_time_kills_no_one)
+{
+    hnode *n[3];
+    hub_of(n, 3, "500", NULL); /* suspicion: 4 x 500 ms */
+    start_counters(n[0]);
+    assert_settled(n, 3);
+    stall(n[2], 1000);
+    cr_assert(hub_wait_members(n, 3, 3, SETTLE_MS), "the stalled node is alive everywhere");
+    for (int i = 0; i < 3; i++) {
+        cr_expect_eq(node_count_members(n[i], "dead"), 0, "node %d declared no one dead", i);
+        cr_expect_eq(node_stat(n[i], "crash_restarts"), 0, "node %d restarted nothing", i);
+        cr_expect_eq(node_stat(n[i], "rejoins"), 0, "node %d had no need to rejoin", i);
+    }
+    assert_settled(n, 3);
+    cr_assert_eq(harness_check(&H), 0);
+}
+
+static bool dead_seen(void *ud)
+{
+    return node_count_members(ud, "dead") == 1;
+}
+
+/* Issue 9, point 2: a stalled node declared dead came back and ran its stale processes
+ * beside their replacements for good. */
+Test(faults, a_node_declared_dead_rejoins_by_itself_and_no_id_runs_twice)
+{
+    hnode *n[3];
+    hub_of(n, 3, "200", NULL);
+    start_counters(n[0]);
+    assert_settled(n, 3);
+    long long held = node_stat(n[2], "processes");
+    cr_assert_gt(held, 0);
+    cr_assert_eq(kill(n[2]->pid, SIGSTOP), 0);
+    cr_assert(wait_until(dead_seen, n[0], SETTLE_MS), "the stalled node is declared dead");
+    cr_assert(wait_until(dead_seen, n[1], SETTLE_MS));
+    hub_instances in;
+    cr_assert(hub_wait_settled(n, 2, "f", PROCS, SETTLE_MS, &in),
+              "the survivors restart its processes: %ld missing", in.missing);
+    cr_assert_eq(kill(n[2]->pid, SIGCONT), 0);
+    cr_assert(hub_wait_members(n, 3, 3, SETTLE_MS), "it rejoins without a restart");
+    assert_settled(n, 3);
+    cr_expect_geq(node_stat(n[2], "rejoins"), 1, "it knows it rejoined");
+    cr_expect_eq(hub_stat_sum(n, 2, "crash_restarts"), held, "its processes restarted once");
+    cr_assert_eq(harness_check(&H), 0);
+}
+
+static bool partitioned(void *ud)
+{
+    return node_stat(ud, "partitioned") == 1;
+}
+
+/* Issue 9, point 2, the quorum side: a minority ran the majority's processes for a while,
+ * reported casts as sent, and never rejoined without a restart. */
+Test(faults, a_minority_stops_at_once_refuses_sends_and_rejoins_after_the_heal)
+{
+    hnode *n[3];
+    hub_of(n, 3, "200", "majority");
+    start_counters(n[0]);
+    assert_settled(n, 3);
+    cr_assert_eq(kill(n[1]->pid, SIGSTOP), 0);
+    cr_assert_eq(kill(n[2]->pid, SIGSTOP), 0);
+    cr_assert(wait_until(partitioned, n[0], SETTLE_MS), "the lone node enters partition mode");
+    cr_expect_eq(node_stat(n[0], "processes"), 0, "it runs nothing");
+    cr_expect_eq(node_stat(n[0], "crash_restarts"), 0, "not even the majority's processes");
+    cr_expect_neq(node_ctl_status(n[0], "send", "f1", "1", NULL), 0, "a cast is refused");
+    cr_assert_eq(kill(n[1]->pid, SIGCONT), 0);
+    cr_assert_eq(kill(n[2]->pid, SIGCONT), 0);
+    cr_assert(hub_wait_members(n, 3, 3, SETTLE_MS), "the three nodes are one hub again");
+    cr_expect_eq(node_stat(n[0], "partitioned"), 0, "partition mode is over");
+    assert_settled(n, 3);
+    cr_assert_eq(harness_check(&H), 0);
+}
+
+/* Issue 9, point 4: the member table moved under the connections' pointers at the 9th
+ * distinct member, and every leave from then on hung and lost state. */
+Test(faults, twelve_joins_and_leaves_each_hand_everything_over)
+{
+    hnode *n[2];
+    n[0] = spawn(NULL, "200", NULL);
+    start_counters(n[0]);
+    for (int cycle = 0; cycle < 12; cycle++) {
+        n[1] = spawn(n[0], "200", NULL);
+        cr_assert(hub_wait_members(n, 2, 2, SETTLE_MS), "cycle %d: the node joins", cycle);
+        assert_settled(n, 2);
+        cr_assert_eq(node_ctl_status(n[1], "leave", NULL), 0);
+        cr_assert_eq(node_wait_exit(n[1], SETTLE_MS), 0, "cycle %d: the leave handed over all",
+                     cycle);
+        assert_settled(n, 1);
+    }
+    cr_expect_eq(node_stat(n[0], "crash_restarts"), 0, "no process restarted from its spec");
+    cr_expect_leq(node_count_members(n[0], NULL), 1 + 12, "the member table holds tombstones");
+    cr_assert_eq(harness_check(&H), 0);
+}
