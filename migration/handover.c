@@ -1055,6 +1055,35 @@ static void end_await(ch_ho *h, ch_proc *p)
     if (owner_of(h, k.hash) != h->r->node->id) enqueue(h, k.hash, k.id, k.len); /* moved on */
 }
 
+/* A live instance of the id runs here already, and another comes in: two live instances
+ * met (a healed divergence partition, core/coord_heal.c rule 4). The one here, on the ring
+ * owner, stays; the type may merge the other's state into it. CH_EALREADY tells the source
+ * that the target has the process, so the other instance ends there. */
+static int keep_over(ch_ho *h, ch_proc *keep, const ch_hbatch_rec *rec, uint64_t node)
+{
+    ch_reactor *r = h->r;
+    const ch_process_type *cb = &keep->spec->type->cb;
+    bool state = rec->proc.flags & CH_HPROC_STATE;
+    count(&r->stats.conflicts, 1);
+    if (cb->resolve_conflict) {
+        int rc = cb->resolve_conflict(keep, state ? rec->data : NULL, state ? rec->len : 0);
+        if (rc < 0)
+            CH_WARN("%.*s: resolve_conflict failed: %s", keep->spec->id_len, ch_spec_id(keep->spec),
+                    ch_strerror(rc));
+    }
+    ch_hooks *hk = &r->node->hooks;
+    if (ch_hooks_any(hk, CH_HOOK_CONFLICT)) {
+        ch_hook_event ev = {.point = CH_HOOK_CONFLICT,
+                            .id = ch_spec_id(keep->spec),
+                            .id_len = keep->spec->id_len,
+                            .core = r->core,
+                            .incarnation = keep->incarnation,
+                            .node = node};
+        ch_hooks_run(hk, &ev);
+    }
+    return CH_EALREADY;
+}
+
 static int install(ch_ho *h, const ch_hbatch_rec *rec, uint64_t node, uint16_t src_core,
                    ackwait *aw)
 {
@@ -1081,6 +1110,10 @@ static int install(ch_ho *h, const ch_hbatch_rec *rec, uint64_t node, uint16_t s
     int rc = ch_spec_new(&cs, type, &spec);
     if (rc < 0) return rc;
     ch_proc *old = ch_ptable_find(&r->procs, spec->hash, hp->id, hp->id_len);
+    if (old && !old->mig) {
+        free(spec);
+        return keep_over(h, old, rec, node);
+    }
     if (old && old->mig && old->mig->state == MP_FROZEN) {
         /* It went away from here and comes back: its old instance is over. */
         count(&r->stats.migrated_out, 1);

@@ -84,6 +84,13 @@ typedef struct ch_process_type {
     /* Merges handed-over bytes into the new instance's state (after init). Default: the
      * bytes become the state. */
     int (*alter_handover)(ch_proc *p, const void *bytes, size_t len);
+    /* Two live instances of this process met (both sides of a healed divergence partition
+     * ran it): p, the instance on the id's ring owner, stays; `other` is the other
+     * instance's handed-over state (its prepare_handover bytes; NULL and 0 when it moved
+     * without state), and the other instance ends (CH_REASON_MIGRATED). Merge what p should
+     * keep of it. A negative return is logged and changes nothing else. Default: p keeps
+     * its own state. Counted as `conflicts`; CH_HOOK_CONFLICT runs. */
+    int (*resolve_conflict)(ch_proc *p, const void *other, size_t len);
     void *ud; /* type-wide user data, see ch_proc_type_ud */
 } ch_process_type;
 
