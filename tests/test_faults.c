@@ -91,7 +91,7 @@ Test(faults, a_stall_shorter_than_the_suspicion_time_kills_no_one)
     hub_of(n, 3, "500", NULL); /* suspicion: 4 x 500 ms */
     start_counters(n[0]);
     assert_settled(n, 3);
-    stall(n[2], 1000);
+    stall(n[2], 1500);
     cr_assert(hub_wait_members(n, 3, 3, SETTLE_MS), "the stalled node is alive everywhere");
     for (int i = 0; i < 3; i++) {
         cr_expect_eq(node_count_members(n[i], "dead"), 0, "node %d declared no one dead", i);
