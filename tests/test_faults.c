@@ -12,6 +12,7 @@
 
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -27,18 +28,45 @@ static void setup(void)
     cr_assert_eq(harness_init(&H), 0, "harness_init");
 }
 
+static bool cut; /* iptables rules to remove */
+
+static int iptables(const char *op, const char *from, const char *to)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "iptables -w %s INPUT -s %s -d %s -j DROP 2>/dev/null", op, from,
+             to);
+    return system(cmd);
+}
+
+/* Cuts (or heals) the traffic between two loopback addresses, both ways. */
+static void partition(const char *a, const char *b, bool on)
+{
+    const char *op = on ? "-I" : "-D";
+    cr_assert_eq(iptables(op, a, b), 0, "iptables %s", op);
+    cr_assert_eq(iptables(op, b, a), 0, "iptables %s", op);
+    cut = on;
+}
+
 static void teardown(void)
 {
+    if (cut) {
+        iptables("-D", "127.0.0.2", "127.0.0.3");
+        iptables("-D", "127.0.0.3", "127.0.0.2");
+    }
     harness_fini(&H);
 }
 
 TestSuite(faults, .init = setup, .fini = teardown, .timeout = 240);
 
-/* A node of the hub (seed NULL: the first) probing every probe_ms. */
-static hnode *spawn(hnode *seed, const char *probe_ms, const char *partition)
+/* A node of the hub (seed NULL: the first) probing every probe_ms; listen NULL: 127.0.0.1. */
+static hnode *spawn_at(const char *listen, hnode *seed, const char *probe_ms, const char *partition)
 {
-    const char *args[8];
+    const char *args[10];
     int k = 0;
+    if (listen) {
+        args[k++] = "--listen";
+        args[k++] = listen;
+    }
     args[k++] = "--probe-ms";
     args[k++] = probe_ms;
     if (seed) {
@@ -52,6 +80,11 @@ static hnode *spawn(hnode *seed, const char *probe_ms, const char *partition)
     hnode *n = node_spawnv(&H, args, k);
     cr_assert_not_null(n, "a node starts");
     return n;
+}
+
+static hnode *spawn(hnode *seed, const char *probe_ms, const char *partition)
+{
+    return spawn_at(NULL, seed, probe_ms, partition);
 }
 
 static void hub_of(hnode **n, int count, const char *probe_ms, const char *partition)
@@ -176,5 +209,41 @@ Test(faults, twelve_joins_and_leaves_each_hand_everything_over)
     }
     cr_expect_eq(node_stat(n[0], "crash_restarts"), 0, "no process restarted from its spec");
     cr_expect_leq(node_count_members(n[0], NULL), 1 + 12, "the member table holds tombstones");
+    cr_assert_eq(harness_check(&H), 0);
+}
+
+static bool both_see_the_other_dead(void *ud)
+{
+    hnode **n = ud;
+    return node_count_members(n[0], "dead") == 1 && node_count_members(n[1], "dead") == 1;
+}
+
+static bool both_run_everything(void *ud)
+{
+    hnode **n = ud;
+    return node_stat(n[0], "processes") == PROCS && node_stat(n[1], "processes") == PROCS;
+}
+
+/* Issue 9, "membership that heals": after a divergence partition each side ran every id;
+ * once healed, exactly one instance of each survives, the ring owner's. */
+Test(faults, a_healed_divergence_partition_keeps_the_owners_instance_of_each_id)
+{
+    if (system("iptables -w -L INPUT -n >/dev/null 2>&1") != 0) cr_skip("iptables unavailable");
+    hnode *n[2];
+    n[0] = spawn_at("127.0.0.2:0", NULL, "200", NULL);
+    n[1] = spawn_at("127.0.0.3:0", n[0], "200", NULL);
+    cr_assert(hub_wait_members(n, 2, 2, SETTLE_MS));
+    start_counters(n[0]);
+    assert_settled(n, 2);
+    partition("127.0.0.2", "127.0.0.3", true);
+    cr_assert(wait_until(both_see_the_other_dead, n, SETTLE_MS),
+              "each side declares the other dead");
+    cr_assert(wait_until(both_run_everything, n, SETTLE_MS), "each side runs every process");
+    partition("127.0.0.2", "127.0.0.3", false);
+    cr_assert(hub_wait_members(n, 2, 2, SETTLE_MS), "the two sides are one hub again");
+    assert_settled(n, 2);
+    cr_expect_eq(hub_stat_sum(n, 2, "conflicts"), PROCS, "every id met its twin once");
+    cr_expect_geq(node_stat(n[0], "rejoins"), 1);
+    cr_expect_geq(node_stat(n[1], "rejoins"), 1);
     cr_assert_eq(harness_check(&H), 0);
 }
