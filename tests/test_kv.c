@@ -33,6 +33,7 @@
 #define WAIT_MS    30000 /* the hub converging */
 #define LEAVE_MS   60000 /* a graceful leave with its handover */
 #define OUTPUT_MAX (1u << 20)
+#define KEY_MAX    (CH_ID_MAX - 1) /* a key's process id is a prefix byte and the key */
 
 static ch_harness h;
 
@@ -388,6 +389,38 @@ Test(kv, pipelined_commands_are_answered_in_order)
     expect(fd, want);
     free(out);
     free(want);
+    close(fd);
+    cr_assert_eq(harness_check(&h), 0);
+}
+
+/* Redis accepts the empty key. It once reached the API as an id of length 0, which then
+ * meant "NUL-terminated": the value landed under bytes read past the request. */
+Test(kv, the_empty_key_is_a_key_like_any_other)
+{
+    hnode *n = kv_node(NULL);
+    int fd = connect_port(n->kv_port);
+    send_cmd(fd, 3, (const char *[]){"SET", "", "x"});
+    expect(fd, "+OK\r\n");
+    send_cmd(fd, 2, (const char *[]){"GET", ""});
+    expect(fd, "$1\r\nx\r\n");
+    send_cmd(fd, 3, (const char *[]){"MGET", "", "x"});
+    expect(fd, "*2\r\n$1\r\nx\r\n$-1\r\n");
+    send_cmd(fd, 2, (const char *[]){"DEL", ""});
+    expect(fd, ":1\r\n");
+    send_cmd(fd, 2, (const char *[]){"GET", ""});
+    expect(fd, "$-1\r\n");
+    /* The longest key (the process id adds a prefix byte), and one byte more. */
+    char key[KEY_MAX + 2];
+    memset(key, 'k', sizeof(key) - 1);
+    key[KEY_MAX] = '\0';
+    send_cmd(fd, 3, (const char *[]){"SET", key, "long"});
+    expect(fd, "+OK\r\n");
+    send_cmd(fd, 2, (const char *[]){"GET", key});
+    expect(fd, "$4\r\nlong\r\n");
+    key[KEY_MAX] = 'k';
+    key[KEY_MAX + 1] = '\0';
+    send_cmd(fd, 3, (const char *[]){"SET", key, "long"});
+    expect(fd, "-ERR invalid key: a key is 0 to 254 bytes\r\n");
     close(fd);
     cr_assert_eq(harness_check(&h), 0);
 }

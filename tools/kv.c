@@ -245,8 +245,8 @@ enum { RES_NONE, RES_VALUE, RES_NUM, RES_NIL, RES_ERR };
 
 typedef struct kop {
     kreq *req;
-    const char *key;
-    size_t key_len;
+    const char *key;    /* the process id: KV_ID_PREFIX then the key (kv.h) */
+    size_t key_len;     /* of the id: at least 1 */
     const uint8_t *msg; /* [KV_MAGIC][op][operand] */
     size_t msg_len;
     uint16_t attempts, eagains;
@@ -389,7 +389,7 @@ static void error_text(resp_buf *b, int err)
         resp_error(b, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
         break;
     case CH_EBADID:
-        resp_error(b, "ERR invalid key: a key is 1 to %d bytes", CH_ID_MAX);
+        resp_error(b, "ERR invalid key: a key is 0 to %d bytes", KV_KEY_MAX);
         break;
     case -ENOMEM:
         resp_error(b, "ERR out of memory");
@@ -789,7 +789,7 @@ static void key_command(kconn *k, const kcmd *cmd, const resp_arg *a, size_t n, 
     uint32_t nops = (uint32_t)((n - 1) / stride);
     size_t arena = 0;
     for (size_t i = 1; i < n; i += stride)
-        arena += a[i].len + 2 + (delta ? 8 : operand_at ? a[i + operand_at].len : 0);
+        arena += 1 + a[i].len + 2 + (delta ? 8 : operand_at ? a[i + operand_at].len : 0);
     kreq *r = req_new(k, cmd, nops, arena);
     if (!r) {
         ch_sconn_close(k->h, 0);
@@ -801,8 +801,10 @@ static void key_command(kconn *k, const kcmd *cmd, const resp_arg *a, size_t n, 
         const resp_arg *key = &a[1 + j * stride];
         kop *o = &r->ops[j];
         o->req = r;
-        o->key = memcpy(at, key->p, key->len);
-        o->key_len = key->len;
+        o->key = (const char *)at; /* the process id: the prefix, then the key */
+        *at++ = KV_ID_PREFIX;
+        if (key->len) memcpy(at, key->p, key->len);
+        o->key_len = key->len + 1;
         at += key->len;
         o->msg = at;
         *at++ = KV_MAGIC;
