@@ -89,6 +89,11 @@ int node_ctlv(hnode *n, int *status, char **text, int argc, const char *const *a
  * negative error of the channel. */
 int node_ctl_status(hnode *n, ...) __attribute__((sentinel));
 
+/* Whether a line of n's log holds s. */
+bool node_log_has(const hnode *n, const char *s);
+/* The value of `key` in n's `ctl stats`, or -1. */
+long long node_stat(hnode *n, const char *key);
+
 /* Members of n's view in `state` ("alive", "left", ...; NULL: any), or a negative error. */
 int node_count_members(hnode *n, const char *state);
 

@@ -78,22 +78,6 @@ static void wait_members(hnode **nodes, int count, int alive)
     cr_assert(wait_until(all_see, &m, CONVERGE_MS), "every node sees %d alive members", alive);
 }
 
-/* The value of `key` in a node's `stats`, or -1. */
-static long long stat_of(hnode *n, const char *key)
-{
-    int st;
-    char *text = NULL;
-    long long v = -1;
-    if (CTL(n, &st, &text, "stats") == 0 && st == 0) {
-        size_t klen = strlen(key);
-        for (char *line = text; line && *line;
-             line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
-            if (strncmp(line, key, klen) == 0 && line[klen] == ' ') v = atoll(line + klen + 1);
-    }
-    free(text);
-    return v;
-}
-
 /* Lines of a command's answer (processes listed, for procs), or -1. */
 static long lines_of(hnode *n, const char *a, const char *b)
 {
@@ -203,7 +187,7 @@ typedef struct stat_check {
 static bool stat_is(void *ud)
 {
     stat_check *s = ud;
-    return stat_of(s->n, s->key) == s->want;
+    return node_stat(s->n, s->key) == s->want;
 }
 
 /* stat a (+ stat b) has reached `want`. */
@@ -216,7 +200,7 @@ typedef struct stats_sum {
 static bool sum_reaches(void *ud)
 {
     stats_sum *s = ud;
-    return stat_of(s->n, s->a) + (s->b ? stat_of(s->n, s->b) : 0) >= s->want;
+    return node_stat(s->n, s->a) + (s->b ? node_stat(s->n, s->b) : 0) >= s->want;
 }
 
 static bool dead_seen(void *ud)
@@ -242,7 +226,7 @@ Test(cluster, kill_9_restarts_the_dead_nodes_processes_on_the_survivors)
     pc.count = 2;
     cr_assert(wait_until(local_sum_is, &pc, CONVERGE_MS), "every process runs again, once");
     cr_assert(wait_until(registries_agree, &pc, CONVERGE_MS), "registries forget the dead rows");
-    cr_assert_eq(stat_of(n[0], "crash_restarts") + stat_of(n[1], "crash_restarts"), lost,
+    cr_assert_eq(node_stat(n[0], "crash_restarts") + node_stat(n[1], "crash_restarts"), lost,
                  "each lost process restarted exactly once");
     cr_assert_eq(harness_check(&H), 0);
 }
@@ -256,7 +240,7 @@ static void partition_case(const char *strategy, int count, int kill, void (*hea
     for (int i = 1; i < count; i++)
         n[i] = spawn_hub_node(n[0], "--partition", strategy);
     wait_members(n, count, count);
-    cr_assert_eq(stat_of(n[0], "partitioned"), 0, "%s: a whole hub is not partitioned", strategy);
+    cr_assert_eq(node_stat(n[0], "partitioned"), 0, "%s: a whole hub is not partitioned", strategy);
     for (int i = count - kill; i < count; i++) {
         cr_assert_eq(node_kill9(n[i]), 0);
         n[i] = NULL;

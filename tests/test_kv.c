@@ -574,22 +574,6 @@ static hnode *hot_node(hnode *seed)
     return node;
 }
 
-/* The value of `key` in a node's `ctl stats`, or -1. */
-static long long stat_of(hnode *n, const char *key)
-{
-    int status = 0;
-    char *text = NULL;
-    long long v = -1;
-    if (node_ctl(n, &status, &text, "stats", NULL) == 0 && status == 0) {
-        size_t klen = strlen(key);
-        for (char *line = text; line && *line;
-             line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
-            if (strncmp(line, key, klen) == 0 && line[klen] == ' ') v = atoll(line + klen + 1);
-    }
-    free(text);
-    return v;
-}
-
 /* One RESP reply read whole from fd, as the bytes it came in (NUL-terminated, malloc'd). A
  * small reader for the answers these tests expect: simple lines, bulks, flat arrays. */
 static char *read_reply(int fd)
@@ -694,8 +678,8 @@ Test(kv, values_survive_a_join_and_a_graceful_leave)
     fd = connect_port(c->kv_port);
     check_values(fd);
     close(fd);
-    cr_assert_gt(stat_of(c, "migrated_in"), 0, "some keys moved to the joining node");
-    cr_assert_gt(stat_of(a, "migrated_in"), 0, "and from the leaving node");
+    cr_assert_gt(node_stat(c, "migrated_in"), 0, "some keys moved to the joining node");
+    cr_assert_gt(node_stat(a, "migrated_in"), 0, "and from the leaving node");
     cr_assert_eq(harness_check(&h), 0);
 }
 

@@ -401,18 +401,6 @@ NODE_TEST(migration_flags_are_accepted_and_bad_values_refused)
     cr_expect_eq(node_exit_status("--handover", "extra"), 2, "a stray argument");
 }
 
-static bool log_has(const hnode *n, const char *s)
-{
-    FILE *f = fopen(n->log, "r");
-    if (!f) return false;
-    char line[512];
-    bool found = false;
-    while (!found && fgets(line, sizeof(line), f))
-        found = strstr(line, s) != NULL;
-    fclose(f);
-    return found;
-}
-
 NODE_TEST(a_leaving_node_prints_what_it_moved)
 {
     if (getenv("CH_HARNESS_LOGS")) cr_skip_test("node logs go to stderr, not to files");
@@ -420,7 +408,7 @@ NODE_TEST(a_leaving_node_prints_what_it_moved)
     cr_assert_not_null(n);
     EXPECT_TEXT(n, "leaving\n", "leave");
     cr_expect_eq(node_wait_exit(n, EXIT_MS), 0);
-    cr_expect(log_has(n, "left: moved 0 processes, 0 not moved\n"), "see %s", n->log);
+    cr_expect(node_log_has(n, "left: moved 0 processes, 0 not moved\n"), "see %s", n->log);
 }
 
 /* ---- two nodes -------------------------------------------------------------------------- */

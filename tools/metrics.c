@@ -72,6 +72,8 @@ static const metric metrics[] = {
     M(bad_frames, "corehub_bad_frames_total", "counter",
       "Connections closed or handover frames refused as malformed."),
     M(refused_peers, "corehub_refused_peers_total", "counter", "Handshakes refused."),
+    M(accept_pauses, "corehub_accept_pauses_total", "counter",
+      "Times a listener paused accepting, out of descriptors or memory."),
     M(migrating, "corehub_migrating", "gauge", "Processes queued to move, frozen or unconfirmed."),
     M(migrated_out, "corehub_migrated_out_total", "counter", "Processes handed over, confirmed."),
     M(migrated_in, "corehub_migrated_in_total", "counter", "Processes installed by a migration."),

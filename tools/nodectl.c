@@ -556,6 +556,7 @@ static int cmd_stats(nodectl *c, const ctlout *o, int argc, char **argv)
         {"crash_restarts", s.crash_restarts},
         {"bad_frames", s.bad_frames},
         {"refused_peers", s.refused_peers},
+        {"accept_pauses", s.accept_pauses},
         {"migrating", s.migrating},
         {"migrated_out", s.migrated_out},
         {"migrated_in", s.migrated_in},

@@ -159,7 +159,8 @@ CH_API int ch_start_children(ch_node *n, const ch_child_spec *specs, size_t coun
                              const ch_batch_opts *opts, int *results);
 /* Stops children by id (id_lens NULL: every id NUL-terminated; else id_lens[i] is id i's
  * id_len, as everywhere). Per child: 0, CH_ENOPROC, CH_EBADID, CH_ESTOPPED (the node
- * stopped meanwhile), -EHOSTUNREACH (its node is gone). Same blocking and asynchronous forms and returns as ch_start_children. */
+ * stopped meanwhile), -EHOSTUNREACH (its node is gone). Same blocking and asynchronous forms and
+ * returns as ch_start_children. */
 CH_API int ch_stop_children(ch_node *n, const char *const *ids, const size_t *id_lens, size_t count,
                             const ch_batch_opts *opts, int *results);
 
@@ -317,6 +318,7 @@ typedef struct ch_node_stats {
     uint64_t members_alive; /* members alive or suspect, this node included */
     uint64_t ring_members;  /* members that own a part of the ring */
     uint64_t epoch;         /* ring epoch */
+    uint64_t accept_pauses; /* times a listener paused accepting: out of descriptors or memory */
 } ch_node_stats;
 
 /* Sums every core's counters. Each counter is exact per core, the sum a moment's view. */
