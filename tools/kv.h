@@ -28,6 +28,10 @@
  * is never empty. `corehub ctl call :KEY get` reads a key's value. */
 #define KV_ID_PREFIX ':'
 #define KV_KEY_MAX   (CH_ID_MAX - 1)
+/* The bytes of answers one connection may hold before it is closed (--kv-reply-limit);
+ * reading its commands pauses at an eighth of it. */
+#define KV_REPLY_LIMIT_DEFAULT (64u * 1024 * 1024)
+#define KV_REPLY_LIMIT_MIN     (1u * 1024 * 1024)
 
 /* The "kv" process type: register it on every node of the hub. */
 const ch_process_type *kv_type(void);
@@ -35,8 +39,9 @@ const ch_process_type *kv_type(void);
 typedef struct kv_service kv_service;
 
 /* Serves the protocol on `listen` ("HOST:PORT", port 0: any) on every core of the running
- * node n. 0 or a negative code (ch_server_open's). */
-int kv_open(ch_node *n, const char *listen, kv_service **out);
+ * node n; a connection holding more than reply_limit bytes of answers (at least
+ * KV_REPLY_LIMIT_MIN) is closed. 0 or a negative code (-EINVAL, ch_server_open's). */
+int kv_open(ch_node *n, const char *listen, size_t reply_limit, kv_service **out);
 /* The port it listens on. */
 int kv_port(const kv_service *kv);
 /* Closes every connection and frees the service; before ch_node_destroy, not on a reactor.

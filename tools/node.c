@@ -58,6 +58,7 @@ typedef struct node_opts {
     ch_migration_config mig; /* the library's defaults, then the flags */
     const char *metrics;     /* --metrics HOST:PORT, or NULL */
     int kv_port;             /* --kv-port: the Redis-protocol service (kv.h); -1: none */
+    uint64_t kv_reply_limit; /* --kv-reply-limit */
 } node_opts;
 
 typedef struct node_daemon {
@@ -86,7 +87,7 @@ static void usage(FILE *out)
             "                    [--strategy coldswap|hotswap] [--handover] [--confirm-handover]\n"
             "                    [--retention MS] [--child-timeout MS] [--leave-wait MS]\n"
             "                    [--codec SPEC] [--batch-bytes N] [--inflight-bytes N]\n"
-            "                    [--metrics HOST:PORT] [--kv-port PORT]\n"
+            "                    [--metrics HOST:PORT] [--kv-port PORT] [--kv-reply-limit BYTES]\n"
             "\n"
             "Runs a node of a hub, hosting the built-in process types (counter, blob, seq, kv),\n"
             "and prints 'listening HOST:PORT node ID' on stdout once it serves. 'corehub ctl'\n"
@@ -119,6 +120,9 @@ static void usage(FILE *out)
             "  --kv-port PORT      serve the Redis protocol on the --listen host, each key a\n"
             "                      'kv' process (port 0: any; the listening line then ends\n"
             "                      with 'kv HOST:PORT')\n"
+            "  --kv-reply-limit B  bytes of answers a kv client may hold before it is closed\n"
+            "                      (67108864, at least 1048576; reading its commands pauses\n"
+            "                      at an eighth of it)\n"
             "  -h, --help          this text\n");
 }
 
@@ -253,6 +257,11 @@ static int parse_one(int c, node_opts *o)
         if (cli_parse_u64("--kv-port", optarg, 0, 65535, &v)) return CLI_USAGE;
         o->kv_port = (int)v;
         return CLI_OK;
+    case 'R':
+        return cli_parse_u64("--kv-reply-limit", optarg, KV_REPLY_LIMIT_MIN, SIZE_MAX,
+                             &o->kv_reply_limit)
+                   ? CLI_USAGE
+                   : CLI_OK;
     case 's':
         if (o->nseeds == MAX_SEEDS) {
             fprintf(stderr, "corehub node: at most %d --seed\n", MAX_SEEDS);
@@ -311,6 +320,7 @@ static int parse_opts(int argc, char **argv, node_opts *o)
         {"inflight-bytes", required_argument, NULL, OPT_INFLIGHT_BYTES},
         {"metrics", required_argument, NULL, 'M'},
         {"kv-port", required_argument, NULL, 'K'},
+        {"kv-reply-limit", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -319,6 +329,7 @@ static int parse_opts(int argc, char **argv, node_opts *o)
     o->mig = defaults.migration;
     int c, rc;
     o->kv_port = -1;
+    o->kv_reply_limit = KV_REPLY_LIMIT_DEFAULT;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1)
         if ((rc = parse_one(c, o)) != CLI_OK) return rc;
@@ -448,7 +459,7 @@ static int open_kv(node_daemon *d)
     int hlen = colon ? (int)(colon - d->opt.listen) : (int)strlen(d->opt.listen);
     char addr[CH_ADDR_MAX + 1];
     snprintf(addr, sizeof(addr), "%.*s:%d", hlen, d->opt.listen, d->opt.kv_port);
-    int rc = kv_open(d->node, addr, &d->kv);
+    int rc = kv_open(d->node, addr, (size_t)d->opt.kv_reply_limit, &d->kv);
     if (rc < 0)
         fprintf(stderr, "corehub node: --kv-port %d: %s\n", d->opt.kv_port, ch_strerror(rc));
     return rc;
