@@ -736,22 +736,43 @@ static int listen_one(const struct sockaddr_storage *sa, socklen_t len, unsigned
     return fd;
 }
 
-/* Binds every part's socket: the first to the address as given, the others to the port
- * the first got. */
+/*
+ * Claims the address for this server alone and sets its port in sa (the kernel's choice
+ * for port 0). SO_REUSEPORT lets any socket of the same user join a port's group, so a
+ * second node asked for the same port would bind it too, and clients would alternate
+ * between two unrelated hubs. A plain bind (no SO_REUSEPORT) conflicts with every socket
+ * on the port, so it fails with EADDRINUSE when anyone holds it; the group binds right
+ * after the probe closes. We keep a group per core rather than one shared socket because
+ * the kernel spreads a group's connections evenly over its sockets, and each core must
+ * accept its share. The window between the probe and the group is a few system calls: a
+ * second node would have to start in the same microseconds, as the same user, to slip in.
+ */
+static int claim_port(struct sockaddr_storage *sa, socklen_t len)
+{
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1, rc = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* TIME_WAIT is no owner */
+    if (bind(fd, (const struct sockaddr *)sa, len) < 0)
+        rc = -errno;
+    else if ((rc = bound_port(fd)) > 0)
+        set_port(sa, rc);
+    close(fd);
+    return rc < 0 ? rc : 0;
+}
+
+/* Binds every part's socket to the port claim_port found free. */
 static int bind_parts(ch_server *s)
 {
     struct sockaddr_storage sa;
     socklen_t len;
     int rc = ch_addr_parse(s->cfg.listen, &sa, &len);
-    if (rc < 0) return rc;
+    if (rc < 0 || (rc = claim_port(&sa, len)) < 0) return rc;
     for (unsigned i = 0; i < s->nparts; i++) {
         int fd = listen_one(&sa, len, s->cfg.backlog);
         if (fd < 0) return fd;
         s->parts[i].lfd = fd;
-        if (i == 0) {
-            if ((s->port = bound_port(fd)) < 0) return s->port;
-            set_port(&sa, s->port);
-        }
+        if (i == 0 && (s->port = bound_port(fd)) < 0) return s->port;
         ch_backoff_name(&s->parts[i].backoff, "server on port", s->port);
     }
     return 0;

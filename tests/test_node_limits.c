@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -187,5 +188,116 @@ Test(node_limits, out_of_descriptors_a_server_port_pauses_and_recovers)
     cr_assert_eq(recv(fd, buf, 7, MSG_WAITALL), 7, "no answer to PING: %s", strerror(errno));
     cr_assert_str_eq(buf, "+PONG\r\n");
     close(fd);
+    cr_assert_eq(harness_check(&H), 0);
+}
+
+static bool node_gone(void *ud)
+{
+    return !node_alive(ud);
+}
+
+/* ---- misconfiguration ------------------------------------------------------------------- */
+
+#define RUN_MS 10000
+
+/* Runs `corehub node --listen 127.0.0.1:0 --cookie-file C extra...` (later flags win) with
+ * its stderr in H.dir/stderr-TAG; its exit status, or -1 when it was still running after
+ * RUN_MS (then killed): a node that should have refused to start but serves. */
+static int run_node(const char *tag, const char *const *extra, int nextra, char *err_path)
+{
+    snprintf(err_path, HARNESS_PATH_MAX, "%s/stderr-%s", H.dir, tag);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        const char *argv[32] = {CH_COREHUB_BIN, "node",          "--listen",
+                                "127.0.0.1:0",  "--cookie-file", H.cookie_path};
+        int n = 6;
+        for (int i = 0; i < nextra && n < 31; i++)
+            argv[n++] = extra[i];
+        argv[n] = NULL;
+        if (!freopen(err_path, "w", stderr) || !freopen("/dev/null", "w", stdout)) _exit(126);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    uint64_t deadline = harness_now_ms() + RUN_MS;
+    int ws = 0;
+    while (waitpid(pid, &ws, WNOHANG) == 0) {
+        if (harness_now_ms() >= deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &ws, 0);
+            return -1;
+        }
+        struct timespec tick = {.tv_nsec = 20 * 1000000};
+        nanosleep(&tick, NULL); /* polling the child's exit */
+    }
+    return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+}
+
+static bool path_has(const char *path, const char *s)
+{
+    hnode fake = {0};
+    snprintf(fake.log, sizeof(fake.log), "%s", path);
+    return node_log_has(&fake, s);
+}
+
+/* A second node asking for a port that a node holds (SO_REUSEPORT let it share the kv and
+ * metrics ports before) refuses to start, saying why. */
+Test(node_limits, a_port_in_use_is_refused_at_start)
+{
+    hnode *a = node_spawn(&H, "--kv-port", "0", "--metrics", "127.0.0.1:0", NULL);
+    cr_assert_not_null(a);
+    char kv[16], metrics[32], err[HARNESS_PATH_MAX];
+    snprintf(kv, sizeof(kv), "%d", a->kv_port);
+    snprintf(metrics, sizeof(metrics), "127.0.0.1:%lld", node_stat(a, "metrics_port"));
+    const char *cases[][2] = {{"--kv-port", kv}, {"--metrics", metrics}, {"--listen", a->addr}};
+    for (int i = 0; i < 3; i++) {
+        char tag[8];
+        snprintf(tag, sizeof(tag), "%d", i);
+        int st = run_node(tag, cases[i], 2, err);
+        cr_expect_eq(st, 1, "%s %s: exit %d", cases[i][0], cases[i][1], st);
+        cr_expect(path_has(err, "Address already in use"), "%s %s: see %s", cases[i][0],
+                  cases[i][1], err);
+    }
+    cr_assert_eq(harness_check(&H), 0);
+}
+
+/* A mistyped seed gave a hub of one, silently. */
+Test(node_limits, no_seed_answering_within_seed_timeout_is_an_error)
+{
+    char err[HARNESS_PATH_MAX];
+    const char *extra[] = {"--seed", "127.0.0.1:1", "--seed-timeout", "1"};
+    int st = run_node("seed", extra, 4, err);
+    cr_expect_eq(st, 1, "exit %d", st);
+    cr_expect(path_has(err, "no seed answered within 1 s (--seed 127.0.0.1:1)"), "see %s", err);
+
+    /* A node that joined in time stays past the deadline. */
+    hnode *a = node_spawn(&H, NULL);
+    cr_assert_not_null(a);
+    hnode *b = node_spawn(&H, "--seed", a->addr, "--seed-timeout", "1", NULL);
+    cr_assert_not_null(b);
+    cr_assert(!wait_until(node_gone, b, 2500), "a joined node exited: see %s", b->log);
+    cr_assert_eq(harness_check(&H), 0);
+}
+
+/* SIGTERM on a node alone with processes said "moved 0 processes, 0 not moved" and exited
+ * 0, although every process was stopped with its state. */
+Test(node_limits, a_lone_node_that_leaves_says_it_moved_nothing_and_exits_3)
+{
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    cr_assert_eq(node_ctl_status(n, "start-counters", "c", "10", NULL), 0);
+    cr_expect_eq(node_term(n, WAIT_MS), 3, "exit code");
+    cr_expect(node_log_has(n, "left: moved 0 processes, 10 not moved (no other member"), "see %s",
+              n->log);
+    cr_assert_eq(harness_check(&H), 0);
+}
+
+/* A lone node with nothing to move still leaves cleanly. */
+Test(node_limits, a_lone_empty_node_leaves_with_exit_0)
+{
+    hnode *n = node_spawn(&H, NULL);
+    cr_assert_not_null(n);
+    cr_expect_eq(node_term(n, WAIT_MS), 0);
+    cr_expect(node_log_has(n, "left: moved 0 processes, 0 not moved\n"), "see %s", n->log);
     cr_assert_eq(harness_check(&H), 0);
 }

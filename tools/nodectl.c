@@ -623,17 +623,17 @@ static int cmd_drain(nodectl *c, const ctlout *o, int argc, char **argv)
 {
     (void)argc, (void)argv;
     ch_node_stats before, after;
-    ch_node_stats_get(c->node, &before);
-    int rc = ch_node_drain(c->node);
-    ch_node_stats_get(c->node, &after);
-    if (rc < 0 && rc != CH_EPARTIAL)
-        return ctlout_fail(o, NODECTL_FAILED, "drain: %s", ch_strerror(rc));
+    int rc = ch_node_stats_get(c->node, &before);
+    if (rc == 0 && (rc = ch_node_drain(c->node)) == CH_EPARTIAL) rc = 1;
+    if (rc >= 0 && ch_node_stats_get(c->node, &after) < 0) rc = -EIO; /* cannot count: say so */
+    if (rc < 0) return ctlout_fail(o, NODECTL_FAILED, "drain: %s", ch_strerror(rc));
+    /* The node stays up: what it still holds did not move, however the moves ended. */
     uint64_t moved = after.migrated_out - before.migrated_out;
     ch_ctl_reply_append(o->r,
                         o->json ? "{\"drained\":true,\"moved\":%" PRIu64 ",\"left\":%" PRIu64 "}\n"
                                 : "drained: moved %" PRIu64 " processes, %" PRIu64 " not moved\n",
                         moved, after.processes);
-    return rc == 0 ? NODECTL_OK : NODECTL_FAILED;
+    return rc == 0 && after.processes == 0 ? NODECTL_OK : NODECTL_FAILED;
 }
 
 /* The Prometheus text, as --metrics serves it (--json: the same text in a string). */
