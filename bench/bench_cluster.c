@@ -468,7 +468,7 @@ static int owner_of(ch_node *n, const char *id, uint64_t *node)
     uint64_t end = now_ns() + (uint64_t)JOIN_MS * 1000000u;
     for (;;) {
         ch_proc_info *info;
-        int rc = ch_lookup(n, id, 0, &info);
+        int rc = ch_lookup(n, id, CH_ID_CSTR, &info);
         if (rc == 0) {
             *node = info->node;
             ch_proc_info_free(info);
@@ -484,7 +484,7 @@ static int place_on_b(bench *bn, const char *type, char *id, size_t cap)
 {
     for (unsigned i = 0; i < MAX_PLACE; i++) {
         snprintf(id, cap, "%s-%u", type, i);
-        ch_child_spec spec = {.id = id, .type = type};
+        ch_child_spec spec = {.id = id, .id_len = CH_ID_CSTR, .type = type};
         int res, rc = ch_start_children(bn->a, &spec, 1, NULL, &res);
         if (rc) return rc == CH_EPARTIAL ? res : rc;
         uint64_t node;
@@ -503,7 +503,7 @@ static int run_calls(bench *bn, size_t count, uint64_t *lat)
         req[0] = (uint8_t)i;
         size_t len;
         uint64_t t0 = now_ns();
-        int rc = ch_call(bn->a, bn->echo_id, 0, req, MSG, rep, sizeof(rep), &len, CALL_MS);
+        int rc = ch_call(bn->a, bn->echo_id, CH_ID_CSTR, req, MSG, rep, sizeof(rep), &len, CALL_MS);
         uint64_t t1 = now_ns();
         if (rc) return rc;
         if (len != MSG || memcmp(req, rep, MSG)) return -EBADMSG;
@@ -548,7 +548,8 @@ static void async_issue(async_run *ar)
 {
     ar->req[0] = (uint8_t)ar->done;
     ar->t0 = now_ns();
-    int rc = ch_call_async(ar->bn->a, ar->bn->echo_id, 0, ar->req, MSG, CALL_MS, async_reply, ar);
+    int rc = ch_call_async(ar->bn->a, ar->bn->echo_id, CH_ID_CSTR, ar->req, MSG, CALL_MS,
+                           async_reply, ar);
     if (rc) async_finish(ar, rc);
 }
 
@@ -673,7 +674,7 @@ static int measure_spinning(bench *bn, double *p50, double *p99)
 static int sink_count(bench *bn, uint64_t *count)
 {
     size_t len;
-    int rc = ch_call(bn->a, bn->sink_id, 0, "n", 1, count, sizeof(*count), &len, CALL_MS);
+    int rc = ch_call(bn->a, bn->sink_id, CH_ID_CSTR, "n", 1, count, sizeof(*count), &len, CALL_MS);
     return rc ? rc : len == sizeof(*count) ? 0 : -EBADMSG;
 }
 
@@ -681,7 +682,7 @@ static int sink_count(bench *bn, uint64_t *count)
 static int send_retry(bench *bn, const uint8_t *msg, uint64_t *retries)
 {
     for (;;) {
-        int rc = ch_send(bn->a, bn->sink_id, 0, msg, MSG);
+        int rc = ch_send(bn->a, bn->sink_id, CH_ID_CSTR, msg, MSG);
         if (rc != -EAGAIN) return rc;
         (*retries)++;
         pause_us(20);

@@ -371,7 +371,7 @@ static void start_named(ch_node *n, const char *type, const char *const *ids, si
     int results[8];
     if (count > 8) die("start_named: too many children");
     for (size_t i = 0; i < count; i++)
-        specs[i] = (ch_child_spec){.id = ids[i], .type = type};
+        specs[i] = (ch_child_spec){.id = ids[i], .id_len = CH_ID_CSTR, .type = type};
     int rc = ch_start_children(n, specs, count, NULL, results);
     for (size_t i = 0; rc == CH_EPARTIAL && i < count; i++)
         if (results[i] < 0) die("start %s: %s", ids[i], ch_strerror(results[i]));
@@ -389,7 +389,7 @@ static void post_retry(ch_node *n, unsigned core, void (*fn)(ch_node *, void *),
 static void send_retry(ch_node *n, const char *id, const void *data, size_t len)
 {
     int rc;
-    while ((rc = ch_send(n, id, 0, data, len)) == -EAGAIN)
+    while ((rc = ch_send(n, id, CH_ID_CSTR, data, len)) == -EAGAIN)
         sleep_us(50);
     CHECK(rc);
 }
@@ -794,7 +794,7 @@ static void call_foreign_rep(bench_ctx *b, ch_node *n, const bench_opts *o, uint
     for (size_t i = 0; i < warm + o->calls; i++) {
         size_t len;
         uint64_t t0 = now_ns();
-        CHECK(ch_call(n, b->echo_id, 0, req, sizeof(req), reply, sizeof(reply), &len, 0));
+        CHECK(ch_call(n, b->echo_id, CH_ID_CSTR, req, sizeof(req), reply, sizeof(reply), &len, 0));
         uint64_t rtt = now_ns() - t0;
         if (len != MSG_BYTES) die("ch_call: reply of %zu bytes, expected %d", len, MSG_BYTES);
         if (i >= warm) lat[i - warm] = rtt;

@@ -205,8 +205,7 @@ static int copy_for_hook(ch_batch *b, const ch_child_spec *cs)
 {
     size_t bytes = 0;
     for (size_t i = 0; i < b->count; i++) {
-        size_t id_len = cs[i].id_len ? cs[i].id_len : (cs[i].id ? strlen(cs[i].id) : 0);
-        bytes += id_len + 1 + (cs[i].type ? strlen(cs[i].type) : 0) + 1 + cs[i].arg_len +
+        bytes += cs[i].id_len + 1 + (cs[i].type ? strlen(cs[i].type) : 0) + 1 + cs[i].arg_len +
                  cs[i].meta_len + (cs[i].tag ? strlen(cs[i].tag) : 0) + 1;
     }
     b->hook_specs = calloc(b->count ? b->count : 1, sizeof(*b->hook_specs));
@@ -222,7 +221,6 @@ static int copy_for_hook(ch_batch *b, const ch_child_spec *cs)
     for (size_t i = 0; i < b->count; i++) {
         ch_child_spec *d = &b->hook_specs[i];
         *d = cs[i];
-        d->id_len = cs[i].id_len ? cs[i].id_len : (cs[i].id ? strlen(cs[i].id) : 0);
         DUP(d->id, cs[i].id, d->id_len);
         *at++ = '\0';
         DUP(d->type, cs[i].type, cs[i].type ? strlen(cs[i].type) + 1 : 0);
@@ -234,6 +232,13 @@ static int copy_for_hook(ch_batch *b, const ch_child_spec *cs)
     }
 #undef DUP
     return 0;
+}
+
+/* Hooks and the copies for them see an id's length, never CH_ID_CSTR. A NUL-terminated id
+ * longer than CH_ID_MAX measures CH_ID_MAX + 1 and is refused like any other. */
+static void resolve_id_len(ch_child_spec *cs)
+{
+    if (cs->id_len == CH_ID_CSTR) cs->id_len = cs->id ? strnlen(cs->id, CH_ID_MAX + 1) : 0;
 }
 
 static void run_alter(ch_node *n, ch_child_spec *cs)
@@ -251,7 +256,9 @@ static int build_start(ch_batch *b, const ch_child_spec *specs)
     memcpy(cs, specs, b->count * sizeof(*cs));
     bool alter = ch_hooks_any(&n->hooks, CH_HOOK_CHILD_ALTER);
     for (size_t i = 0; i < b->count; i++) {
+        resolve_id_len(&cs[i]);
         if (alter) run_alter(n, &cs[i]);
+        resolve_id_len(&cs[i]); /* the alter hook may give a new id */
         b->results[i] = prepare_child(b, i, &cs[i]);
     }
     if (ch_hooks_any(&n->hooks, CH_HOOK_PRE_CHILDREN_START)) {
@@ -267,7 +274,7 @@ static int build_start(ch_batch *b, const ch_child_spec *specs)
 static int build_stop(ch_batch *b, const char *const *ids, const size_t *id_lens)
 {
     for (size_t i = 0; i < b->count; i++) {
-        b->results[i] = id_only(ids[i], id_lens ? id_lens[i] : 0, &b->specs[i]);
+        b->results[i] = id_only(ids[i], id_lens ? id_lens[i] : CH_ID_CSTR, &b->specs[i]);
         if (b->results[i] == -ENOMEM) return -ENOMEM;
     }
     return 0;

@@ -669,6 +669,7 @@ static void add_reactor(ch_node_stats *out, const ch_counters *c)
     SUM(conflicts);
     SUM(bad_frames);
     SUM(refused_peers);
+    SUM(accept_pauses);
     SUM(migrating);
     SUM(migrated_out);
     SUM(migrated_in);

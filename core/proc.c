@@ -25,7 +25,7 @@
 int ch_id_check(const char *id, size_t *len)
 {
     if (!id) return CH_EBADID;
-    if (*len == 0) *len = strnlen(id, CH_ID_MAX + 1);
+    if (*len == CH_ID_CSTR) *len = strnlen(id, CH_ID_MAX + 1);
     return *len >= 1 && *len <= CH_ID_MAX ? 0 : CH_EBADID;
 }
 

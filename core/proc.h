@@ -67,7 +67,8 @@ struct ch_proc {
 /* Frees the state with its free function. */
 void ch_proc_state_clear(ch_proc *p);
 
-/* Validates an id given with the public convention (len 0: NUL-terminated). */
+/* Validates an id given with the public convention (*len CH_ID_CSTR: NUL-terminated, then
+ * measured into *len; 0 is refused). */
 int ch_id_check(const char *id, size_t *len);
 uint64_t ch_id_hash(const char *id, size_t len);
 

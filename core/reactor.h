@@ -49,13 +49,20 @@ struct ch_io {
 typedef struct ch_counters {
     _Atomic uint64_t processes, started, stopped, restarts, crashes, messages, dead_letters,
         intensity_exceeded, slow_terminates, crash_restarts, bad_frames, refused_peers, rejoins,
-        conflicts;
+        conflicts, accept_pauses; /* accept_pauses: an accept loop out of descriptors or memory */
     /* migration */
     _Atomic uint64_t migrating, migrated_out, migrated_in, migration_failures, forwarded_messages,
         held_messages, handover_bytes_raw, handover_bytes_wire, handover_frames_zstd,
         handover_frames_raw;
     _Atomic uint64_t pause_us[CH_PAUSE_BUCKETS]; /* log2 buckets of pauses, microseconds */
 } ch_counters;
+
+/* Adds one to a counter of the calling reactor (its only writer: no atomic add needed). */
+static inline void ch_counter_bump(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
 
 typedef struct ch_reactor {
     struct ch_node *node;

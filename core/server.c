@@ -31,6 +31,7 @@
 
 #include "net/transport.h" /* ch_addr_parse */
 
+#include "backoff.h"
 #include "log.h"
 #include "node.h"
 
@@ -48,9 +49,8 @@
 
 #define CHUNK_BITS  12
 #define CHUNK_SLOTS (1u << CHUNK_BITS)
-#define CHUNKS      1024u            /* 4 M connection slots per core */
-#define WIRE_KEEP   (256u * 1024)    /* an idle write buffer larger than this is freed */
-#define RETRY_NS    (100u * 1000000) /* accept retry after EMFILE and the like */
+#define CHUNKS      1024u         /* 4 M connection slots per core */
+#define WIRE_KEEP   (256u * 1024) /* an idle write buffer larger than this is freed */
 
 #define CONTAINER(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
@@ -105,13 +105,13 @@ typedef struct sconn {
 } sconn;
 
 typedef struct part {
-    ch_io aio, tio; /* accept; retry timer */
+    ch_io aio;          /* accept */
+    ch_backoff backoff; /* pauses accepting when out of descriptors or memory */
     struct ch_server *s;
     ch_reactor *r;
     unsigned core;
     int lfd;
-    bool accepting, timing, closing, done;
-    struct __kernel_timespec retry;
+    bool accepting, closing, done;
     sconn *conns;
     _Atomic unsigned nconns;
 } part;
@@ -294,7 +294,7 @@ static size_t queued(const sconn *c)
  * the last touch: the closing thread may free the server right after. */
 static void part_maybe_done(part *p)
 {
-    if (!p->closing || p->done || p->accepting || p->timing || p->conns) return;
+    if (!p->closing || p->done || p->accepting || p->conns) return;
     p->done = true;
     if (p->lfd >= 0) close(p->lfd);
     p->lfd = -1;
@@ -622,25 +622,9 @@ static void conn_open(part *p, int fd)
     arm_recv(c);
 }
 
-static void arm_retry(part *p)
+static void accept_later(ch_reactor *r, uint64_t arg)
 {
-    struct io_uring_sqe *sqe = ch_reactor_sqe(p->r);
-    if (!sqe) return;
-    p->retry.tv_sec = 0;
-    p->retry.tv_nsec = RETRY_NS;
-    io_uring_prep_timeout(sqe, &p->retry, 0, 0);
-    ch_reactor_sqe_io(sqe, &p->tio);
-    p->timing = true;
-}
-
-static void on_retry(ch_reactor *r, ch_io *io, int res, uint32_t flags)
-{
-    part *p = CONTAINER(io, part, tio);
-    p->timing = false;
-    if (p->closing)
-        part_maybe_done(p);
-    else
-        arm_accept(p);
+    arm_accept((part *)(uintptr_t)arg);
 }
 
 static void on_accept(ch_reactor *r, ch_io *io, int res, uint32_t flags)
@@ -653,23 +637,21 @@ static void on_accept(ch_reactor *r, ch_io *io, int res, uint32_t flags)
         return;
     }
     if (res >= 0) {
+        ch_backoff_ok(&p->backoff);
         conn_open(p, res);
-        arm_accept(p);
-    } else if (res == -EAGAIN || res == -EINTR || res == -ECONNABORTED || res == -EPROTO) {
-        arm_accept(p);
-    } else {
-        /* Out of descriptors or memory: accepting again at once would spin. */
-        CH_WARN("server on port %d: accept failed: %s; retrying", p->s->port, strerror(-res));
-        arm_retry(p);
+    } else if (!ch_backoff_transient(res) && ch_backoff_pause(&p->backoff, res)) {
+        return; /* out of descriptors or memory: accepting again at once would spin */
     }
+    arm_accept(p);
 }
 
 static void arm_accept(part *p)
 {
-    if (p->closing || p->accepting || p->lfd < 0) return;
+    if (p->closing || p->accepting || p->lfd < 0 || ch_backoff_pending(&p->backoff)) return;
     struct io_uring_sqe *sqe = ch_reactor_sqe(p->r);
     if (!sqe) {
-        arm_retry(p);
+        if (!ch_backoff_pause(&p->backoff, -EBUSY))
+            CH_ERROR("server on port %d: cannot accept (no SQE, no timer)", p->s->port);
         return;
     }
     io_uring_prep_accept(sqe, p->lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -694,13 +676,7 @@ static void part_close(ch_node *n, void *ud)
         shutdown(p->lfd, SHUT_RDWR);
         cancel_io(p->r, &p->aio);
     }
-    if (p->timing) {
-        struct io_uring_sqe *sqe = ch_reactor_sqe(p->r);
-        if (sqe) {
-            io_uring_prep_timeout_remove(sqe, (uint64_t)(uintptr_t)&p->tio, 0);
-            io_uring_sqe_set_data64(sqe, 0);
-        }
-    }
+    ch_backoff_cancel(&p->backoff);
     for (sconn *c = p->conns; c; c = c->next)
         conn_close(c, -ESHUTDOWN, false);
     part_maybe_done(p);
@@ -760,22 +736,44 @@ static int listen_one(const struct sockaddr_storage *sa, socklen_t len, unsigned
     return fd;
 }
 
-/* Binds every part's socket: the first to the address as given, the others to the port
- * the first got. */
+/*
+ * Claims the address for this server alone and sets its port in sa (the kernel's choice
+ * for port 0). SO_REUSEPORT lets any socket of the same user join a port's group, so a
+ * second node asked for the same port would bind it too, and clients would alternate
+ * between two unrelated hubs. A plain bind (no SO_REUSEPORT) conflicts with every socket
+ * on the port, so it fails with EADDRINUSE when anyone holds it; the group binds right
+ * after the probe closes. We keep a group per core rather than one shared socket because
+ * the kernel spreads a group's connections evenly over its sockets, and each core must
+ * accept its share. The window between the probe and the group is a few system calls: a
+ * second node would have to start in the same microseconds, as the same user, to slip in.
+ */
+static int claim_port(struct sockaddr_storage *sa, socklen_t len)
+{
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1, rc = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* TIME_WAIT is no owner */
+    if (bind(fd, (const struct sockaddr *)sa, len) < 0)
+        rc = -errno;
+    else if ((rc = bound_port(fd)) > 0)
+        set_port(sa, rc);
+    close(fd);
+    return rc < 0 ? rc : 0;
+}
+
+/* Binds every part's socket to the port claim_port found free. */
 static int bind_parts(ch_server *s)
 {
     struct sockaddr_storage sa;
     socklen_t len;
     int rc = ch_addr_parse(s->cfg.listen, &sa, &len);
-    if (rc < 0) return rc;
+    if (rc < 0 || (rc = claim_port(&sa, len)) < 0) return rc;
     for (unsigned i = 0; i < s->nparts; i++) {
         int fd = listen_one(&sa, len, s->cfg.backlog);
         if (fd < 0) return fd;
         s->parts[i].lfd = fd;
-        if (i == 0) {
-            if ((s->port = bound_port(fd)) < 0) return s->port;
-            set_port(&sa, s->port);
-        }
+        if (i == 0 && (s->port = bound_port(fd)) < 0) return s->port;
+        ch_backoff_name(&s->parts[i].backoff, "server on port", s->port);
     }
     return 0;
 }
@@ -810,7 +808,7 @@ static ch_server *server_new(ch_node *n, const ch_server_config *cfg)
         p->r = &n->reactors[i];
         p->lfd = -1;
         p->aio.cb = on_accept;
-        p->tio.cb = on_retry;
+        ch_backoff_init(&p->backoff, p->r, accept_later, (uint64_t)(uintptr_t)p);
     }
     if (!s->cfg.listen || !s->parts) {
         server_free(s);

@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 #include "transport.h"
 
+#include "core/backoff.h"
 #include "core/log.h"
 #include "net/seal.h"
 #include "net/wire.h"
@@ -75,7 +76,8 @@ struct ch_conn {
 };
 
 struct ch_transport {
-    ch_io aio; /* accept */
+    ch_io aio;          /* accept */
+    ch_backoff backoff; /* pauses accepting when out of descriptors or memory */
     ch_reactor *r;
     int lfd;
     int port;
@@ -87,13 +89,6 @@ struct ch_transport {
     ch_transport_cbs cbs;
     ch_conn *conns;
 };
-
-/* Counters live in the owner reactor's stats: this thread is their only writer. */
-static void bump(_Atomic uint64_t *c)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-}
 
 #define CONTAINER(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
@@ -439,7 +434,7 @@ static int handshake_frame(ch_conn *c, const ch_frame *f)
     kick_send(c);
     if (rc < 0) {
         CH_WARN("handshake with %s refused: %s", c->addr, ch_hs_error(&c->hs));
-        bump(&c->t->r->stats.refused_peers);
+        ch_counter_bump(&c->t->r->stats.refused_peers);
         return rc;
     }
     if (rc == CH_HS_DONE) {
@@ -472,7 +467,7 @@ static int deliver_record(ch_conn *c, uint8_t *frame, ch_frame *rec)
         CH_WARN("bad frame in record %llu from %s: %s; closing",
                 (unsigned long long)c->seal.rx.n - 1, c->addr, strerror(-rc));
     }
-    bump(&c->t->r->stats.bad_frames);
+    ch_counter_bump(&c->t->r->stats.bad_frames);
     return rc;
 }
 
@@ -489,7 +484,7 @@ static int parse_frames(ch_conn *c)
         if (n == 0) break;
         if (n < 0) {
             CH_WARN("bad frame from %s: %s; closing", c->addr, strerror(-n));
-            bump(&c->t->r->stats.bad_frames);
+            ch_counter_bump(&c->t->r->stats.bad_frames);
             rc = n;
             break;
         }
@@ -531,7 +526,7 @@ static void on_recv(ch_reactor *r, ch_io *io, int res, uint32_t flags)
         if (res < 0) CH_INFO("connection to %s lost: %s", c->addr, strerror(-res));
         if (res == 0 && c->rlen) {
             CH_WARN("%s closed in the middle of a frame (%zu bytes); dropped", c->addr, c->rlen);
-            bump(&c->t->r->stats.bad_frames);
+            ch_counter_bump(&c->t->r->stats.bad_frames);
         }
         ch_conn_close(c, res);
     } else if (res > 0 && !c->closing) {
@@ -655,6 +650,11 @@ int ch_transport_connect(ch_transport *t, const char *addr, uint8_t role, ch_con
 
 static void arm_accept(ch_transport *t);
 
+static void accept_later(ch_reactor *r, uint64_t arg)
+{
+    arm_accept((ch_transport *)(uintptr_t)arg);
+}
+
 static void on_accept(ch_reactor *r, ch_io *io, int res, uint32_t flags)
 {
     ch_transport *t = CONTAINER(io, ch_transport, aio);
@@ -664,6 +664,7 @@ static void on_accept(ch_reactor *r, ch_io *io, int res, uint32_t flags)
         return;
     }
     if (res >= 0) {
+        ch_backoff_ok(&t->backoff);
         ch_conn *c = conn_new(t, res, false, CH_ROLE_PEER); /* our side speaks as a node */
         if (!c) {
             close(res);
@@ -673,17 +674,22 @@ static void on_accept(ch_reactor *r, ch_io *io, int res, uint32_t flags)
             begin(c);
             conn_maybe_free(c);
         }
-    } else if (res != -ECANCELED) {
-        CH_WARN("accept failed: %s", strerror(-res));
+    } else if (res != -ECANCELED && !ch_backoff_transient(res) &&
+               ch_backoff_pause(&t->backoff, res)) {
+        return; /* out of descriptors or memory: accepting again at once would spin */
     }
     arm_accept(t);
 }
 
 static void arm_accept(ch_transport *t)
 {
-    if (t->lfd < 0 || t->accepting) return;
+    if (t->lfd < 0 || t->accepting || ch_backoff_pending(&t->backoff)) return;
     struct io_uring_sqe *sqe = ch_reactor_sqe(t->r);
-    if (!sqe) return;
+    if (!sqe) {
+        if (!ch_backoff_pause(&t->backoff, -EBUSY))
+            CH_ERROR("cluster port %d: cannot accept (no SQE, no timer)", t->port);
+        return;
+    }
     io_uring_prep_accept(sqe, t->lfd, NULL, NULL, SOCK_CLOEXEC);
     ch_reactor_sqe_io(sqe, &t->aio);
     t->accepting = true;
@@ -731,6 +737,7 @@ int ch_transport_create(ch_reactor *r, const char *listen, const ch_hello *self,
     t->cbs = *cbs;
     t->aio.cb = on_accept;
     t->lfd = -1;
+    ch_backoff_init(&t->backoff, r, accept_later, (uint64_t)(uintptr_t)t);
     if (listen) {
         int fd = listen_on(listen, &t->port);
         if (fd < 0) {
@@ -740,6 +747,7 @@ int ch_transport_create(ch_reactor *r, const char *listen, const ch_hello *self,
             return fd;
         }
         t->lfd = fd;
+        ch_backoff_name(&t->backoff, "cluster port", t->port);
     }
     *out = t;
     return 0;
@@ -764,6 +772,7 @@ int ch_transport_port(const ch_transport *t)
 
 void ch_transport_close_all(ch_transport *t)
 {
+    ch_backoff_cancel(&t->backoff);
     if (t->lfd >= 0) {
         shutdown(t->lfd, SHUT_RDWR);
         close(t->lfd);
@@ -790,7 +799,7 @@ void ch_transport_sweep(ch_transport *t, uint64_t now, uint64_t deadline_ns)
         /* born after `now` (dialled during this tick) is young, not ancient */
         if (c->up || c->closing || c->born_ns >= now || now - c->born_ns < deadline_ns) continue;
         CH_WARN("%s did not finish its handshake in time: closing", c->addr);
-        bump(&t->r->stats.refused_peers);
+        ch_counter_bump(&t->r->stats.refused_peers);
         ch_conn_close(c, -ETIMEDOUT);
     }
 }

@@ -383,23 +383,6 @@ int node_count_members(hnode *n, const char *state)
     return rc < 0 ? rc : count;
 }
 
-long long node_stat(hnode *n, const char *key)
-{
-    int status = 0;
-    char *text = NULL;
-    long long v = -1;
-    size_t klen = strlen(key);
-    if (node_ctl(n, &status, &text, "stats", NULL) == 0 && status == 0) {
-        for (char *line = text; line && *line;) {
-            if (strncmp(line, key, klen) == 0 && line[klen] == ' ') v = atoll(line + klen + 1);
-            char *end = strchr(line, '\n');
-            line = end ? end + 1 : NULL;
-        }
-    }
-    free(text);
-    return v;
-}
-
 /* ---- stopping ------------------------------------------------------------------------------ */
 
 static int exit_code(int wstatus)
@@ -450,6 +433,33 @@ bool node_alive(hnode *n)
     if (waitpid(n->pid, &n->wstatus, WNOHANG) == 0) return true;
     n->pid = 0; /* exited and reaped (or not our child any more) */
     return false;
+}
+
+bool node_log_has(const hnode *n, const char *s)
+{
+    FILE *f = fopen(n->log, "r");
+    if (!f) return false;
+    char line[1024];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, s) != NULL;
+    fclose(f);
+    return found;
+}
+
+long long node_stat(hnode *n, const char *key)
+{
+    int status = 0;
+    char *text = NULL;
+    long long v = -1;
+    if (node_ctl(n, &status, &text, "stats", NULL) == 0 && status == 0) {
+        size_t klen = strlen(key);
+        for (char *line = text; line && *line;
+             line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+            if (strncmp(line, key, klen) == 0 && line[klen] == ' ') v = atoll(line + klen + 1);
+    }
+    free(text);
+    return v;
 }
 
 bool wait_until(bool (*fn)(void *ud), void *ud, int timeout_ms)

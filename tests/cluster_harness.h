@@ -89,12 +89,13 @@ int node_ctlv(hnode *n, int *status, char **text, int argc, const char *const *a
  * negative error of the channel. */
 int node_ctl_status(hnode *n, ...) __attribute__((sentinel));
 
+/* Whether a line of n's log holds s. */
+bool node_log_has(const hnode *n, const char *s);
+/* The value of `key` in n's `ctl stats`, or -1. */
+long long node_stat(hnode *n, const char *key);
+
 /* Members of n's view in `state` ("alive", "left", ...; NULL: any), or a negative error. */
 int node_count_members(hnode *n, const char *state);
-
-/* The value of `key` in n's `stats` answer, or -1 when n does not answer or has no such
- * counter. */
-long long node_stat(hnode *n, const char *key);
 
 /* SIGKILL, then reap. */
 int node_kill9(hnode *n);

@@ -361,6 +361,7 @@ static inline ch_child_spec th_spec(const char *id, const char *type)
     ch_child_spec s;
     memset(&s, 0, sizeof(s));
     s.id = id;
+    s.id_len = CH_ID_CSTR;
     s.type = type;
     s.restart = CH_PERMANENT;
     return s;
@@ -399,7 +400,7 @@ static inline int th_call(ch_node *n, const char *id, const char *req, void *rep
                           size_t *reply_len)
 {
     size_t dummy;
-    return ch_call(n, id, 0, req, strlen(req), reply, cap, reply_len ? reply_len : &dummy,
+    return ch_call(n, id, CH_ID_CSTR, req, strlen(req), reply, cap, reply_len ? reply_len : &dummy,
                    TH_CALL_MS);
 }
 
@@ -429,7 +430,7 @@ static inline int th_send(ch_node *n, const char *id, size_t id_len, const void 
 static inline int64_t th_incarnation(ch_node *n, const char *id)
 {
     ch_proc_info *info = NULL;
-    int rc = ch_lookup(n, id, 0, &info);
+    int rc = ch_lookup(n, id, CH_ID_CSTR, &info);
     if (rc != 0) return -1;
     int64_t inc = info->incarnation;
     ch_proc_info_free(info);
@@ -442,7 +443,7 @@ static inline void th_id_on_core(ch_node *n, const char *prefix, unsigned core, 
 {
     for (unsigned k = 0; k < 100000; k++) {
         snprintf(buf, cap, "%s%u", prefix, k);
-        if (ch_node_core_of(n, buf, 0) == (int)core) return;
+        if (ch_node_core_of(n, buf, CH_ID_CSTR) == (int)core) return;
     }
     cr_assert_fail("no id with prefix %s on core %u", prefix, core);
 }

@@ -48,6 +48,24 @@ Test(badinput, empty_id_is_refused_with_ebadid)
     th_node_free(n);
 }
 
+/* A length of 0 once meant "NUL-terminated": an id buffer without a NUL was read past its
+ * end (the kv service's empty key). 0 is an empty id now, whatever the buffer holds. */
+Test(badinput, id_length_zero_is_refused_whatever_the_buffer_holds)
+{
+    ch_node *n = th_node_new(2);
+    th_start(n, "ok", CH_PERMANENT, NULL);
+    const char unterminated[3] = {'a', 'b', 'c'};
+    assert_id_refused(n, unterminated, 0);
+    assert_id_refused(n, "ok", 0);
+    ch_proc_info *info = NULL;
+    cr_assert_eq(ch_lookup(n, "ok", 2, &info), 0, "the same id with its length");
+    ch_proc_info_free(info);
+    cr_assert_eq(ch_lookup(n, "ok", CH_ID_CSTR, &info), 0, "and NUL-terminated, explicitly");
+    ch_proc_info_free(info);
+    th_assert_serves(n, "ok");
+    th_node_free(n);
+}
+
 Test(badinput, id_of_256_bytes_is_refused_and_255_accepted)
 {
     ch_node *n = th_node_new(2);
@@ -57,7 +75,7 @@ Test(badinput, id_of_256_bytes_is_refused_and_255_accepted)
     id[sizeof(id) - 1] = '\0';
     cr_assert_eq(strlen(id), 256);
     assert_id_refused(n, id, 256);
-    assert_id_refused(n, id, 0); /* the same, NUL-terminated */
+    assert_id_refused(n, id, CH_ID_CSTR); /* the same, NUL-terminated */
     th_assert_serves(n, "ok");
 
     /* 255 bytes is the longest id. */
@@ -126,7 +144,7 @@ Test(badinput, bad_specs_are_refused_with_einval)
     cr_assert_eq(start_result(n, &s), -EINVAL, "restart policy 42");
 
     ch_proc_info *info = NULL;
-    cr_assert_eq(ch_lookup(n, "bad-restart", 0, &info), CH_ENOPROC);
+    cr_assert_eq(ch_lookup(n, "bad-restart", CH_ID_CSTR, &info), CH_ENOPROC);
     th_assert_serves(n, "ok");
     th_assert_serves(n, "big-meta");
     th_node_free(n);
@@ -147,17 +165,19 @@ Test(badinput, messages_over_max_message_are_refused_with_emsgsize)
     size_t len = 0;
     static atomic_int replies;
 
-    cr_assert_eq(ch_send(n, "ok", 0, msg, 1025), CH_EMSGSIZE);
-    cr_assert_eq(ch_call(n, "ok", 0, msg, 1025, reply, sizeof(reply), &len, TH_CALL_MS),
+    cr_assert_eq(ch_send(n, "ok", CH_ID_CSTR, msg, 1025), CH_EMSGSIZE);
+    cr_assert_eq(ch_call(n, "ok", CH_ID_CSTR, msg, 1025, reply, sizeof(reply), &len, TH_CALL_MS),
                  CH_EMSGSIZE);
-    cr_assert_eq(ch_call_async(n, "ok", 0, msg, 1025, TH_CALL_MS, on_reply_unused, &replies),
-                 CH_EMSGSIZE);
-    cr_assert_eq(ch_send(n, "ok", 0, msg, sizeof(msg)), CH_EMSGSIZE);
+    cr_assert_eq(
+        ch_call_async(n, "ok", CH_ID_CSTR, msg, 1025, TH_CALL_MS, on_reply_unused, &replies),
+        CH_EMSGSIZE);
+    cr_assert_eq(ch_send(n, "ok", CH_ID_CSTR, msg, sizeof(msg)), CH_EMSGSIZE);
     th_assert_serves(n, "ok");
 
     /* Exactly max_message is fine, both ways. */
-    cr_assert_eq(th_send(n, "ok", 0, msg, 1024), 0);
-    cr_assert_eq(ch_call(n, "ok", 0, msg, 1024, reply, sizeof(reply), &len, TH_CALL_MS), 0);
+    cr_assert_eq(th_send(n, "ok", CH_ID_CSTR, msg, 1024), 0);
+    cr_assert_eq(ch_call(n, "ok", CH_ID_CSTR, msg, 1024, reply, sizeof(reply), &len, TH_CALL_MS),
+                 0);
     cr_assert_eq(len, 1023);
     cr_assert_arr_eq(reply, msg + 1, 1023);
 
@@ -167,7 +187,7 @@ Test(badinput, messages_over_max_message_are_refused_with_emsgsize)
     uint32_t big = 1025;
     memcpy(req + 1, &big, sizeof(big));
     uint64_t t0 = th_now_ms();
-    int rc = ch_call(n, "ok", 0, req, sizeof(req), reply, sizeof(reply), &len, TH_CALL_MS);
+    int rc = ch_call(n, "ok", CH_ID_CSTR, req, sizeof(req), reply, sizeof(reply), &len, TH_CALL_MS);
     cr_assert_eq(atomic_load(&th.big_reply_rc), CH_EMSGSIZE, "ch_reply of 1025 bytes: %s",
                  ch_strerror(atomic_load(&th.big_reply_rc)));
     cr_assert(rc == CH_EMSGSIZE || rc == -ENODATA, "call got %s", ch_strerror(rc));
@@ -183,12 +203,13 @@ static void assert_all_stopped(ch_node *n)
     char buf[8];
     size_t len;
     static atomic_int replies;
-    cr_assert_eq(ch_send(n, "ok", 0, "z", 1), CH_ESTOPPED);
-    cr_assert_eq(ch_call(n, "ok", 0, "eX", 2, buf, sizeof(buf), &len, TH_CALL_MS), CH_ESTOPPED);
-    cr_assert_eq(ch_call_async(n, "ok", 0, "eX", 2, TH_CALL_MS, on_reply_unused, &replies),
+    cr_assert_eq(ch_send(n, "ok", CH_ID_CSTR, "z", 1), CH_ESTOPPED);
+    cr_assert_eq(ch_call(n, "ok", CH_ID_CSTR, "eX", 2, buf, sizeof(buf), &len, TH_CALL_MS),
+                 CH_ESTOPPED);
+    cr_assert_eq(ch_call_async(n, "ok", CH_ID_CSTR, "eX", 2, TH_CALL_MS, on_reply_unused, &replies),
                  CH_ESTOPPED);
     ch_proc_info *info = NULL;
-    cr_assert_eq(ch_lookup(n, "ok", 0, &info), CH_ESTOPPED);
+    cr_assert_eq(ch_lookup(n, "ok", CH_ID_CSTR, &info), CH_ESTOPPED);
     ch_proc_list list = {0};
     cr_assert_eq(ch_list(n, NULL, &list), CH_ESTOPPED);
     ch_child_spec s = th_spec("new", TH_TYPE);

@@ -144,6 +144,7 @@ static void start_many(ch_node *n, size_t count, const char *prefix)
     for (size_t i = 0; i < count; i++) {
         snprintf(ids[i], sizeof(ids[i]), "%s%zu", prefix, i);
         specs[i].id = ids[i];
+        specs[i].id_len = CH_ID_CSTR;
         specs[i].type = "counter";
     }
     int rc = ch_start_children(n, specs, count, NULL, res);
@@ -206,7 +207,7 @@ static bool count_is(void *ud)
 {
     call_check *c = ud;
     size_t len;
-    c->rc = ch_call(c->n, c->id, 0, "get", 3, &c->got, sizeof(c->got), &len, 5000);
+    c->rc = ch_call(c->n, c->id, CH_ID_CSTR, "get", 3, &c->got, sizeof(c->got), &len, 5000);
     return c->rc == 0 && c->got == c->want;
 }
 
@@ -219,7 +220,7 @@ Test(cluster_inproc, sends_and_calls_reach_processes_on_every_node, .timeout = 6
     for (size_t i = 0; i < 600; i++) {
         snprintf(id, sizeof(id), "q%zu", i);
         for (size_t k = 0; k < 3; k++) {
-            int rc = ch_send(h.n[k], id, 0, "x", 1);
+            int rc = ch_send(h.n[k], id, CH_ID_CSTR, "x", 1);
             cr_assert_eq(rc, 0, "%s via node %zu: %s", id, k, ch_strerror(rc));
         }
     }
@@ -232,7 +233,8 @@ Test(cluster_inproc, sends_and_calls_reach_processes_on_every_node, .timeout = 6
     }
     uint64_t v;
     size_t len;
-    cr_assert_eq(ch_call(h.n[0], "nobody", 0, "get", 3, &v, sizeof(v), &len, 2000), CH_ENOPROC);
+    cr_assert_eq(ch_call(h.n[0], "nobody", CH_ID_CSTR, "get", 3, &v, sizeof(v), &len, 2000),
+                 CH_ENOPROC);
     for (size_t k = 0; k < 3; k++) { /* every frame between nodes was sealed and opened */
         ch_node_stats s;
         cr_assert_eq(ch_node_stats_get(h.n[k], &s), 0);
@@ -252,7 +254,7 @@ Test(cluster_inproc, lookup_finds_remote_processes, .timeout = 60)
         char id[32];
         snprintf(id, sizeof(id), "r%zu", i);
         ch_proc_info *info;
-        cr_assert_eq(ch_lookup(h.n[1], id, 0, &info), 0, "%s", id);
+        cr_assert_eq(ch_lookup(h.n[1], id, CH_ID_CSTR, &info), 0, "%s", id);
         cr_assert_str_eq(info->type, "counter");
         cr_assert(info->node == ch_node_id(h.n[0]) || info->node == ch_node_id(h.n[1]));
         ch_proc_info_free(info);
@@ -290,7 +292,8 @@ Test(cluster_inproc, a_dead_members_processes_restart_on_the_survivors, .timeout
         snprintf(id, sizeof(id), "d%zu", i);
         uint64_t v;
         size_t len;
-        cr_assert_eq(ch_call(h.n[i % 2], id, 0, "get", 3, &v, sizeof(v), &len, 5000), 0, "%s", id);
+        cr_assert_eq(ch_call(h.n[i % 2], id, CH_ID_CSTR, "get", 3, &v, sizeof(v), &len, 5000), 0,
+                     "%s", id);
     }
     hub_down(&h);
 }
@@ -314,7 +317,7 @@ Test(cluster_inproc, static_quorum_enters_partition_mode_and_refuses_starts, .ti
     ch_node_destroy(h.n[2]);
     h.n[2] = NULL;
     cr_assert(wait_until(partitioned, h.n[0], 10000));
-    ch_child_spec s = {.id = "late", .type = "counter"};
+    ch_child_spec s = {.id = "late", .id_len = CH_ID_CSTR, .type = "counter"};
     int r;
     cr_assert_eq(ch_start_children(h.n[0], &s, 1, NULL, &r), CH_EPARTITIONED);
     hub_down(&h);
@@ -355,13 +358,13 @@ static void id_owned_by(hub *h, ch_node *n, char *id, size_t cap)
     uint64_t owner = 0;
     for (int i = 0; owner != ch_node_id(n); i++) {
         snprintf(id, cap, "own%d", i);
-        cr_assert_eq(ch_node_owner_of(h->n[0], id, 0, &owner), 0);
+        cr_assert_eq(ch_node_owner_of(h->n[0], id, CH_ID_CSTR, &owner), 0);
     }
-    ch_child_spec s = {.id = id, .type = "counter"};
+    ch_child_spec s = {.id = id, .id_len = CH_ID_CSTR, .type = "counter"};
     int r;
     cr_assert_eq(ch_start_children(h->n[0], &s, 1, NULL, &r), 0);
     ch_proc_info *info;
-    cr_assert_eq(ch_lookup(h->n[0], id, 0, &info), 0);
+    cr_assert_eq(ch_lookup(h->n[0], id, CH_ID_CSTR, &info), 0);
     cr_assert_eq(info->node, ch_node_id(n), "it runs on the owner the ring named");
     ch_proc_info_free(info);
 }
@@ -375,9 +378,9 @@ Test(cluster_inproc, a_remote_call_times_out_when_the_process_never_answers, .ti
     uint64_t v;
     size_t len;
     uint64_t t0 = now_ms();
-    cr_assert_eq(ch_call(h.n[0], id, 0, "stall", 5, &v, sizeof(v), &len, 300), -ETIMEDOUT);
+    cr_assert_eq(ch_call(h.n[0], id, CH_ID_CSTR, "stall", 5, &v, sizeof(v), &len, 300), -ETIMEDOUT);
     cr_assert_geq(now_ms() - t0, 250, "it waited for its timeout");
-    cr_assert_eq(ch_call(h.n[0], id, 0, "get", 3, &v, sizeof(v), &len, 5000), 0,
+    cr_assert_eq(ch_call(h.n[0], id, CH_ID_CSTR, "get", 3, &v, sizeof(v), &len, 5000), 0,
                  "the process still serves");
     hub_down(&h);
 }
@@ -509,14 +512,14 @@ Test(cluster_inproc, owner_of_names_the_ring_owner_and_refuses_bad_ids, .timeout
     for (int i = 0; i < 300; i++) {
         snprintf(id, sizeof(id), "o%d", i);
         uint64_t a, b;
-        cr_assert_eq(ch_node_owner_of(h.n[0], id, 0, &a), 0);
-        cr_assert_eq(ch_node_owner_of(h.n[2], id, 0, &b), 0);
+        cr_assert_eq(ch_node_owner_of(h.n[0], id, CH_ID_CSTR, &a), 0);
+        cr_assert_eq(ch_node_owner_of(h.n[2], id, CH_ID_CSTR, &b), 0);
         cr_assert_eq(a, b, "%s: every node computes the same owner", id);
         for (int k = 0; k < 3; k++)
             if (a == ch_node_id(h.n[k])) seen[k]++;
     }
     for (int k = 0; k < 3; k++)
         cr_assert_gt(seen[k], 0, "node %d owns some ids", k);
-    cr_assert_eq(ch_node_owner_of(h.n[0], "", 0, &owner), CH_EBADID);
+    cr_assert_eq(ch_node_owner_of(h.n[0], "", CH_ID_CSTR, &owner), CH_EBADID);
     hub_down(&h);
 }

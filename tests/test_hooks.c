@@ -40,7 +40,6 @@ static int logged_now(void)
 
 static void copy_id(char *dst, size_t cap, const char *id, size_t len)
 {
-    if (len == 0 && id) len = strlen(id);
     if (len >= cap) len = cap - 1;
     if (len) memcpy(dst, id, len);
     dst[len] = '\0';
@@ -62,7 +61,7 @@ static void log_event(void *ud, ch_hook_event *ev)
         l->count = ev->count;
         for (size_t k = 0; k < ev->count && k < 4; k++) {
             copy_id(l->ids[k], sizeof(l->ids[k]), ev->specs[k].id, ev->specs[k].id_len);
-            copy_id(l->types[k], sizeof(l->types[k]), ev->specs[k].type, 0);
+            copy_id(l->types[k], sizeof(l->types[k]), ev->specs[k].type, strlen(ev->specs[k].type));
             if (ev->point == CH_HOOK_POST_CHILDREN_START) l->results[k] = ev->results[k];
         }
         break;
@@ -202,7 +201,7 @@ static const char ALTERED_META[] = "new meta";
 static void alter_child(void *ud, ch_hook_event *ev)
 {
     ch_child_spec *s = ev->spec;
-    size_t len = s->id_len ? s->id_len : strlen(s->id);
+    size_t len = s->id_len; /* hooks see the length, never CH_ID_CSTR */
     if (len != 8 || memcmp(s->id, "alter-me", 8) != 0) return;
     s->arg = "altered arg";
     s->arg_len = 11;
@@ -239,14 +238,14 @@ Test(hooks, alter_hook_changes_arg_meta_and_tag_before_the_child_starts)
     cr_assert_eq(len, 11, "init got the altered argument");
     cr_assert_arr_eq(buf, "altered arg", 11);
     ch_proc_info *info = NULL;
-    cr_assert_eq(ch_lookup(n, "alter-me", 0, &info), 0);
+    cr_assert_eq(ch_lookup(n, "alter-me", CH_ID_CSTR, &info), 0);
     cr_assert_str_eq(info->tag, "altered");
     cr_assert_eq(info->meta_len, sizeof(ALTERED_META) - 1);
     cr_assert_arr_eq(info->meta, ALTERED_META, sizeof(ALTERED_META) - 1);
     cr_assert_eq(info->arg_len, 11);
     ch_proc_info_free(info);
 
-    cr_assert_eq(ch_lookup(n, "leave-me", 0, &info), 0);
+    cr_assert_eq(ch_lookup(n, "leave-me", CH_ID_CSTR, &info), 0);
     cr_assert_str_eq(info->tag, "orig");
     cr_assert_arr_eq(info->arg, "original", 8);
     ch_proc_info_free(info);
@@ -341,7 +340,7 @@ Test(hooks, registry_insert_fires_on_the_owner_reactor_when_a_child_starts)
     for (int k = 0; k < 2; k++) {
         int i = find_event(CH_HOOK_REGISTRY_INSERT, ids[k], 0);
         cr_assert_neq(i, -1, "no insert for %s", ids[k]);
-        int core = ch_node_core_of(n, ids[k], 0);
+        int core = ch_node_core_of(n, ids[k], CH_ID_CSTR);
         cr_assert_eq(hook_log[i].id_len, 5);
         cr_assert_eq((int)hook_log[i].core, core);
         cr_assert_eq(hook_log[i].incarnation, 0);
@@ -359,18 +358,18 @@ Test(hooks, registry_remove_fires_with_the_reason_when_a_child_ends)
     start_one(n, "stopped");
     th_start(n, "exits", CH_TEMPORARY, NULL);
     cr_assert_eq(th_stop(n, "stopped"), 0);
-    cr_assert_eq(th_send(n, "exits", 0, "x", 1), 0);
+    cr_assert_eq(th_send(n, "exits", CH_ID_CSTR, "x", 1), 0);
     cr_assert(TH_WAIT(find_event(CH_HOOK_REGISTRY_REMOVE, "stopped", 0) >= 0 &&
                           find_event(CH_HOOK_REGISTRY_REMOVE, "exits", 0) >= 0,
                       TH_WAIT_MS),
               "remove events missing");
     int i = find_event(CH_HOOK_REGISTRY_REMOVE, "stopped", 0);
     cr_assert_eq(hook_log[i].reason, CH_REASON_STOPPED);
-    cr_assert_eq((int)hook_log[i].core, ch_node_core_of(n, "stopped", 0));
-    cr_assert_eq(hook_log[i].current_core, ch_node_core_of(n, "stopped", 0));
+    cr_assert_eq((int)hook_log[i].core, ch_node_core_of(n, "stopped", CH_ID_CSTR));
+    cr_assert_eq(hook_log[i].current_core, ch_node_core_of(n, "stopped", CH_ID_CSTR));
     i = find_event(CH_HOOK_REGISTRY_REMOVE, "exits", 0);
     cr_assert_eq(hook_log[i].reason, CH_REASON_NORMAL);
-    cr_assert_eq(hook_log[i].current_core, ch_node_core_of(n, "exits", 0));
+    cr_assert_eq(hook_log[i].current_core, ch_node_core_of(n, "exits", CH_ID_CSTR));
     th_assert_no_bad();
     th_node_free(n);
 }

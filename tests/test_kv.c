@@ -33,6 +33,7 @@
 #define WAIT_MS    30000 /* the hub converging */
 #define LEAVE_MS   60000 /* a graceful leave with its handover */
 #define OUTPUT_MAX (1u << 20)
+#define KEY_MAX    (CH_ID_MAX - 1) /* a key's process id is a prefix byte and the key */
 
 static ch_harness h;
 
@@ -236,6 +237,7 @@ static void wait_members(hnode *n, int alive)
 }
 
 static long long int_reply(int fd, int argc, const char *const *argv);
+static char *read_reply(int fd);
 
 /* --- every command ----------------------------------------------------------------------- */
 
@@ -392,6 +394,38 @@ Test(kv, pipelined_commands_are_answered_in_order)
     cr_assert_eq(harness_check(&h), 0);
 }
 
+/* Redis accepts the empty key. It once reached the API as an id of length 0, which then
+ * meant "NUL-terminated": the value landed under bytes read past the request. */
+Test(kv, the_empty_key_is_a_key_like_any_other)
+{
+    hnode *n = kv_node(NULL);
+    int fd = connect_port(n->kv_port);
+    send_cmd(fd, 3, (const char *[]){"SET", "", "x"});
+    expect(fd, "+OK\r\n");
+    send_cmd(fd, 2, (const char *[]){"GET", ""});
+    expect(fd, "$1\r\nx\r\n");
+    send_cmd(fd, 3, (const char *[]){"MGET", "", "x"});
+    expect(fd, "*2\r\n$1\r\nx\r\n$-1\r\n");
+    send_cmd(fd, 2, (const char *[]){"DEL", ""});
+    expect(fd, ":1\r\n");
+    send_cmd(fd, 2, (const char *[]){"GET", ""});
+    expect(fd, "$-1\r\n");
+    /* The longest key (the process id adds a prefix byte), and one byte more. */
+    char key[KEY_MAX + 2];
+    memset(key, 'k', sizeof(key) - 1);
+    key[KEY_MAX] = '\0';
+    send_cmd(fd, 3, (const char *[]){"SET", key, "long"});
+    expect(fd, "+OK\r\n");
+    send_cmd(fd, 2, (const char *[]){"GET", key});
+    expect(fd, "$4\r\nlong\r\n");
+    key[KEY_MAX] = 'k';
+    key[KEY_MAX + 1] = '\0';
+    send_cmd(fd, 3, (const char *[]){"SET", key, "long"});
+    expect(fd, "-ERR invalid key: a key is 0 to 254 bytes\r\n");
+    close(fd);
+    cr_assert_eq(harness_check(&h), 0);
+}
+
 typedef struct bad_case {
     const char *input;
     const char *answer; /* the error line before the close */
@@ -541,20 +575,109 @@ static hnode *hot_node(hnode *seed)
     return node;
 }
 
-/* The value of `key` in a node's `ctl stats`, or -1. */
-static long long stat_of(hnode *n, const char *key)
+/* ---- answers bounded in bytes -------------------------------------------------------------- */
+
+#define BIG      (512 * 1024) /* the largest value */
+#define PEAK_MAX (256u << 20) /* a node's peak RSS: 64 MiB of held answers and room to spare */
+
+/* A node's peak resident set (VmHWM), in bytes. */
+static unsigned long long peak_rss(pid_t pid)
 {
-    int status = 0;
-    char *text = NULL;
-    long long v = -1;
-    if (node_ctl(n, &status, &text, "stats", NULL) == 0 && status == 0) {
-        size_t klen = strlen(key);
-        for (char *line = text; line && *line;
-             line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
-            if (strncmp(line, key, klen) == 0 && line[klen] == ' ') v = atoll(line + klen + 1);
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmHWM: %llu kB", &kb) == 1) break;
+    fclose(f);
+    return kb * 1024;
+}
+
+/* Sets `key` to BIG bytes. */
+static void set_big(int fd, const char *key)
+{
+    static char big[BIG];
+    memset(big, 'v', sizeof(big));
+    char head[96];
+    int hl = snprintf(head, sizeof(head), "*3\r\n$3\r\nSET\r\n$%zu\r\n%s\r\n$%d\r\n", strlen(key),
+                      key, BIG);
+    send_all(fd, head, (size_t)hl);
+    send_all(fd, big, sizeof(big));
+    send_all(fd, "\r\n", 2);
+    expect(fd, "+OK\r\n");
+}
+
+/* Reads len bytes, asserting that the first ones are `head`. */
+static void expect_bytes(int fd, const char *head, size_t len)
+{
+    static char buf[1 << 16];
+    size_t got = 0, hlen = strlen(head);
+    while (got < len) {
+        size_t want = len - got < sizeof(buf) ? len - got : sizeof(buf);
+        ssize_t n = recv(fd, buf, want, 0);
+        cr_assert_gt(n, 0, "recv after %zu of %zu bytes: %s", got, len,
+                     n == 0 ? "EOF" : strerror(errno));
+        if (got == 0) cr_assert_eq(memcmp(buf, head, (size_t)n < hlen ? (size_t)n : hlen), 0);
+        got += (size_t)n;
     }
-    free(text);
-    return v;
+}
+
+/* One 18 KB MGET naming a 512 KiB key 2000 times asked for 1 GiB of answer, which the node
+ * built in full (2.9 GiB RSS). Past --kv-reply-limit the connection is cut instead. */
+Test(kv, an_mget_asking_for_a_gibibyte_is_cut_and_the_node_stays_small)
+{
+    hnode *n = kv_node(NULL);
+    int fd = connect_port(n->kv_port);
+    set_big(fd, "big");
+    enum { REPEAT = 2000 };
+    size_t cap = 32 + REPEAT * 16,
+           len = (size_t)snprintf(NULL, 0, "*%d\r\n$4\r\nMGET\r\n", REPEAT + 1);
+    char *req = malloc(cap);
+    cr_assert_not_null(req);
+    snprintf(req, cap, "*%d\r\n$4\r\nMGET\r\n", REPEAT + 1);
+    for (int i = 0; i < REPEAT; i++)
+        len += (size_t)snprintf(req + len, cap - len, "$3\r\nbig\r\n");
+    send_all(fd, req, len);
+    free(req);
+    expect_closed(fd);
+    close(fd);
+    cr_expect_lt(peak_rss(n->pid), PEAK_MAX, "peak RSS %llu MiB", peak_rss(n->pid) >> 20);
+
+    /* The node serves everyone else, and says what it did. */
+    fd = connect_port(n->kv_port);
+    cr_assert_eq(int_reply(fd, 2, (const char *[]){"STRLEN", "big"}), BIG);
+    send_cmd(fd, 2, (const char *[]){"INFO", "stats"});
+    char *info = read_reply(fd);
+    cr_expect(strstr(info, "client_output_buffer_limit_disconnections:1\r\n"), "%s", info);
+    free(info);
+    close(fd);
+    cr_expect(node_log_has(n, "kv: closing"), "see %s", n->log);
+    cr_assert_eq(harness_check(&h), 0);
+}
+
+/* A client that pipelines more answers than the hard limit, reading none until it sent
+ * all, is throttled (the node stops reading its commands), not cut. */
+Test(kv, a_pipelining_client_is_throttled_not_cut)
+{
+    hnode *n = kv_node(NULL);
+    int fd = connect_port(n->kv_port);
+    set_big(fd, "big");
+    enum { GETS = 300 }; /* 150 MiB of answers, over the 64 MiB limit */
+    static char req[GETS * 32];
+    size_t len = 0;
+    for (int i = 0; i < GETS; i++)
+        len += resp_cmd(req + len, sizeof(req) - len, 2, (const char *[]){"GET", "big"});
+    send_all(fd, req, len);
+    char head[32];
+    int hl = snprintf(head, sizeof(head), "$%d\r\n", BIG);
+    for (int i = 0; i < GETS; i++)
+        expect_bytes(fd, head, (size_t)hl + BIG + 2);
+    send_all(fd, "PING\r\n", 6);
+    expect(fd, "+PONG\r\n");
+    close(fd);
+    cr_expect_lt(peak_rss(n->pid), PEAK_MAX, "peak RSS %llu MiB", peak_rss(n->pid) >> 20);
+    cr_assert_eq(harness_check(&h), 0);
 }
 
 /* One RESP reply read whole from fd, as the bytes it came in (NUL-terminated, malloc'd). A
@@ -661,8 +784,8 @@ Test(kv, values_survive_a_join_and_a_graceful_leave)
     fd = connect_port(c->kv_port);
     check_values(fd);
     close(fd);
-    cr_assert_gt(stat_of(c, "migrated_in"), 0, "some keys moved to the joining node");
-    cr_assert_gt(stat_of(a, "migrated_in"), 0, "and from the leaving node");
+    cr_assert_gt(node_stat(c, "migrated_in"), 0, "some keys moved to the joining node");
+    cr_assert_gt(node_stat(a, "migrated_in"), 0, "and from the leaving node");
     cr_assert_eq(harness_check(&h), 0);
 }
 

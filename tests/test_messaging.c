@@ -75,7 +75,7 @@ static seq_state seq_query(ch_node *n, const char *id)
     seq_state st;
     memset(&st, 0, sizeof(st));
     size_t len = 0;
-    int rc = ch_call(n, id, 0, "Q", 1, &st, sizeof(st), &len, TH_CALL_MS);
+    int rc = ch_call(n, id, CH_ID_CSTR, "Q", 1, &st, sizeof(st), &len, TH_CALL_MS);
     cr_assert_eq(rc, 0, "query %s: %s", id, ch_strerror(rc));
     cr_assert_eq(len, sizeof(st));
     return st;
@@ -172,7 +172,7 @@ static const pc_reply *pc_roundtrip(ch_node *n, const char *pc_id, const char *t
     memcpy(msg + sizeof(r) + id_len, req, req_len);
     int before = atomic_load(&pc_count);
     atomic_store(&pc_call_rc, 1000);
-    int rc = th_send(n, pc_id, 0, msg, len);
+    int rc = th_send(n, pc_id, CH_ID_CSTR, msg, len);
     free(msg);
     cr_assert_eq(rc, 0, "send to %s: %s", pc_id, ch_strerror(rc));
     cr_assert(TH_WAIT(atomic_load(&pc_call_rc) != 1000, TH_WAIT_MS), "pc never ran");
@@ -193,9 +193,9 @@ static void blk_try_all(ch_node *n, int *codes)
 {
     char buf[8];
     size_t len;
-    codes[BLK_CALL] = ch_call(n, "target", 0, "eping", 5, buf, sizeof(buf), &len, 1000);
+    codes[BLK_CALL] = ch_call(n, "target", CH_ID_CSTR, "eping", 5, buf, sizeof(buf), &len, 1000);
     ch_proc_info *info = NULL;
-    codes[BLK_LOOKUP] = ch_lookup(n, "target", 0, &info);
+    codes[BLK_LOOKUP] = ch_lookup(n, "target", CH_ID_CSTR, &info);
     if (codes[BLK_LOOKUP] == 0) ch_proc_info_free(info);
     ch_proc_list list = {0};
     codes[BLK_LIST] = ch_list(n, NULL, &list);
@@ -237,7 +237,7 @@ static int flood_handle(ch_proc *p, const ch_msg *m)
     memcpy(&fr, m->data, sizeof(fr));
     for (uint32_t seq = 1; seq <= fr.attempts; seq++) {
         seq_msg sm = {.sender = 0, .seq = seq};
-        int rc = ch_send(ch_proc_node(p), fr.target, 0, &sm, sizeof(sm));
+        int rc = ch_send(ch_proc_node(p), fr.target, CH_ID_CSTR, &sm, sizeof(sm));
         if (rc == 0) {
             atomic_fetch_add(&flood_ok, 1);
             atomic_fetch_add(&flood_ok_sum, seq);
@@ -306,7 +306,8 @@ static void *order_send_thread(void *arg)
         const char *id = order_targets[seq % ORDER_TARGETS];
         const uint64_t deadline = th_now_ms() + 30000;
         int rc;
-        while ((rc = ch_send(os->node, id, 0, &m, sizeof(m))) == -EAGAIN && th_now_ms() < deadline)
+        while ((rc = ch_send(os->node, id, CH_ID_CSTR, &m, sizeof(m))) == -EAGAIN &&
+               th_now_ms() < deadline)
             sched_yield();
         if (rc != 0) {
             os->error = rc;
@@ -367,7 +368,7 @@ Test(messaging, a_call_after_casts_from_the_same_thread_sees_them_handled)
     start_typed(n, "q", "seq", NULL);
     for (uint32_t seq = 1; seq <= 1000; seq++) {
         seq_msg m = {.sender = 0, .seq = seq};
-        cr_assert_eq(th_send(n, "q", 0, &m, sizeof(m)), 0);
+        cr_assert_eq(th_send(n, "q", CH_ID_CSTR, &m, sizeof(m)), 0);
     }
     seq_state st = seq_query(n, "q");
     cr_assert_eq(st.count[0], 1000, "the call overtook %lu casts",
@@ -394,7 +395,7 @@ Test(messaging, full_inbox_refuses_sends_with_eagain_and_loses_none_it_accepted)
     uint32_t seq = 0;
     while (refused < 100 && seq < 1000000) {
         seq_msg m = {.sender = 0, .seq = ++seq};
-        int rc = ch_send(n, id, 0, &m, sizeof(m));
+        int rc = ch_send(n, id, CH_ID_CSTR, &m, sizeof(m));
         cr_assert(rc == 0 || rc == -EAGAIN, "send %u: %s", seq, ch_strerror(rc));
         if (rc == 0) {
             ok++;
@@ -410,7 +411,7 @@ Test(messaging, full_inbox_refuses_sends_with_eagain_and_loses_none_it_accepted)
     /* Once the core runs again, sends are accepted again. */
     for (int k = 0; k < 10; k++) {
         seq_msg m = {.sender = 0, .seq = ++seq};
-        cr_assert_eq(th_send(n, id, 0, &m, sizeof(m)), 0);
+        cr_assert_eq(th_send(n, id, CH_ID_CSTR, &m, sizeof(m)), 0);
         ok++;
         ok_sum += seq;
     }
@@ -440,7 +441,7 @@ Test(messaging, full_core_to_core_mailbox_refuses_sends_with_eagain_and_loses_no
 
     flood_req fr = {.attempts = 20000};
     snprintf(fr.target, sizeof(fr.target), "%s", dst);
-    cr_assert_eq(th_send(n, src, 0, &fr, sizeof(fr)), 0);
+    cr_assert_eq(th_send(n, src, CH_ID_CSTR, &fr, sizeof(fr)), 0);
     cr_assert(TH_WAIT(atomic_load(&flood_done), TH_WAIT_MS));
     th_gate_open(&gate);
     cr_assert_eq(atomic_load(&flood_other_err), 0, "%s",
@@ -476,7 +477,7 @@ Test(messaging, sends_from_a_callback_keep_order_while_the_mailbox_fills_and_dra
      * producer's feet, and later sends must still queue behind the spilled ones. */
     flood_req fr = {.attempts = 300000};
     snprintf(fr.target, sizeof(fr.target), "%s", dst);
-    cr_assert_eq(th_send(n, src, 0, &fr, sizeof(fr)), 0);
+    cr_assert_eq(th_send(n, src, CH_ID_CSTR, &fr, sizeof(fr)), 0);
     cr_assert(TH_WAIT(atomic_load(&flood_done), 3 * TH_WAIT_MS));
     cr_assert_eq(atomic_load(&flood_other_err), 0);
     const uint64_t ok = (uint64_t)atomic_load(&flood_ok);
@@ -505,7 +506,7 @@ static void forward_keeps_order(unsigned core_a, unsigned core_b)
     const uint32_t total = 10000, window = 256;
     for (uint32_t seq = 1; seq <= total; seq++) {
         seq_msg m = {.sender = 0, .seq = seq};
-        cr_assert_eq(th_send(n, a, 0, &m, sizeof(m)), 0);
+        cr_assert_eq(th_send(n, a, CH_ID_CSTR, &m, sizeof(m)), 0);
         if (seq % window == 0 || seq == total) {
             seq_state st;
             const uint64_t deadline = th_now_ms() + TH_WAIT_MS;
@@ -550,7 +551,7 @@ Test(messaging, blocking_calls_from_a_process_return_ewouldblock)
     start_typed(n, "blk", "blk", NULL);
     int codes[BLK_N];
     size_t len = 0;
-    int rc = ch_call(n, "blk", 0, "go", 2, codes, sizeof(codes), &len, TH_CALL_MS);
+    int rc = ch_call(n, "blk", CH_ID_CSTR, "go", 2, codes, sizeof(codes), &len, TH_CALL_MS);
     cr_assert_eq(rc, 0, "%s", ch_strerror(rc));
     cr_assert_eq(len, sizeof(codes));
     assert_all_wouldblock(codes);
@@ -712,7 +713,7 @@ Test(messaging, call_async_from_a_foreign_thread_answers_on_the_target_reactor)
     th_start(n, id, CH_PERMANENT, NULL);
     static async_reply ar;
     ar.node = n;
-    cr_assert_eq(ch_call_async(n, id, 0, "easync", 6, TH_CALL_MS, on_async_reply, &ar), 0);
+    cr_assert_eq(ch_call_async(n, id, CH_ID_CSTR, "easync", 6, TH_CALL_MS, on_async_reply, &ar), 0);
     wait_async(&ar);
     cr_assert_eq(ar.status, 0, "%s", ch_strerror(ar.status));
     cr_assert_eq(ar.len, 5);
@@ -731,7 +732,7 @@ typedef struct async_from_reactor {
 static void call_async_from_post(ch_node *n, void *ud)
 {
     async_from_reactor *afr = ud;
-    atomic_store(&afr->rc, ch_call_async(n, afr->target, 0, "efrom-core", 10, TH_CALL_MS,
+    atomic_store(&afr->rc, ch_call_async(n, afr->target, CH_ID_CSTR, "efrom-core", 10, TH_CALL_MS,
                                          on_async_reply, &afr->ar));
 }
 
@@ -760,7 +761,7 @@ Test(messaging, call_async_to_an_unknown_id_reports_enoproc)
     ch_node *n = msg_node(2);
     static async_reply ar;
     ar.node = n;
-    int rc = ch_call_async(n, "nobody", 0, "e", 1, TH_CALL_MS, on_async_reply, &ar);
+    int rc = ch_call_async(n, "nobody", CH_ID_CSTR, "e", 1, TH_CALL_MS, on_async_reply, &ar);
     if (rc == 0) {
         wait_async(&ar);
         cr_assert_eq(ar.status, CH_ENOPROC, "%s", ch_strerror(ar.status));
@@ -776,7 +777,7 @@ Test(messaging, call_async_times_out_when_the_process_never_replies)
     th_start(n, "mute", CH_PERMANENT, NULL);
     static async_reply ar;
     ar.node = n;
-    cr_assert_eq(ch_call_async(n, "mute", 0, "d", 1, 200, on_async_reply, &ar), 0);
+    cr_assert_eq(ch_call_async(n, "mute", CH_ID_CSTR, "d", 1, 200, on_async_reply, &ar), 0);
     wait_async(&ar);
     cr_assert_eq(ar.status, -ETIMEDOUT, "%s", ch_strerror(ar.status));
     th_assert_serves(n, "mute");
@@ -793,7 +794,7 @@ Test(messaging, call_times_out_when_the_process_never_replies)
     char buf[8];
     size_t len = 0;
     uint64_t t0 = th_now_ns();
-    int rc = ch_call(n, "mute", 0, "d", 1, buf, sizeof(buf), &len, 300);
+    int rc = ch_call(n, "mute", CH_ID_CSTR, "d", 1, buf, sizeof(buf), &len, 300);
     uint64_t ms = (th_now_ns() - t0) / 1000000u;
     cr_assert_eq(rc, -ETIMEDOUT, "%s", ch_strerror(rc));
     cr_assert_geq(ms, 250, "timed out after %lu ms, before the 300 ms deadline", (unsigned long)ms);
@@ -811,7 +812,7 @@ Test(messaging, call_with_timeout_zero_uses_the_node_call_timeout)
     char buf[8];
     size_t len = 0;
     uint64_t t0 = th_now_ns();
-    int rc = ch_call(n, "mute", 0, "d", 1, buf, sizeof(buf), &len, 0);
+    int rc = ch_call(n, "mute", CH_ID_CSTR, "d", 1, buf, sizeof(buf), &len, 0);
     uint64_t ms = (th_now_ns() - t0) / 1000000u;
     cr_assert_eq(rc, -ETIMEDOUT, "%s", ch_strerror(rc));
     cr_assert_geq(ms, 250, "timed out after %lu ms", (unsigned long)ms);
@@ -825,9 +826,9 @@ Test(messaging, late_reply_after_a_timeout_does_not_reach_a_later_call)
     th_start(n, "slow", CH_PERMANENT, NULL);
     char buf[16];
     size_t len = 0;
-    cr_assert_eq(ch_call(n, "slow", 0, "D", 1, buf, sizeof(buf), &len, 200), -ETIMEDOUT);
+    cr_assert_eq(ch_call(n, "slow", CH_ID_CSTR, "D", 1, buf, sizeof(buf), &len, 200), -ETIMEDOUT);
     cr_assert(TH_WAIT(atomic_load(&th.deferred), TH_WAIT_MS));
-    cr_assert_eq(th_send(n, "slow", 0, "Rstale", 6), 0);
+    cr_assert_eq(th_send(n, "slow", CH_ID_CSTR, "Rstale", 6), 0);
     cr_assert(TH_WAIT(atomic_load(&th.reply_send_rc) != 1000, TH_WAIT_MS));
     cr_assert_eq(th_call(n, "slow", "efresh", buf, sizeof(buf), &len), 0);
     cr_assert_eq(len, 5);
@@ -841,7 +842,7 @@ Test(messaging, handle_returning_without_reply_gives_enodata)
     th_start(n, "lazy", CH_PERMANENT, NULL);
     char buf[8];
     size_t len = 99;
-    int rc = ch_call(n, "lazy", 0, "z", 1, buf, sizeof(buf), &len, TH_CALL_MS);
+    int rc = ch_call(n, "lazy", CH_ID_CSTR, "z", 1, buf, sizeof(buf), &len, TH_CALL_MS);
     cr_assert_eq(rc, -ENODATA, "%s", ch_strerror(rc));
     cr_assert_eq(len, 0, "an empty reply");
     th_assert_serves(n, "lazy");
@@ -860,7 +861,7 @@ static void *deferred_replier(void *arg)
     const uint64_t deadline = th_now_ms() + TH_WAIT_MS;
     while (!atomic_load(&th.deferred) && th_now_ms() < deadline)
         th_poll_pause();
-    r->rc = th_send(r->node, "later", 0, "Rdeferred answer", 16);
+    r->rc = th_send(r->node, "later", CH_ID_CSTR, "Rdeferred answer", 16);
     return NULL;
 }
 
@@ -873,7 +874,7 @@ Test(messaging, deferred_reply_is_delivered_when_the_process_sends_it)
     cr_assert_eq(pthread_create(&t, NULL, deferred_replier, &r), 0);
     char buf[32];
     size_t len = 0;
-    int rc = ch_call(n, "later", 0, "D", 1, buf, sizeof(buf), &len, TH_CALL_MS);
+    int rc = ch_call(n, "later", CH_ID_CSTR, "D", 1, buf, sizeof(buf), &len, TH_CALL_MS);
     pthread_join(t, NULL);
     cr_assert_eq(r.rc, 0);
     cr_assert_eq(rc, 0, "%s", ch_strerror(rc));
@@ -897,8 +898,8 @@ typedef struct bg_call {
 static void *bg_call_thread(void *arg)
 {
     bg_call *c = arg;
-    c->rc = ch_call(c->node, c->id, 0, c->req, strlen(c->req), c->reply, sizeof(c->reply), &c->len,
-                    TH_CALL_MS);
+    c->rc = ch_call(c->node, c->id, CH_ID_CSTR, c->req, strlen(c->req), c->reply, sizeof(c->reply),
+                    &c->len, TH_CALL_MS);
     return NULL;
 }
 
@@ -912,7 +913,7 @@ Test(messaging, a_spent_reply_token_does_not_answer_a_later_call)
     cr_assert_eq(pthread_create(&t, NULL, deferred_replier, &r), 0);
     char buf[32];
     size_t len = 0;
-    cr_assert_eq(ch_call(n, "later", 0, "D", 1, buf, sizeof(buf), &len, TH_CALL_MS), 0);
+    cr_assert_eq(ch_call(n, "later", CH_ID_CSTR, "D", 1, buf, sizeof(buf), &len, TH_CALL_MS), 0);
     pthread_join(t, NULL);
 
     /* Second deferred call, pending while the first (spent) token answers again. */
@@ -921,9 +922,9 @@ Test(messaging, a_spent_reply_token_does_not_answer_a_later_call)
     cr_assert_eq(pthread_create(&t, NULL, bg_call_thread, &c), 0);
     cr_assert(TH_WAIT(atomic_load(&th.deferred) == 2, TH_WAIT_MS));
     atomic_store(&th.reply_send_rc, 1000);
-    cr_assert_eq(th_send(n, "later", 0, "Ostale", 6), 0);
+    cr_assert_eq(th_send(n, "later", CH_ID_CSTR, "Ostale", 6), 0);
     cr_assert(TH_WAIT(atomic_load(&th.reply_send_rc) != 1000, TH_WAIT_MS));
-    cr_assert_eq(th_send(n, "later", 0, "Rsecond answer", 14), 0);
+    cr_assert_eq(th_send(n, "later", CH_ID_CSTR, "Rsecond answer", 14), 0);
     pthread_join(t, NULL);
     cr_assert_eq(c.rc, 0, "%s", ch_strerror(c.rc));
     cr_assert_eq(c.len, 13);
@@ -954,7 +955,7 @@ Test(messaging, reply_larger_than_the_buffer_is_truncated_with_its_full_length)
     memcpy(req + 1, &want, sizeof(want));
     uint8_t buf[100];
     size_t len = 0;
-    int rc = ch_call(n, "big", 0, req, sizeof(req), buf, sizeof(buf), &len, TH_CALL_MS);
+    int rc = ch_call(n, "big", CH_ID_CSTR, req, sizeof(req), buf, sizeof(buf), &len, TH_CALL_MS);
     cr_assert_eq(rc, CH_ETRUNCATED, "%s", ch_strerror(rc));
     cr_assert_eq(len, 1000, "*reply_len is the full size, got %zu", len);
     for (size_t i = 0; i < sizeof(buf); i++)
@@ -978,7 +979,7 @@ Test(messaging, large_messages_up_to_max_message_arrive_intact, .timeout = 120)
     for (size_t i = 0; i < size; i++)
         req[1 + i] = th_pattern(i);
     size_t len = 0;
-    int rc = ch_call(n, callee, 0, req, size + 1, reply, size, &len, TH_CALL_MS);
+    int rc = ch_call(n, callee, CH_ID_CSTR, req, size + 1, reply, size, &len, TH_CALL_MS);
     cr_assert_eq(rc, 0, "foreign call: %s", ch_strerror(rc));
     cr_assert_eq(len, size);
     cr_assert_arr_eq(reply, req + 1, size, "foreign call echo differs");
@@ -997,8 +998,9 @@ Test(messaging, messages_for_unknown_ids_are_counted_as_dead_letters)
     ch_node *n = msg_node(2);
     th_start(n, "alive", CH_PERMANENT, NULL);
     for (int i = 0; i < 5; i++)
-        cr_assert_eq(th_send(n, "nobody", 0, "z", 1), 0, "a send to nobody is still queued");
-    cr_assert_eq(th_send(n, "alive", 0, "z", 1), 0);
+        cr_assert_eq(th_send(n, "nobody", CH_ID_CSTR, "z", 1), 0,
+                     "a send to nobody is still queued");
+    cr_assert_eq(th_send(n, "alive", CH_ID_CSTR, "z", 1), 0);
     cr_assert(TH_WAIT(th_stats(n).dead_letters >= 5, TH_WAIT_MS), "dead letters: %lu",
               (unsigned long)th_stats(n).dead_letters);
     cr_assert(TH_WAIT(atomic_load(&th.casts) == 1, TH_WAIT_MS));

@@ -140,26 +140,11 @@ static int ctl(hnode *n, char **text, const char *const *argv)
         free(t_);                                                                                  \
     } while (0)
 
-/* The value of `key` in a node's `stats`, or -1. */
-static long long stat_of(hnode *n, const char *key)
-{
-    char *text = NULL;
-    long long v = -1;
-    if (CTL(n, &text, "stats") == 0) {
-        size_t klen = strlen(key);
-        for (char *line = text; line && *line;
-             line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
-            if (strncmp(line, key, klen) == 0 && line[klen] == ' ') v = atoll(line + klen + 1);
-    }
-    free(text);
-    return v;
-}
-
 static long long stat_sum(hnode **n, int count, const char *key)
 {
     long long sum = 0;
     for (int i = 0; i < count; i++)
-        sum += stat_of(n[i], key);
+        sum += node_stat(n[i], key);
     return sum;
 }
 
@@ -233,9 +218,9 @@ static bool is_settled(void *ud)
 {
     settle *s = ud;
     for (int i = 0; i < s->count; i++)
-        if (stat_of(s->nodes[i], "migrating") != 0) {
+        if (node_stat(s->nodes[i], "migrating") != 0) {
             snprintf(s->last, sizeof(s->last), "node %d: migrating %lld", s->nodes[i]->index,
-                     stat_of(s->nodes[i], "migrating"));
+                     node_stat(s->nodes[i], "migrating"));
             return false;
         }
     for (int i = 0; i < s->count; i++) {
@@ -451,14 +436,14 @@ MIGRATION_TEST(drain_hands_every_process_over_and_the_node_stays_up)
     cr_assert_eq(CTL(n[1], &text, "drain"), 0, "%s", text ? text : "");
     cr_expect(text && strstr(text, "drained: moved ") && strstr(text, ", 0 not moved"), "%s", text);
     free(text);
-    cr_expect_eq(stat_of(n[1], "processes"), 0, "the drained node holds nothing");
-    cr_expect_gt(stat_of(n[1], "migrated_out"), 0);
+    cr_expect_eq(node_stat(n[1], "processes"), 0, "the drained node holds nothing");
+    cr_expect_gt(node_stat(n[1], "migrated_out"), 0);
     wait_settled(n, 3, "d", "3000");
     /* It stays up and serves: calls through it reach every process, states intact. */
     WAIT_CHECK(n[1], "check-counters", "d", "3000", "7");
     /* New processes go to the ring, which no longer has it. */
     CTL_OK(n[1], "start-counters", "e", "300");
-    cr_expect_eq(stat_of(n[1], "processes"), 0, "no new process lands on a drained node");
+    cr_expect_eq(node_stat(n[1], "processes"), 0, "no new process lands on a drained node");
     cr_expect_eq(harness_check(n[0]->h), 0);
 }
 
@@ -520,7 +505,7 @@ MIGRATION_TEST(updates_from_three_senders_during_a_join_and_a_leave_are_all_kept
     wait_members(n, 4, 4);
     wait_settled(n, 4, "q", "1000");
     expect_pumps_running(n, 3, "through the join");
-    cr_expect_gt(stat_of(n[3], "migrated_in"), 0, "the join moved processes");
+    cr_expect_gt(node_stat(n[3], "migrated_in"), 0, "the join moved processes");
 
     cr_expect_eq(node_term(n[3], LEAVE_MS), 0, "the new node leaves again");
     wait_members(n, 3, 3);
@@ -614,11 +599,11 @@ MIGRATION_TEST(confirm_handover_reports_every_moved_process_through_children_mig
 
     wait_sum(n, 3, "hook_children_migrated_ids", moved, false);
     cr_expect_eq(stat_sum(n, 3, "migrated_out"), moved);
-    cr_expect_eq(stat_of(n[3], "migrated_in"), moved);
+    cr_expect_eq(node_stat(n[3], "migrated_in"), moved);
     for (int i = 0; i < 3; i++)
-        cr_expect_geq(stat_of(n[i], "hook_children_migrated"), 1,
+        cr_expect_geq(node_stat(n[i], "hook_children_migrated"), 1,
                       "node %d reported its processes to the new node", i);
-    cr_expect_eq(stat_of(n[3], "hook_children_migrated_ids"), 0, "the new node handed nothing");
+    cr_expect_eq(node_stat(n[3], "hook_children_migrated_ids"), 0, "the new node handed nothing");
     cr_expect_eq(stat_sum(n, 4, "hook_migration_failed"), 0);
     WAIT_CHECK(n[3], "check-counters", "h", "3000", "5");
 }
@@ -728,7 +713,7 @@ typedef struct stat_above {
 static bool stat_is_above(void *ud)
 {
     stat_above *s = ud;
-    return stat_of(s->n, s->key) > s->floor;
+    return node_stat(s->n, s->key) > s->floor;
 }
 
 static bool sees_one_dead(void *ud)

@@ -114,8 +114,8 @@ static bool settled(void *ud)
         snprintf(id, sizeof(id), "c%d", i);
         uint64_t owner;
         ch_proc_info *info;
-        if (ch_node_owner_of(h->n[0], id, 0, &owner) < 0) return false;
-        if (ch_lookup(h->n[0], id, 0, &info) < 0) return false;
+        if (ch_node_owner_of(h->n[0], id, CH_ID_CSTR, &owner) < 0) return false;
+        if (ch_lookup(h->n[0], id, CH_ID_CSTR, &info) < 0) return false;
         bool ok = info->node == owner;
         ch_proc_info_free(info);
         if (!ok) return false;
@@ -133,7 +133,8 @@ static void start_all(ch_node *n)
     for (int i = 0; i < NPROC; i++) {
         snprintf(ids[i], 32, "c%d", i);
         vals[i] = 1000 + (uint64_t)i;
-        specs[i] = (ch_child_spec){.id = ids[i], .type = "c", .arg = &vals[i], .arg_len = 8};
+        specs[i] = (ch_child_spec){
+            .id = ids[i], .id_len = CH_ID_CSTR, .type = "c", .arg = &vals[i], .arg_len = 8};
     }
     ch_batch_opts o = {.timeout_ms = 20000};
     cr_assert_eq(ch_start_children(n, specs, NPROC, &o, res), 0);
@@ -153,7 +154,7 @@ static void check_all(ch_node *n, bool coldswap, uint64_t casts)
         snprintf(id, sizeof(id), "c%d", i);
         cstate s;
         size_t len;
-        int rc = ch_call(n, id, 0, "get", 3, &s, sizeof(s), &len, 5000);
+        int rc = ch_call(n, id, CH_ID_CSTR, "get", 3, &s, sizeof(s), &len, 5000);
         cr_assert_eq(rc, 0, "call %s: %s", id, ch_strerror(rc));
         cr_assert_eq(len, sizeof(s));
         cr_assert_eq(s.value, 1000 + (uint64_t)i, "%s holds %llu", id, (unsigned long long)s.value);
@@ -184,7 +185,7 @@ static void *send_loop(void *arg)
             char id[32];
             snprintf(id, sizeof(id), "c%d", i);
             int rc;
-            while ((rc = ch_send(s->n, id, 0, &r, 8)) == -11) {
+            while ((rc = ch_send(s->n, id, CH_ID_CSTR, &r, 8)) == -11) {
                 struct timespec ts = {0, 100000};
                 nanosleep(&ts, NULL);
             }
@@ -206,7 +207,8 @@ static bool sent_all_landed(void *ud)
         snprintf(id, sizeof(id), "c%d", i);
         cstate s;
         size_t len;
-        if (ch_call(h->n[0], id, 0, "get", 3, &s, sizeof(s), &len, 5000) != 0) return false;
+        if (ch_call(h->n[0], id, CH_ID_CSTR, "get", 3, &s, sizeof(s), &len, 5000) != 0)
+            return false;
         if (s.casts != 30) return false;
     }
     return true;
@@ -272,7 +274,7 @@ Test(migration_inproc, coldswap_restarts_fresh_on_the_new_owner, .timeout = 120)
         char id[32];
         uint64_t one = 1;
         snprintf(id, sizeof(id), "c%d", i);
-        cr_assert_eq(ch_send(h.n[0], id, 0, &one, 8), 0);
+        cr_assert_eq(ch_send(h.n[0], id, CH_ID_CSTR, &one, 8), 0);
     }
     h.n[1] = node_new(seed_of(h.n[0], seed), CH_MIGRATE_COLDSWAP, 0);
     h.count = 2;

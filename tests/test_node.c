@@ -63,7 +63,7 @@ Test(node, stop_is_idempotent)
     ch_node *n = th_node_new(2);
     cr_assert_eq(ch_node_stop(n), 0);
     cr_assert_eq(ch_node_stop(n), 0);
-    cr_assert_eq(ch_send(n, "p", 0, "x", 1), CH_ESTOPPED);
+    cr_assert_eq(ch_send(n, "p", CH_ID_CSTR, "x", 1), CH_ESTOPPED);
     ch_node_destroy(n);
 }
 
@@ -192,7 +192,7 @@ Test(node, core_of_is_xxh3_of_the_id_modulo_cores)
             int len = snprintf(id, sizeof(id), "proc-%u", k * 7919u);
             int want = (int)(XXH3_64bits(id, (size_t)len) % cores);
             cr_assert_eq(ch_node_core_of(n, id, (size_t)len), want, "%s on %u cores", id, cores);
-            cr_assert_eq(ch_node_core_of(n, id, 0), want, "NUL-terminated %s", id);
+            cr_assert_eq(ch_node_core_of(n, id, CH_ID_CSTR), want, "NUL-terminated %s", id);
         }
         /* An id with an embedded NUL hashes all its bytes. */
         const char odd[] = {'a', '\0', 'b'};
@@ -212,7 +212,7 @@ Test(node, processes_live_on_the_core_core_of_names)
         size_t len = 0;
         cr_assert_eq(th_call(n, id, "k", where, sizeof(where), &len), 0);
         cr_assert_eq(len, sizeof(where));
-        cr_assert_eq(where[0], ch_node_core_of(n, id, 0), "ch_proc_core of %s", id);
+        cr_assert_eq(where[0], ch_node_core_of(n, id, CH_ID_CSTR), "ch_proc_core of %s", id);
         cr_assert_eq(where[1], where[0], "%s's callbacks run on its core's reactor", id);
     }
     th_node_free(n);
@@ -340,7 +340,8 @@ static void *call_mute_process(void *arg)
     pending_call *pc = arg;
     char buf[8];
     size_t len;
-    atomic_store(&pc->rc, ch_call(pc->node, "mute", 0, "D", 1, buf, sizeof(buf), &len, 60000));
+    atomic_store(&pc->rc,
+                 ch_call(pc->node, "mute", CH_ID_CSTR, "D", 1, buf, sizeof(buf), &len, 60000));
     return NULL;
 }
 
@@ -407,7 +408,7 @@ Test(node, stats_count_processes_starts_stops_and_messages)
 
     for (unsigned i = 0; i < 10; i++)
         for (unsigned k = 0; k < 5; k++)
-            cr_assert_eq(th_send(n, ids[i], 0, "z", 1), 0);
+            cr_assert_eq(th_send(n, ids[i], CH_ID_CSTR, "z", 1), 0);
     cr_assert(TH_WAIT(th_stats(n).messages >= 50, TH_WAIT_MS));
     cr_assert(TH_WAIT(atomic_load(&th.casts) == 50, TH_WAIT_MS));
     s = th_stats(n);

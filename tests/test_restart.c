@@ -35,7 +35,7 @@ Test(restart, permanent_process_restarts_after_a_crash)
 {
     ch_node *n = th_node_new(2);
     th_start(n, "perm", CH_PERMANENT, "my arg");
-    cr_assert_eq(th_send(n, "perm", 0, "c", 1), 0);
+    cr_assert_eq(th_send(n, "perm", CH_ID_CSTR, "c", 1), 0);
     wait_incarnation(n, "perm", 1);
     cr_assert_eq(call_incarnation(n, "perm"), 1);
     cr_assert_eq(atomic_load(&th.terminates[CH_REASON_CRASH]), 1);
@@ -62,7 +62,7 @@ Test(restart, permanent_process_restarts_after_a_normal_exit)
 {
     ch_node *n = th_node_new(2);
     th_start(n, "perm", CH_PERMANENT, NULL);
-    cr_assert_eq(th_send(n, "perm", 0, "x", 1), 0);
+    cr_assert_eq(th_send(n, "perm", CH_ID_CSTR, "x", 1), 0);
     wait_incarnation(n, "perm", 1);
     cr_assert_eq(call_incarnation(n, "perm"), 1);
     cr_assert_eq(atomic_load(&th.terminates[CH_REASON_NORMAL]), 1);
@@ -80,7 +80,7 @@ Test(restart, incarnation_increments_with_every_restart)
     th_start(n, "again", CH_PERMANENT, NULL);
     cr_assert_eq(call_incarnation(n, "again"), 0);
     for (int64_t k = 1; k <= 5; k++) {
-        cr_assert_eq(th_send(n, "again", 0, k % 2 ? "c" : "x", 1), 0);
+        cr_assert_eq(th_send(n, "again", CH_ID_CSTR, k % 2 ? "c" : "x", 1), 0);
         wait_incarnation(n, "again", k);
         cr_assert_eq(call_incarnation(n, "again"), (uint32_t)k);
     }
@@ -92,7 +92,7 @@ Test(restart, transient_process_restarts_after_a_crash)
 {
     ch_node *n = th_node_new(2);
     th_start(n, "trans", CH_TRANSIENT, NULL);
-    cr_assert_eq(th_send(n, "trans", 0, "c", 1), 0);
+    cr_assert_eq(th_send(n, "trans", CH_ID_CSTR, "c", 1), 0);
     wait_incarnation(n, "trans", 1);
     cr_assert_eq(atomic_load(&th.init_restarts), 1);
     th_assert_serves(n, "trans");
@@ -104,7 +104,7 @@ Test(restart, transient_process_is_not_restarted_after_a_normal_exit)
     ch_node *n = th_node_new(2);
     th_start(n, "trans", CH_TRANSIENT, NULL);
     th_start(n, "sibling", CH_PERMANENT, NULL);
-    cr_assert_eq(th_send(n, "trans", 0, "x", 1), 0);
+    cr_assert_eq(th_send(n, "trans", CH_ID_CSTR, "x", 1), 0);
     wait_gone(n, "trans", 1);
     cr_assert_eq(atomic_load(&th.terminates[CH_REASON_NORMAL]), 1);
     cr_assert_eq(atomic_load(&th.init_restarts), 0);
@@ -125,8 +125,8 @@ Test(restart, temporary_process_is_never_restarted)
     th_start(n, "tmp-crash", CH_TEMPORARY, NULL);
     th_start(n, "tmp-exit", CH_TEMPORARY, NULL);
     th_start(n, "sibling", CH_PERMANENT, NULL);
-    cr_assert_eq(th_send(n, "tmp-crash", 0, "c", 1), 0);
-    cr_assert_eq(th_send(n, "tmp-exit", 0, "x", 1), 0);
+    cr_assert_eq(th_send(n, "tmp-crash", CH_ID_CSTR, "c", 1), 0);
+    cr_assert_eq(th_send(n, "tmp-exit", CH_ID_CSTR, "x", 1), 0);
     wait_gone(n, "tmp-crash", 2);
     wait_gone(n, "tmp-exit", 2);
     cr_assert_eq(atomic_load(&th.init_restarts), 0);
@@ -152,17 +152,17 @@ Test(restart, a_restarted_process_keeps_its_spec)
     s.meta_len = 1;
     s.tag = "T";
     th_start_spec(n, &s);
-    cr_assert_eq(th_send(n, "keeper", 0, "c", 1), 0);
+    cr_assert_eq(th_send(n, "keeper", CH_ID_CSTR, "c", 1), 0);
     wait_incarnation(n, "keeper", 1);
     ch_proc_info *info = NULL;
-    cr_assert_eq(ch_lookup(n, "keeper", 0, &info), 0);
+    cr_assert_eq(ch_lookup(n, "keeper", CH_ID_CSTR, &info), 0);
     cr_assert_eq(info->arg_len, 1);
     cr_assert_arr_eq(info->arg, "A", 1);
     cr_assert_eq(info->meta_len, 1);
     cr_assert_arr_eq(info->meta, "M", 1);
     cr_assert_str_eq(info->tag, "T");
     cr_assert_eq(info->restart, CH_PERMANENT);
-    cr_assert_eq((int)info->core, ch_node_core_of(n, "keeper", 0));
+    cr_assert_eq((int)info->core, ch_node_core_of(n, "keeper", CH_ID_CSTR));
     ch_proc_info_free(info);
     char buf[4];
     size_t len;
@@ -204,13 +204,13 @@ Test(restart, restart_hook_fires_with_the_new_incarnation_on_the_owner_reactor)
     cr_assert_eq(ch_hook_register(n, CH_HOOK_PROCESS_RESTARTED, "watch", 0, on_restarted, &rs), 0);
     th_start(n, "hooked", CH_PERMANENT, NULL);
     cr_assert_eq(atomic_load(&rs.count), 0, "a first start is not a restart");
-    cr_assert_eq(th_send(n, "hooked", 0, "c", 1), 0);
+    cr_assert_eq(th_send(n, "hooked", CH_ID_CSTR, "c", 1), 0);
     cr_assert(TH_WAIT(atomic_load_explicit(&rs.count, memory_order_acquire) >= 1, TH_WAIT_MS),
               "the restart hook never fired");
     cr_assert_eq(rs.id_len, 6);
     cr_assert_arr_eq(rs.id, "hooked", 6);
     cr_assert_eq(rs.incarnation, 1);
-    int core = ch_node_core_of(n, "hooked", 0);
+    int core = ch_node_core_of(n, "hooked", CH_ID_CSTR);
     cr_assert_eq((int)rs.core, core);
     cr_assert_eq(rs.current_core, core, "the hook ran on core %d", rs.current_core);
     wait_incarnation(n, "hooked", 1);
@@ -238,15 +238,15 @@ Test(restart, exceeding_restart_intensity_leaves_the_process_down_and_the_node_s
 
     /* Crash it once per incarnation: 3 restarts are allowed, the 4th crash is one too many. */
     for (int64_t inc = 0; inc < 3; inc++) {
-        cr_assert_eq(th_send(n, crasher, 0, "c", 1), 0);
+        cr_assert_eq(th_send(n, crasher, CH_ID_CSTR, "c", 1), 0);
         wait_incarnation(n, crasher, inc + 1);
     }
     cr_assert_eq(th_stats(n).intensity_exceeded, 0, "3 restarts are within the intensity");
-    cr_assert_eq(th_send(n, crasher, 0, "c", 1), 0);
+    cr_assert_eq(th_send(n, crasher, CH_ID_CSTR, "c", 1), 0);
     cr_assert(TH_WAIT(th_stats(n).intensity_exceeded >= 1, TH_WAIT_MS),
               "intensity_exceeded never counted");
     ch_proc_info *info = NULL;
-    cr_assert(TH_WAIT(ch_lookup(n, crasher, 0, &info) == CH_ENOPROC, TH_WAIT_MS),
+    cr_assert(TH_WAIT(ch_lookup(n, crasher, CH_ID_CSTR, &info) == CH_ENOPROC, TH_WAIT_MS),
               "the crasher is still registered");
     char buf[4];
     size_t len;
@@ -283,12 +283,12 @@ Test(restart, restart_intensity_is_counted_per_core)
     th_start(n, a, CH_PERMANENT, NULL);
     th_start(n, b, CH_PERMANENT, NULL);
     for (int64_t inc = 0; inc < 3; inc++) {
-        cr_assert_eq(th_send(n, a, 0, "c", 1), 0);
+        cr_assert_eq(th_send(n, a, CH_ID_CSTR, "c", 1), 0);
         wait_incarnation(n, a, inc + 1);
     }
     /* Core 0 used its 3 restarts; core 1 has all of its own. */
     for (int64_t inc = 0; inc < 3; inc++) {
-        cr_assert_eq(th_send(n, b, 0, "c", 1), 0);
+        cr_assert_eq(th_send(n, b, CH_ID_CSTR, "c", 1), 0);
         wait_incarnation(n, b, inc + 1);
     }
     cr_assert_eq(th_stats(n).intensity_exceeded, 0);
@@ -304,7 +304,7 @@ Test(restart, restarts_are_allowed_again_once_the_period_has_passed)
     th_node_start(n);
     th_start(n, "p", CH_PERMANENT, NULL);
     for (int64_t inc = 0; inc < 2; inc++) {
-        cr_assert_eq(th_send(n, "p", 0, "c", 1), 0);
+        cr_assert_eq(th_send(n, "p", CH_ID_CSTR, "c", 1), 0);
         wait_incarnation(n, "p", inc + 1);
     }
     /* Let the window slide past both restarts (waiting on the clock is the behaviour under
@@ -312,7 +312,7 @@ Test(restart, restarts_are_allowed_again_once_the_period_has_passed)
     const uint64_t until = th_now_ms() + 3 * cfg.restart_period_ms;
     while (th_now_ms() < until)
         th_poll_pause();
-    cr_assert_eq(th_send(n, "p", 0, "c", 1), 0);
+    cr_assert_eq(th_send(n, "p", CH_ID_CSTR, "c", 1), 0);
     wait_incarnation(n, "p", 3);
     cr_assert_eq(th_stats(n).intensity_exceeded, 0);
     th_node_free(n);

@@ -166,7 +166,7 @@ static long on_data(void *ud, ch_sconn c, void *data, size_t len)
             ch_sconn *h = malloc(sizeof(*h));
             th_check(h != NULL);
             *h = c;
-            int rc = ch_call_async(sv.n, "d1", 0, "D", 1, TH_CALL_MS, on_late, h);
+            int rc = ch_call_async(sv.n, "d1", CH_ID_CSTR, "D", 1, TH_CALL_MS, on_late, h);
             th_check(rc == 0);
         }
         break;
@@ -457,7 +457,7 @@ Test(server, an_answer_after_the_connection_closed_is_refused_safely)
     int fd = client();
     send_all(fd, "A", 1);
     cr_assert(TH_WAIT(atomic_load(&th.deferred) == 1, TH_WAIT_MS));
-    cr_assert_eq(th_send(sv.n, "d1", 0, "Rlate", 5), 0);
+    cr_assert_eq(th_send(sv.n, "d1", CH_ID_CSTR, "Rlate", 5), 0);
     char got[4];
     recv_all(fd, got, 4);
     cr_assert_arr_eq(got, "late", 4);
@@ -468,7 +468,7 @@ Test(server, an_answer_after_the_connection_closed_is_refused_safely)
     cr_assert(TH_WAIT(atomic_load(&th.deferred) == 2, TH_WAIT_MS));
     close(fd);
     cr_assert(TH_WAIT(atomic_load(&sv.closes) == 1, TH_WAIT_MS));
-    cr_assert_eq(th_send(sv.n, "d1", 0, "Rgone", 5), 0);
+    cr_assert_eq(th_send(sv.n, "d1", CH_ID_CSTR, "Rgone", 5), 0);
     cr_assert(TH_WAIT(atomic_load(&sv.late_done) == 2, TH_WAIT_MS));
     cr_assert_eq(atomic_load(&sv.late_rc), -ENOTCONN);
     finish();
@@ -509,14 +509,14 @@ Test(server, a_process_on_another_core_answers_on_the_connection)
     uint8_t msg[sizeof(h) + 5];
     memcpy(msg, &h, sizeof(h));
     memcpy(msg + sizeof(h), "hello", 5);
-    cr_assert_eq(th_send(sv.n, id, 0, msg, sizeof(msg)), 0);
+    cr_assert_eq(th_send(sv.n, id, CH_ID_CSTR, msg, sizeof(msg)), 0);
     char got[5];
     recv_all(fd, got, 5);
     cr_assert_arr_eq(got, "hello", 5);
     cr_assert_eq(atomic_load(&sv.wr_rc), 0);
     close(fd);
     cr_assert(TH_WAIT(atomic_load(&sv.closes) == 1, TH_WAIT_MS));
-    cr_assert_eq(th_send(sv.n, id, 0, msg, sizeof(msg)), 0);
+    cr_assert_eq(th_send(sv.n, id, CH_ID_CSTR, msg, sizeof(msg)), 0);
     cr_assert(TH_WAIT(atomic_load(&sv.wr_done) == 2, TH_WAIT_MS));
     cr_assert_eq(atomic_load(&sv.wr_rc), -ENOTCONN, "a stale handle is refused");
     /* And from a foreign thread (this one). */

@@ -116,7 +116,7 @@ Test(start, unknown_type_reports_eunknown_type_and_siblings_start)
     cr_assert_eq(res[1], CH_EUNKNOWN_TYPE, "got %s", ch_strerror(res[1]));
     cr_assert_eq(res[2], 0);
     ch_proc_info *info = NULL;
-    cr_assert_eq(ch_lookup(n, "u1", 0, &info), CH_ENOPROC);
+    cr_assert_eq(ch_lookup(n, "u1", CH_ID_CSTR, &info), CH_ENOPROC);
     th_assert_serves(n, "u0");
     th_assert_serves(n, "u2");
     th_node_free(n);
@@ -137,7 +137,7 @@ Test(start, init_refusing_reports_einit_and_leaves_no_process)
     cr_assert_eq(res[2], 0);
     cr_assert_eq(atomic_load(&th.init_refusals), 1);
     ch_proc_info *info = NULL;
-    cr_assert_eq(ch_lookup(n, "i1", 0, &info), CH_ENOPROC);
+    cr_assert_eq(ch_lookup(n, "i1", CH_ID_CSTR, &info), CH_ENOPROC);
     char buf[4];
     size_t len;
     cr_assert_eq(th_call(n, "i1", "eping", buf, sizeof(buf), &len), CH_ENOPROC);
@@ -172,7 +172,8 @@ Test(start, rollback_stops_the_children_that_started)
         cr_assert_eq(res[i], want, "%s: got %s, want %s", ids[i], ch_strerror(res[i]),
                      ch_strerror(want));
         ch_proc_info *info = NULL;
-        cr_assert_eq(ch_lookup(n, ids[i], 0, &info), CH_ENOPROC, "%s still registered", ids[i]);
+        cr_assert_eq(ch_lookup(n, ids[i], CH_ID_CSTR, &info), CH_ENOPROC, "%s still registered",
+                     ids[i]);
     }
     /* Every child whose init ran was terminated again, as stopped. */
     cr_assert_eq(atomic_load(&th.terminates[CH_REASON_STOPPED]), atomic_load(&th.inits));
@@ -329,8 +330,8 @@ Test(start, stop_children_reports_zero_or_enoproc_per_child)
 
     /* A stopped permanent child is not restarted. */
     ch_proc_info *info = NULL;
-    cr_assert_eq(ch_lookup(n, "s0", 0, &info), CH_ENOPROC);
-    cr_assert_eq(ch_lookup(n, "s1", 0, &info), CH_ENOPROC);
+    cr_assert_eq(ch_lookup(n, "s0", CH_ID_CSTR, &info), CH_ENOPROC);
+    cr_assert_eq(ch_lookup(n, "s1", CH_ID_CSTR, &info), CH_ENOPROC);
     cr_assert_eq(atomic_load(&th.init_restarts), 0);
 
     /* Stopping again finds nothing; stopping only live ones returns 0. */
@@ -377,7 +378,7 @@ Test(start, metadata_and_tag_are_stored_and_visible_to_lookup_and_the_process)
     th_start_spec(n, &s);
 
     ch_proc_info *info = NULL;
-    cr_assert_eq(ch_lookup(n, "meta", 0, &info), 0);
+    cr_assert_eq(ch_lookup(n, "meta", CH_ID_CSTR, &info), 0);
     cr_assert_not_null(info);
     cr_assert_eq(info->id_len, 4);
     cr_assert_str_eq(info->id, "meta");
@@ -390,7 +391,7 @@ Test(start, metadata_and_tag_are_stored_and_visible_to_lookup_and_the_process)
     cr_assert_eq(info->restart, CH_TRANSIENT);
     cr_assert_eq(info->shutdown_ms, 1234);
     cr_assert_eq(info->incarnation, 0);
-    cr_assert_eq((int)info->core, ch_node_core_of(n, "meta", 0));
+    cr_assert_eq((int)info->core, ch_node_core_of(n, "meta", CH_ID_CSTR));
     ch_proc_info_free(info);
 
     uint8_t buf[64];
@@ -409,7 +410,7 @@ Test(start, child_without_tag_or_metadata_reports_empty_ones)
     ch_node *n = th_node_new(2);
     th_start(n, "plain", CH_PERMANENT, NULL);
     ch_proc_info *info = NULL;
-    cr_assert_eq(ch_lookup(n, "plain", 0, &info), 0);
+    cr_assert_eq(ch_lookup(n, "plain", CH_ID_CSTR, &info), 0);
     cr_assert_not_null(info->tag);
     cr_assert_str_eq(info->tag, "");
     cr_assert_eq(info->meta_len, 0);
@@ -439,7 +440,7 @@ Test(start, spec_strings_and_bytes_are_copied_at_start)
     memset(arg, '#', 3);
     memset(meta, '#', 3);
     ch_proc_info *info = NULL;
-    cr_assert_eq(ch_lookup(n, "copy", 0, &info), 0);
+    cr_assert_eq(ch_lookup(n, "copy", CH_ID_CSTR, &info), 0);
     cr_assert_str_eq(info->tag, "red");
     cr_assert_arr_eq(info->arg, "abc", 3);
     cr_assert_arr_eq(info->meta, "xyz", 3);
@@ -523,9 +524,9 @@ Test(start, lookup_of_an_unknown_id_returns_enoproc)
 {
     ch_node *n = th_node_new(2);
     ch_proc_info *info = NULL;
-    cr_assert_eq(ch_lookup(n, "never-started", 0, &info), CH_ENOPROC);
+    cr_assert_eq(ch_lookup(n, "never-started", CH_ID_CSTR, &info), CH_ENOPROC);
     th_start(n, "never", CH_PERMANENT, NULL);
-    cr_assert_eq(ch_lookup(n, "never-started", 0, &info), CH_ENOPROC, "no prefix match");
+    cr_assert_eq(ch_lookup(n, "never-started", CH_ID_CSTR, &info), CH_ENOPROC, "no prefix match");
     cr_assert_eq(ch_lookup(n, "never-started", 5, &info), 0, "id_len counts");
     ch_proc_info_free(info);
     th_node_free(n);

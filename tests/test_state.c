@@ -116,7 +116,7 @@ static size_t st_op(ch_node *n, char op, uint32_t a, const void *bytes, size_t b
     cr_assert_leq(blen, sizeof(req) - 5);
     if (blen) memcpy(req + 5, bytes, blen);
     size_t len = 0;
-    int rc = ch_call(n, "s", 0, req, 5 + blen, reply, cap, &len, TH_CALL_MS);
+    int rc = ch_call(n, "s", CH_ID_CSTR, req, 5 + blen, reply, cap, &len, TH_CALL_MS);
     cr_assert_eq(rc, 0, "op %c: %s", op, ch_strerror(rc));
     return len;
 }
@@ -192,7 +192,7 @@ Test(state, a_restarted_process_starts_from_an_empty_state)
     uint8_t r[64];
     st_op(n, 'S', 10, NULL, 0, r, sizeof(r));
     size_t len;
-    cr_assert_eq(ch_call(n, "s", 0, "c", 1, r, sizeof(r), &len, TH_CALL_MS), CH_ECRASHED);
+    cr_assert_eq(ch_call(n, "s", CH_ID_CSTR, "c", 1, r, sizeof(r), &len, TH_CALL_MS), CH_ECRASHED);
     cr_assert(TH_WAIT(th_incarnation(n, "s") == 1, TH_WAIT_MS));
     cr_assert_eq(atomic_load(&frees), 1, "the crashed incarnation's state was freed");
     cr_assert_eq(atomic_load(&init_saw_empty), 2);
@@ -220,10 +220,10 @@ Test(state, a_type_with_only_a_name_gets_the_default_callbacks)
     s.arg = "xyz";
     s.arg_len = 3;
     th_start_spec(n, &s);
-    cr_assert_eq(th_send(n, "bare", 0, "ignored", 7), 0);
+    cr_assert_eq(th_send(n, "bare", CH_ID_CSTR, "ignored", 7), 0);
     char buf[8];
     size_t len = 99;
-    int rc = ch_call(n, "bare", 0, "anything", 8, buf, sizeof(buf), &len, TH_CALL_MS);
+    int rc = ch_call(n, "bare", CH_ID_CSTR, "anything", 8, buf, sizeof(buf), &len, TH_CALL_MS);
     cr_assert_eq(rc, 0, "default handle answers calls: %s", ch_strerror(rc));
     cr_assert_eq(len, 0, "with an empty reply");
     cr_assert_eq(th_stop(n, "bare"), 0);

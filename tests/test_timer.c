@@ -166,7 +166,7 @@ static uint64_t timer_start(ch_node *n, const char *id, uint32_t delay_ms, const
     memcpy(req + 5, data, dlen);
     tm_started st = {.rc = 1000};
     size_t len = 0;
-    int rc = ch_call(n, id, 0, req, 5 + dlen, &st, sizeof(st), &len, TH_CALL_MS);
+    int rc = ch_call(n, id, CH_ID_CSTR, req, 5 + dlen, &st, sizeof(st), &len, TH_CALL_MS);
     cr_assert_eq(rc, 0, "call %s: %s", id, ch_strerror(rc));
     cr_assert_eq(len, sizeof(st));
     cr_assert_eq(st.rc, 0, "ch_timer_start: %s", ch_strerror(st.rc));
@@ -179,7 +179,8 @@ static int timer_cancel(ch_node *n, const char *id, uint64_t timer_id)
     memcpy(req + 1, &timer_id, sizeof(timer_id));
     int code = 1000;
     size_t len = 0;
-    cr_assert_eq(ch_call(n, id, 0, req, sizeof(req), &code, sizeof(code), &len, TH_CALL_MS), 0);
+    cr_assert_eq(
+        ch_call(n, id, CH_ID_CSTR, req, sizeof(req), &code, sizeof(code), &len, TH_CALL_MS), 0);
     return code;
 }
 
@@ -226,7 +227,7 @@ Test(timer, cancelled_timer_is_never_delivered)
     tm_start(n, "clock", CH_PERMANENT);
     tm_pair r;
     size_t len = 0;
-    cr_assert_eq(ch_call(n, "clock", 0, "A", 1, &r, sizeof(r), &len, TH_CALL_MS), 0);
+    cr_assert_eq(ch_call(n, "clock", CH_ID_CSTR, "A", 1, &r, sizeof(r), &len, TH_CALL_MS), 0);
     cr_assert_eq(len, sizeof(r));
     cr_assert_eq(r.start_a, 0);
     cr_assert_eq(r.start_b, 0);
@@ -262,7 +263,7 @@ Test(timer, timers_fire_in_deadline_order)
     tm_start(n, "clock", CH_PERMANENT);
     int rc = 1000;
     size_t len = 0;
-    cr_assert_eq(ch_call(n, "clock", 0, "M", 1, &rc, sizeof(rc), &len, TH_CALL_MS), 0);
+    cr_assert_eq(ch_call(n, "clock", CH_ID_CSTR, "M", 1, &rc, sizeof(rc), &len, TH_CALL_MS), 0);
     cr_assert_eq(rc, 0);
     wait_fired(3);
     assert_fired(0, "clock", "1");
@@ -296,7 +297,8 @@ Test(timer, many_timers_all_fire_once_with_their_data)
     memcpy(req + 1, &count, sizeof(count));
     int rc = 1000;
     size_t len = 0;
-    cr_assert_eq(ch_call(n, "clock", 0, req, sizeof(req), &rc, sizeof(rc), &len, TH_CALL_MS), 0);
+    cr_assert_eq(
+        ch_call(n, "clock", CH_ID_CSTR, req, sizeof(req), &rc, sizeof(rc), &len, TH_CALL_MS), 0);
     cr_assert_eq(rc, 0);
     cr_assert(TH_WAIT(atomic_load(&many_fired) >= 2000, TH_WAIT_MS), "%d of 2000 fired",
               atomic_load(&many_fired));
@@ -344,7 +346,7 @@ Test(timer, timers_die_with_the_incarnation_when_a_process_restarts)
     ch_node *n = tm_node();
     tm_start(n, "phoenix", CH_PERMANENT);
     timer_start(n, "phoenix", 200, "old");
-    cr_assert_eq(th_send(n, "phoenix", 0, "c", 1), 0);
+    cr_assert_eq(th_send(n, "phoenix", CH_ID_CSTR, "c", 1), 0);
     cr_assert(TH_WAIT(th_incarnation(n, "phoenix") == 1, TH_WAIT_MS));
     timer_start(n, "phoenix", 400, "new");
     wait_fired(1);

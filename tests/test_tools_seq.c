@@ -184,7 +184,7 @@ static void expect_reply(ch_node *n, const char *id, const char *req, const char
 
 static void send_text(ch_node *n, const char *id, const char *msg)
 {
-    cr_assert_eq(th_send(n, id, 0, msg, strlen(msg)), 0);
+    cr_assert_eq(th_send(n, id, CH_ID_CSTR, msg, strlen(msg)), 0);
 }
 
 Test(tools_seq, a_seq_process_counts_checks_and_answers)
@@ -196,9 +196,9 @@ Test(tools_seq, a_seq_process_counts_checks_and_answers)
     send_text(n, "q", "s 1 1");
     send_text(n, "q", "s 1 2");
     unsigned char bin[SEQ_BIN_LEN] = {0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0};
-    cr_assert_eq(th_send(n, "q", 0, bin, sizeof(bin)), 0); /* sender 2, seq 1 */
-    send_text(n, "q", "s 1 4");                            /* 3 is missing */
-    send_text(n, "q", "not a seq message");                /* ignored */
+    cr_assert_eq(th_send(n, "q", CH_ID_CSTR, bin, sizeof(bin)), 0); /* sender 2, seq 1 */
+    send_text(n, "q", "s 1 4");                                     /* 3 is missing */
+    send_text(n, "q", "not a seq message");                         /* ignored */
     /* One thread's messages are handled in order: the call comes after the casts. */
     expect_reply(n, "q", "get", "total=4 violations=1 senders=2");
     expect_reply(n, "q", "last 1", "4");

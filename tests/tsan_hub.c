@@ -127,7 +127,7 @@ static void *send_all(void *arg)
     for (int i = 0; i < PROCS; i++) {
         snprintf(id, sizeof(id), "t%d", i);
         int rc;
-        while ((rc = ch_send(s->via, id, 0, "+", 1)) == -11)
+        while ((rc = ch_send(s->via, id, CH_ID_CSTR, "+", 1)) == -11)
             pause_ms(1);
         if (rc) atomic_fetch_add(&s->errors, 1);
     }
@@ -142,7 +142,7 @@ static int counts_are(ch_node *n, uint64_t want)
         uint64_t v = 0;
         size_t len;
         uint64_t end = now_ms() + 10000;
-        while (ch_call(n, id, 0, "?", 1, &v, sizeof(v), &len, 5000) == 0 && v != want &&
+        while (ch_call(n, id, CH_ID_CSTR, "?", 1, &v, sizeof(v), &len, 5000) == 0 && v != want &&
                now_ms() < end)
             pause_ms(2);
         if (v != want) return 0;
@@ -166,7 +166,7 @@ int main(void)
     int res[PROCS];
     for (int i = 0; i < PROCS; i++) {
         snprintf(ids[i], sizeof(ids[i]), "t%d", i);
-        specs[i] = (ch_child_spec){.id = ids[i], .type = "counter"};
+        specs[i] = (ch_child_spec){.id = ids[i], .id_len = CH_ID_CSTR, .type = "counter"};
     }
     check(ch_start_children(n[0], specs, PROCS, NULL, res) == 0, "start across the hub");
     check(wait_for(n, 3, listed, PROCS), "every registry lists every process");

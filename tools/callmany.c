@@ -92,7 +92,7 @@ static void call_one(ch_node *n, shared *s, const char *id, uint64_t i, const vo
         s->inflight++;
         s->refs++;
         pthread_mutex_unlock(&s->mu);
-        rc = ch_call_async(n, id, 0, req, req_len, timeout_ms, on_answer, sl);
+        rc = ch_call_async(n, id, CH_ID_CSTR, req, req_len, timeout_ms, on_answer, sl);
         pthread_mutex_lock(&s->mu);
         if (rc == 0) return;
         s->inflight--;

@@ -22,7 +22,13 @@
  *
  * Bounds: a connection holds at most KV_MAX_PENDING unanswered requests (then the server
  * stops reading it until half of them are answered), and the server's write queue stops
- * reading a client that does not read its answers.
+ * reading a client that does not read its answers. Answers are bounded in bytes too, as
+ * Redis's client-output-buffer-limit does, because a small request can ask for a lot (an
+ * MGET naming one 512 KiB key 2000 times asks for 1 GiB): `held` counts the bytes of
+ * values and answers a connection keeps until the server takes them. Above the soft limit
+ * (reply_limit / 8), or while the operations in flight could bring it past the hard limit,
+ * no new command is read, so a pipelining client is throttled; past the hard limit
+ * (reply_limit) the connection is closed, with one line on stderr and a counter.
  */
 #define _GNU_SOURCE
 #include "kv.h"
@@ -214,14 +220,15 @@ const ch_process_type *kv_type(void)
 /* ---- the service: connections, requests, operations -------------------------------------- */
 
 typedef struct kv_stats {
-    _Atomic uint64_t conns, commands, errors;
-    char pad[64 - 3 * sizeof(uint64_t)];
+    _Atomic uint64_t conns, commands, errors, cut; /* cut: closed past the reply limit */
+    char pad[64 - 4 * sizeof(uint64_t)];
 } kv_stats;
 
 struct kv_service {
     ch_node *node;
     ch_server *srv;
     uint64_t started_ns;
+    size_t reply_limit; /* hard limit of a connection's held bytes; soft: 1/8 of it */
     unsigned cores;
     kv_stats *stats; /* per core, written by that core only */
 };
@@ -236,17 +243,20 @@ typedef struct kconn {
     resp_parser ps;
     kreq *head, *tail;
     unsigned pending;   /* requests in the queue */
+    size_t ops_out;     /* operations not finished */
+    size_t held;        /* bytes of values and answers not yet taken by the server */
     struct kkeys *keys; /* keys with an operation in flight (see "one key at a time") */
-    bool paused;        /* reading paused: KV_MAX_PENDING reached */
+    bool paused;        /* reading paused: too many requests or bytes (must_wait) */
     bool quitting;      /* QUIT or a protocol error: no more commands */
+    bool cut;           /* closed past the reply limit: answers are dropped */
 } kconn;
 
 enum { RES_NONE, RES_VALUE, RES_NUM, RES_NIL, RES_ERR };
 
 typedef struct kop {
     kreq *req;
-    const char *key;
-    size_t key_len;
+    const char *key;    /* the process id: KV_ID_PREFIX then the key (kv.h) */
+    size_t key_len;     /* of the id: at least 1 */
     const uint8_t *msg; /* [KV_MAGIC][op][operand] */
     size_t msg_len;
     uint16_t attempts, eagains;
@@ -270,6 +280,7 @@ struct kreq {
     const kcmd *cmd;
     bool done, close_after;
     uint32_t nops, left; /* operations, and those not finished */
+    size_t held;         /* of its connection's held bytes, those of this request */
     resp_buf reply;
     kop ops[];
 };
@@ -347,6 +358,39 @@ static void complete(kreq *r)
     if (r->reply.len && r->reply.p[0] == '-') bump(&r->conn->kv->stats[r->core].errors);
 }
 
+/* Whether the connection must stop reading commands (resuming: with hysteresis, so that
+ * it does not flap). The operations in flight count at the largest value they may bring. */
+static bool must_wait(const kconn *k, bool resuming)
+{
+    size_t limit = k->kv->reply_limit, soft = limit / 8;
+    unsigned max_pending = resuming ? KV_MAX_PENDING / 2 : KV_MAX_PENDING - 1;
+    if (k->pending > max_pending || k->held >= (resuming ? soft / 2 : soft)) return true;
+    return k->ops_out && k->ops_out > (limit - soft) / KV_MAX_VALUE; /* one request may run */
+}
+
+/* Counts len more bytes held for r's connection; false (and the connection is cut) when
+ * that would pass the hard limit. */
+static bool hold(kreq *r, size_t len)
+{
+    kconn *k = r->conn;
+    if (k->cut) return false;
+    if (k->held + len > k->kv->reply_limit) {
+        k->cut = true;
+        k->quitting = true;
+        bump(&k->kv->stats[k->core].cut);
+        char peer[CH_ADDR_MAX + 1] = "?";
+        ch_sconn_peer(k->h, peer, sizeof(peer));
+        fprintf(stderr,
+                "corehub node: kv: closing %s: its answers pass %zu bytes (--kv-reply-limit)\n",
+                peer, k->kv->reply_limit);
+        ch_sconn_close(k->h, 0);
+        return false;
+    }
+    k->held += len;
+    r->held += len;
+    return true;
+}
+
 /* Writes every answered request at the head of the queue, in order. */
 static void flush(kconn *k)
 {
@@ -358,6 +402,7 @@ static void flush(kconn *k)
         k->head = r->next;
         if (!k->head) k->tail = NULL;
         k->pending--;
+        k->held -= r->held; /* the server's write queue has it now, bounded by write_high */
         bool last = r->close_after;
         req_unref(r);
         if (last) {
@@ -365,7 +410,7 @@ static void flush(kconn *k)
             return;
         }
     }
-    if (k->paused && k->pending <= KV_MAX_PENDING / 2) {
+    if (k->paused && !must_wait(k, true)) {
         k->paused = false;
         ch_sconn_resume(k->h);
     }
@@ -389,7 +434,7 @@ static void error_text(resp_buf *b, int err)
         resp_error(b, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
         break;
     case CH_EBADID:
-        resp_error(b, "ERR invalid key: a key is 1 to %d bytes", CH_ID_MAX);
+        resp_error(b, "ERR invalid key: a key is 0 to %d bytes", KV_KEY_MAX);
         break;
     case -ENOMEM:
         resp_error(b, "ERR out of memory");
@@ -421,12 +466,15 @@ static void answer_request(kreq *r)
     } else if (mget) { /* a key of another type reads as nil, as in Redis */
         resp_array(b, r->nops);
         for (uint32_t i = 0; i < r->nops; i++) {
-            const kop *o = &r->ops[i];
+            kop *o = &r->ops[i];
             if (o->res == RES_VALUE)
                 resp_bulk(b, o->val, o->val_len);
             else
                 resp_nil(b);
+            free(o->val); /* in the answer now: held once, not twice */
+            o->val = NULL;
         }
+        if (b->len > r->held) (void)hold(r, b->len - r->held); /* the headers */
     } else if (op == OP_GET) {
         if (r->ops[0].res == RES_NIL) resp_nil(b); /* else written by the call's answer */
     } else if (op == OP_SET) {
@@ -557,6 +605,7 @@ static void op_next(kop *o)
 static void op_finished(kop *o)
 {
     kreq *r = o->req;
+    r->conn->ops_out--;
     if (o->lined) op_next(o);
     if (--r->left == 0) answer_request(r);
 }
@@ -597,6 +646,10 @@ static void op_answered(kop *o, const uint8_t *p, size_t len)
     }
     p += 2;
     len -= 2;
+    if (op == OP_GET && !hold(r, len)) {
+        op_fail(o, -ENOBUFS); /* the connection is cut: nobody reads the answer */
+        return;
+    }
     if (op == OP_GET && r->nops == 1) { /* straight into the answer: no copy */
         resp_bulk(&r->reply, p, len);
         o->res = RES_VALUE;
@@ -789,20 +842,23 @@ static void key_command(kconn *k, const kcmd *cmd, const resp_arg *a, size_t n, 
     uint32_t nops = (uint32_t)((n - 1) / stride);
     size_t arena = 0;
     for (size_t i = 1; i < n; i += stride)
-        arena += a[i].len + 2 + (delta ? 8 : operand_at ? a[i + operand_at].len : 0);
+        arena += 1 + a[i].len + 2 + (delta ? 8 : operand_at ? a[i + operand_at].len : 0);
     kreq *r = req_new(k, cmd, nops, arena);
     if (!r) {
         ch_sconn_close(k->h, 0);
         k->quitting = true;
         return;
     }
+    k->ops_out += nops;
     uint8_t *at = (uint8_t *)&r->ops[nops];
     for (uint32_t j = 0; j < nops; j++) {
         const resp_arg *key = &a[1 + j * stride];
         kop *o = &r->ops[j];
         o->req = r;
-        o->key = memcpy(at, key->p, key->len);
-        o->key_len = key->len;
+        o->key = (const char *)at; /* the process id: the prefix, then the key */
+        *at++ = KV_ID_PREFIX;
+        if (key->len) memcpy(at, key->p, key->len);
+        o->key_len = key->len + 1;
         at += key->len;
         o->msg = at;
         *at++ = KV_MAGIC;
@@ -951,11 +1007,12 @@ static void fill_info(kconn *k, resp_buf *b, const resp_arg *a, size_t n)
 {
     const resp_arg *section = n > 1 ? &a[1] : NULL;
     kv_service *kv = k->kv;
-    uint64_t conns = 0, cmds = 0, errs = 0;
+    uint64_t conns = 0, cmds = 0, errs = 0, cut = 0;
     for (unsigned i = 0; i < kv->cores; i++) {
         conns += atomic_load_explicit(&kv->stats[i].conns, memory_order_relaxed);
         cmds += atomic_load_explicit(&kv->stats[i].commands, memory_order_relaxed);
         errs += atomic_load_explicit(&kv->stats[i].errors, memory_order_relaxed);
+        cut += atomic_load_explicit(&kv->stats[i].cut, memory_order_relaxed);
     }
     bool all = !section || resp_is(section, "all") || resp_is(section, "default") ||
                resp_is(section, "everything");
@@ -976,8 +1033,9 @@ static void fill_info(kconn *k, resp_buf *b, const resp_arg *a, size_t n)
         ADD("# Clients\r\nconnected_clients:%u\r\n\r\n", ch_server_conns(kv->srv));
     if (all || resp_is(section, "stats"))
         ADD("# Stats\r\ntotal_connections_received:%" PRIu64 "\r\ntotal_commands_processed:%" PRIu64
-            "\r\ntotal_error_replies:%" PRIu64 "\r\n",
-            conns, cmds, errs);
+            "\r\ntotal_error_replies:%" PRIu64
+            "\r\nclient_output_buffer_limit_disconnections:%" PRIu64 "\r\n",
+            conns, cmds, errs, cut);
 #undef ADD
     if (len > (int)sizeof(text) - 1) len = (int)sizeof(text) - 1;
     resp_bulk(b, text, (size_t)len);
@@ -1093,7 +1151,7 @@ static long kv_data(void *ud, ch_sconn c, void *data, size_t len)
     const uint8_t *d = data;
     size_t off = 0;
     while (!k->quitting && off < len) {
-        if (k->pending >= KV_MAX_PENDING) { /* answer some before reading on */
+        if (must_wait(k, false)) { /* answer some before reading on */
             k->paused = true;
             ch_sconn_pause(c);
             break;
@@ -1149,11 +1207,13 @@ static void kv_conn_close(void *ud, ch_sconn c, int reason)
 
 /* ---- the service ------------------------------------------------------------------------- */
 
-int kv_open(ch_node *n, const char *listen, kv_service **out)
+int kv_open(ch_node *n, const char *listen, size_t reply_limit, kv_service **out)
 {
+    if (reply_limit < KV_REPLY_LIMIT_MIN) return -EINVAL;
     kv_service *kv = calloc(1, sizeof(*kv));
     if (!kv) return -ENOMEM;
     kv->node = n;
+    kv->reply_limit = reply_limit;
     kv->cores = ch_node_cores(n);
     kv->started_ns = cli_now_ns();
     kv->stats = aligned_alloc(64, kv->cores * sizeof(kv_stats));

@@ -76,6 +76,8 @@ static const metric metrics[] = {
       "Times the hub declared this node dead and it rejoined."),
     M(conflicts, "corehub_conflicts_total", "counter",
       "Two live instances of an id met here (a healed partition); the owner's was kept."),
+    M(accept_pauses, "corehub_accept_pauses_total", "counter",
+      "Times a listener paused accepting, out of descriptors or memory."),
     M(migrating, "corehub_migrating", "gauge", "Processes queued to move, frozen or unconfirmed."),
     M(migrated_out, "corehub_migrated_out_total", "counter", "Processes handed over, confirmed."),
     M(migrated_in, "corehub_migrated_in_total", "counter", "Processes installed by a migration."),

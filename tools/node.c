@@ -58,6 +58,8 @@ typedef struct node_opts {
     ch_migration_config mig; /* the library's defaults, then the flags */
     const char *metrics;     /* --metrics HOST:PORT, or NULL */
     int kv_port;             /* --kv-port: the Redis-protocol service (kv.h); -1: none */
+    uint64_t kv_reply_limit; /* --kv-reply-limit */
+    uint64_t seed_timeout_s; /* --seed-timeout: 0 waits forever */
 } node_opts;
 
 typedef struct node_daemon {
@@ -81,22 +83,27 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: corehub node --listen HOST:PORT [--seed HOST:PORT]... [--cores N]\n"
-            "                    [--cookie-file F] [--hub ID] [--probe-ms N] [--sync-ms N]\n"
+            "                    [--seed-timeout S] [--cookie-file F] [--hub ID] [--probe-ms N]\n"
+            "                    [--sync-ms N]\n"
             "                    [--partition divergence|static:N|dynamic:PCT|majority]\n"
             "                    [--strategy coldswap|hotswap] [--handover] [--confirm-handover]\n"
             "                    [--retention MS] [--child-timeout MS] [--leave-wait MS]\n"
             "                    [--codec SPEC] [--batch-bytes N] [--inflight-bytes N]\n"
-            "                    [--metrics HOST:PORT] [--kv-port PORT]\n"
+            "                    [--metrics HOST:PORT] [--kv-port PORT] [--kv-reply-limit BYTES]\n"
             "\n"
             "Runs a node of a hub, hosting the built-in process types (counter, blob, seq, kv),\n"
             "and prints 'listening HOST:PORT node ID' on stdout once it serves. 'corehub ctl'\n"
             "drives it. SIGTERM, SIGINT or 'ctl leave' leave the hub gracefully: every process\n"
             "is handed over, then the node prints 'left: moved N processes, F not moved' on\n"
-            "stderr and exits 0 when F is 0, 3 when some did not move, 1 when the leave\n"
-            "failed. A second signal stops at once (exit 1, after the same line).\n"
+            "stderr (F: every process it held that was not handed over, stopped with its\n"
+            "state; all of them when it was alone) and exits 0 when F is 0, 3 when some did\n"
+            "not move, 1 when the leave failed. A second signal stops at once (exit 1, after\n"
+            "the same line). A port in use, or no seed answering in time, is an error (1).\n"
             "\n"
             "  --listen HOST:PORT  address for peers and control clients (port 0: any)\n"
             "  --seed HOST:PORT    a member to join the hub through (repeatable)\n"
+            "  --seed-timeout S    exit 1 when no seed answered within S seconds (30; 0: wait\n"
+            "                      forever)\n"
             "  --cores N           reactor threads (default: every online CPU)\n"
             "  --cookie-file F     the hub's secret, mode 0600 (default: $COREHUB_COOKIE_FILE)\n"
             "  --hub ID            the hub's name (default corehub)\n"
@@ -119,6 +126,9 @@ static void usage(FILE *out)
             "  --kv-port PORT      serve the Redis protocol on the --listen host, each key a\n"
             "                      'kv' process (port 0: any; the listening line then ends\n"
             "                      with 'kv HOST:PORT')\n"
+            "  --kv-reply-limit B  bytes of answers a kv client may hold before it is closed\n"
+            "                      (67108864, at least 1048576; reading its commands pauses\n"
+            "                      at an eighth of it)\n"
             "  -h, --help          this text\n");
 }
 
@@ -253,6 +263,14 @@ static int parse_one(int c, node_opts *o)
         if (cli_parse_u64("--kv-port", optarg, 0, 65535, &v)) return CLI_USAGE;
         o->kv_port = (int)v;
         return CLI_OK;
+    case 'T':
+        return cli_parse_u64("--seed-timeout", optarg, 0, 86400, &o->seed_timeout_s) ? CLI_USAGE
+                                                                                     : CLI_OK;
+    case 'R':
+        return cli_parse_u64("--kv-reply-limit", optarg, KV_REPLY_LIMIT_MIN, SIZE_MAX,
+                             &o->kv_reply_limit)
+                   ? CLI_USAGE
+                   : CLI_OK;
     case 's':
         if (o->nseeds == MAX_SEEDS) {
             fprintf(stderr, "corehub node: at most %d --seed\n", MAX_SEEDS);
@@ -311,6 +329,8 @@ static int parse_opts(int argc, char **argv, node_opts *o)
         {"inflight-bytes", required_argument, NULL, OPT_INFLIGHT_BYTES},
         {"metrics", required_argument, NULL, 'M'},
         {"kv-port", required_argument, NULL, 'K'},
+        {"kv-reply-limit", required_argument, NULL, 'R'},
+        {"seed-timeout", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -319,6 +339,8 @@ static int parse_opts(int argc, char **argv, node_opts *o)
     o->mig = defaults.migration;
     int c, rc;
     o->kv_port = -1;
+    o->kv_reply_limit = KV_REPLY_LIMIT_DEFAULT;
+    o->seed_timeout_s = 30;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1)
         if ((rc = parse_one(c, o)) != CLI_OK) return rc;
@@ -448,7 +470,7 @@ static int open_kv(node_daemon *d)
     int hlen = colon ? (int)(colon - d->opt.listen) : (int)strlen(d->opt.listen);
     char addr[CH_ADDR_MAX + 1];
     snprintf(addr, sizeof(addr), "%.*s:%d", hlen, d->opt.listen, d->opt.kv_port);
-    int rc = kv_open(d->node, addr, &d->kv);
+    int rc = kv_open(d->node, addr, (size_t)d->opt.kv_reply_limit, &d->kv);
     if (rc < 0)
         fprintf(stderr, "corehub node: --kv-port %d: %s\n", d->opt.kv_port, ch_strerror(rc));
     return rc;
@@ -490,16 +512,62 @@ static void announce(node_daemon *d)
 
 /* ---- stop -------------------------------------------------------------------------------- */
 
-enum { BY_SIGNAL = 0, BY_CTL = 1 };
+enum { BY_SIGNAL = 0, BY_CTL = 1, NO_SEED = 2 };
 
-/* Blocks until a signal or a `leave` request arrives: BY_SIGNAL, BY_CTL, or -1 when
- * polling failed. */
+#define SEED_POLL_MS 100 /* how often a node that waits for its seeds looks at its members */
+
+/* Whether the node still waits for a seed to answer: seeds were given and no other member
+ * is known yet. Through the public API (the node's own view of the hub). */
+static bool waits_for_seed(node_daemon *d)
+{
+    ch_node_stats s;
+    return d->opt.nseeds > 0 && ch_node_stats_get(d->node, &s) == 0 && s.members_alive < 2;
+}
+
+/* The poll timeout while a seed is awaited (-1: none), or 0 with *expired set. */
+static int seed_wait_ms(node_daemon *d, uint64_t deadline_ns, bool *expired)
+{
+    *expired = false;
+    if (!deadline_ns || !waits_for_seed(d)) return -1; /* joined, or no deadline */
+    uint64_t now = cli_now_ns();
+    if (now >= deadline_ns) { /* compared, never subtracted past: no unsigned wrap */
+        *expired = true;
+        return 0;
+    }
+    uint64_t left_ms = (deadline_ns - now) / 1000000 + 1;
+    return left_ms < SEED_POLL_MS ? (int)left_ms : SEED_POLL_MS;
+}
+
+static void say_no_seed(const node_daemon *d)
+{
+    fprintf(stderr, "corehub node: no seed answered within %" PRIu64 " s (--seed",
+            d->opt.seed_timeout_s);
+    for (size_t i = 0; i < d->opt.nseeds; i++)
+        fprintf(stderr, " %s", d->opt.seeds[i]);
+    fprintf(stderr, "): check the addresses, the cookie and --hub; stopping "
+                    "(--seed-timeout 0 waits forever)\n");
+}
+
+/* Blocks until a signal or a `leave` request arrives: BY_SIGNAL, BY_CTL, NO_SEED when
+ * seeds were given and none answered within --seed-timeout, or -1 when polling failed. */
 static int wait_for_leave(node_daemon *d)
 {
     struct pollfd p[2] = {{.fd = d->sig_fd, .events = POLLIN},
                           {.fd = d->wake[0], .events = POLLIN}};
+    uint64_t deadline_ns = d->opt.seed_timeout_s && d->opt.nseeds
+                               ? cli_now_ns() + d->opt.seed_timeout_s * 1000000000u
+                               : 0;
     for (;;) {
-        if (poll(p, 2, -1) < 0) {
+        bool expired;
+        int timeout_ms = seed_wait_ms(d, deadline_ns, &expired);
+        if (expired) {
+            say_no_seed(d);
+            return NO_SEED;
+        }
+        if (timeout_ms < 0) deadline_ns = 0; /* joined: the deadline no longer applies */
+        int ready = poll(p, 2, timeout_ms);
+        if (ready == 0) continue;
+        if (ready < 0) {
             if (errno == EINTR) continue;
             return -1;
         }
@@ -539,7 +607,10 @@ static void flush_ctl_answers(node_daemon *d)
 /*
  * One line on stderr, `left: moved N processes, F not moved`, from the node's counters
  * since the leave began (they stay readable after the node stopped): N processes handed
- * over and confirmed, F = moves that failed + processes still on their way. Printed once,
+ * over and confirmed, F every other process the node held when the leave began (its
+ * moves failed, were not confirmed, or never started: they were stopped here, state and
+ * all). Counting F from the moves that failed missed the processes that never left, and
+ * a node alone in its hub, with nowhere to move them, said "0 not moved". Printed once,
  * by whichever thread ends the leave. Returns F.
  */
 static uint64_t report_leave(node_daemon *d)
@@ -551,10 +622,16 @@ static uint64_t report_leave(node_daemon *d)
         return 1; /* unknown: not "everything moved" */
     }
     uint64_t moved = s.migrated_out - d->before.migrated_out;
-    uint64_t not_moved = s.migration_failures - d->before.migration_failures + s.migrating;
+    uint64_t held = d->before.processes,
+             failed = s.migration_failures - d->before.migration_failures;
+    uint64_t not_moved = held > moved ? held - moved : 0;
+    if (failed + s.migrating > not_moved) not_moved = failed + s.migrating; /* started later */
+    bool alone = d->before.members_alive < 2 && not_moved > 0;
     if (!atomic_exchange(&d->reported, true))
-        fprintf(stderr, "corehub node: left: moved %" PRIu64 " processes, %" PRIu64 " not moved\n",
-                moved, not_moved);
+        fprintf(stderr,
+                "corehub node: left: moved %" PRIu64 " processes, %" PRIu64 " not moved%s\n", moved,
+                not_moved,
+                alone ? " (no other member to take them: stopped here, their state lost)" : "");
     return not_moved;
 }
 
@@ -630,7 +707,7 @@ int cmd_node(int argc, char **argv)
         announce(&d);
         int by = wait_for_leave(&d);
         if (by == BY_CTL) flush_ctl_answers(&d);
-        if (by >= 0) code = leave(&d);
+        if (by == BY_SIGNAL || by == BY_CTL) code = leave(&d);
     }
     daemon_close(&d);
     return code;

@@ -225,7 +225,7 @@ static int cmd_procs(nodectl *c, const ctlout *o, int argc, char **argv)
 static int cmd_lookup(nodectl *c, const ctlout *o, int argc, char **argv)
 {
     ch_proc_info *p = NULL;
-    int rc = ch_lookup(c->node, argv[1], 0, &p);
+    int rc = ch_lookup(c->node, argv[1], CH_ID_CSTR, &p);
     if (rc < 0) return fail_code(o, rc, "lookup", argv[1]);
     if (o->json) ch_ctl_reply_append(o->r, "{\"id\":");
     ctlout_str(o, p->id, p->id_len);
@@ -267,14 +267,14 @@ static int cmd_migrate(nodectl *c, const ctlout *o, int argc, char **argv)
     uint64_t node;
     if (!parse_node(argv[2], &node))
         return ctlout_fail(o, NODECTL_USAGE, "migrate: NODE must be a member id (hex)");
-    int rc = ch_node_pin(c->node, argv[1], 0, node);
+    int rc = ch_node_pin(c->node, argv[1], CH_ID_CSTR, node);
     if (rc < 0) return fail_code(o, rc, "migrate", argv[1]);
     uint64_t want = node, end = now_ns() + (uint64_t)MIGRATE_WAIT_MS * 1000000;
     ch_proc_info *p = NULL;
     do {
         ch_proc_info_free(p);
         p = NULL;
-        rc = ch_lookup(c->node, argv[1], 0, &p);
+        rc = ch_lookup(c->node, argv[1], CH_ID_CSTR, &p);
         if (rc == 0 && !want) want = p->node; /* unpinned: wherever it is is fine */
         if (rc == 0 && p->node == want) break;
         struct timespec ts = {0, 10000000};
@@ -296,7 +296,7 @@ static int cmd_migrate(nodectl *c, const ctlout *o, int argc, char **argv)
 
 static int cmd_start(nodectl *c, const ctlout *o, int argc, char **argv)
 {
-    ch_child_spec spec = {.id = argv[1], .type = argv[2]};
+    ch_child_spec spec = {.id = argv[1], .id_len = CH_ID_CSTR, .type = argv[2]};
     if (argc > 3) {
         spec.arg = argv[3];
         spec.arg_len = strlen(argv[3]);
@@ -334,7 +334,7 @@ static void start_many_batch(nodectl *c, start_many *s, uint64_t first, size_t c
     for (size_t i = 0; i < count; i++) {
         char *id = s->ids + i * s->stride;
         snprintf(id, s->stride, "%s%" PRIu64, s->prefix, first + i);
-        s->specs[i] = (ch_child_spec){.id = id, .type = s->type};
+        s->specs[i] = (ch_child_spec){.id = id, .id_len = CH_ID_CSTR, .type = s->type};
         if (s->index_arg) {
             int n = snprintf(s->args[i], sizeof(s->args[i]), "%" PRIu64, first + i);
             s->specs[i].arg = s->args[i];
@@ -473,7 +473,7 @@ int nodectl_send_retry(ch_node *n, const char *id, const void *msg, size_t len)
 {
     uint64_t deadline = now_ns() + SEND_RETRY_NS;
     for (;;) {
-        int rc = ch_send(n, id, 0, msg, len);
+        int rc = ch_send(n, id, CH_ID_CSTR, msg, len);
         if (rc != -EAGAIN || now_ns() > deadline) return rc;
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL); /* back-off while the reactors drain */
@@ -504,7 +504,8 @@ static int cmd_call(nodectl *c, const ctlout *o, int argc, char **argv)
     size_t len = 0, got = 0;
     char *msg = join_args(argc, argv, 2, &len);
     int rc = msg ? call_buffer(c) : -ENOMEM;
-    if (rc == 0) rc = ch_call(c->node, argv[1], 0, msg, len, c->reply, c->reply_cap, &got, 0);
+    if (rc == 0)
+        rc = ch_call(c->node, argv[1], CH_ID_CSTR, msg, len, c->reply, c->reply_cap, &got, 0);
     free(msg);
     if (rc == -ENODATA)
         return ctlout_fail(o, NODECTL_FAILED, "call %s: no reply (a request the type ignores?)",
@@ -557,6 +558,7 @@ static int cmd_stats(nodectl *c, const ctlout *o, int argc, char **argv)
         {"conflicts", s.conflicts},
         {"bad_frames", s.bad_frames},
         {"refused_peers", s.refused_peers},
+        {"accept_pauses", s.accept_pauses},
         {"migrating", s.migrating},
         {"migrated_out", s.migrated_out},
         {"migrated_in", s.migrated_in},
@@ -623,17 +625,17 @@ static int cmd_drain(nodectl *c, const ctlout *o, int argc, char **argv)
 {
     (void)argc, (void)argv;
     ch_node_stats before, after;
-    ch_node_stats_get(c->node, &before);
-    int rc = ch_node_drain(c->node);
-    ch_node_stats_get(c->node, &after);
-    if (rc < 0 && rc != CH_EPARTIAL)
-        return ctlout_fail(o, NODECTL_FAILED, "drain: %s", ch_strerror(rc));
+    int rc = ch_node_stats_get(c->node, &before);
+    if (rc == 0 && (rc = ch_node_drain(c->node)) == CH_EPARTIAL) rc = 1;
+    if (rc >= 0 && ch_node_stats_get(c->node, &after) < 0) rc = -EIO; /* cannot count: say so */
+    if (rc < 0) return ctlout_fail(o, NODECTL_FAILED, "drain: %s", ch_strerror(rc));
+    /* The node stays up: what it still holds did not move, however the moves ended. */
     uint64_t moved = after.migrated_out - before.migrated_out;
     ch_ctl_reply_append(o->r,
                         o->json ? "{\"drained\":true,\"moved\":%" PRIu64 ",\"left\":%" PRIu64 "}\n"
                                 : "drained: moved %" PRIu64 " processes, %" PRIu64 " not moved\n",
                         moved, after.processes);
-    return rc == 0 ? NODECTL_OK : NODECTL_FAILED;
+    return rc == 0 && after.processes == 0 ? NODECTL_OK : NODECTL_FAILED;
 }
 
 /* The Prometheus text, as --metrics serves it (--json: the same text in a string). */

@@ -512,8 +512,8 @@ static void place_one(nodectl *c, const char *id, placement *pl)
     ch_proc_info *p = NULL;
     uint64_t owner = 0;
     char what[96] = "";
-    int rc = ch_lookup(c->node, id, 0, &p);
-    if (rc == 0) rc = ch_node_owner_of(c->node, id, 0, &owner);
+    int rc = ch_lookup(c->node, id, CH_ID_CSTR, &p);
+    if (rc == 0) rc = ch_node_owner_of(c->node, id, CH_ID_CSTR, &owner);
     if (rc == CH_ENOPROC) {
         pl->missing++;
         snprintf(what, sizeof(what), "missing");

@@ -77,7 +77,7 @@ static int send_one(pump *pu, const char *id, const char *msg, size_t len)
 {
     uint64_t backoff = BACKOFF_MIN_NS;
     for (;;) {
-        int rc = ch_send(pu->node, id, 0, msg, len);
+        int rc = ch_send(pu->node, id, CH_ID_CSTR, msg, len);
         if (rc != -EAGAIN || atomic_load(&pu->set->stop_now)) return rc;
         struct timespec ts = {0, (long)backoff};
         nanosleep(&ts, NULL); /* back-off while the reactors drain */

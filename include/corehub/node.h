@@ -124,7 +124,7 @@ CH_API int ch_node_post(ch_node *n, unsigned core, void (*fn)(ch_node *, void *)
 
 typedef struct ch_child_spec {
     const char *id;       /* 1..CH_ID_MAX bytes */
-    size_t id_len;        /* 0: id is NUL-terminated */
+    size_t id_len;        /* bytes of id, or CH_ID_CSTR: NUL-terminated (0: refused) */
     const char *type;     /* a registered type name */
     const void *arg;      /* handed to init; copied */
     size_t arg_len;       /* */
@@ -157,9 +157,10 @@ typedef struct ch_batch_opts {
  */
 CH_API int ch_start_children(ch_node *n, const ch_child_spec *specs, size_t count,
                              const ch_batch_opts *opts, int *results);
-/* Stops children by id (id_lens NULL: NUL-terminated ids). Per child: 0, CH_ENOPROC,
- * CH_EBADID, CH_ESTOPPED (the node stopped meanwhile), -EHOSTUNREACH (its node is gone).
- * Same blocking and asynchronous forms and returns as ch_start_children. */
+/* Stops children by id (id_lens NULL: every id NUL-terminated; else id_lens[i] is id i's
+ * id_len, as everywhere). Per child: 0, CH_ENOPROC, CH_EBADID, CH_ESTOPPED (the node
+ * stopped meanwhile), -EHOSTUNREACH (its node is gone). Same blocking and asynchronous forms and
+ * returns as ch_start_children. */
 CH_API int ch_stop_children(ch_node *n, const char *const *ids, const size_t *id_lens, size_t count,
                             const ch_batch_opts *opts, int *results);
 
@@ -168,8 +169,9 @@ CH_API int ch_stop_children(ch_node *n, const char *const *ids, const size_t *id
 /* --- messages ----------------------------------------------------------------------- */
 
 /*
- * Sends `data` to the process `id` (id_len 0: NUL-terminated), fire and forget. Messages
- * from one thread to one process are handled in the order sent. Returns 0 once queued,
+ * Sends `data` to the process `id` (id_len bytes, or CH_ID_CSTR: NUL-terminated; the same
+ * for every (id, id_len) pair of the API), fire and forget. Messages from one thread to
+ * one process are handled in the order sent. Returns 0 once queued,
  * -EAGAIN when the mailbox toward that core is full (nothing was queued: retry later),
  * CH_EMSGSIZE, CH_EBADID, CH_ESTOPPED. A message for an id that does not exist is counted
  * as a dead letter (ch_node_stats).
@@ -320,6 +322,7 @@ typedef struct ch_node_stats {
     uint64_t members_alive; /* members alive or suspect, this node included */
     uint64_t ring_members;  /* members that own a part of the ring */
     uint64_t epoch;         /* ring epoch */
+    uint64_t accept_pauses; /* times a listener paused accepting: out of descriptors or memory */
 } ch_node_stats;
 
 /* Sums every core's counters. Each counter is exact per core, the sum a moment's view. */

@@ -15,7 +15,11 @@
 extern "C" {
 #endif
 
-#define CH_ID_MAX        255  /* bytes in a process id */
+#define CH_ID_MAX 255 /* bytes in a process id */
+/* An id_len that says "id is NUL-terminated": every function taking (id, id_len) accepts
+ * it. A length is never guessed otherwise: 0 is an empty id, refused with CH_EBADID (a
+ * length of 0 that meant "NUL-terminated" read past buffers holding no NUL). */
+#define CH_ID_CSTR       ((size_t)-1)
 #define CH_TYPE_NAME_MAX 63   /* bytes in a process type name */
 #define CH_TAG_MAX       63   /* bytes in a tag */
 #define CH_META_MAX      1024 /* bytes of metadata per child */
