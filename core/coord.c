@@ -168,6 +168,7 @@ void coord_rebuild_ring(ch_coord *c, uint64_t seen_epoch)
         return;
     }
     c->epoch = epoch;
+    coord_kept_reroute(c, ring); /* before any thread routes by it (coord_route.c) */
     ch_hashring *old = atomic_exchange_explicit(&n->ring, ring, memory_order_acq_rel);
     if (old) ch_node_retire_ring(n, old);
     c->prev_ring = old;
@@ -463,6 +464,7 @@ void ch_coord_free(ch_coord *c)
     ch_regtab_free(&c->reg);
     ch_pinset_free(&c->pins);
     ch_wbuf_free(&c->delta);
+    ch_wbuf_free(&c->kept);
     for (size_t i = 0; i < c->nparked; i++)
         free(c->parked[i]);
     free(c->parked);

@@ -85,6 +85,8 @@ struct ch_coord {
         unsigned switched, done; /* cores that switched to it, that sent everything */
         bool barrier_sent, sealed, end_sent, unheld;
     } mig;
+    ch_wbuf kept;   /* copies of casts sent to a new owner while a round is open */
+    bool kept_full; /* past the bound: no more copies this round (said once) */
     /* control requests: handled on a thread of their own */
     pthread_t ctl_thread;
     bool ctl_running;
@@ -176,6 +178,10 @@ void coord_on_out_call(ch_coord *c, ch_rec *rec);
 void coord_on_out_cast(ch_coord *c, ch_rec *rec);
 void coord_on_out_fcall(ch_coord *c, ch_rec *rec);
 void coord_on_reply_frame(ch_coord *c, ch_rbuf *rb);
+/* The kept casts (handover.h, "a target that dies"): those for dead nodes that `ring` no
+ * longer has are routed again by it; all go once every participant confirmed its moves. */
+void coord_kept_reroute(ch_coord *c, const ch_hashring *ring);
+void coord_kept_drop(ch_coord *c);
 
 /* coord_migrate.c */
 void coord_mig_ring(ch_coord *c);

@@ -95,6 +95,10 @@ void coord_mig_check(ch_coord *c)
         g->unheld = true;
         post_all(c, CH_MIG_UNHOLD, g->rh);
     }
+    /* Every participant, this node too, has every move of the round confirmed: a target's
+     * crash from now on is a crash of processes it owns, no longer a loss of casts for
+     * processes that stay on their sources. */
+    if (g->unheld && g->end_sent && c->kept.len) coord_kept_drop(c);
 }
 
 /* ---- pins -------------------------------------------------------------------------------- */
@@ -173,9 +177,12 @@ void coord_mig_on_up(ch_coord *c, ch_mem *m)
     if (c->mig.end_sent) send_hash(c, m, CH_F_MIG_END, c->mig.rh);
 }
 
+/* The cores take back what they sent to the dead node first: the casts kept for it then
+ * find their processes thawed (or still queued) on their sources. */
 void coord_mig_gone(ch_coord *c, uint64_t node)
 {
     post_all(c, CH_MIG_GONE, node);
+    coord_kept_reroute(c, atomic_load(&c->n->ring)); /* what coord_rebuild_ring left */
     coord_mig_check(c);
 }
 
@@ -252,6 +259,7 @@ void coord_mig_on_rec(ch_coord *c, ch_rec *rec)
         if (rec->aux != g->rh || ++g->done < c->n->cores) break;
         g->end_sent = true;
         send_hash_all(c, CH_F_MIG_END, g->rh);
+        coord_mig_check(c);
         break;
     case CH_MIG_OUT:
         on_out(c, rec);

@@ -107,17 +107,26 @@ static void fail_call(ch_coord *c, unsigned core, uint64_t ref, int status)
     ch_reactor_reply(c->r, core, ref, status, NULL, 0);
 }
 
+static bool is_dead(ch_coord *c, uint64_t node)
+{
+    const ch_mem *m = ch_mtab_find(&c->mt, node);
+    return !m || m->state == CH_MEMBER_DEAD;
+}
+
 /* by_row: the ring owner did not have it; `hops` may carry HOPS_ROW (from a peer). */
 /* The owner by the ring a local sender routed with (its stamp, ch_route_msg): the
  * previous ring if that is the one, so that a message posted just before this node's
  * ring changed still goes to the old owner, in order with its sender's earlier ones (it
- * is forwarded from there behind the process). Peers' messages (stamp 0): this ring. */
+ * is forwarded from there behind the process). Peers' messages (stamp 0): this ring. A
+ * dead old owner has nothing to forward behind: then this ring too. */
 static uint64_t owner_for(ch_coord *c, uint16_t stamp, uint64_t hash)
 {
     ch_hashring *cur = atomic_load(&c->n->ring);
     if (stamp && c->prev_ring && cur && stamp != (uint16_t)ch_hashring_epoch(cur) &&
-        stamp == (uint16_t)ch_hashring_epoch(c->prev_ring))
-        return ch_owner(c->n, c->prev_ring, hash);
+        stamp == (uint16_t)ch_hashring_epoch(c->prev_ring)) {
+        uint64_t old = ch_owner(c->n, c->prev_ring, hash);
+        if (!is_dead(c, old)) return old;
+    }
     return ring_owner(c, hash);
 }
 
@@ -140,6 +149,46 @@ static int decide(ch_coord *c, uint8_t *hops, bool by_row, uint16_t stamp, const
     return TO_NODE;
 }
 
+/* ---- casts kept while a round is open (design: migration/handover.h) ------------------- */
+
+#define KEPT_MAX (256u << 20) /* bytes of copies per node; past it, a target's crash may lose */
+
+/* A cast to `node` is kept when node is a new owner of its id (not the previous ring's)
+ * and the round is open: this node's own moves or a peer's are not all confirmed yet. */
+static bool keep_wanted(ch_coord *c, uint64_t node, uint64_t hash)
+{
+    if (!c->prev_ring || (c->mig.unheld && c->mig.end_sent)) return false;
+    return ch_owner(c->n, c->prev_ring, hash) != node;
+}
+
+/* Entry: u64 node | str8 id | blob32 data, in send order. */
+static void keep_cast(ch_coord *c, uint64_t node, uint64_t hash, const char *id, size_t len,
+                      const void *data, size_t dlen)
+{
+    if (c->kept_full || !keep_wanted(c, node, hash)) return;
+    if (c->kept.len + 13 + len + dlen > KEPT_MAX) {
+        c->kept_full = true;
+        CH_WARN("over %u MiB of casts kept for moving processes: no more this round (a "
+                "target's crash may lose the next ones)",
+                KEPT_MAX >> 20);
+        return;
+    }
+    ch_wbuf_put_u64(&c->kept, node);
+    ch_wbuf_put_str8(&c->kept, id, len);
+    ch_wbuf_put_blob32(&c->kept, data, dlen);
+    if (c->kept.err) {
+        CH_ERROR("no memory to keep casts for moving processes: %s", ch_strerror(c->kept.err));
+        ch_wbuf_reset(&c->kept);
+        c->kept_full = true;
+    }
+}
+
+void coord_kept_drop(ch_coord *c)
+{
+    ch_wbuf_free(&c->kept);
+    c->kept_full = false;
+}
+
 static void route_cast(ch_coord *c, uint8_t hops, bool by_row, uint16_t stamp, const char *id,
                        size_t len, uint64_t hash, const void *data, size_t dlen)
 {
@@ -151,6 +200,56 @@ static void route_cast(ch_coord *c, uint8_t hops, bool by_row, uint16_t stamp, c
         dead_letter(c, id, len, "nowhere");
     else if (send_cast(c, node, hops, id, len, data, dlen) < 0)
         dead_letter(c, id, len, "owner unreachable");
+    else
+        keep_cast(c, node, hash, id, len, data, dlen);
+}
+
+/* One kept cast, routed again by `ring`. One for this node goes through its core's inbox:
+ * before the ring is published, it is then ahead of every cast application threads route
+ * by that ring (a pump on this node), as it was when sent. */
+static void reroute(ch_coord *c, const ch_hashring *ring, ch_span id, ch_span data)
+{
+    uint64_t hash = XXH3_64bits(id.p, id.len), owner = ch_owner(c->n, ring, hash);
+    if (owner != c->mt.self) {
+        if (send_cast(c, owner, 0, (const char *)id.p, id.len, data.p, data.len) < 0)
+            dead_letter(c, (const char *)id.p, id.len, "owner unreachable");
+        return;
+    }
+    ch_rec h = {
+        .op = CH_OP_CAST, .id_len = (uint8_t)id.len, .len = (uint32_t)data.len, .aux = hash};
+    if (ch_reactor_post_inbox_id(c->n, (unsigned)(hash % c->n->cores), &h, id.p, data.p) < 0)
+        dead_letter(c, (const char *)id.p, id.len, "mailbox full");
+}
+
+/* The casts kept for dead nodes that `ring` no longer has go again, in the order they were
+ * sent: those for processes a dead target never confirmed reach their source, which still
+ * runs them (never frozen, or thawed), behind what the same sender sent there before the
+ * move (one connection, FIFO) and ahead of what it sends by `ring`. Called before `ring`
+ * is published (coord_rebuild_ring), and when a member is declared gone. */
+void coord_kept_reroute(ch_coord *c, const ch_hashring *ring)
+{
+    if (!c->kept.len || !ring) return;
+    ch_wbuf old = c->kept;
+    ch_wbuf_init(&c->kept); /* the others stay, in order */
+    ch_rbuf rb;
+    ch_rbuf_init(&rb, old.data, old.len);
+    size_t again = 0;
+    while (ch_rbuf_left(&rb)) {
+        uint64_t to = ch_rbuf_get_u64(&rb);
+        ch_span id = ch_rbuf_get_str8(&rb), data = ch_rbuf_get_blob32(&rb);
+        if (!ch_rbuf_ok(&rb)) break;
+        if (!ch_hashring_has(ring, to) && is_dead(c, to)) {
+            reroute(c, ring, id, data);
+            again++;
+            continue;
+        }
+        ch_wbuf_put_u64(&c->kept, to);
+        ch_wbuf_put_str8(&c->kept, id.p, id.len);
+        ch_wbuf_put_blob32(&c->kept, data.p, data.len);
+    }
+    ch_wbuf_free(&old);
+    if (again)
+        CH_INFO("%zu casts sent to a node that died while processes moved: routed again", again);
 }
 
 static void route_call(ch_coord *c, uint8_t hops, bool by_row, uint16_t stamp, const char *id,

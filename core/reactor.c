@@ -215,6 +215,12 @@ int ch_reactor_post_inbox(ch_node *n, unsigned dst, const ch_rec *h, const void 
     return post_inbox(n, dst, h, NULL, payload, false);
 }
 
+int ch_reactor_post_inbox_id(ch_node *n, unsigned dst, const ch_rec *h, const void *id,
+                             const void *payload)
+{
+    return post_inbox(n, dst, h, id, payload, false);
+}
+
 int ch_reactor_post(ch_node *n, unsigned dst, const ch_rec *h, const void *id, const void *payload,
                     bool user)
 {

@@ -123,6 +123,9 @@ int ch_reactor_post(struct ch_node *n, unsigned dst, const ch_rec *h, const void
 /* Posts through dst's inbox whatever thread this is: the record comes after every record
  * application threads pushed there before (the migration's marker, handover.h). */
 int ch_reactor_post_inbox(struct ch_node *n, unsigned dst, const ch_rec *h, const void *payload);
+/* The same for a record with an id (a cast the coordinator routes again, coord_route.c). */
+int ch_reactor_post_inbox_id(struct ch_node *n, unsigned dst, const ch_rec *h, const void *id,
+                             const void *payload);
 /* Publishes every dirty outbound ring and wakes sleeping consumers; returns how many rings
  * it published. */
 unsigned ch_reactor_flush(ch_reactor *r);

@@ -91,6 +91,7 @@ typedef struct held_q {
     uint64_t hash;
     uint64_t first_ns;
     held_msg *head, *tail;
+    bool late; /* kept back until the round seals (kept_back), apart from the others */
     uint8_t id_len;
     char id[];
 } held_q;
@@ -105,6 +106,8 @@ typedef struct ch_ho {
     ch_reactor *r;
     const ch_migration_config *cfg;
     ch_hashring *ring;
+    ch_hashring *prev_ring; /* the ring before it (retired, still valid) */
+    bool shrunk;            /* the ring lost a member the previous one had */
     uint64_t rh;
     ch_mig_member *members;
     size_t nmembers;
@@ -285,12 +288,18 @@ static int enqueue(ch_ho *h, uint64_t hash, const char *id, uint8_t len)
 
 /* ---- holding messages on the target ---------------------------------------------------- */
 
-static held_q **held_slot(ch_ho *h, uint64_t hash, const char *id, size_t len)
+static held_q **held_slot_of(ch_ho *h, uint64_t hash, const char *id, size_t len, bool late)
 {
     held_q **at = &h->held[hash & (h->hcap - 1)];
-    while (*at && !((*at)->hash == hash && (*at)->id_len == len && !memcmp((*at)->id, id, len)))
+    while (*at && !((*at)->hash == hash && (*at)->late == late && (*at)->id_len == len &&
+                    !memcmp((*at)->id, id, len)))
         at = &(*at)->next;
     return at;
+}
+
+static held_q **held_slot(ch_ho *h, uint64_t hash, const char *id, size_t len)
+{
+    return held_slot_of(h, hash, id, len, false);
 }
 
 static int held_grow(ch_ho *h)
@@ -313,15 +322,16 @@ static int held_grow(ch_ho *h)
 
 static void arm_tick(ch_ho *h);
 
-static bool hold_msg(ch_ho *h, uint64_t hash, const char *id, size_t id_len, uint8_t op,
-                     const void *data, size_t len, unsigned core, uint64_t ref)
+static bool hold_in(ch_ho *h, bool late, uint64_t hash, const char *id, size_t id_len, uint8_t op,
+                    const void *data, size_t len, unsigned core, uint64_t ref)
 {
     if (h->hcount >= h->hcap / 2 && held_grow(h) < 0) return false;
-    held_q **at = held_slot(h, hash, id, id_len);
+    held_q **at = held_slot_of(h, hash, id, id_len, late);
     held_q *q = *at;
     if (!q) {
         if (!(q = calloc(1, sizeof(*q) + id_len))) return false;
         q->hash = hash;
+        q->late = late;
         q->id_len = (uint8_t)id_len;
         memcpy(q->id, id, id_len);
         q->first_ns = ch_now_ns();
@@ -343,6 +353,18 @@ static bool hold_msg(ch_ho *h, uint64_t hash, const char *id, size_t id_len, uin
     count(&h->r->stats.held_messages, 1);
     arm_tick(h);
     return true;
+}
+
+static bool hold_msg(ch_ho *h, uint64_t hash, const char *id, size_t id_len, uint8_t op,
+                     const void *data, size_t len, unsigned core, uint64_t ref)
+{
+    return hold_in(h, false, hash, id, id_len, op, data, len, core, ref);
+}
+
+static bool hold_late(ch_ho *h, ch_rec *rec)
+{
+    return hold_in(h, true, rec->aux, ch_rec_id(rec), rec->id_len, rec->op, ch_rec_payload(rec),
+                   rec->len, 0, 0);
 }
 
 static bool hold(ch_ho *h, ch_rec *rec, unsigned core, uint64_t ref)
@@ -423,19 +445,34 @@ static void release_id(ch_ho *h, uint64_t hash, const char *id, size_t len, bool
     free(q);
 }
 
-/* Releases every held queue (all: UNHOLD) or those older than the child timeout, except
- * those of a process whose move is still under way here (released by its outcome). The
- * queues are taken out first: a message released now may be held again, in a new queue. */
-static void release_held(ch_ho *h, bool all)
+enum { REL_OLD, REL_ALL, REL_PRESENT };
+
+/* Whether release_held leaves q where it is. */
+
+static bool keep_held(const ch_ho *h, const held_q *q, int which, uint64_t now)
 {
-    uint64_t limit = (uint64_t)h->cfg->child_timeout_ms * 1000000, now = ch_now_ns();
+    uint64_t limit = (uint64_t)h->cfg->child_timeout_ms * 1000000;
+    bool young = now - q->first_ns < limit; /* first_ns is never later than now */
+    if (q->late) return which == REL_OLD && !h->sealed && young; /* sealed: the older are here */
+    ch_proc *p = ch_ptable_find(&h->r->procs, q->hash, q->id, q->id_len);
+    if (p && p->mig) return true; /* released by the outcome of its move */
+    return which == REL_PRESENT || (which == REL_OLD && young);
+}
+
+/* Releases every held queue (REL_ALL: UNHOLD), those older than the child timeout
+ * (REL_OLD), or those kept back (REL_PRESENT: sealed); those of a process whose move is
+ * still under way here wait for its outcome, unless kept back. The queues are taken out first: a
+ * message released now may be held again, in a new queue. */
+static void release_held(ch_ho *h, int which)
+{
+    bool all = which != REL_OLD;
+    uint64_t now = ch_now_ns();
     held_q *out = NULL;
     for (size_t i = 0; i < h->hcap; i++) {
         held_q **at = &h->held[i];
         while (*at) {
             held_q *q = *at;
-            ch_proc *p = ch_ptable_find(&h->r->procs, q->hash, q->id, q->id_len);
-            if ((p && p->mig) || (!all && now - q->first_ns < limit)) {
+            if (keep_held(h, q, which, now)) {
                 at = &q->next;
                 continue;
             }
@@ -746,18 +783,24 @@ static void check_sealed(ch_ho *h)
     }
     bytes_clear(&h->unended);
     flush_all(h);
+    if (h->hcount) release_held(h, REL_PRESENT); /* what kept_back held */
 }
 
+/* DONE (then END to every peer) once every record is sent and every frame confirmed: the
+ * peers keep copies of their casts to this round's targets until then (handover.h). */
 static void try_done(ch_ho *h)
 {
     if (!h->sealed || h->done_sent || !bytes_empty(&h->queue)) return;
     flush_all(h);
+    if (h->sent_head) return;
     h->done_sent = true;
     post_mig(h->r, h->r->node->cores, CH_MIG_DONE, h->rh, 0, 0, NULL, 0);
 }
 
-/* The old instance keeps serving here: the move failed. */
-static void thaw(ch_ho *h, ch_proc *p)
+/* The old instance keeps serving here: the move failed. What waited for the outcome runs
+ * here, unless `later` collects the id: then the caller releases it once the messages
+ * forwarded before it (a dead target's frames, replayed) ran. */
+static void thaw_to(ch_ho *h, ch_proc *p, bytes_t *later)
 {
     ch_mig_proc *m = p->mig;
     bool terminated = m->terminated;
@@ -765,8 +808,17 @@ static void thaw(ch_ho *h, ch_proc *p)
     p->mig = NULL;
     h->frozen--;
     idref k = id_of(p);
-    if (terminated) ch_sup_reinit(h->r, p);    /* ColdSwap: fresh from its spec (or gone) */
-    release_id(h, k.hash, k.id, k.len, false); /* what waited for the outcome runs here */
+    if (terminated) ch_sup_reinit(h->r, p); /* ColdSwap: fresh from its spec (or gone) */
+    uint8_t hdr[9];
+    ch_le_put64(hdr, k.hash);
+    hdr[8] = k.len;
+    if (!later || bytes_put(later, hdr, 9, k.id, k.len) < 0)
+        release_id(h, k.hash, k.id, k.len, false);
+}
+
+static void thaw(ch_ho *h, ch_proc *p)
+{
+    thaw_to(h, p, NULL);
 }
 
 static void run_migrated_hook(ch_ho *h, uint64_t node, const char **ids, const size_t *lens,
@@ -936,8 +988,9 @@ static void on_ack(ch_ho *h, uint64_t node, const uint8_t *block, const uint8_t 
     sent_free(h, s);
 }
 
-/* Replays one kept batch after its target is gone: processes thaw, messages run here. */
-static void replay(ch_ho *h, uint64_t node, const uint8_t *raw, size_t len)
+/* Replays one kept batch after its target is gone: processes thaw, messages run here. The
+ * ids thawed go to `later`: what waited for them came after every forwarded message. */
+static void replay(ch_ho *h, uint64_t node, const uint8_t *raw, size_t len, bytes_t *later)
 {
     ch_reactor *r = h->r;
     ch_hbatch_reader rd;
@@ -949,7 +1002,7 @@ static void replay(ch_ho *h, uint64_t node, const uint8_t *raw, size_t len)
         if (rec.kind == CH_HREC_PROC) {
             if (p && p->mig && p->mig->state == MP_FROZEN) {
                 fail_hook(h, p, node, -EHOSTUNREACH); /* it did not move: it stays, then */
-                thaw(h, p);                           /* moves again under the new ring */
+                thaw_to(h, p, later);                 /* moves again under the new ring */
             }
         } else if (rec.kind == CH_HREC_MSG) {
             uint8_t op = rec.msg.kind == CH_MSG_CAST ? CH_OP_CAST : CH_OP_CALL;
@@ -964,9 +1017,19 @@ static void replay(ch_ho *h, uint64_t node, const uint8_t *raw, size_t len)
 
 static void plan(ch_ho *h);
 
+/* Runs what waited for each thawed id of `later` (u64 hash | u8 len | id), then frees it. */
+static void release_later(ch_ho *h, bytes_t *later)
+{
+    for (size_t pos = later->pos; pos < later->len; pos += 9 + later->p[pos + 8])
+        release_id(h, ch_le_get64(later->p + pos), (const char *)later->p + pos + 9,
+                   later->p[pos + 8], false);
+    free(later->p);
+}
+
 /* Everything sent to `node` and not confirmed comes back to life here, then moves anew. */
 static void source_gone(ch_ho *h, uint64_t node)
 {
+    bytes_t later = {0};
     for (sent *next, *prev = NULL, *cur = h->sent_head; cur; cur = next) {
         next = cur->next;
         if (cur->node != node) {
@@ -979,17 +1042,18 @@ static void source_gone(ch_ho *h, uint64_t node)
             h->sent_head = next;
         if (h->sent_tail == cur) h->sent_tail = prev;
         h->inflight -= cur->raw_len;
-        replay(h, node, cur->raw, cur->raw_len);
+        replay(h, node, cur->raw, cur->raw_len, &later);
         free(cur->raw);
         free(cur);
     }
     for (size_t i = 0; i < h->nlanes; i++) {
         lane *l = &h->lanes[i];
         if (l->node != node) continue;
-        replay(h, node, ch_hbatch_data(&l->b), ch_hbatch_len(&l->b));
+        replay(h, node, ch_hbatch_data(&l->b), ch_hbatch_len(&l->b), &later);
         ch_hbatch_free(&l->b);
         h->lanes[i--] = h->lanes[--h->nlanes];
     }
+    release_later(h, &later);
     bytes_t kept = {0};
     for (size_t pos = h->unended.pos; pos < h->unended.len;) {
         const uint8_t *e = h->unended.p + pos;
@@ -1327,9 +1391,17 @@ static void on_ring(ch_ho *h, ch_rec *rec)
         return;
     }
     memcpy(v, ch_rec_payload(rec), rec->len);
+    h->shrunk = false;
+    for (size_t i = 0; i < h->nmembers; i++) {
+        bool kept = false;
+        for (size_t j = 0; j < n && !kept; j++)
+            kept = v[j].id == h->members[i].id;
+        h->shrunk |= !kept;
+    }
     free(h->members);
     h->members = v;
     h->nmembers = n;
+    h->prev_ring = h->ring;
     h->ring = (ch_hashring *)(uintptr_t)rec->ref;
     h->rh = rec->aux;
     h->sealed = h->done_sent = false;
@@ -1372,7 +1444,7 @@ static void on_unhold(ch_ho *h, uint64_t rh)
             end_await(h, v[i]);
         free(v);
     }
-    release_held(h, true);
+    release_held(h, REL_ALL);
 }
 
 /* A node is gone: our frames to it come back, its processes' streams here are over. */
@@ -1401,7 +1473,7 @@ static void tick(ch_reactor *r, uint64_t arg)
     uint64_t now = ch_now_ns(), retention = (uint64_t)h->cfg->retention_ms * 1000000;
     for (sent *s = h->sent_head; s; s = s->next)
         if (now - s->sent_ns > retention) send_query(h, s);
-    if (h->hcount) release_held(h, false);
+    if (h->hcount) release_held(h, REL_OLD);
     update_gauge(h);
     arm_tick(h);
 }
@@ -1463,11 +1535,28 @@ void ch_ho_on_rec(ch_reactor *r, ch_rec *rec)
     update_gauge(h);
 }
 
+/* A message a local thread routed straight here by the ring after one whose target died
+ * (stamped, and not by the ring before) for p, which was to move to that target and stays:
+ * what the same thread sent before went by the coordinator (to the target, then routed
+ * again here), so it waits until the round seals, when all of that is here. */
+static bool kept_back(const ch_ho *h, const ch_rec *rec, const ch_proc *p)
+{
+    if (!rec->pad2 || (p->mig && p->mig->state != MP_FROZEN)) return false;
+    /* The thread may route by a ring whose RING record this core has not taken yet. */
+    ch_hashring *live = atomic_load_explicit(&h->r->node->ring, memory_order_acquire);
+    const ch_hashring *before = live != h->ring ? h->ring : h->prev_ring;
+    if (!live || !before || (live == h->ring && (h->sealed || !h->shrunk))) return false;
+    if (rec->pad2 == (uint16_t)ch_hashring_epoch(before)) return false;
+    uint64_t was = ch_owner(h->r->node, before, p->hash);
+    return was != h->r->node->id && !ch_hashring_has(live, was);
+}
+
 bool ch_ho_intercept(ch_reactor *r, ch_rec *rec, ch_proc *p, unsigned core, uint64_t ref)
 {
     ch_ho *h = r->ho;
     if (!h || r->shut) return false;
     uint8_t op = rec->op == CH_OP_CAST ? CH_OP_CAST : CH_OP_CALL;
+    if (p && rec->op == CH_OP_CAST && kept_back(h, rec, p)) return hold_late(h, rec);
     if (p && p->mig && p->mig->state == MP_FROZEN) {
         forward(h, p, op, ch_rec_payload(rec), rec->len, core, ref);
         return true;
