@@ -594,6 +594,35 @@ static void on_connected(ch_reactor *r, ch_io *io, int res, uint32_t flags)
     conn_maybe_free(c);
 }
 
+/* Outgoing peer connections leave from the node's own listen IP (port 0: any), when that
+ * IP is a specific one of the peer's family. Then a node's traffic carries its address
+ * both ways, so that firewall rules can tell nodes apart (several nodes on 127.0.0.N of one
+ * machine: the fault suite partitions them) and a peer sees where a connection comes from.
+ * A wildcard listener, or none, keeps the kernel's choice. Best effort: a failed bind
+ * leaves the socket unbound. */
+static void bind_to_listen_ip(const ch_transport *t, int fd, int family)
+{
+    struct sockaddr_storage local;
+    socklen_t len = sizeof(local);
+    if (t->lfd < 0 || getsockname(t->lfd, (struct sockaddr *)&local, &len) < 0 ||
+        local.ss_family != family)
+        return;
+    if (family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&local;
+        if (in->sin_addr.s_addr == htonl(INADDR_ANY)) return;
+        in->sin_port = 0;
+    } else if (family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&local;
+        if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr)) return;
+        in6->sin6_port = 0;
+    } else {
+        return;
+    }
+    int one = 1; /* the port is picked at connect time, per 4-tuple: no port per bind */
+    (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+    (void)bind(fd, (struct sockaddr *)&local, len);
+}
+
 int ch_transport_connect(ch_transport *t, const char *addr, uint8_t role, ch_conn **out)
 {
     struct sockaddr_storage sa;
@@ -602,6 +631,7 @@ int ch_transport_connect(ch_transport *t, const char *addr, uint8_t role, ch_con
     if (rc) return rc;
     int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
+    bind_to_listen_ip(t, fd, sa.ss_family);
     ch_conn *c = conn_new(t, fd, true, role);
     if (!c) {
         close(fd);
