@@ -32,7 +32,7 @@
 #define PUMP_ROUNDS   "1000000000" /* until pump-stop */
 #define PUMP_ROUND_MS "100"
 #define PUMPS         2
-#define SETTLE_MS     30000
+#define SETTLE_MS     20000
 #define JOIN_MS       20000 /* a churn cycle's join */
 #define EXIT_MS       20000 /* a leave: the node's own bound is FX_LEAVE_MS plus a hand-over */
 #define CHURN_MIN     20
