@@ -43,6 +43,7 @@ enum { MODE_ANY = -1, MODE_MIXED, MODE_CHURN };
 typedef struct opts {
     const char *prog; /* argv[0], for the replay line */
     int schedules, nodes, budget_s, mode;
+    int faults; /* per mixed schedule; -1: 4..7 drawn from the seed (0: a baseline) */
     uint64_t seed;
     bool keep;
 } opts;
@@ -299,9 +300,10 @@ static void one_fault(sched *s)
     stall_short(s);
 }
 
-static void run_mixed(sched *s)
+static void run_mixed(sched *s, int nfaults)
 {
     int steps = between(s, 4, 7);
+    if (nfaults >= 0) steps = nfaults;
     fx_log(s->x, "mixed schedule: %d faults", steps);
     for (int i = 0; i < steps; i++) {
         one_fault(s);
@@ -394,7 +396,7 @@ static bool run_schedule(const opts *o, int number, uint64_t seed, bool fw)
         if (mode == MODE_CHURN)
             run_churn(&s);
         else
-            run_mixed(&s);
+            run_mixed(&s, o->faults);
         bool settled = heal(&s, why, sizeof(why));
         fx_pumps p;
         fx_pumps_stop(x, &p);
@@ -422,19 +424,22 @@ static bool run_schedule(const opts *o, int number, uint64_t seed, bool fw)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: fault_suite [--schedules N] [--seed S] [--time-budget SECONDS] [--nodes N]\n"
-               "                   [--mode mixed|churn] [--keep]\n"
+               "                   [--mode mixed|churn] [--faults N] [--keep]\n"
                "Runs N (default 3) seeded fault schedules against real corehub nodes and checks\n"
                "the hub's invariants after each. Schedule i uses seed S+i (S random by default);\n"
                "`--seed S --schedules 1` replays one. Seeds = 3 mod 4 are churn schedules unless\n"
                "--mode says. --time-budget: start no schedule after that many seconds. --nodes:\n"
-               "3..5 (default 4). --keep: keep the node logs of failing schedules.\n"
+               "3..5 (default 4). --faults: faults per mixed schedule (default 4..7 from the\n"
+               "seed; 0 checks the invariants without faults). --keep: keep the node logs of\n"
+               "failing schedules.\n"
                "Partitions need root and iptables; without them they are skipped (said once).\n"
                "Run it under `flock /tmp/ch-multinode.lock` on a shared machine.\n");
 }
 
 static int parse_opts(int argc, char **argv, opts *o)
 {
-    *o = (opts){.prog = argv[0], .schedules = 3, .nodes = 4, .budget_s = 0, .mode = MODE_ANY};
+    *o = (opts){
+        .prog = argv[0], .schedules = 3, .nodes = 4, .budget_s = 0, .mode = MODE_ANY, .faults = -1};
     bool seeded = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -452,6 +457,8 @@ static int parse_opts(int argc, char **argv, opts *o)
             o->budget_s = atoi(v);
         else if (strcmp(a, "--nodes") == 0)
             o->nodes = atoi(v);
+        else if (strcmp(a, "--faults") == 0)
+            o->faults = atoi(v);
         else if (strcmp(a, "--mode") == 0 && (!strcmp(v, "mixed") || !strcmp(v, "churn")))
             o->mode = strcmp(v, "churn") == 0 ? MODE_CHURN : MODE_MIXED;
         else
