@@ -119,8 +119,8 @@ static bool spawn(sched *s, int k, const char *why)
         return false;
     }
     hnode *n = s->x->slot[k].n;
-    fx_log(s->x, "%s: slot %d is node %016" PRIx64 " at %s (pid %d)", why, k, n->id, n->addr,
-           n->pid);
+    fx_log(s->x, "%s: slot %d is node %016" PRIx64 " at %s (pid %d, log node-%d.log)", why, k,
+           n->id, n->addr, n->pid, n->index);
     return true;
 }
 
