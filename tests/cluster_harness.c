@@ -145,7 +145,7 @@ void harness_fini(ch_harness *h)
     harness_check(h);
     for (int i = 0; i < h->nnodes; i++)
         node_kill9(&h->nodes[i]);
-    remove_dir(h, h->deaths > 0); /* the logs are the evidence */
+    remove_dir(h, h->deaths > 0 || h->keep); /* the logs are the evidence */
     free(h->cookie);
     h->cookie = NULL;
     h->nnodes = 0;

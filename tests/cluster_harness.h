@@ -28,7 +28,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define HARNESS_MAX_NODES 16
+#define HARNESS_MAX_NODES 48 /* spawns per harness: the fault suite restarts and churns */
 #define HARNESS_MAX_ARGS  32
 #define HARNESS_MAX_ENV   8
 #define HARNESS_SPAWN_MS  10000 /* for the `listening` line; generous for sanitizers */
@@ -58,6 +58,7 @@ struct ch_harness {
     hnode nodes[HARNESS_MAX_NODES];
     int nnodes;
     int deaths; /* see harness_check */
+    bool keep;  /* fini keeps the directory (a failed check wants the logs) */
 };
 
 /* Makes the directory and a fresh random cookie. */

@@ -12,6 +12,7 @@ packages=(
     clang clang-format
     curl
     redis-tools
+    iptables
 )
 
 is_installed() {
