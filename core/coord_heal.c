@@ -42,15 +42,27 @@ static void count_stat(_Atomic uint64_t *s, uint64_t k)
                           memory_order_relaxed);
 }
 
+/* Counts what restarted (on whichever thread completes the batch: an atomic add); a start
+ * refused as a duplicate restarted nothing. */
 static void restarts_done(void *ud, const int *results, size_t count)
 {
+    ch_coord *c = ud;
     size_t ok = 0, dup = 0;
     for (size_t i = 0; i < count; i++) {
         ok += results[i] == 0;
         dup += results[i] == CH_EALREADY;
     }
+    atomic_fetch_add_explicit(&c->r->stats.crash_restarts, ok, memory_order_relaxed);
     CH_INFO("restarted %zu of %zu processes from their specs (%zu already running)", ok, count,
             dup);
+}
+
+static void stops_done(void *ud, const int *results, size_t count)
+{
+    size_t ok = 0;
+    for (size_t i = 0; i < count; i++)
+        ok += results[i] == 0;
+    CH_INFO("stopped %zu of %zu local processes", ok, count);
     (void)ud;
 }
 
@@ -80,8 +92,7 @@ static void restart_rows(ch_coord *c, ch_regrow **rows, size_t k, uint8_t hops)
     }
     for (size_t i = 0; i < k; i++)
         specs[i] = spec_of(rows[i]);
-    count_stat(&c->r->stats.crash_restarts, k);
-    int rc = ch_batch_submit(c->n, CH_OP_START, specs, k, NULL, NULL, hops, restarts_done, NULL);
+    int rc = ch_batch_submit(c->n, CH_OP_START, specs, k, NULL, NULL, hops, restarts_done, c);
     if (rc < 0) CH_ERROR("restart of %zu processes failed: %s", k, ch_strerror(rc));
     free(specs);
 }
@@ -164,29 +175,39 @@ static bool may_restart(const ch_coord *c)
 /* ---- departures ------------------------------------------------------------------------- */
 
 /* The rows a gone member still owns pass to their new owners, restarted from their specs:
- * this node restarts the ones it owns now (or parks them without a quorum), and labels the
- * others with their owner. Should that owner be gone too before it restarted them, its own
- * departure passes them on again, so no process is forgotten. */
+ * this node restarts the ones it owns now, and sends a start for each of the others to its
+ * owner. The owner may not have the row (a node that joined while the member was only
+ * suspected never received its rows), and a start for an id already running is refused as
+ * a duplicate, so each process restarts once whoever asks first. Without a quorum they are
+ * parked instead. Should an owner be gone too before it restarted them, its own departure
+ * passes them on again, so no process is forgotten. */
 static void adopt_rows(ch_coord *c, ch_mem *m)
 {
     ch_hashring *ring = atomic_load(&c->n->ring);
     ch_regrow **mine = malloc((c->reg.count + 1) * sizeof(*mine));
-    size_t k = 0;
-    for (size_t i = 0; mine && i < c->reg.cap; i++) {
+    ch_regrow **theirs = malloc((c->reg.count + 1) * sizeof(*theirs));
+    size_t k = 0, j = 0;
+    for (size_t i = 0; mine && theirs && i < c->reg.cap; i++) {
         ch_regrow *r = c->reg.slots[i];
         if (!r || r->node != m->id) continue;
         uint64_t owner = ring ? ch_owner(c->n, ring, r->hash) : c->mt.self;
         coord_reg_reassign(c, r, owner);
-        if (owner == c->mt.self) mine[k++] = r;
+        if (owner == c->mt.self)
+            mine[k++] = r;
+        else
+            theirs[j++] = r;
     }
-    if (may_restart(c))
+    if (may_restart(c)) {
         restart_rows(c, mine, k, CH_MAX_HOPS);
-    else
+        restart_rows(c, theirs, j, 0);
+    } else if (k + j) {
         park_rows(c, mine, k);
-    if (k && !may_restart(c))
-        CH_WARN("no quorum: %zu processes of %016llx parked until one is back", k,
+        park_rows(c, theirs, j);
+        CH_WARN("no quorum: %zu processes of %016llx parked until one is back", k + j,
                 (unsigned long long)m->id);
+    }
     free(mine);
+    free(theirs);
     coord_mig_gone(c, m->id);
 }
 
@@ -262,7 +283,7 @@ static size_t stop_local(ch_coord *c, bool park)
         ids[i] = ch_regrow_id(rows[i]);
         lens[i] = rows[i]->id_len;
     }
-    if (k) ch_batch_submit(c->n, CH_OP_STOP, NULL, k, ids, lens, MAX_HOPS, restarts_done, NULL);
+    if (k) ch_batch_submit(c->n, CH_OP_STOP, NULL, k, ids, lens, MAX_HOPS, stops_done, NULL);
     free(ids);
     free(lens);
     free(rows);
