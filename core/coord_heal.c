@@ -20,8 +20,9 @@
  * 3. Rejoin: a node that hears it was declared dead (a view listing it DEAD at or above its
  *    incarnation) raises its incarnation and comes back ALIVE; its peers take it back into
  *    the ring. If the one who said so is not in partition mode and is a member this node
- *    still counts as alive (so this node was the one cut off: a stall, a one-sided
- *    partition), or this node is in partition mode itself, the hub has restarted this
+ *    did not declare dead itself (so this node was the one cut off: a one-sided
+ *    partition), or this node woke from a stall of its own a moment before (its tick ran
+ *    late), or it is in partition mode itself, the hub has restarted this
  *    node's processes elsewhere: it stops every local process and forgets its parked specs
  *    before it comes back, so none of its stale instances runs beside its replacement.
  *    Processes that were started here while it was cut off and that the hub never heard
@@ -335,12 +336,16 @@ void coord_on_partition_reset(ch_coord *c)
 /* ---- rejoin ------------------------------------------------------------------------------ */
 
 /* A view from `from` said this node is dead (rule 3). The incarnation is already raised
- * (member.c); the view this node sends next brings it back. `from_in_ring`: whether this
- * node counted `from` as alive before that view. */
-void coord_rejoin(ch_coord *c, ch_mem *from, bool from_in_ring, bool from_partitioned)
+ * (member.c); the view this node sends next brings it back. `mutual`: this node declared
+ * `from` dead too (it is, or came back from it a moment ago): a healed partition, where
+ * each side replaced the other, rather than this node cut off alone. */
+void coord_rejoin(ch_coord *c, ch_mem *from, bool mutual, bool from_partitioned)
 {
     if (c->leaving) return;
-    bool stale = from && !from_partitioned && (from_in_ring || c->partitioned);
+    /* A stall of this node's own is the surest sign that it, not the hub, was cut off. */
+    uint64_t window = 16 * ms(c->n->cfg.cluster.probe_interval_ms);
+    bool stalled = c->stalled_ns && ch_ns_since(ch_now_ns(), c->stalled_ns) < window;
+    bool stale = from && !from_partitioned && (stalled || !mutual || c->partitioned);
     count_stat(&c->r->stats.rejoins, 1);
     size_t stopped = stale ? stop_local(c, false) : 0;
     CH_WARN("declared dead by %016llx: rejoining as incarnation %llu%s",

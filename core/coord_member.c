@@ -116,7 +116,12 @@ int coord_merge_one(ch_coord *c, const ch_mem *m, uint64_t seen_epoch)
 void coord_on_view(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
 {
     ch_mem *from = ch_conn_ud(conn);
-    bool from_in_ring = from && ch_mem_in_ring(from), from_partitioned = false;
+    /* Did this node declare `from` dead too (now, or before a rejoin that came first)? The
+     * window covers a healed partition: the sender's rejoin may reach us, relayed, before
+     * its own view that lists us dead, which waits for its dial (up to 8 probe periods). */
+    uint64_t window = 16 * ms(c->n->cfg.cluster.probe_interval_ms);
+    bool mutual = from && ch_mem_recently_dead(from, ch_now_ns(), window);
+    bool from_partitioned = false;
     uint64_t epoch = ch_rbuf_get_u64(rb);
     uint32_t count = ch_rbuf_get_u32(rb);
     int bits = 0;
@@ -127,7 +132,7 @@ void coord_on_view(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
         bits |= coord_merge_one(c, &m, epoch);
     }
     if (!ch_rbuf_ok(rb)) CH_WARN("malformed VIEW from %s ignored", ch_conn_addr(conn));
-    if (bits & CH_MT_REJOIN) coord_rejoin(c, from, from_in_ring, from_partitioned);
+    if (bits & CH_MT_REJOIN) coord_rejoin(c, from, mutual, from_partitioned);
     coord_after_merge(c, bits, epoch, NULL);
     /* Views go to the living; one we declared dead too must still hear our refutation. */
     if ((bits & CH_MT_REJOIN) && from && from->conn && !ch_mem_alive(from))
@@ -274,6 +279,7 @@ void coord_after_stall(ch_coord *c, uint64_t now, uint64_t gap)
     }
     c->probe_target = 0;
     c->dial_any_until_ns = now + suspicion_ns(c);
+    c->stalled_ns = now;
 }
 
 /* ---- connections -------------------------------------------------------------------- */

@@ -52,6 +52,12 @@ bool ch_mem_alive(const ch_mem *m)
     return m->state == CH_MEMBER_ALIVE || m->state == CH_MEMBER_SUSPECT;
 }
 
+bool ch_mem_recently_dead(const ch_mem *m, uint64_t now, uint64_t window_ns)
+{
+    if (m->state == CH_MEMBER_DEAD) return true;
+    return m->revived_ns && now >= m->revived_ns && now - m->revived_ns < window_ns;
+}
+
 bool ch_mem_in_ring(const ch_mem *m)
 {
     return ch_mem_alive(m) && !m->drained;
@@ -96,6 +102,7 @@ int ch_mtab_set(ch_mtab *t, ch_mem *m, ch_member_state s, uint64_t now)
     if (was_final && !final(m->state)) { /* back: a dead member's dials end */
         m->dead_dials = 0;
         m->revived = true;
+        m->revived_ns = now;
     }
     /* A drained member that ends is gone too: what it still held must be adopted. */
     bool ring = was != ch_mem_in_ring(m) || (m->drained && final(m->state) && !was_final);

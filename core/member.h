@@ -62,6 +62,7 @@ typedef struct ch_mem {
     bool partitioned;            /* in a view: its sender is in partition mode (not merged) */
     bool revived;                /* came back from DEAD (a higher incarnation); the
                                     coordinator clears it once it welcomed it back */
+    uint64_t revived_ns;         /* when it last came back from DEAD (0: never) */
 } ch_mem;
 
 typedef struct ch_mtab {
@@ -87,6 +88,8 @@ int ch_mtab_set(ch_mtab *t, ch_mem *m, ch_member_state s, uint64_t now);
 size_t ch_mtab_reap(ch_mtab *t, uint64_t now, uint64_t keep_ns);
 /* Alive or suspect, and not drained: owns a part of the ring. */
 bool ch_mem_in_ring(const ch_mem *m);
+/* DEAD now, or back from DEAD less than window_ns ago. */
+bool ch_mem_recently_dead(const ch_mem *m, uint64_t now, uint64_t window_ns);
 /* Alive or suspect: a member to talk to, probe and wait for (drained or not). */
 bool ch_mem_alive(const ch_mem *m);
 /* Ids of the ring members, sorted; returns the count (out has room for t->n). */
