@@ -328,12 +328,16 @@ static void send_join(ch_coord *c, ch_conn *conn)
 }
 
 /* Of two connections between the same pair, both ends keep the one dialled by the node
- * with the smaller id. */
+ * with the smaller id; of two dialled by the same node (a dial by address and one to the
+ * member, or one left from a member gone from that address), the one whose dialling port
+ * is smaller. Both ends must choose the same one whatever order the two came up in: were
+ * each to keep a different one, both would close, with the frames already sent on them. */
 static bool prefer(ch_coord *c, ch_conn *fresh, ch_conn *old, uint64_t peer)
 {
     uint64_t fresh_by = ch_conn_initiator(fresh) ? c->mt.self : peer;
     uint64_t old_by = ch_conn_initiator(old) ? c->mt.self : peer;
-    return fresh_by < old_by;
+    if (fresh_by != old_by) return fresh_by < old_by;
+    return ch_conn_dial_port(fresh) < ch_conn_dial_port(old);
 }
 
 static void ctl_up(ch_coord *c, ch_conn *conn)
@@ -361,11 +365,23 @@ static void leaver_up(ch_coord *c, ch_mem *m, ch_conn *conn)
     coord_send_digest(c, conn);
 }
 
-/* Keeps one connection per member: false when `conn` lost to the one it has. */
+/* Keeps one connection per member: false when `conn` lost to the one it has. A dial made
+ * for another member (one that left or died meanwhile, whose address a new node took) is
+ * closed: this node dials the newcomer itself, and two connections to one peer cost the
+ * frames sent on the one that loses. */
 static bool take_conn(ch_coord *c, ch_mem *m, ch_conn *conn, uint64_t peer)
 {
-    for (size_t i = 0; i < c->mt.n; i++) /* a dial by address may reach another member */
-        if (c->mt.v[i]->dialing == conn) c->mt.v[i]->dialing = NULL;
+    bool stray = false;
+    for (size_t i = 0; i < c->mt.n; i++) {
+        ch_mem *d = c->mt.v[i];
+        if (d->dialing != conn) continue;
+        d->dialing = NULL;
+        stray |= d->id != peer;
+    }
+    if (stray) {
+        ch_conn_close(conn, -ESTALE);
+        return false;
+    }
     if (!m || !m->conn) return true;
     if (!prefer(c, conn, m->conn, peer)) {
         ch_conn_close(conn, -EALREADY); /* both sides keep the same one of the two */

@@ -962,6 +962,8 @@ static void link_feedback(ch_ho *h, uint64_t node, const uint8_t *block)
     }
 }
 
+static void send_query(ch_ho *h, sent *s);
+
 static void on_ack(ch_ho *h, uint64_t node, const uint8_t *block, const uint8_t *p, size_t len)
 {
     link_feedback(h, node, block);
@@ -984,6 +986,12 @@ static void on_ack(ch_ho *h, uint64_t node, const uint8_t *block, const uint8_t 
     }
     sent *s = unlink_sent(h, node, core, seq);
     if (!s) return; /* settled already (a resolution crossed the confirmation) */
+    /* The target applies a lane's frames in order: none after this one was applied either
+     * (a lost connection took them all). Ask about them now, ahead of the frames that the
+     * processes thawed below will fill: the target's answers move its lane past them. */
+    if (kind == ACK_RESOLVE && !applied)
+        for (sent *t = h->sent_head; t; t = t->next)
+            if (t->node == node && t->core == core && (int32_t)(t->seq - seq) > 0) send_query(h, t);
     settle(h, s, kind, applied, rb, n);
     sent_free(h, s);
 }
@@ -1334,6 +1342,10 @@ static void on_query(ch_ho *h, uint64_t node, const uint8_t *p, size_t len)
     }
     send_ack(h, node, src_core, ACK_RESOLVE, seq, &w, k);
     ch_wbuf_free(&w);
+    /* Not applied: the source takes that frame back (and asks about every later one, in
+     * order), so the lane goes on after it; were it to come yet, it would count as old. */
+    struct seen *sn = seen_of(h, node, src_core, true);
+    if (sn && (int32_t)(seq - sn->seq) > 0) sn->seq = seq;
 }
 
 static void send_query(ch_ho *h, sent *s)

@@ -191,6 +191,7 @@ static void conn_maybe_free(ch_conn *c)
 void ch_conn_close(ch_conn *c, int reason)
 {
     if (c->closing) return;
+    CH_DEBUG("closing the connection with %s: %s", c->addr, reason ? strerror(-reason) : "done");
     c->closing = true;
     c->reason = reason;
     bool orderly = reason == 0 || reason == -ESHUTDOWN;
@@ -822,6 +823,18 @@ const ch_hello *ch_conn_peer(const ch_conn *c)
 bool ch_conn_initiator(const ch_conn *c)
 {
     return c->initiator;
+}
+
+unsigned ch_conn_dial_port(const ch_conn *c)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa);
+    int rc = c->initiator ? getsockname(c->fd, (struct sockaddr *)&sa, &len)
+                          : getpeername(c->fd, (struct sockaddr *)&sa, &len);
+    if (c->fd < 0 || rc < 0) return 0;
+    if (sa.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&sa)->sin_port);
+    if (sa.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
+    return 0;
 }
 
 uint8_t ch_conn_role(const ch_conn *c)

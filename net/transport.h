@@ -75,6 +75,10 @@ void ch_conn_set_ud(ch_conn *c, void *ud);
 void *ch_conn_ud(const ch_conn *c);
 const ch_hello *ch_conn_peer(const ch_conn *c); /* NULL before the handshake is done */
 bool ch_conn_initiator(const ch_conn *c);
+/* The port the dialling end's socket has (ours if we dialled, the peer's otherwise): both
+ * ends of one connection see the same number, so it tells two connections of one pair
+ * apart in the same way at both ends. 0 when unknown. */
+unsigned ch_conn_dial_port(const ch_conn *c);
 uint8_t ch_conn_role(const ch_conn *c);
 const char *ch_conn_addr(const ch_conn *c);
 
