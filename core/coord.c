@@ -85,8 +85,10 @@ int coord_send_frame(ch_coord *c, uint64_t node, uint8_t type, const void *a, si
 {
     ch_mem *m = ch_mtab_find(&c->mt, node);
     if (!m) return -EHOSTUNREACH;
-    int rc = m->conn ? ch_conn_send2(m->conn, type, a, alen, b, blen)
-                     : coord_backlog(c, m, type, a, alen, b, blen);
+    /* A connection the peer closed (its close not handled here yet, e.g. after a stall of
+     * this node) takes nothing more: the frame waits in the backlog for the next one. */
+    int rc = m->conn && ch_conn_open(m->conn) ? ch_conn_send2(m->conn, type, a, alen, b, blen)
+                                               : coord_backlog(c, m, type, a, alen, b, blen);
     if (rc == 0 && m->conn && ch_conn_queued(m->conn) > QUEUE_HIGH)
         atomic_store_explicit(&c->n->net_congested, 1, memory_order_relaxed);
     return rc;
@@ -181,13 +183,29 @@ void coord_rebuild_ring(ch_coord *c, uint64_t seen_epoch)
 
 /* ---- frames and records -------------------------------------------------------------- */
 
-/* What a member declared dead may still say: it must hear of its death and come back, but
- * nothing else it sends (registry rows, messages, handovers of a node the hub replaced)
- * counts until it rejoined. */
+/* What a member declared dead may still say: its membership frames (it must hear of its
+ * death and come back) and what its clients send (casts, calls, starts and their answers:
+ * they are the application's, and the owners of the ids run them). Its registry rows and
+ * handovers speak for processes the hub replaced: they count only once it rejoined. */
 static bool heard_from(const ch_mem *from, uint8_t type)
 {
     if (ch_mem_alive(from) || from->left_pending) return true;
-    return type == CH_F_JOIN || type == CH_F_VIEW || type == CH_F_PING || type == CH_F_ACK;
+    switch (type) {
+    case CH_F_REG_DELTA:
+    case CH_F_REG_DIGEST:
+    case CH_F_REG_SYNC_REQ:
+    case CH_F_REG_SYNC:
+    case CH_F_PARTITION_RESET:
+    case CH_F_MIG_BARRIER:
+    case CH_F_MIG_END:
+    case CH_F_MIG_DATA:
+    case CH_F_MIG_ACK:
+    case CH_F_MIG_QUERY:
+    case CH_F_MIG_PIN:
+        return false;
+    default:
+        return true;
+    }
 }
 
 static void on_peer_frame(ch_coord *c, ch_conn *conn, const ch_frame *f)

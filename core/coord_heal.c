@@ -229,7 +229,10 @@ void coord_member_gone(ch_coord *c, ch_mem *m)
     }
     adopt_rows(c, m);
     coord_backlog_free(m);
-    if (m->conn) ch_conn_close(m->conn, 0);
+    /* A connection still up stays: a member declared dead while it stalled reads there, as
+     * soon as it runs again, that it was, and its clients' casts keep arriving on it (only
+     * its membership and client frames count until it rejoined, coord.c). */
+    if (m->conn) coord_send_view(c, m->conn);
 }
 
 /* A member that left gracefully hung up: its handover is over. */

@@ -365,32 +365,30 @@ static void leaver_up(ch_coord *c, ch_mem *m, ch_conn *conn)
     coord_send_digest(c, conn);
 }
 
-/* Keeps one connection per member: false when `conn` lost to the one it has. A dial made
- * for another member (one that left or died meanwhile, whose address a new node took) is
- * closed: this node dials the newcomer itself, and two connections to one peer cost the
- * frames sent on the one that loses. */
+/* The connection of a pair that the other one replaces: both ends stop writing on it but
+ * read what was sent on it until then (frames of the member's, ud stays), then it closes. */
+static void retire(ch_mem *m, ch_conn *conn)
+{
+    ch_conn_set_ud(conn, m);
+    m->retired++;
+    ch_conn_retire(conn);
+}
+
+/* Keeps one connection per member: false when `conn` lost to the one it has. (A dial made
+ * for a member that left or died, whose address a newcomer took, may be one of the two:
+ * both ends choose by prefer and retire the other, so no frame is lost either way.) */
 static bool take_conn(ch_coord *c, ch_mem *m, ch_conn *conn, uint64_t peer)
 {
-    bool stray = false;
-    for (size_t i = 0; i < c->mt.n; i++) {
-        ch_mem *d = c->mt.v[i];
-        if (d->dialing != conn) continue;
-        d->dialing = NULL;
-        stray |= d->id != peer;
-    }
-    if (stray) {
-        ch_conn_close(conn, -ESTALE);
-        return false;
-    }
+    for (size_t i = 0; i < c->mt.n; i++)
+        if (c->mt.v[i]->dialing == conn) c->mt.v[i]->dialing = NULL;
     if (!m || !m->conn) return true;
     if (!prefer(c, conn, m->conn, peer)) {
-        ch_conn_close(conn, -EALREADY); /* both sides keep the same one of the two */
+        retire(m, conn); /* both sides keep the same one of the two */
         return false;
     }
     ch_conn *old = m->conn;
     m->conn = NULL;
-    ch_conn_set_ud(old, NULL);
-    ch_conn_close(old, -EALREADY);
+    retire(m, old);
     return true;
 }
 
@@ -464,7 +462,11 @@ void coord_on_down(void *ud, ch_conn *conn, int reason)
     for (size_t i = 0; i < c->nctl; i++)
         if (c->ctl_conns[i].conn == conn) c->ctl_conns[i] = c->ctl_conns[--c->nctl];
     ch_mem *m = mem_of_conn(c, conn);
-    if (!m) return;
+    if (!m) {
+        ch_mem *r = ch_conn_role(conn) == CH_ROLE_PEER ? ch_conn_ud(conn) : NULL;
+        if (r && r->retired) r->retired--; /* a retired connection of r's is gone */
+        return;
+    }
     bool was_up = m->conn == conn;
     if (m->conn == conn) m->conn = NULL;
     if (m->dialing == conn) m->dialing = NULL;

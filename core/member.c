@@ -173,7 +173,7 @@ int ch_mtab_merge(ch_mtab *t, const ch_mem *m, uint64_t now)
 
 static bool in_use(const ch_mtab *t, const ch_mem *m)
 {
-    return m->id == t->self || m->conn || m->dialing || m->backlog || m->left_pending;
+    return m->id == t->self || m->conn || m->dialing || m->retired || m->backlog || m->left_pending;
 }
 
 /* The oldest unused tombstone, or SIZE_MAX. */

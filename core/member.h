@@ -49,6 +49,7 @@ typedef struct ch_mem {
     uint64_t since_ns; /* when this node saw the state begin */
     void *conn;        /* the coordinator's authenticated connection, or NULL */
     void *dialing;     /* an outgoing connection not yet up */
+    uint32_t retired;  /* replaced connections still reading (their ud is this record) */
     uint64_t next_dial_ns;
     uint32_t dead_dials;         /* dials made to it while DEAD (they back off) */
     uint64_t reg_count, reg_xor; /* digest of the registry rows this member owns */

@@ -50,6 +50,8 @@ struct ch_conn {
     int fd;
     int inflight; /* io_uring requests not yet completed */
     bool initiator, up, closing, sending_now;
+    bool retiring, wr_shut; /* ch_conn_retire: no new output; write side closed once empty */
+    uint64_t retire_ns;
     bool draining;                /* closing gracefully: queued output still goes out first */
     uint64_t send_ns;             /* when the send in flight was submitted */
     uint64_t written;             /* bytes handed to the socket so far */
@@ -205,8 +207,30 @@ static bool may_send(const ch_conn *c)
     return !c->closing || c->draining;
 }
 
+static void drained(ch_conn *c);
+
+#define RETIRE_MS 10000u /* a retired connection the peer never closes is closed after this */
+
+bool ch_conn_open(const ch_conn *c)
+{
+    return !c->closing && !c->retiring;
+}
+
+void ch_conn_retire(ch_conn *c)
+{
+    if (c->closing || c->retiring) return;
+    CH_DEBUG("retiring the connection with %s: another one of the pair stays", c->addr);
+    c->retiring = true;
+    c->retire_ns = ch_now_ns();
+    drained(c);
+}
+
 static void drained(ch_conn *c)
 {
+    if (c->retiring && !c->wr_shut && !c->sending_now && !c->out.len && c->fd >= 0) {
+        c->wr_shut = true;
+        shutdown(c->fd, SHUT_WR);
+    }
     if (!c->draining || c->sending_now || c->out.len) return;
     c->draining = false;
     if (c->fd >= 0) shutdown(c->fd, SHUT_WR);
@@ -342,6 +366,7 @@ static int queue_frame(ch_conn *c, uint8_t type, const void *a, size_t alen, con
 {
     size_t len = alen + blen;
     if (c->closing) return -ENOTCONN;
+    if (c->retiring) return -ESHUTDOWN;
     if (len > c->t->max_frame || len > CH_SEAL_FRAME_MAX) return -EMSGSIZE;
     int rc = check_queue(c, CH_FRAME_HDR + len);
     if (rc == 0) rc = put_frame(c, type, 0, a, alen, b, blen);
@@ -380,6 +405,7 @@ static int check_raw(const ch_conn *c, const uint8_t *frames, size_t len)
 int ch_conn_send_raw(ch_conn *c, const void *frames, size_t len)
 {
     if (c->closing) return -ENOTCONN;
+    if (c->retiring) return -ESHUTDOWN;
     const uint8_t *p = frames;
     int rc = check_raw(c, p, len);
     if (rc == 0) rc = check_queue(c, len);
@@ -797,6 +823,8 @@ void ch_transport_free(ch_transport *t)
 void ch_transport_sweep(ch_transport *t, uint64_t now, uint64_t deadline_ns)
 {
     for (ch_conn *c = t->conns; c; c = c->next) {
+        if (c->retiring && !c->closing && ch_ns_since(now, c->retire_ns) > RETIRE_MS * 1000000ull)
+            ch_conn_close(c, -ETIMEDOUT);
         /* born after `now` (dialled during this tick) is young, not ancient */
         if (c->up || c->closing || c->born_ns >= now || now - c->born_ns < deadline_ns) continue;
         CH_WARN("%s did not finish its handshake in time: closing", c->addr);

@@ -71,6 +71,13 @@ size_t ch_conn_queued(const ch_conn *c);
  * or ch_conn_send's errors. Not a hot path: each payload is copied once more. */
 int ch_conn_send_raw(ch_conn *c, const void *frames, size_t len);
 void ch_conn_close(ch_conn *c, int reason);
+/* Retires a connection that lost to another one of the same pair: nothing more is queued
+ * on it (sends fail with -ESHUTDOWN), what is queued still goes out, then its write side
+ * closes; it keeps reading, so that whatever the peer sent on it arrives, until the peer,
+ * which retires it too, closes its own side (or RETIRE_MS passed). */
+void ch_conn_retire(ch_conn *c);
+/* Whether frames may still be queued on c (not closing, not retired). */
+bool ch_conn_open(const ch_conn *c);
 void ch_conn_set_ud(ch_conn *c, void *ud);
 void *ch_conn_ud(const ch_conn *c);
 const ch_hello *ch_conn_peer(const ch_conn *c); /* NULL before the handshake is done */
