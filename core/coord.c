@@ -88,7 +88,7 @@ int coord_send_frame(ch_coord *c, uint64_t node, uint8_t type, const void *a, si
     /* A connection the peer closed (its close not handled here yet, e.g. after a stall of
      * this node) takes nothing more: the frame waits in the backlog for the next one. */
     int rc = m->conn && ch_conn_open(m->conn) ? ch_conn_send2(m->conn, type, a, alen, b, blen)
-                                               : coord_backlog(c, m, type, a, alen, b, blen);
+                                              : coord_backlog(c, m, type, a, alen, b, blen);
     if (rc == 0 && m->conn && ch_conn_queued(m->conn) > QUEUE_HIGH)
         atomic_store_explicit(&c->n->net_congested, 1, memory_order_relaxed);
     return rc;
@@ -294,6 +294,7 @@ static void on_frame(void *ud, ch_conn *conn, const ch_frame *f)
     }
     ch_mem *from = ch_conn_ud(conn);
     if (!from) return; /* not yet a member: nothing else is trusted */
+    from->heard_ns = ch_now_ns();
     if (from->id == c->probe_target) c->probe_acked = true; /* any frame proves it lives */
     if (f->type == CH_F_BATCH) {
         size_t pos = 0;

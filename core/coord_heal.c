@@ -338,16 +338,19 @@ void coord_on_partition_reset(ch_coord *c)
 
 /* ---- rejoin ------------------------------------------------------------------------------ */
 
-/* A view from `from` said this node is dead (rule 3). The incarnation is already raised
+/* A view from `from` said this node is dead at incarnation `claim` (rule 3). The
+ * incarnation is already raised
  * (member.c); the view this node sends next brings it back. `mutual`: this node declared
  * `from` dead too (it is, or came back from it a moment ago): a healed partition, where
  * each side replaced the other, rather than this node cut off alone. */
-void coord_rejoin(ch_coord *c, ch_mem *from, bool mutual, bool from_partitioned)
+void coord_rejoin(ch_coord *c, ch_mem *from, bool mutual, bool from_partitioned, uint64_t claim)
 {
     if (c->leaving) return;
-    /* A stall of this node's own is the surest sign that it, not the hub, was cut off. */
+    /* A stall of this node's own is the surest sign that it, not the hub, was cut off: a
+     * death claimed at the incarnation it had when it woke (or below) dates from it. */
     uint64_t window = 16 * ms(c->n->cfg.cluster.probe_interval_ms);
-    bool stalled = c->stalled_ns && ch_ns_since(ch_now_ns(), c->stalled_ns) < window;
+    bool stalled =
+        c->stalled_ns && claim <= c->stall_inc && ch_ns_since(ch_now_ns(), c->stalled_ns) < window;
     bool stale = from && !from_partitioned && (stalled || !mutual || c->partitioned);
     count_stat(&c->r->stats.rejoins, 1);
     size_t stopped = stale ? stop_local(c, false) : 0;

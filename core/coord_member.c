@@ -102,9 +102,26 @@ void coord_after_merge(ch_coord *c, int bits, uint64_t seen_epoch, ch_mem *chang
     atomic_store(&c->n->members_alive, alive);
 }
 
+/* A death claimed by others of a member this node hears from right now is news to check,
+ * not a verdict: it becomes a suspicion here, which the member refutes if it lives (and
+ * this node's own timer confirms if it does not). Without this, a healed partition's
+ * claims make each side restart its own members' processes (a death spreads by gossip). */
+static bool heard_lately(const ch_coord *c, const ch_mem *e, uint64_t now)
+{
+    return e->conn && e->heard_ns && ch_mem_alive(e) &&
+           ch_ns_since(now, e->heard_ns) < 2 * ms(c->n->cfg.cluster.probe_interval_ms);
+}
+
 int coord_merge_one(ch_coord *c, const ch_mem *m, uint64_t seen_epoch)
 {
     uint64_t now = ch_now_ns();
+    ch_mem *e = m->state == CH_MEMBER_DEAD ? ch_mtab_find(&c->mt, m->id) : NULL;
+    ch_mem claim;
+    if (e && e->id != c->mt.self && heard_lately(c, e, now)) {
+        claim = *m;
+        claim.state = CH_MEMBER_SUSPECT;
+        m = &claim;
+    }
     int bits = ch_mtab_merge(&c->mt, m, now);
     if (bits & CH_MT_RING) {
         coord_after_merge(c, bits & ~CH_MT_CHANGED, seen_epoch, ch_mtab_find(&c->mt, m->id));
@@ -122,6 +139,7 @@ void coord_on_view(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
     uint64_t window = 16 * ms(c->n->cfg.cluster.probe_interval_ms);
     bool mutual = from && ch_mem_recently_dead(from, ch_now_ns(), window);
     bool from_partitioned = false;
+    uint64_t claim = 0; /* the incarnation a death of ours is claimed at */
     uint64_t epoch = ch_rbuf_get_u64(rb);
     uint32_t count = ch_rbuf_get_u32(rb);
     int bits = 0;
@@ -129,10 +147,11 @@ void coord_on_view(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
         ch_mem m;
         if (!coord_get_member(rb, &m)) break;
         if (from && m.id == from->id) from_partitioned = m.partitioned;
+        if (m.id == c->mt.self && m.state == CH_MEMBER_DEAD) claim = m.incarnation;
         bits |= coord_merge_one(c, &m, epoch);
     }
     if (!ch_rbuf_ok(rb)) CH_WARN("malformed VIEW from %s ignored", ch_conn_addr(conn));
-    if (bits & CH_MT_REJOIN) coord_rejoin(c, from, mutual, from_partitioned);
+    if (bits & CH_MT_REJOIN) coord_rejoin(c, from, mutual, from_partitioned, claim);
     coord_after_merge(c, bits, epoch, NULL);
     /* Views go to the living; one we declared dead too must still hear our refutation. */
     if ((bits & CH_MT_REJOIN) && from && from->conn && !ch_mem_alive(from))
@@ -280,6 +299,7 @@ void coord_after_stall(ch_coord *c, uint64_t now, uint64_t gap)
     c->probe_target = 0;
     c->dial_any_until_ns = now + suspicion_ns(c);
     c->stalled_ns = now;
+    c->stall_inc = ch_mtab_self(&c->mt)->incarnation;
 }
 
 /* ---- connections -------------------------------------------------------------------- */

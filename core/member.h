@@ -64,6 +64,7 @@ typedef struct ch_mem {
     bool revived;                /* came back from DEAD (a higher incarnation); the
                                     coordinator clears it once it welcomed it back */
     uint64_t revived_ns;         /* when it last came back from DEAD (0: never) */
+    uint64_t heard_ns;           /* when a frame from it last arrived here */
 } ch_mem;
 
 typedef struct ch_mtab {
