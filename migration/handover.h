@@ -68,8 +68,9 @@
  *     crash is not promised yet: a window we have not found still reorders one sender's
  *     casts for a few hundred processes in about one test run in five (none is lost).
  *     A P that T had confirmed was T's: it restarts from its spec (a crash restart) and
- *     its copies reach the new instance or count as dead letters. Calls are not kept: a call to a dead node fails
- *     (the caller learns it). Copies are bounded (KEPT_MAX per node, said once if hit).
+ *     its copies reach the new instance or count as dead letters. Calls are not kept: a
+ *     call to a dead node fails (the caller learns it). Copies are bounded (KEPT_MAX per
+ *     node, said once if hit).
  *
  * Every function runs on the core's own reactor thread.
  */
