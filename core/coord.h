@@ -40,6 +40,9 @@ uint64_t ch_owner(const ch_node *n, const struct ch_hashring *ring, uint64_t has
 /* From reactors: a local process entered or left the registry. */
 void ch_coord_local_insert(ch_reactor *r, const ch_proc *p);
 void ch_coord_local_remove(ch_reactor *r, const ch_proc *p);
+/* p left this node for (node, core) by a confirmed move: its row names its new place at once,
+ * so that every replica has it even if the target dies before its own row went out. */
+void ch_coord_local_moved(ch_reactor *r, const ch_proc *p, uint64_t node, uint16_t core);
 /* From reactors: a cast or call for an id that is not here; the coordinator forwards it
  * to where the registry says it lives, or answers CH_ENOPROC. */
 void ch_coord_miss(ch_reactor *r, ch_rec *rec, unsigned core, uint64_t ref);

@@ -144,14 +144,14 @@ static void post_reg(ch_reactor *r, const ch_wbuf *w)
     ch_reactor_post(r->node, r->node->cores, &h, NULL, w->data, false);
 }
 
-void ch_coord_local_insert(ch_reactor *r, const ch_proc *p)
+static void post_row(ch_reactor *r, const ch_proc *p, uint64_t node, uint16_t core)
 {
     const ch_spec *s = p->spec;
     ch_wbuf w;
     ch_wbuf_init(&w);
     ch_wbuf_put_u8(&w, REG_INSERT);
-    ch_wbuf_put_u64(&w, r->node->id);
-    ch_wbuf_put_u16(&w, (uint16_t)r->core);
+    ch_wbuf_put_u64(&w, node);
+    ch_wbuf_put_u16(&w, core);
     ch_wbuf_put_u32(&w, p->incarnation);
     ch_wbuf_put_str8(&w, ch_spec_id(s), s->id_len);
     ch_wbuf_put_str8(&w, s->type->name, strlen(s->type->name));
@@ -162,6 +162,16 @@ void ch_coord_local_insert(ch_reactor *r, const ch_proc *p)
     ch_wbuf_put_str8(&w, ch_spec_tag(s), s->tag_len);
     post_reg(r, &w);
     ch_wbuf_free(&w);
+}
+
+void ch_coord_local_insert(ch_reactor *r, const ch_proc *p)
+{
+    post_row(r, p, r->node->id, (uint16_t)r->core);
+}
+
+void ch_coord_local_moved(ch_reactor *r, const ch_proc *p, uint64_t node, uint16_t core)
+{
+    post_row(r, p, node, core);
 }
 
 void ch_coord_local_remove(ch_reactor *r, const ch_proc *p)

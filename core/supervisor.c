@@ -366,8 +366,14 @@ void ch_sup_terminate(ch_reactor *r, ch_proc *p, ch_reason reason)
 void ch_sup_migrated(ch_reactor *r, ch_proc *p, bool terminated)
 {
     if (!terminated) run_terminate(r, p, CH_REASON_MIGRATED);
+    /* The row follows the process rather than vanishing: were the target to die before its
+     * own row reached the hub, no one would know to restart it (a crash of the target). */
+    uint64_t node;
+    uint16_t core;
+    bool moved = r->node->coord && ch_ho_target(p, &node, &core) && node != r->node->id;
     if (p->mig) ch_ho_proc_gone(r, p);
     ch_ptable_remove(&r->procs, p);
+    if (moved) ch_coord_local_moved(r, p, node, core);
     hook_proc(r, CH_HOOK_REGISTRY_REMOVE, p, CH_REASON_MIGRATED);
     count(&r->stats.processes, -1);
     free(p->spec);

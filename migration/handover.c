@@ -1617,6 +1617,14 @@ bool ch_ho_terminated(const ch_proc *p)
     return p->mig && p->mig->state == MP_FROZEN && p->mig->terminated;
 }
 
+bool ch_ho_target(const ch_proc *p, uint64_t *node, uint16_t *core)
+{
+    if (!p->mig || p->mig->state != MP_FROZEN) return false;
+    *node = p->mig->node;
+    *core = p->mig->core;
+    return true;
+}
+
 void ch_ho_proc_gone(ch_reactor *r, ch_proc *p)
 {
     ch_ho *h = r->ho;

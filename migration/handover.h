@@ -132,6 +132,8 @@ bool ch_ho_busy(const ch_reactor *r);
 /* True when p's terminate already ran because it is moving by ColdSwap (it must not run
  * twice for one instance, e.g. when the node stops during the move). */
 bool ch_ho_terminated(const ch_proc *p);
+/* Where p, frozen here, is moving to: true and (node, core), or false. */
+bool ch_ho_target(const ch_proc *p, uint64_t *node, uint16_t *core);
 /* p leaves the table while migrating (stopped, shut down). */
 void ch_ho_proc_gone(ch_reactor *r, ch_proc *p);
 /* A forwarded call's reply entry completed (supervisor). */
