@@ -188,6 +188,10 @@ static void adopt_rows(ch_coord *c, ch_mem *m)
     ch_regrow **mine = malloc((c->reg.count + 1) * sizeof(*mine));
     ch_regrow **theirs = malloc((c->reg.count + 1) * sizeof(*theirs));
     size_t k = 0, j = 0;
+    if (!mine || !theirs)
+        CH_ERROR("no memory to adopt the processes of %016llx: they restart when their owners "
+                 "adopt them",
+                 (unsigned long long)m->id);
     for (size_t i = 0; mine && theirs && i < c->reg.cap; i++) {
         ch_regrow *r = c->reg.slots[i];
         if (!r || r->node != m->id) continue;
