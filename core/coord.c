@@ -187,25 +187,16 @@ void coord_rebuild_ring(ch_coord *c, uint64_t seen_epoch)
  * death and come back) and what its clients send (casts, calls, starts and their answers:
  * they are the application's, and the owners of the ids run them). Its registry rows and
  * handovers speak for processes the hub replaced: they count only once it rejoined. */
+static bool is_mig_frame(uint8_t type)
+{
+    return type >= CH_F_MIG_BARRIER && type <= CH_F_MIG_PIN;
+}
+
 static bool heard_from(const ch_mem *from, uint8_t type)
 {
     if (ch_mem_alive(from) || from->left_pending) return true;
-    switch (type) {
-    case CH_F_REG_DELTA:
-    case CH_F_REG_DIGEST:
-    case CH_F_REG_SYNC_REQ:
-    case CH_F_REG_SYNC:
-    case CH_F_PARTITION_RESET:
-    case CH_F_MIG_BARRIER:
-    case CH_F_MIG_END:
-    case CH_F_MIG_DATA:
-    case CH_F_MIG_ACK:
-    case CH_F_MIG_QUERY:
-    case CH_F_MIG_PIN:
-        return false;
-    default:
-        return true;
-    }
+    bool registry = type >= CH_F_REG_DELTA && type <= CH_F_REG_SYNC;
+    return !registry && !is_mig_frame(type) && type != CH_F_PARTITION_RESET;
 }
 
 static void on_peer_frame(ch_coord *c, ch_conn *conn, const ch_frame *f)
@@ -213,6 +204,10 @@ static void on_peer_frame(ch_coord *c, ch_conn *conn, const ch_frame *f)
     ch_rbuf rb;
     ch_rbuf_init(&rb, f->payload, f->len);
     if (!heard_from(ch_conn_ud(conn), f->type)) return;
+    if (is_mig_frame(f->type)) {
+        coord_mig_on_frame(c, ch_conn_ud(conn), f->type, &rb);
+        return;
+    }
     switch (f->type) {
     case CH_F_JOIN: {
         ch_mem m;
@@ -265,14 +260,6 @@ static void on_peer_frame(ch_coord *c, ch_conn *conn, const ch_frame *f)
         break;
     case CH_F_PARTITION_RESET:
         coord_on_partition_reset(c);
-        break;
-    case CH_F_MIG_BARRIER:
-    case CH_F_MIG_END:
-    case CH_F_MIG_DATA:
-    case CH_F_MIG_ACK:
-    case CH_F_MIG_QUERY:
-    case CH_F_MIG_PIN:
-        coord_mig_on_frame(c, ch_conn_ud(conn), f->type, &rb);
         break;
     default:
         CH_WARN("unexpected %s frame from %s", ch_frame_type_name(f->type), ch_conn_addr(conn));
