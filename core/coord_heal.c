@@ -100,14 +100,6 @@ static void restart_rows(ch_coord *c, ch_regrow **rows, size_t k, uint8_t hops)
 
 /* ---- parked specs ------------------------------------------------------------------------ */
 
-static ch_regrow *copy_row(const ch_regrow *r)
-{
-    return ch_regrow_new(r->node, r->core, r->incarnation, ch_regrow_id(r), r->id_len,
-                         ch_regrow_type(r), r->type_len, ch_regrow_tag(r), r->tag_len, r->restart,
-                         r->shutdown_ms, ch_regrow_arg(r), r->arg_len, ch_regrow_meta(r),
-                         r->meta_len);
-}
-
 /* Keeps copies of rows[0..k) to start once this node hears from a quorum again. */
 static void park_rows(ch_coord *c, ch_regrow **rows, size_t k)
 {
@@ -119,7 +111,7 @@ static void park_rows(ch_coord *c, ch_regrow **rows, size_t k)
     }
     c->parked = v;
     for (size_t i = 0; i < k; i++) {
-        ch_regrow *copy = copy_row(rows[i]);
+        ch_regrow *copy = ch_regrow_dup(rows[i]);
         if (copy) c->parked[c->nparked++] = copy;
     }
 }

@@ -46,6 +46,18 @@ ch_regrow *ch_regrow_new(uint64_t node, uint16_t core, uint32_t incarnation, con
     return r;
 }
 
+static size_t row_size(const ch_regrow *r)
+{
+    return sizeof(*r) + r->id_len + r->type_len + r->tag_len + 3 + r->arg_len + r->meta_len;
+}
+
+ch_regrow *ch_regrow_dup(const ch_regrow *r)
+{
+    ch_regrow *copy = malloc(row_size(r));
+    if (copy) memcpy(copy, r, row_size(r));
+    return copy;
+}
+
 uint64_t ch_regrow_digest(const ch_regrow *r)
 {
     return r->hash ^ ((uint64_t)r->incarnation * 0x9E3779B97F4A7C15ull) ^ r->core;

@@ -52,6 +52,8 @@ ch_regrow *ch_regrow_new(uint64_t node, uint16_t core, uint32_t incarnation, con
                          size_t id_len, const char *type, size_t type_len, const char *tag,
                          size_t tag_len, uint8_t restart, uint32_t shutdown_ms, const void *arg,
                          size_t arg_len, const void *meta, size_t meta_len);
+/* A copy of a row (one allocation). NULL on ENOMEM. */
+ch_regrow *ch_regrow_dup(const ch_regrow *r);
 /* The row's contribution to its owner's digest. */
 uint64_t ch_regrow_digest(const ch_regrow *r);
 /* A public info (one allocation; free with ch_proc_info_free). */

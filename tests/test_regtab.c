@@ -93,3 +93,23 @@ Test(regtab, digest_depends_on_incarnation)
     free(a);
     free(b);
 }
+
+Test(regtab, a_duplicated_row_has_every_part_and_its_own_memory)
+{
+    ch_regrow *r = ch_regrow_new(7, 3, 2, "dup-id", 6, "tp", 2, "tag", 3, 1, 500, "arg", 3, "m", 1);
+    cr_assert_not_null(r);
+    ch_regrow *d = ch_regrow_dup(r);
+    cr_assert_not_null(d);
+    cr_assert_neq(d, r);
+    cr_assert_eq(d->node, 7);
+    cr_assert_eq(d->core, 3);
+    cr_assert_eq(d->hash, r->hash);
+    cr_assert_str_eq(ch_regrow_id(d), "dup-id");
+    cr_assert_str_eq(ch_regrow_type(d), "tp");
+    cr_assert_str_eq(ch_regrow_tag(d), "tag");
+    cr_assert_eq(memcmp(ch_regrow_arg(d), "arg", 3), 0);
+    cr_assert_eq(memcmp(ch_regrow_meta(d), "m", 1), 0);
+    free(r);
+    cr_assert_str_eq(ch_regrow_id(d), "dup-id", "the copy outlives the original");
+    free(d);
+}
