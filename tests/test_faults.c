@@ -208,7 +208,9 @@ Test(faults, twelve_joins_and_leaves_each_hand_everything_over)
         assert_settled(n, 1);
     }
     cr_expect_eq(node_stat(n[0], "crash_restarts"), 0, "no process restarted from its spec");
-    cr_expect_leq(node_count_members(n[0], NULL), 1 + 12, "the member table holds tombstones");
+    int members = node_count_members(n[0], NULL);
+    cr_expect(members >= 1 && members <= 1 + 12, "the member table holds its tombstones: %d",
+              members);
     cr_assert_eq(harness_check(&H), 0);
 }
 
