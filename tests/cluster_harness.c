@@ -158,6 +158,10 @@ static void child_exec(const char *const *argv, char *const *envp, int out_fd, i
 {
     if (dup2(out_fd, STDOUT_FILENO) < 0) _exit(127);
     if (log_fd >= 0 && dup2(log_fd, STDERR_FILENO) < 0) _exit(127);
+    /* Its own process group: the test's group may be orphaned (its parent gone), and the
+     * kernel sends SIGHUP to an orphaned group with a stopped member whenever one of the
+     * group exits, so one node's exit would kill another the test has SIGSTOPped. */
+    if (setpgid(0, 0) < 0) _exit(127);
     /* Dies with the test even if the test crashes before its fini. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent) _exit(127);
     /* The test's own descriptors (Criterion's sockets, other nodes' pipes) stay behind. */
