@@ -368,6 +368,7 @@ static void tick(ch_reactor *r, uint64_t round)
     if (round % per_sync == per_sync - 1)
         for (size_t i = 0; i < c->mt.n; i++)
             if (c->mt.v[i]->conn) coord_send_digest(c, c->mt.v[i]->conn);
+    c->tick_inc = ch_mtab_self(&c->mt)->incarnation;
     if (!c->r->shut) ch_sup_timer_fn(r, period, tick, round + 1);
 }
 

@@ -19,13 +19,14 @@
  *
  * 3. Rejoin: a node that hears it was declared dead (a view listing it DEAD at or above its
  *    incarnation) raises its incarnation and comes back ALIVE; its peers take it back into
- *    the ring. If the one who said so is not in partition mode and is a member this node
+ *    the ring. The claim names its declarer, the member whose detector found this node
+ *    dead (a node that joined later only relays it). If the declarer is a member this node
  *    did not declare dead itself (so this node was the one cut off: a one-sided
- *    partition), or this node woke from a stall of its own a moment before (its tick ran
- *    late), or it is in partition mode itself, the hub has restarted this
- *    node's processes elsewhere: it stops every local process and forgets its parked specs
- *    before it comes back, so none of its stale instances runs beside its replacement.
- *    Processes that were started here while it was cut off and that the hub never heard
+ *    partition) and, when it is the sender, not in partition mode, or this node woke from
+ *    a stall of its own a moment before (its tick ran late), or it is in partition mode
+ *    itself, the hub has restarted this node's processes elsewhere: it stops every local process
+ * and forgets its parked specs before it comes back, so none of its stale instances runs beside its
+ * replacement. Processes that were started here while it was cut off and that the hub never heard
  *    of go with them.
  *
  * 4. Two live instances of one id can still meet after a divergence partition heals (each
@@ -334,12 +335,13 @@ void coord_on_partition_reset(ch_coord *c)
 
 /* ---- rejoin ------------------------------------------------------------------------------ */
 
-/* A view from `from` said this node is dead at incarnation `claim` (rule 3). The
- * incarnation is already raised
- * (member.c); the view this node sends next brings it back. `mutual`: this node declared
- * `from` dead too (it is, or came back from it a moment ago): a healed partition, where
- * each side replaced the other, rather than this node cut off alone. */
-void coord_rejoin(ch_coord *c, ch_mem *from, bool mutual, bool from_partitioned, uint64_t claim)
+/* A view from `from` said this node is dead at incarnation `claim`, as `declarer` found
+ * (rule 3). The incarnation is already raised (member.c); the view this node sends next
+ * brings it back. `mutual`: this node declared the declarer dead too (it is, or came back
+ * from it a moment ago): a healed partition, where each side replaced the other, rather
+ * than this node cut off alone. */
+void coord_rejoin(ch_coord *c, ch_mem *from, uint64_t declarer, bool mutual, bool from_partitioned,
+                  uint64_t claim)
 {
     if (c->leaving) return;
     /* A stall of this node's own is the surest sign that it, not the hub, was cut off: a
@@ -350,8 +352,8 @@ void coord_rejoin(ch_coord *c, ch_mem *from, bool mutual, bool from_partitioned,
     bool stale = from && !from_partitioned && (stalled || !mutual || c->partitioned);
     count_stat(&c->r->stats.rejoins, 1);
     size_t stopped = stale ? stop_local(c, false) : 0;
-    CH_WARN("declared dead by %016llx: rejoining as incarnation %llu%s",
-            (unsigned long long)(from ? from->id : 0),
+    CH_WARN("declared dead by %016llx (told by %016llx): rejoining as incarnation %llu%s",
+            (unsigned long long)declarer, (unsigned long long)(from ? from->id : 0),
             (unsigned long long)ch_mtab_self(&c->mt)->incarnation,
             stale ? " (the hub replaced this node's processes: stopping them)" : "");
     if (!stale) return;

@@ -68,8 +68,10 @@ struct ch_coord {
     uint64_t last_tick_ns;      /* when tick last ran: a long gap is a stall of this node */
     uint64_t dial_any_until_ns; /* after a stall: dial every member, whatever its id */
     uint64_t stalled_ns;        /* when this node last woke from a stall (0: never) */
-    uint64_t stall_inc;         /* ... and its incarnation then: deaths claimed at or below
-                                   it may date from that stall */
+    uint64_t stall_inc;         /* ... and its incarnation before it: deaths claimed at or
+                                   below it may date from that stall */
+    uint64_t tick_inc;          /* its incarnation at the last tick (a view read on waking
+                                   may raise it before the tick sees the stall) */
     ping_relay relays[16];
     ch_wbuf delta; /* REG_DELTA entries not yet sent */
     uint32_t delta_count;
@@ -153,7 +155,8 @@ void coord_expire_leavers(ch_coord *c, uint64_t now);
 void coord_left_done(ch_coord *c, ch_mem *m);
 void coord_member_gone(ch_coord *c, ch_mem *m);
 void coord_on_partition_reset(ch_coord *c);
-void coord_rejoin(ch_coord *c, ch_mem *from, bool mutual, bool from_partitioned, uint64_t claim);
+void coord_rejoin(ch_coord *c, ch_mem *from, uint64_t declarer, bool mutual, bool from_partitioned,
+                  uint64_t claim);
 void coord_unpark(ch_coord *c);
 
 /* coord_registry.c */

@@ -21,6 +21,7 @@ static void put_member(ch_coord *c, ch_wbuf *w, const ch_mem *m)
     ch_wbuf_put_u64(w, m->id);
     ch_wbuf_put_u64(w, m->incarnation);
     ch_wbuf_put_u64(w, m->rejoin_inc);
+    ch_wbuf_put_u64(w, m->state == CH_MEMBER_DEAD ? m->dead_by : 0);
     ch_wbuf_put_u8(w, (uint8_t)(m->state | flags));
     ch_wbuf_put_u16(w, m->cores);
     ch_wbuf_put_str8(w, m->addr, strlen(m->addr));
@@ -32,6 +33,7 @@ bool coord_get_member(ch_rbuf *rb, ch_mem *m)
     m->id = ch_rbuf_get_u64(rb);
     m->incarnation = ch_rbuf_get_u64(rb);
     m->rejoin_inc = ch_rbuf_get_u64(rb);
+    m->dead_by = ch_rbuf_get_u64(rb);
     uint8_t state = ch_rbuf_get_u8(rb);
     m->state = state & (uint8_t) ~(MEMBER_DRAINED | MEMBER_PARTITIONED);
     m->drained = state & MEMBER_DRAINED;
@@ -130,16 +132,23 @@ int coord_merge_one(ch_coord *c, const ch_mem *m, uint64_t seen_epoch)
     return bits;
 }
 
+/* Did this node declare `declarer` dead too (now, or before a rejoin that came first)? The
+ * window covers a healed partition: the declarer's rejoin may reach us, relayed, before its
+ * own view that lists us dead, which waits for its dial (up to 8 probe periods). Asked
+ * before the view merges: the view may bring the declarer back. */
+static bool declared_mutually(ch_coord *c, uint64_t declarer)
+{
+    ch_mem *d = declarer ? ch_mtab_find(&c->mt, declarer) : NULL;
+    uint64_t window = 16 * ms(c->n->cfg.cluster.probe_interval_ms);
+    return d && d->id != c->mt.self && ch_mem_recently_dead(d, ch_now_ns(), window);
+}
+
 void coord_on_view(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
 {
     ch_mem *from = ch_conn_ud(conn);
-    /* Did this node declare `from` dead too (now, or before a rejoin that came first)? The
-     * window covers a healed partition: the sender's rejoin may reach us, relayed, before
-     * its own view that lists us dead, which waits for its dial (up to 8 probe periods). */
-    uint64_t window = 16 * ms(c->n->cfg.cluster.probe_interval_ms);
-    bool mutual = from && ch_mem_recently_dead(from, ch_now_ns(), window);
-    bool from_partitioned = false;
-    uint64_t claim = 0; /* the incarnation a death of ours is claimed at */
+    bool mutual = false, from_partitioned = false;
+    uint64_t claim = 0;    /* the incarnation a death of ours is claimed at */
+    uint64_t declarer = 0; /* ... and who declared it */
     uint64_t epoch = ch_rbuf_get_u64(rb);
     uint32_t count = ch_rbuf_get_u32(rb);
     int bits = 0;
@@ -147,11 +156,18 @@ void coord_on_view(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
         ch_mem m;
         if (!coord_get_member(rb, &m)) break;
         if (from && m.id == from->id) from_partitioned = m.partitioned;
-        if (m.id == c->mt.self && m.state == CH_MEMBER_DEAD) claim = m.incarnation;
+        if (m.id == c->mt.self && m.state == CH_MEMBER_DEAD) {
+            /* Judged by who declared it, not by who relays it: a node that joined after a
+             * healed partition passes on both sides' claims. An old peer may not say. */
+            claim = m.incarnation;
+            declarer = m.dead_by ? m.dead_by : from ? from->id : 0;
+            mutual = declared_mutually(c, declarer);
+        }
         bits |= coord_merge_one(c, &m, epoch);
     }
     if (!ch_rbuf_ok(rb)) CH_WARN("malformed VIEW from %s ignored", ch_conn_addr(conn));
-    if (bits & CH_MT_REJOIN) coord_rejoin(c, from, mutual, from_partitioned, claim);
+    if (from && declarer != from->id) from_partitioned = false; /* a relay's mode says nothing */
+    if (bits & CH_MT_REJOIN) coord_rejoin(c, from, declarer, mutual, from_partitioned, claim);
     coord_after_merge(c, bits, epoch, NULL);
     /* Views go to the living; one we declared dead too must still hear our refutation. */
     if ((bits & CH_MT_REJOIN) && from && from->conn && !ch_mem_alive(from))
@@ -279,6 +295,7 @@ void coord_expire_suspects(ch_coord *c, uint64_t now)
         if (m->state != CH_MEMBER_SUSPECT || ch_ns_since(now, m->since_ns) < limit) continue;
         CH_WARN("member %016llx (%s) declared dead", (unsigned long long)m->id, m->addr);
         int bits = ch_mtab_set(&c->mt, m, CH_MEMBER_DEAD, now);
+        m->dead_by = c->mt.self;
         coord_after_merge(c, bits, 0, m);
     }
 }
@@ -299,7 +316,7 @@ void coord_after_stall(ch_coord *c, uint64_t now, uint64_t gap)
     c->probe_target = 0;
     c->dial_any_until_ns = now + suspicion_ns(c);
     c->stalled_ns = now;
-    c->stall_inc = ch_mtab_self(&c->mt)->incarnation;
+    c->stall_inc = c->tick_inc; /* a death claimed at a rejoin's new one is a new death */
 }
 
 /* ---- connections -------------------------------------------------------------------- */

@@ -82,6 +82,7 @@ static int add(ch_mtab *t, const ch_mem *m, uint64_t now)
     e->id = m->id;
     e->incarnation = m->incarnation;
     e->rejoin_inc = m->rejoin_inc;
+    e->dead_by = m->state == CH_MEMBER_DEAD ? m->dead_by : 0;
     e->cores = m->cores;
     e->state = m->state;
     e->drained = m->drained;
@@ -149,6 +150,7 @@ static int take_newer(ch_mtab *t, ch_mem *e, const ch_mem *m, uint64_t now)
         return 0; /* it has not heard of its death yet: it comes back when it has */
     e->incarnation = m->incarnation;
     if (m->rejoin_inc > e->rejoin_inc) e->rejoin_inc = m->rejoin_inc;
+    if (m->state == CH_MEMBER_DEAD) e->dead_by = m->dead_by;
     e->drained = m->drained;
     if (e->state != m->state) {
         int bits = ch_mtab_set(t, e, (ch_member_state)m->state, now);
@@ -166,8 +168,10 @@ int ch_mtab_merge(ch_mtab *t, const ch_mem *m, uint64_t now)
     if (e->state == CH_MEMBER_LEFT) return 0;
     if (m->state == CH_MEMBER_LEFT) return ch_mtab_set(t, e, CH_MEMBER_LEFT, now);
     if (m->incarnation > e->incarnation) return take_newer(t, e, m, now);
-    if (m->incarnation == e->incarnation && badness(m->state) > badness(e->state))
+    if (m->incarnation == e->incarnation && badness(m->state) > badness(e->state)) {
+        if (m->state == CH_MEMBER_DEAD) e->dead_by = m->dead_by;
         return ch_mtab_set(t, e, (ch_member_state)m->state, now);
+    }
     return 0;
 }
 

@@ -17,7 +17,9 @@
  *     incarnation above the one it was accused at (CH_MT_REFUTE); told DEAD at d (at or
  *     above its last rejoin), it takes an incarnation above both and sets rejoin_inc to it,
  *     and the table reports CH_MT_REJOIN, so the coordinator can retire what the hub
- *     replaced meanwhile.
+ *     replaced meanwhile;
+ *   - a DEAD record names its declarer (dead_by), the member whose own detector found it
+ *     dead; relays pass it on unchanged.
  *
  * The ring is built from the members that are ALIVE or SUSPECT and not drained; a change
  * of that set is what makes a new epoch.
@@ -43,6 +45,8 @@ typedef struct ch_mem {
     uint64_t id;
     uint64_t incarnation;
     uint64_t rejoin_inc; /* the incarnation it took when it last heard of its death; 0: never */
+    uint64_t dead_by;    /* DEAD: the member whose detector declared it (views carry it, so a
+                            node told of its death by a relay judges the declarer) */
     char addr[CH_ADDR_MAX + 1];
     uint16_t cores;
     uint8_t state;     /* ch_member_state */

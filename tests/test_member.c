@@ -251,3 +251,30 @@ Test(member, tombstones_and_members_are_bounded)
     cr_assert_eq(t.n, CH_MTAB_MAX);
     ch_mtab_free(&t);
 }
+
+Test(member, a_death_keeps_the_name_of_its_declarer_through_relays)
+{
+    /* Node 3 joins late and learns from node 2 that node 4 is dead, as node 2 found: it
+     * must pass on node 2's name, not its own, so that node 4 judges its declarer. */
+    ch_mtab t = table(3);
+    ch_mem dead = rec(4, 1, CH_MEMBER_DEAD);
+    dead.dead_by = 2;
+    ch_mtab_merge(&t, &dead, 1);
+    cr_assert_eq(ch_mtab_find(&t, 4)->dead_by, 2, "a new record keeps its declarer");
+
+    ch_mtab u = table(3);
+    ch_mem alive = rec(4, 1, CH_MEMBER_ALIVE);
+    ch_mtab_merge(&u, &alive, 1);
+    ch_mtab_merge(&u, &dead, 2);
+    cr_assert_eq(ch_mtab_find(&u, 4)->dead_by, 2, "worse news at one incarnation keeps it");
+
+    ch_mtab v = table(3);
+    ch_mtab_merge(&v, &alive, 1);
+    ch_mem newer = rec(4, 2, CH_MEMBER_DEAD);
+    newer.dead_by = 5;
+    ch_mtab_merge(&v, &newer, 2);
+    cr_assert_eq(ch_mtab_find(&v, 4)->dead_by, 5, "a newer death names its own declarer");
+    ch_mtab_free(&t);
+    ch_mtab_free(&u);
+    ch_mtab_free(&v);
+}
