@@ -183,10 +183,15 @@ void coord_rebuild_ring(ch_coord *c, uint64_t seen_epoch)
 
 /* ---- frames and records -------------------------------------------------------------- */
 
-/* What a member declared dead may still say: its membership frames (it must hear of its
- * death and come back) and what its clients send (casts, calls, starts and their answers:
- * they are the application's, and the owners of the ids run them). Its registry rows and
- * handovers speak for processes the hub replaced: they count only once it rejoined. */
+/* What a member declared dead may still say: everything but its registry rows, which
+ * speak for processes the hub replaced (they count once it rejoined, and the registry's
+ * anti-entropy brings them then), and a partition reset. Its membership frames must reach
+ * us (it hears of its death and comes back); its clients' casts, calls and starts are the
+ * application's. Its handover frames too: both sides of a healed partition are dead to
+ * each other for a moment, and a dropped BARRIER or END left the round waiting for good
+ * and a dropped lane frame stalled its lane; a process that comes in from a member the
+ * hub replaced meets the replacement on the ring owner, where one survives (rule 4 in
+ * coord_heal.c). */
 static bool is_mig_frame(uint8_t type)
 {
     return type >= CH_F_MIG_BARRIER && type <= CH_F_MIG_PIN;
@@ -196,14 +201,18 @@ static bool heard_from(const ch_mem *from, uint8_t type)
 {
     if (ch_mem_alive(from) || from->left_pending) return true;
     bool registry = type >= CH_F_REG_DELTA && type <= CH_F_REG_SYNC;
-    return !registry && !is_mig_frame(type) && type != CH_F_PARTITION_RESET;
+    return !registry && type != CH_F_PARTITION_RESET;
 }
 
 static void on_peer_frame(ch_coord *c, ch_conn *conn, const ch_frame *f)
 {
     ch_rbuf rb;
     ch_rbuf_init(&rb, f->payload, f->len);
-    if (!heard_from(ch_conn_ud(conn), f->type)) return;
+    if (!heard_from(ch_conn_ud(conn), f->type)) {
+        CH_DEBUG("%s frame from %s dropped: its sender is dead here", ch_frame_type_name(f->type),
+                 ch_conn_addr(conn));
+        return;
+    }
     if (is_mig_frame(f->type)) {
         coord_mig_on_frame(c, ch_conn_ud(conn), f->type, &rb);
         return;
