@@ -604,7 +604,11 @@ static int leave_wait(ch_node *n, void (*fn)(ch_coord *, coord_call *), uint64_t
 int ch_node_leave(ch_node *n)
 {
     if (!n) return -EINVAL;
-    if (!n->coord) return ch_node_stop(n);
+    if (!n->coord) { /* no hub: nowhere to hand anything over */
+        ch_node_stats st;
+        if (ch_node_stats_get(n, &st) == 0) atomic_store(&n->left_behind, st.processes);
+        return ch_node_stop(n);
+    }
     ch_hashring *ring = atomic_load(&n->ring);
     bool alone = ring && ch_hashring_nodes(ring) == 1 && ch_hashring_has(ring, n->id);
     coord_call cc = {0};
@@ -619,6 +623,7 @@ int ch_node_leave(ch_node *n)
     ch_node_stats_get(n, &st);
     if (!alone && (done != 1 || st.processes))
         CH_WARN("leaving with %llu processes not handed over", (unsigned long long)st.processes);
+    atomic_store(&n->left_behind, st.processes); /* the moves that failed and then went count */
     rc = ch_node_stop(n);
     /* A hub of one has no one to hand over to: its leave is a stop. */
     return rc < 0 ? rc : (st.processes && !alone ? CH_EPARTIAL : 0);

@@ -327,15 +327,28 @@ void coord_mig_on_frame(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb)
     to_core(c, from, type, rb);
 }
 
+/* A leave (or drain) is over when its round ended and nothing is in flight, unless
+ * processes are left whose moves failed while a member of the ring is suspected: a move to
+ * a target that just died fails at once, and the ring without it, soon, starts a round
+ * that moves them to their new owners. With no one to hand over to it is over at once,
+ * unless members declared dead are still connected: a partition just healed, and they
+ * come back (or this node does) within moments. */
 int coord_mig_leave_done(ch_coord *c)
 {
-    bool peers = false;
-    for (size_t i = 0; i < c->mt.n; i++)
-        peers |= participant(c, c->mt.v[i]) && c->mt.v[i]->conn;
-    if (!peers) return 1;
+    bool peers = false, suspect = false, returning = false;
+    for (size_t i = 0; i < c->mt.n; i++) {
+        const ch_mem *m = c->mt.v[i];
+        peers |= participant(c, m) && m->conn;
+        suspect |= m->state == CH_MEMBER_SUSPECT && ch_mem_in_ring(m);
+        returning |= m->state == CH_MEMBER_DEAD && m->conn;
+    }
+    if (!peers) return returning ? 0 : 1;
     if (!c->mig.end_sent) return 0;
-    for (unsigned i = 0; i < c->n->cores; i++)
-        if (atomic_load_explicit(&c->n->reactors[i].stats.migrating, memory_order_relaxed))
-            return 0;
-    return 1;
+    uint64_t held = 0;
+    for (unsigned i = 0; i < c->n->cores; i++) {
+        const ch_reactor *r = &c->n->reactors[i];
+        if (atomic_load_explicit(&r->stats.migrating, memory_order_relaxed)) return 0;
+        held += atomic_load_explicit(&r->stats.processes, memory_order_relaxed);
+    }
+    return held && suspect ? 0 : 1;
 }

@@ -694,6 +694,7 @@ static void finish_stats(ch_node *n, ch_node_stats *out)
     out->ring_members = ring ? ch_hashring_nodes(ring) : 1;
     out->members_alive = n->coord ? atomic_load(&n->members_alive) : 1;
     out->epoch = n->coord ? atomic_load(&n->epoch) : 0;
+    out->left_behind = atomic_load(&n->left_behind);
 }
 
 int ch_node_stats_get(ch_node *n, ch_node_stats *out)

@@ -39,6 +39,7 @@ struct ch_node {
     size_t nretired_pins;
     _Atomic uint64_t epoch;
     _Atomic uint64_t members_alive; /* the coordinator's count, for ch_node_stats */
+    _Atomic uint64_t left_behind;   /* processes still here when ch_node_leave stopped it */
     _Atomic int partitioned;
     _Atomic int net_congested;    /* a peer connection's queue is over its high mark */
     struct ch_hashring **retired; /* rings replaced while threads may still read them */

@@ -214,6 +214,26 @@ Test(faults, twelve_joins_and_leaves_each_hand_everything_over)
     cr_assert_eq(harness_check(&H), 0);
 }
 
+/* A leave that starts right after a member was killed: the moves to the dead member fail at
+ * once, and the leave gave up with them (exit 3, their state lost) instead of waiting for
+ * the ring without the dead member, whose round moves them to the survivors. */
+Test(faults, a_leave_just_after_a_member_died_hands_everything_to_the_survivors)
+{
+    hnode *n[3];
+    hub_of(n, 3, "200", NULL);
+    start_counters(n[0]);
+    assert_settled(n, 3);
+    cr_assert_gt(node_stat(n[1], "processes"), 0);
+    long long dead_held = node_stat(n[2], "processes");
+    cr_assert_eq(node_kill9(n[2]), 0);
+    cr_assert_eq(node_ctl_status(n[1], "leave", NULL), 0);
+    cr_assert_eq(node_wait_exit(n[1], SETTLE_MS), 0, "the leave handed everything over");
+    assert_settled(n, 1);
+    cr_expect_eq(node_stat(n[0], "crash_restarts"), dead_held,
+                 "only the dead node's processes restarted from their specs");
+    cr_assert_eq(harness_check(&H), 0);
+}
+
 static bool both_see_the_other_dead(void *ud)
 {
     hnode **n = ud;

@@ -607,13 +607,16 @@ static void flush_ctl_answers(node_daemon *d)
 /*
  * One line on stderr, `left: moved N processes, F not moved`, from the node's counters
  * since the leave began (they stay readable after the node stopped): N processes handed
- * over and confirmed, F every other process the node held when the leave began (its
- * moves failed, were not confirmed, or never started: they were stopped here, state and
- * all). Counting F from the moves that failed missed the processes that never left, and
- * a node alone in its hub, with nowhere to move them, said "0 not moved". Printed once,
- * by whichever thread ends the leave. Returns F.
+ * over and confirmed, F the processes it still held when it stopped (they were stopped
+ * here, state and all). `finished`: ch_node_leave returned and counted them; otherwise (a
+ * second signal cut it short) F is every process held when the leave began and not
+ * confirmed elsewhere, or the moves that failed if more. Counting F from the failed moves
+ * alone missed the processes that never left, and counted a move that failed while its
+ * target died and then went to the target's successor; a node alone in its hub, with
+ * nowhere to move them, said "0 not moved". Printed once, by whichever thread ends the
+ * leave. Returns F.
  */
-static uint64_t report_leave(node_daemon *d)
+static uint64_t report_leave(node_daemon *d, bool finished)
 {
     ch_node_stats s;
     int rc = ch_node_stats_get(d->node, &s);
@@ -626,6 +629,7 @@ static uint64_t report_leave(node_daemon *d)
              failed = s.migration_failures - d->before.migration_failures;
     uint64_t not_moved = held > moved ? held - moved : 0;
     if (failed + s.migrating > not_moved) not_moved = failed + s.migrating; /* started later */
+    if (finished) not_moved = s.left_behind;
     bool alone = d->before.members_alive < 2 && not_moved > 0;
     if (!atomic_exchange(&d->reported, true))
         fprintf(stderr,
@@ -648,7 +652,7 @@ static void *watchdog(void *arg)
     fprintf(stderr, "corehub node: second signal: stopping now\n");
     int rc = ch_node_stop(d->node);
     if (rc < 0) fprintf(stderr, "corehub node: stop: %s\n", ch_strerror(rc));
-    report_leave(d);
+    report_leave(d, false);
     fflush(stderr);
     _exit(CLI_FAIL);
 }
@@ -663,7 +667,7 @@ static int leave(node_daemon *d)
     if (dog_rc != 0) fprintf(stderr, "corehub node: no watchdog thread: %s\n", strerror(dog_rc));
     int rc = ch_node_leave(d->node);
     if (rc < 0 && rc != CH_EPARTIAL) fprintf(stderr, "corehub node: leave: %s\n", ch_strerror(rc));
-    uint64_t not_moved = report_leave(d);
+    uint64_t not_moved = report_leave(d, rc >= 0 || rc == CH_EPARTIAL);
     if (dog_rc == 0) {
         uint64_t one = 1;
         /* An eventfd write of 1 only fails on a counter overflow: never here. Were it to,

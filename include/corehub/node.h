@@ -323,6 +323,9 @@ typedef struct ch_node_stats {
     uint64_t ring_members;  /* members that own a part of the ring */
     uint64_t epoch;         /* ring epoch */
     uint64_t accept_pauses; /* times a listener paused accepting: out of descriptors or memory */
+    uint64_t left_behind;   /* processes still here when a leave ended: stopped with the node,
+                               state and all (a move that failed and was then retried and
+                               confirmed is not among them) */
 } ch_node_stats;
 
 /* Sums every core's counters. Each counter is exact per core, the sum a moment's view. */
