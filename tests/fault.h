@@ -51,6 +51,7 @@ typedef struct fx_hub {
     uint8_t *exposed_blob;     /* */
     bool exposed_all;          /* a partition: both sides restart each other's processes */
     uint64_t restarts_of_dead; /* crash_restarts counted by nodes before they were killed */
+    bool started;              /* the processes were started: settling includes placement */
     int leaves, leave_failures, drains, drain_failures;
     uint64_t t0_ms; /* the schedule's start, for the log's timestamps */
     int schedule;   /* its number, for the log */

@@ -250,6 +250,24 @@ static bool members_agree(fx_hub *x, int k, char *why, size_t cap)
     return ok && alive == want;
 }
 
+/* Whether slot k's registry places every id of PREFIX0..count-1 on its ring owner. */
+static bool placed(fx_hub *x, int k, const char *prefix, uint64_t count, char *why, size_t cap)
+{
+    char cnt[24], *text = NULL;
+    snprintf(cnt, sizeof(cnt), "%" PRIu64, count);
+    int st = fx_ctl(x, k, &text, "placement", prefix, cnt, NULL);
+    if (st != 0) {
+        size_t len = text ? strcspn(text, "\n") : 0;
+        snprintf(why, cap, "slot %d: placement %s: %d %.*s", k, prefix, st, (int)len,
+                 text ? text : "");
+    }
+    free(text);
+    return st == 0;
+}
+
+/* Settled: every up slot answers, sees exactly the up slots alive at one epoch, moves
+ * nothing, and its registry places every id on its ring owner (a registry still healing
+ * is not settled: the invariants are checked on the hub it converged to). */
 static bool settled(fx_hub *x, char *why, size_t cap)
 {
     uint64_t epoch = 0;
@@ -267,6 +285,9 @@ static bool settled(fx_hub *x, char *why, size_t cap)
                    false;
         if (mig) return snprintf(why, cap, "slot %d migrates %" PRIu64, k, mig), false;
         if (!members_agree(x, k, why, cap)) return false;
+        if (x->started && (!placed(x, k, FX_SEQ_PREFIX, x->nseq, why, cap) ||
+                           !placed(x, k, FX_BLOB_PREFIX, x->nblob, why, cap)))
+            return false;
         epoch = e;
         first = false;
     }

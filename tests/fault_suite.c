@@ -352,6 +352,7 @@ static bool setup(sched *s, int nodes)
         fx_log(x, "could not start the processes");
         return false;
     }
+    x->started = true;
     for (int p = 0; p < x->npumps; p++) {
         snprintf(sender, sizeof(sender), "%d", p + 1);
         if (fx_ctl(x, p, NULL, "pump", FX_SEQ_PREFIX, NSEQ, PUMP_ROUNDS, sender, PUMP_ROUND_MS,
