@@ -370,6 +370,7 @@ static void tick(ch_reactor *r, uint64_t round)
     coord_expire_leavers(c, now);
     coord_unpark(c);
     if (round % per_probe == 0) ch_mtab_reap(&c->mt, now, ms(TOMBSTONE_MS));
+    if (round % per_probe == 0) coord_mig_reannounce(c);
     update_congestion(c);
     ch_transport_sweep(c->t, now, HANDSHAKE_MS * 1000000ull);
     coord_dial_all(c, now);

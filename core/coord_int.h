@@ -195,6 +195,7 @@ void coord_mig_check(ch_coord *c);
 void coord_mig_on_rec(ch_coord *c, ch_rec *rec);
 void coord_mig_on_frame(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb);
 void coord_mig_on_up(ch_coord *c, ch_mem *m);
+void coord_mig_reannounce(ch_coord *c);
 void coord_mig_gone(ch_coord *c, uint64_t node);
 /* Pins: applies a pin set here and tells the peers (ch_node_pin), or merges a peer's. */
 int coord_pin_set(ch_coord *c, uint64_t hash, uint64_t node);

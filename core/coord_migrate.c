@@ -177,6 +177,24 @@ void coord_mig_on_up(ch_coord *c, ch_mem *m)
     if (c->mig.end_sent) send_hash(c, m, CH_F_MIG_END, c->mig.rh);
 }
 
+/* Every probe period: this node's BARRIER and END of the current round again, to every
+ * participant. An announcement sent once could be lost for good: with the backlog of a
+ * member declared dead (freed), or to a member that was dead here when it sent its own and
+ * is back on the same connection; its round then waited forever ("migrates 767") until
+ * the next ring. Only the last announcement per member counts, so a repeat changes nothing
+ * where it arrived before, and costs 8 bytes. */
+void coord_mig_reannounce(ch_coord *c)
+{
+    const struct coord_mig *g = &c->mig;
+    if (!g->rh || !g->barrier_sent) return;
+    for (size_t i = 0; i < c->mt.n; i++) {
+        ch_mem *m = c->mt.v[i];
+        if (!participant(c, m) || !m->conn) continue;
+        send_hash(c, m, CH_F_MIG_BARRIER, g->rh);
+        if (g->end_sent) send_hash(c, m, CH_F_MIG_END, g->rh);
+    }
+}
+
 /* The cores take back what they sent to the dead node first: the casts kept for it then
  * find their processes thawed (or still queued) on their sources. */
 void coord_mig_gone(ch_coord *c, uint64_t node)
