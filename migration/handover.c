@@ -543,6 +543,8 @@ static int transmit(ch_ho *h, sent *s)
     uint8_t *block = encode(h, s, s->raw, s->raw_len, &flen);
     if (!block) return -ENOMEM;
     s->sent_ns = ch_now_ns();
+    CH_DEBUG("handover frame %u to %016llx core %u: %zu bytes", s->seq, (unsigned long long)s->node,
+             s->core, flen);
     send_block(h->r, s->node, CH_F_MIG_DATA, block, flen);
     return 0;
 }
@@ -977,6 +979,11 @@ static void on_ack(ch_ho *h, uint64_t node, const uint8_t *block, const uint8_t 
     ch_rbuf_get_u16(&rb);
     uint32_t n = ch_rbuf_get_u32(&rb);
     if (!ch_rbuf_ok(&rb)) return;
+    CH_DEBUG("handover ack %u (%s%s) from %016llx core %u, %u entries", seq,
+             kind == ACK_CONFIRM   ? "confirm"
+             : kind == ACK_RESOLVE ? "resolve"
+                                   : "bad frame",
+             applied ? ", applied" : "", (unsigned long long)node, core, n);
     if (kind == ACK_BADFRAME) { /* go back: this frame and every later one of its lane */
         CH_WARN("frame %u to %016llx core %u refused as damaged: the lane sends again from it", seq,
                 (unsigned long long)node, core);
@@ -1297,7 +1304,9 @@ static void on_data(ch_ho *h, uint64_t node, uint8_t *block, size_t len)
     uint32_t seq = ch_le_get32(f + 4);
     if (h->f_stall && h->frames_in >= h->f_stall) return; /* fault injection (tests) */
     struct seen *sn = seen_of(h, node, src_core, true);
-    if (!sn) return;                     /* no memory: the source's retention query settles it */
+    if (!sn) return; /* no memory: the source's retention query settles it */
+    CH_DEBUG("handover frame %u from %016llx core %u (last applied %u)", seq,
+             (unsigned long long)node, src_core, sn->seq);
     if ((int32_t)(seq - sn->seq) <= 0) { /* applied before: its confirmation was lost */
         send_ack(h, node, src_core, ACK_CONFIRM, seq, NULL, 0);
         return;
@@ -1330,6 +1339,8 @@ static void on_query(ch_ho *h, uint64_t node, const uint8_t *p, size_t len)
     uint16_t src_core = ch_rbuf_get_u16(&rb);
     ch_rbuf_get_u16(&rb);
     uint32_t seq = ch_rbuf_get_u32(&rb), n = ch_rbuf_get_u32(&rb);
+    CH_DEBUG("handover query %u from %016llx core %u: %u ids", seq, (unsigned long long)node,
+             src_core, n);
     ch_wbuf w;
     ch_wbuf_init(&w);
     uint32_t k = 0;
