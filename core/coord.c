@@ -159,6 +159,7 @@ void coord_rebuild_ring(ch_coord *c, uint64_t seen_epoch)
         return;
     }
     size_t k = ch_mtab_ring_ids(&c->mt, ids);
+    coord_audit_dirty(c);
     uint64_t epoch = (seen_epoch > c->epoch ? seen_epoch : c->epoch) + 1;
     ch_hashring *ring;
     uint32_t vnodes = n->cfg.cluster.vnodes;
@@ -371,6 +372,7 @@ static void tick(ch_reactor *r, uint64_t round)
     coord_unpark(c);
     if (round % per_probe == 0) ch_mtab_reap(&c->mt, now, ms(TOMBSTONE_MS));
     if (round % per_probe == 0) coord_mig_reannounce(c);
+    coord_audit_tick(c, now);
     update_congestion(c);
     ch_transport_sweep(c->t, now, HANDSHAKE_MS * 1000000ull);
     coord_dial_all(c, now);
@@ -445,6 +447,8 @@ int ch_coord_create(ch_node *n, ch_coord **out)
     if (!c) return -ENOMEM;
     c->n = n;
     c->r = &n->reactors[n->cores];
+    const char *fault = getenv("CH_FAULT"); /* tests: tests/test_faults.c */
+    c->f_lose_removes = fault && strstr(fault, "lose-removes");
     ch_wbuf_init(&c->delta);
     pthread_mutex_init(&c->ctl_mu, NULL);
     pthread_cond_init(&c->ctl_cv, NULL);

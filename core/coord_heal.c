@@ -84,7 +84,7 @@ static ch_child_spec spec_of(ch_regrow *r)
 
 /* Starts rows[0..k) from their specs (state is lost: counted). hops CH_MAX_HOPS starts them
  * here; 0 sends each to its ring owner, which refuses an id it already runs. */
-static void restart_rows(ch_coord *c, ch_regrow **rows, size_t k, uint8_t hops)
+void coord_restart_rows(ch_coord *c, ch_regrow **rows, size_t k, uint8_t hops)
 {
     if (!k) return;
     ch_child_spec *specs = calloc(k, sizeof(*specs));
@@ -196,8 +196,8 @@ static void adopt_rows(ch_coord *c, ch_mem *m)
             theirs[j++] = r;
     }
     if (may_restart(c)) {
-        restart_rows(c, mine, k, CH_MAX_HOPS);
-        restart_rows(c, theirs, j, 0);
+        coord_restart_rows(c, mine, k, CH_MAX_HOPS);
+        coord_restart_rows(c, theirs, j, 0);
     } else if (k + j) {
         park_rows(c, mine, k);
         park_rows(c, theirs, j);
@@ -322,7 +322,7 @@ void coord_unpark(ch_coord *c)
 {
     if (!c->nparked || !may_restart(c)) return;
     CH_INFO("quorum: starting %zu parked processes on their owners", c->nparked);
-    restart_rows(c, c->parked, c->nparked, 0);
+    coord_restart_rows(c, c->parked, c->nparked, 0);
     drop_parked(c);
 }
 
@@ -351,6 +351,7 @@ void coord_rejoin(ch_coord *c, ch_mem *from, uint64_t declarer, bool mutual, boo
         c->stalled_ns && claim <= c->stall_inc && ch_ns_since(ch_now_ns(), c->stalled_ns) < window;
     bool stale = from && !from_partitioned && (stalled || !mutual || c->partitioned);
     count_stat(&c->r->stats.rejoins, 1);
+    coord_audit_dirty(c);
     size_t stopped = stale ? stop_local(c, false) : 0;
     CH_WARN("declared dead by %016llx (told by %016llx): rejoining as incarnation %llu%s",
             (unsigned long long)declarer, (unsigned long long)(from ? from->id : 0),

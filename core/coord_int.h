@@ -10,6 +10,7 @@
  *   coord_registry.c  the registry replica: deltas, digests, resyncs, queries
  *   coord_route.c     casts, calls and starts/stops for processes on other nodes
  *   coord_ctl.c       control requests, on their own thread
+ *   coord_audit.c     the registry's self-audit against what the cores hold
  *
  * Everything here runs on the coordinator thread unless it says otherwise.
  */
@@ -90,8 +91,15 @@ struct ch_coord {
         unsigned switched, done; /* cores that switched to it, that sent everything */
         bool barrier_sent, sealed, end_sent, unheld;
     } mig;
-    ch_wbuf kept;   /* copies of casts sent to a new owner while a round is open */
-    bool kept_full; /* past the bound: no more copies this round (said once) */
+    struct coord_audit {          /* the registry's self-audit (coord_audit.c) */
+        uint32_t gen;             /* the current audit's mark on the processes */
+        _Atomic unsigned pending; /* cores yet to answer (one answer may fail on a core) */
+        uint64_t last_ns;         /* when the last one began */
+        uint64_t dirty_ns;        /* the last ring change or rejoin (0: none yet) */
+    } audit;
+    bool f_lose_removes; /* CH_FAULT=lose-removes (tests): cores' removals never arrive */
+    ch_wbuf kept;        /* copies of casts sent to a new owner while a round is open */
+    bool kept_full;      /* past the bound: no more copies this round (said once) */
     /* control requests: handled on a thread of their own */
     pthread_t ctl_thread;
     bool ctl_running;
@@ -196,6 +204,14 @@ void coord_mig_on_rec(ch_coord *c, ch_rec *rec);
 void coord_mig_on_frame(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb);
 void coord_mig_on_up(ch_coord *c, ch_mem *m);
 void coord_mig_reannounce(ch_coord *c);
+
+/* coord_audit.c */
+void coord_audit_dirty(ch_coord *c); /* the ring changed or this node rejoined */
+void coord_audit_tick(ch_coord *c, uint64_t now);
+/* coord_registry.c: forgets this node's row of an id, here and at every peer */
+void coord_reg_drop_own(ch_coord *c, const char *id, size_t len);
+/* coord_heal.c: starts rows[0..k) from their specs (hops 0: each on its ring owner) */
+void coord_restart_rows(ch_coord *c, ch_regrow **rows, size_t k, uint8_t hops);
 void coord_mig_gone(ch_coord *c, uint64_t node);
 /* Pins: applies a pin set here and tells the peers (ch_node_pin), or merges a peer's. */
 int coord_pin_set(ch_coord *c, uint64_t hash, uint64_t node);

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define SETTLE_MS 60000
@@ -231,6 +232,46 @@ Test(faults, a_leave_just_after_a_member_died_hands_everything_to_the_survivors)
     assert_settled(n, 1);
     cr_expect_eq(node_stat(n[0], "crash_restarts"), dead_held,
                  "only the dead node's processes restarted from their specs");
+    cr_assert_eq(harness_check(&H), 0);
+}
+
+/* A row that names a node which no longer holds the process (its removal lost while faults
+ * crossed) made the id run nowhere for good while every registry said where it ran. Here
+ * the node loses every removal (CH_FAULT=lose-removes) and five of its processes are
+ * stopped: the registry audit restarts them through their owners, once each. */
+Test(faults, a_row_without_its_process_is_restarted_by_the_registry_audit)
+{
+    hnode *n[2];
+    n[0] = spawn(NULL, "200", NULL);
+    static const char *const env[] = {"CH_FAULT=lose-removes", NULL};
+    const char *args[] = {"--probe-ms", "200", "--seed", n[0]->addr};
+    n[1] = node_spawn_env(&H, env, args, 4);
+    cr_assert_not_null(n[1]);
+    cr_assert(hub_wait_members(n, 2, 2, SETTLE_MS));
+    start_counters(n[0]);
+    assert_settled(n, 2);
+    char *text = NULL;
+    int st = -1;
+    cr_assert_eq(node_ctl(n[1], &st, &text, "procs", "--local", NULL), 0);
+    cr_assert_eq(st, 0);
+    const char *argv[8] = {"stop"};
+    int k = 1;
+    for (char *line = text; line && *line && k < 6; k++) { /* "ID ..." per line */
+        argv[k] = line;
+        line += strcspn(line, " \n");
+        char *eol = strchr(line, '\n');
+        *line = '\0';
+        line = eol ? eol + 1 : NULL;
+    }
+    cr_assert_eq(k, 6, "the node holds five processes at least");
+    char *out = NULL;
+    cr_assert_eq(node_ctlv(n[1], &st, &out, k, argv), 0);
+    cr_assert_eq(st, 0, "they stop: %s", out ? out : "");
+    free(out);
+    free(text);
+    assert_settled(n, 2);
+    cr_expect_eq(hub_stat_sum(n, 2, "crash_restarts"), 5, "each restarted once, from its spec");
+    cr_expect(node_log_has(n[1], "rows named a process not here"), "the audit says so");
     cr_assert_eq(harness_check(&H), 0);
 }
 
