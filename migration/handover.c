@@ -1307,6 +1307,11 @@ static void on_data(ch_ho *h, uint64_t node, uint8_t *block, size_t len)
     if (!sn) return; /* no memory: the source's retention query settles it */
     CH_DEBUG("handover frame %u from %016llx core %u (last applied %u)", seq,
              (unsigned long long)node, src_core, sn->seq);
+    /* A lane's first frame: the source started a new lane to us (it declared this node gone
+     * and took its old lane back, which this node may never have noticed). Taken as a
+     * repeat of the old lane's first frame it was confirmed unapplied: its processes were
+     * lost. A source sends frame 1 again only after this node refused it (not applied). */
+    if (seq == 1) sn->seq = 0;
     if ((int32_t)(seq - sn->seq) <= 0) { /* applied before: its confirmation was lost */
         send_ack(h, node, src_core, ACK_CONFIRM, seq, NULL, 0);
         return;
@@ -1470,10 +1475,16 @@ static void on_unhold(ch_ho *h, uint64_t rh)
     release_held(h, REL_ALL);
 }
 
-/* A node is gone: our frames to it come back, its processes' streams here are over. */
+/* A node is gone: our frames to it come back, its processes' streams here are over, and
+ * its lanes to us start again from their first frame if it comes back. */
 static void on_gone(ch_ho *h, uint64_t node)
 {
     source_gone(h, node);
+    for (size_t i = 0; i < h->nseen;)
+        if (h->seen[i].node == node)
+            h->seen[i] = h->seen[--h->nseen];
+        else
+            i++;
     ch_ptable *t = &h->r->procs;
     size_t n = 0;
     ch_proc **v = h->await_end ? malloc(h->await_end * sizeof(*v)) : NULL;
