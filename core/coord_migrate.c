@@ -69,6 +69,7 @@ void coord_mig_ring(ch_coord *c)
     ch_pins *pins = atomic_load(&c->n->pins);
     uint64_t rh = XXH3_64bits(ids, k * sizeof(*ids)) ^ (pins ? pins->digest : 0);
     c->mig = (struct coord_mig){.rh = rh ? rh : 1};
+    CH_DEBUG("round %016llx: a ring of %zu members", (unsigned long long)c->mig.rh, k);
     ch_hashring *ring = atomic_load(&c->n->ring);
     for (unsigned i = 0; i < c->n->cores; i++)
         post(c, i, CH_MIG_RING, c->mig.rh, (uint64_t)(uintptr_t)ring, v, k * sizeof(*v));
@@ -88,10 +89,13 @@ void coord_mig_check(ch_coord *c)
         ends &= m->mig_end == g->rh;
     }
     if (g->barrier_sent && barriers && !g->sealed) {
+        CH_DEBUG("round %016llx sealed", (unsigned long long)g->rh);
         g->sealed = true;
         post_all(c, CH_MIG_SEALED, g->rh);
     }
     if (ends && !g->unheld) {
+        CH_DEBUG("round %016llx over%s", (unsigned long long)g->rh,
+                 g->end_sent ? "" : " (this node's END to come)");
         g->unheld = true;
         post_all(c, CH_MIG_UNHOLD, g->rh);
     }
@@ -261,6 +265,7 @@ static void on_own_marker(ch_coord *c, uint64_t rh)
     struct coord_mig *g = &c->mig;
     if (rh != g->rh || g->barrier_sent) return;
     g->barrier_sent = true;
+    CH_DEBUG("round %016llx: every core switched, BARRIER sent", (unsigned long long)g->rh);
     send_hash_all(c, CH_F_MIG_BARRIER, g->rh);
     coord_mig_check(c);
 }
@@ -301,7 +306,7 @@ static void to_core(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb)
     const uint8_t *p = ch_rbuf_get_bytes(rb, len).p;
     size_t at = type == CH_F_MIG_ACK ? 0 : 2;
     if (!p || len < at + 2) return;
-    uint16_t core = ch_le_get16(p + at);
+    uint16_t core = ch_le_get16(p + at) & (uint16_t)~CH_MIG_LANE_FIRST;
     if (core >= c->n->cores) {
         CH_WARN("migration frame for core %u from %s refused", core, from->addr);
         return;
@@ -331,6 +336,10 @@ void coord_mig_on_frame(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb)
     if (type == CH_F_MIG_BARRIER || type == CH_F_MIG_END) {
         uint64_t rh = ch_rbuf_get_u64(rb);
         if (!ch_rbuf_done(rb)) return;
+        if ((type == CH_F_MIG_BARRIER ? from->mig_barrier : from->mig_end) != rh)
+            CH_DEBUG("%s %016llx from %016llx (ours %016llx)", ch_frame_type_name(type),
+                     (unsigned long long)rh, (unsigned long long)from->id,
+                     (unsigned long long)c->mig.rh);
         if (type == CH_F_MIG_BARRIER)
             from->mig_barrier = rh;
         else

@@ -59,6 +59,7 @@ typedef struct lane {
     uint64_t node;
     uint16_t core;
     uint32_t seq; /* frames numbered per lane from 1: the target applies them in order */
+    bool fresh;   /* its next frame is its first since it (re)started (CH_MIG_LANE_FIRST) */
     ch_hbatch b;
 } lane;
 
@@ -70,6 +71,7 @@ typedef struct sent {
     uint8_t *raw;
     size_t raw_len;
     uint64_t sent_ns;
+    bool first; /* its lane's first frame since the lane (re)started */
     bool queried;
     bool spare_ok; /* raw may serve as another batch's buffer */
 } sent;
@@ -507,6 +509,7 @@ static lane *get_lane(ch_ho *h, uint64_t node, uint16_t core)
     l->node = node;
     l->core = core;
     l->seq = 0;
+    l->fresh = true;
     h->nlanes++;
     return l;
 }
@@ -520,7 +523,7 @@ static uint8_t *encode(ch_ho *h, const sent *s, const uint8_t *raw, size_t raw_l
     uint8_t *block = malloc(*flen);
     if (!block) return NULL;
     ch_le_put16(block, (uint16_t)h->r->core);
-    ch_le_put16(block + 2, s->core);
+    ch_le_put16(block + 2, (uint16_t)(s->core | (s->first ? CH_MIG_LANE_FIRST : 0)));
     ch_le_put32(block + 4, s->seq);
     ch_le_put64(block + 8, h->rh);
     memcpy(block + CH_MIG_LANE_HDR, out.hdr, CH_CODEC_HDR);
@@ -554,7 +557,8 @@ static int flush_lane(ch_ho *h, lane *l)
     if (!l->b.count) return 0;
     sent *s = calloc(1, sizeof(*s));
     if (!s) return -ENOMEM;
-    *s = (sent){.node = l->node, .core = l->core, .seq = ++l->seq};
+    *s = (sent){.node = l->node, .core = l->core, .seq = ++l->seq, .first = l->fresh};
+    l->fresh = false;
     bool oversize = l->b.cap != l->b.capacity; /* its buffer is not a spare's size */
     uint8_t *fresh = h->nspare ? h->spare[--h->nspare] : NULL;
     if (!(s->raw = ch_hbatch_take(&l->b, fresh, &s->raw_len))) {
@@ -766,9 +770,17 @@ static void retire(ch_ho *h, ch_proc *p);
 
 static void check_sealed(ch_ho *h)
 {
-    if (h->sealed || !h->rh || h->sealed_rh != h->rh || h->imark_rh != h->rh) return;
+    if (h->sealed || !h->rh || h->sealed_rh != h->rh || h->imark_rh != h->rh) {
+        if (!h->sealed)
+            CH_DEBUG("core %u: round %016llx not sealed (sealed %016llx, imark %016llx)",
+                     h->r->core, (unsigned long long)h->rh, (unsigned long long)h->sealed_rh,
+                     (unsigned long long)h->imark_rh);
+        return;
+    }
     for (unsigned c = 0; c < h->r->node->cores; c++)
         if (h->mark_rh[c] != h->rh) return;
+    CH_DEBUG("core %u: round %016llx sealed: %zu frozen, %zu queued", h->r->core,
+             (unsigned long long)h->rh, (size_t)h->frozen, (size_t)h->queued);
     h->sealed = true;
     /* Every sender routes by the new ring now: the streams of frozen processes end. */
     for (size_t pos = h->unended.pos; pos < h->unended.len;) {
@@ -1032,6 +1044,36 @@ static void replay(ch_ho *h, uint64_t node, const uint8_t *raw, size_t len, byte
 
 static void plan(ch_ho *h);
 
+/* The processes in migration state `state` (for or from `node`; 0: any), at most max of
+ * them, in a malloc'd array (NULL and *n 0 when there are none or no memory). */
+static ch_proc **procs_in(ch_ho *h, uint8_t state, uint64_t node, size_t max, size_t *n)
+{
+    ch_ptable *t = &h->r->procs;
+    ch_proc **v = max ? malloc(max * sizeof(*v)) : NULL;
+    *n = 0;
+    for (size_t i = 0; v && i < t->cap && *n < max; i++) {
+        ch_proc *p = t->slots[i].p;
+        if (p && p->mig && p->mig->state == state && (!node || p->mig->node == node)) v[(*n)++] = p;
+    }
+    return v;
+}
+
+/* Processes the gone node had confirmed but whose streams had not ended (their frames are
+ * settled, so no replay thaws them): their END can no longer go, and they waited for it
+ * forever ("settled 1 ended 0", the hub never settled). They stay here, state and all,
+ * and move again under the new ring; should the node come back with its copy, the two
+ * meet on the ring owner and one survives (core/coord_heal.c rule 4). */
+static void thaw_confirmed(ch_ho *h, uint64_t node, bytes_t *later)
+{
+    size_t n;
+    ch_proc **v = procs_in(h, MP_FROZEN, node, h->frozen, &n);
+    for (size_t i = 0; i < n; i++) {
+        fail_hook(h, v[i], node, -EHOSTUNREACH);
+        thaw_to(h, v[i], later);
+    }
+    free(v);
+}
+
 /* Runs what waited for each thawed id of `later` (u64 hash | u8 len | id), then frees it. */
 static void release_later(ch_ho *h, bytes_t *later)
 {
@@ -1066,8 +1108,13 @@ static void source_gone(ch_ho *h, uint64_t node)
         if (l->node != node) continue;
         replay(h, node, ch_hbatch_data(&l->b), ch_hbatch_len(&l->b), &later);
         ch_hbatch_free(&l->b);
-        h->lanes[i--] = h->lanes[--h->nlanes];
+        /* The lane starts again, numbering on: an ack of a frame taken back (late, from a
+         * target that was not gone after all) then matches no frame sent later. */
+        l->fresh = true;
+        if (ch_hbatch_init(&l->b, h->cfg->batch_bytes, batch_limit()) < 0)
+            h->lanes[i--] = h->lanes[--h->nlanes]; /* no memory: a new lane, from 1 */
     }
+    thaw_confirmed(h, node, &later);
     release_later(h, &later);
     bytes_t kept = {0};
     for (size_t pos = h->unended.pos; pos < h->unended.len;) {
@@ -1307,11 +1354,10 @@ static void on_data(ch_ho *h, uint64_t node, uint8_t *block, size_t len)
     if (!sn) return; /* no memory: the source's retention query settles it */
     CH_DEBUG("handover frame %u from %016llx core %u (last applied %u)", seq,
              (unsigned long long)node, src_core, sn->seq);
-    /* A lane's first frame: the source started a new lane to us (it declared this node gone
-     * and took its old lane back, which this node may never have noticed). Taken as a
-     * repeat of the old lane's first frame it was confirmed unapplied: its processes were
-     * lost. A source sends frame 1 again only after this node refused it (not applied). */
-    if (seq == 1) sn->seq = 0;
+    /* The lane (re)started: the source took its frames back from this node, declared gone
+     * there (which this node may never have noticed). Taken for repeats of frames applied
+     * before, its first frames were confirmed unapplied and their processes lost. */
+    if (ch_le_get16(f + 2) & CH_MIG_LANE_FIRST) sn->seq = seq - 1;
     if ((int32_t)(seq - sn->seq) <= 0) { /* applied before: its confirmation was lost */
         send_ack(h, node, src_core, ACK_CONFIRM, seq, NULL, 0);
         return;
@@ -1461,13 +1507,8 @@ static void on_unhold(ch_ho *h, uint64_t rh)
     if (rh != h->rh) return;
     h->holding = false;
     if (h->await_end) { /* every source finished: nothing more comes for these */
-        ch_ptable *t = &h->r->procs;
-        size_t n = 0;
-        ch_proc **v = malloc(h->await_end * sizeof(*v));
-        for (size_t i = 0; v && i < t->cap && n < h->await_end; i++) {
-            ch_proc *p = t->slots[i].p;
-            if (p && p->mig && p->mig->state == MP_AWAIT_END) v[n++] = p;
-        }
+        size_t n;
+        ch_proc **v = procs_in(h, MP_AWAIT_END, 0, h->await_end, &n);
         for (size_t i = 0; i < n; i++)
             end_await(h, v[i]);
         free(v);
@@ -1475,27 +1516,33 @@ static void on_unhold(ch_ho *h, uint64_t rh)
     release_held(h, REL_ALL);
 }
 
-/* A node is gone: our frames to it come back, its processes' streams here are over, and
- * its lanes to us start again from their first frame if it comes back. */
+/* A node is gone: our frames to it come back, its processes' streams here are over. */
 static void on_gone(ch_ho *h, uint64_t node)
 {
     source_gone(h, node);
-    for (size_t i = 0; i < h->nseen;)
-        if (h->seen[i].node == node)
-            h->seen[i] = h->seen[--h->nseen];
-        else
-            i++;
-    ch_ptable *t = &h->r->procs;
-    size_t n = 0;
-    ch_proc **v = h->await_end ? malloc(h->await_end * sizeof(*v)) : NULL;
-    for (size_t i = 0; v && i < t->cap && n < h->await_end; i++) {
-        ch_proc *p = t->slots[i].p;
-        if (p && p->mig && p->mig->state == MP_AWAIT_END && p->mig->node == node) v[n++] = p;
-    }
+    size_t n;
+    ch_proc **v = procs_in(h, MP_AWAIT_END, node, h->await_end, &n);
     for (size_t i = 0; i < n; i++)
         end_await(h, v[i]);
     free(v);
     update_gauge(h);
+}
+
+/* Debug: processes frozen with no frame in flight (they wait for their round to seal). */
+static void debug_frozen(ch_ho *h)
+{
+    ch_ptable *t = &h->r->procs;
+    unsigned shown = 0;
+    for (size_t i = 0; i < t->cap && shown < 3; i++) {
+        ch_proc *p = t->slots[i].p;
+        if (!p || !p->mig || p->mig->state != MP_FROZEN) continue;
+        shown++;
+        CH_DEBUG("%.*s frozen for %016llx: settled %d ended %d (round %016llx sealed %d, "
+                 "%zu frozen)",
+                 p->spec->id_len, ch_spec_id(p->spec), (unsigned long long)p->mig->node,
+                 p->mig->settled, p->mig->ended, (unsigned long long)h->rh, h->sealed,
+                 (size_t)h->frozen);
+    }
 }
 
 static void tick(ch_reactor *r, uint64_t arg)
@@ -1508,13 +1555,14 @@ static void tick(ch_reactor *r, uint64_t arg)
     for (sent *s = h->sent_head; s; s = s->next)
         if (now - s->sent_ns > retention) send_query(h, s);
     if (h->hcount) release_held(h, REL_OLD);
+    if (h->frozen && !h->sent_head && ch_log_enabled(CH_LOG_DEBUG)) debug_frozen(h);
     update_gauge(h);
     arm_tick(h);
 }
 
 static void arm_tick(ch_ho *h)
 {
-    if (h->tick_armed || (!h->sent_head && !h->hcount)) return;
+    if (h->tick_armed || (!h->sent_head && !h->hcount && !h->frozen)) return;
     h->tick_armed = ch_sup_timer_fn(h->r, TICK_MS, tick, 0) != 0;
 }
 

@@ -108,8 +108,13 @@ typedef struct ch_mig_member {
     uint32_t pad;
 } ch_mig_member;
 
-/* The lane header before each MIG_DATA frame's codec frame. */
+/* The lane header before each MIG_DATA frame's codec frame: u16 source core, u16 target
+ * core (with CH_MIG_LANE_FIRST), u32 sequence, u64 ring hash. */
 #define CH_MIG_LANE_HDR 16u
+/* In the target core field: the lane's first frame since it (re)started, which the target
+ * applies whatever it saw of the lane before (a source that took its lane back from a
+ * target it declared gone goes on numbering, and says so). */
+#define CH_MIG_LANE_FIRST 0x8000u
 /* Where a received frame starts in the block the coordinator hands a core: the codec
  * header then ends 64-byte aligned, and so does a raw batch (design §6). Before it, for an
  * ACK: u64 bytes and u64 ns the link to that node took so far (ch_conn_link). */
