@@ -65,7 +65,7 @@ static void audit_answer(ch_node *node, void *ud)
     size_t k = 0;
     ch_rbuf rb;
     ch_rbuf_init(&rb, j->missing.data, j->missing.len);
-    while (rows && ch_rbuf_left(&rb)) {
+    while (rows && !c->r->shut && ch_rbuf_left(&rb)) { /* a stopping node restarts nothing */
         ch_span id = ch_rbuf_get_str8(&rb);
         if (!ch_rbuf_ok(&rb)) break;
         ch_regrow *r = ch_regtab_find(&c->reg, ch_id_hash((const char *)id.p, id.len),

@@ -90,6 +90,7 @@ struct ch_coord {
         uint64_t rh;             /* its hash */
         unsigned switched, done; /* cores that switched to it, that sent everything */
         bool barrier_sent, sealed, end_sent, unheld;
+        uint64_t start_ns; /* when this node took the ring */
     } mig;
     struct coord_audit {          /* the registry's self-audit (coord_audit.c) */
         uint32_t gen;             /* the current audit's mark on the processes */

@@ -68,7 +68,7 @@ void coord_mig_ring(ch_coord *c)
     /* A round is a ring and a pin set: nodes agree on a round when they agree on both. */
     ch_pins *pins = atomic_load(&c->n->pins);
     uint64_t rh = XXH3_64bits(ids, k * sizeof(*ids)) ^ (pins ? pins->digest : 0);
-    c->mig = (struct coord_mig){.rh = rh ? rh : 1};
+    c->mig = (struct coord_mig){.rh = rh ? rh : 1, .start_ns = ch_now_ns()};
     CH_DEBUG("round %016llx: a ring of %zu members", (unsigned long long)c->mig.rh, k);
     ch_hashring *ring = atomic_load(&c->n->ring);
     for (unsigned i = 0; i < c->n->cores; i++)
@@ -186,11 +186,12 @@ void coord_mig_on_up(ch_coord *c, ch_mem *m)
  * member declared dead (freed), or to a member that was dead here when it sent its own and
  * is back on the same connection; its round then waited forever ("migrates 767") until
  * the next ring. Only the last announcement per member counts, so a repeat changes nothing
- * where it arrived before, and costs 8 bytes. */
+ * where it arrived before, and costs 8 bytes; a round a minute old stops repeating (a member
+ * that comes back later changes the ring, or connects again: coord_mig_on_up). */
 void coord_mig_reannounce(ch_coord *c)
 {
     const struct coord_mig *g = &c->mig;
-    if (!g->rh || !g->barrier_sent) return;
+    if (!g->rh || !g->barrier_sent || ch_ns_since(ch_now_ns(), g->start_ns) > ms(60000)) return;
     for (size_t i = 0; i < c->mt.n; i++) {
         ch_mem *m = c->mt.v[i];
         if (!participant(c, m) || !m->conn) continue;
