@@ -39,6 +39,7 @@ typedef struct fx_slot {
     fx_state st;
     int port;     /* the port it listens on: 0 (any), or the churn's fixed one */
     bool drained; /* `ctl drain` ran on its current process */
+    bool counted; /* its process's crash restarts are in restarts_of_dead already */
 } fx_slot;
 
 typedef struct fx_hub {
@@ -50,7 +51,8 @@ typedef struct fx_hub {
     uint8_t *exposed_seq;      /* per id: a crash-like fault may have reset it */
     uint8_t *exposed_blob;     /* */
     bool exposed_all;          /* a partition: both sides restart each other's processes */
-    uint64_t restarts_of_dead; /* crash_restarts counted by nodes before they were killed */
+    uint64_t restarts_of_dead; /* crash_restarts counted by nodes before they were killed
+                                  or left (a node that left counted the starts it sent) */
     bool started;              /* the processes were started: settling includes placement */
     int leaves, leave_failures, drains, drain_failures;
     uint64_t t0_ms; /* the schedule's start, for the log's timestamps */
@@ -71,6 +73,9 @@ int fx_spawn(fx_hub *x, int k);
 /* kill -9 of slot k, exposing what it held (asked just before, and a survivor's registry
  * just after). */
 void fx_kill(fx_hub *x, int k);
+/* Adds the crash restarts slot k counted to restarts_of_dead, once per process: before it
+ * is killed or leaves, its count would go with it. */
+void fx_count_restarts(fx_hub *x, int k);
 /* Exposes the ids slot k holds now (a stall or a leave that may be cut short). */
 void fx_expose_local(fx_hub *x, int k);
 /* Runs a control command on slot k: its status, or a negative error; *text (if not NULL)

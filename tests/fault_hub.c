@@ -205,13 +205,21 @@ static void expose_registry(fx_hub *x, uint64_t dead_id)
     }
 }
 
-void fx_kill(fx_hub *x, int k)
+void fx_count_restarts(fx_hub *x, int k)
 {
     fx_slot *s = &x->slot[k];
     char *stats = NULL;
-    if (fx_ctl(x, k, &stats, "stats", NULL) == 0)
+    if (!s->counted && fx_ctl(x, k, &stats, "stats", NULL) == 0) {
         x->restarts_of_dead += fx_stat(stats, "crash_restarts");
+        s->counted = true;
+    }
     free(stats);
+}
+
+void fx_kill(fx_hub *x, int k)
+{
+    fx_slot *s = &x->slot[k];
+    fx_count_restarts(x, k);
     fx_expose_local(x, k);
     uint64_t id = s->n->id;
     node_kill9(s->n);

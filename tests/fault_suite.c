@@ -169,6 +169,7 @@ static bool kill_mid_leave(sched *s)
     if (k < 0) return false;
     fx_log(s->x, "leave slot %d, kill -9 it %d ms later", k, ms);
     fx_expose_local(s->x, k); /* what it had not handed over dies with it */
+    fx_count_restarts(s->x, k);
     int st = fx_ctl(s->x, k, NULL, "leave", NULL);
     if (st != 0) fx_log(s->x, "  leave answered %d", st);
     pause_ms(ms);
@@ -225,6 +226,7 @@ static bool leave_slot(sched *s, int k)
 {
     fx_hub *x = s->x;
     uint64_t t0 = harness_now_ms();
+    fx_count_restarts(x, k); /* the starts it sent for the dead's processes count */
     int st = fx_ctl(x, k, NULL, "leave", NULL);
     int rc = st == 0 ? node_wait_exit(x->slot[k].n, EXIT_MS) : st;
     x->leaves++;
