@@ -299,6 +299,8 @@ static int run_batch(ch_node *n, uint8_t op, size_t count, const ch_batch_opts *
 {
     ch_batch_opts o = {0};
     if (opts) o = *opts;
+    bool crash = hops & CH_HOPS_CRASH;
+    hops &= (uint8_t)~CH_HOPS_CRASH;
     if (!o.on_done && ch_node_on_reactor(n)) return CH_EWOULDBLOCK;
     if (op == CH_OP_START && hops < CH_MAX_HOPS && atomic_load(&n->partitioned))
         return CH_EPARTITIONED;
@@ -310,6 +312,7 @@ static int run_batch(ch_node *n, uint8_t op, size_t count, const ch_batch_opts *
         return -ENOMEM;
     }
     b->hops = hops;
+    b->crash = crash;
     rc = op == CH_OP_START ? build_start(b, specs) : build_stop(b, ids, id_lens);
     if (rc < 0) {
         if (b->waited) ch_batch_put(b);

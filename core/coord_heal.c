@@ -44,19 +44,20 @@ static void count_stat(_Atomic uint64_t *s, uint64_t k)
                           memory_order_relaxed);
 }
 
-/* Counts what restarted (on whichever thread completes the batch: an atomic add); a start
+/* Says what restarted (the cores that started them counted them: CH_HOPS_CRASH); a start
  * refused as a duplicate restarted nothing. */
 static void restarts_done(void *ud, const int *results, size_t count)
 {
-    ch_coord *c = ud;
     size_t ok = 0, dup = 0;
+    int other = 0; /* the first other outcome, for the log */
     for (size_t i = 0; i < count; i++) {
         ok += results[i] == 0;
         dup += results[i] == CH_EALREADY;
+        if (results[i] && results[i] != CH_EALREADY && !other) other = results[i];
     }
-    atomic_fetch_add_explicit(&c->r->stats.crash_restarts, ok, memory_order_relaxed);
-    CH_INFO("restarted %zu of %zu processes from their specs (%zu already running)", ok, count,
-            dup);
+    (void)ud;
+    CH_INFO("restarted %zu of %zu processes from their specs (%zu already running%s%s)", ok, count,
+            dup, other ? "; the others: " : "", other ? ch_strerror(other) : "");
 }
 
 static void stops_done(void *ud, const int *results, size_t count)
@@ -94,7 +95,8 @@ void coord_restart_rows(ch_coord *c, ch_regrow **rows, size_t k, uint8_t hops)
     }
     for (size_t i = 0; i < k; i++)
         specs[i] = spec_of(rows[i]);
-    int rc = ch_batch_submit(c->n, CH_OP_START, specs, k, NULL, NULL, hops, restarts_done, c);
+    int rc = ch_batch_submit(c->n, CH_OP_START, specs, k, NULL, NULL, hops | CH_HOPS_CRASH,
+                             restarts_done, c);
     if (rc < 0) CH_ERROR("restart of %zu processes failed: %s", k, ch_strerror(rc));
     free(specs);
 }

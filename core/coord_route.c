@@ -457,7 +457,7 @@ static void send_request(ch_coord *c, rbatch *rb, uint8_t op, uint64_t node, con
         q->n = n;
         memcpy(q->idx, idx, n * sizeof(uint32_t));
         ch_wbuf_put_u64(&w, id);
-        ch_wbuf_put_u8(&w, (uint8_t)(b->hops + 1));
+        ch_wbuf_put_u8(&w, (uint8_t)((b->hops + 1) | (b->crash ? CH_HOPS_CRASH : 0)));
         ch_wbuf_put_u32(&w, n);
         for (uint32_t i = 0; i < n; i++)
             put_spec(&w, keys[idx[i]]);

@@ -107,6 +107,7 @@ typedef struct ch_batch {
     ch_waiter w;
     bool waited;  /* a thread waits (blocking form) */
     uint8_t hops; /* forwards between nodes so far */
+    bool crash;   /* crash restarts (CH_HOPS_CRASH): each core counts the ones it starts */
 } ch_batch;
 
 /* Called by a core when it finished its part of the batch's current phase. */
@@ -151,6 +152,10 @@ int ch_batch_submit(ch_node *n, uint8_t op, const ch_child_spec *specs, size_t c
                     const char *const *ids, const size_t *id_lens, uint8_t hops,
                     ch_batch_done on_done, void *ud);
 #define CH_MAX_HOPS 4
+/* Or'ed into ch_batch_submit's hops (and carried in START_REQ): the starts restart lost
+ * processes from their specs, and the node where each one starts counts it in
+ * crash_restarts (its requester may never hear back). */
+#define CH_HOPS_CRASH 0x80u
 
 /* Brackets an API call that posts work: fails with CH_ESTOPPED unless the node runs. */
 int ch_node_api_enter(ch_node *n);

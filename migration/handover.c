@@ -1060,9 +1060,10 @@ static ch_proc **procs_in(ch_ho *h, uint8_t state, uint64_t node, size_t max, si
 
 /* Processes the gone node had confirmed but whose streams had not ended (their frames are
  * settled, so no replay thaws them): their END can no longer go, and they waited for it
- * forever ("settled 1 ended 0", the hub never settled). They stay here, state and all,
- * and move again under the new ring; should the node come back with its copy, the two
- * meet on the ring owner and one survives (core/coord_heal.c rule 4). */
+ * forever ("settled 1 ended 0", the hub never settled). They stay here with the state they
+ * had when they froze, and move again under the new ring; the messages the node applied
+ * after that died with it, so each counts as a crash restart. Should the node come back
+ * with its copy, the two meet on the ring owner and one survives (coord_heal.c rule 4). */
 static void thaw_confirmed(ch_ho *h, uint64_t node, bytes_t *later)
 {
     size_t n;
@@ -1071,6 +1072,7 @@ static void thaw_confirmed(ch_ho *h, uint64_t node, bytes_t *later)
         fail_hook(h, v[i], node, -EHOSTUNREACH);
         thaw_to(h, v[i], later);
     }
+    count(&h->r->stats.crash_restarts, (int64_t)n);
     free(v);
 }
 

@@ -300,7 +300,9 @@ typedef struct ch_node_stats {
     uint64_t dead_letters;       /* messages for ids that did not exist */
     uint64_t intensity_exceeded; /* crashes left unrestarted by the intensity limit */
     uint64_t slow_terminates;    /* terminate callbacks that overran shutdown_ms */
-    uint64_t crash_restarts;     /* processes of dead members restarted here from specs */
+    uint64_t crash_restarts;     /* processes of dead members restarted here from specs, or
+                                    taken back from a dead target that had confirmed them
+                                    (what it applied since died with it) */
     uint64_t bad_frames;         /* connections closed for a malformed or truncated frame */
     uint64_t refused_peers;      /* handshakes refused (cookie, hub, version) or too slow */
     uint64_t rejoins;            /* times the hub declared this node dead and it came back */
