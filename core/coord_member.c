@@ -315,9 +315,9 @@ void coord_after_stall(ch_coord *c, uint64_t now, uint64_t gap)
     }
     c->probe_target = 0;
     c->dial_any_until_ns = now + suspicion_ns(c);
-    if (gap < suspicion_ns(c))
-        return; /* too short for a death: a claim that comes now is
-                    older, from a partition it says nothing about */
+    /* Too short for a death: a claim that comes now is older (a partition), and says
+     * nothing about this stall. */
+    if (gap < suspicion_ns(c)) return;
     c->stalled_ns = now;
     c->stall_inc = c->tick_inc; /* a death claimed at a rejoin's new one is a new death */
 }
