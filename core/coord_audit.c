@@ -132,10 +132,10 @@ void coord_audit_dirty(ch_coord *c)
 static bool due(const ch_coord *c, uint64_t now)
 {
     const struct coord_audit *a = &c->audit;
-    uint64_t period = (uint64_t)AUDIT_PERIODS * c->n->cfg.cluster.probe_interval_ms * 1000000ull;
+    uint64_t period = AUDIT_PERIODS * ms(c->n->cfg.cluster.probe_interval_ms);
     if (!a->dirty_ns || atomic_load(&a->pending) || c->partitioned || c->leaving || c->r->shut)
         return false;
-    if (ch_ns_since(now, a->dirty_ns) > AUDIT_WINDOW_MS * 1000000ull) return false;
+    if (ch_ns_since(now, a->dirty_ns) > ms(AUDIT_WINDOW_MS)) return false;
     if (a->last_ns && ch_ns_since(now, a->last_ns) < period) return false;
     return c->mig.rh && c->mig.unheld && c->mig.end_sent; /* no move half done */
 }

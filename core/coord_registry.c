@@ -55,6 +55,14 @@ static void reg_del(ch_coord *c, uint64_t node, const char *id, size_t len)
     free(row);
 }
 
+/* A REG_REMOVE entry, as cores post it and deltas carry it. */
+static void put_remove(ch_wbuf *w, uint64_t node, const char *id, size_t len)
+{
+    ch_wbuf_put_u8(w, REG_REMOVE);
+    ch_wbuf_put_u64(w, node);
+    ch_wbuf_put_str8(w, id, len);
+}
+
 static void put_row(ch_wbuf *w, const ch_regrow *r)
 {
     ch_wbuf_put_u64(w, r->node);
@@ -117,18 +125,10 @@ static void schedule_flush(ch_coord *c)
 /* Forgets this node's row of an id here, and at every peer as a core's removal would. */
 void coord_reg_drop_own(ch_coord *c, const char *id, size_t len)
 {
-    ch_wbuf w;
-    ch_wbuf_init(&w);
-    ch_wbuf_put_u8(&w, REG_REMOVE);
-    ch_wbuf_put_u64(&w, c->mt.self);
-    ch_wbuf_put_str8(&w, id, len);
-    if (!w.err) {
-        reg_del(c, c->mt.self, id, len);
-        ch_wbuf_put_bytes(&c->delta, w.data, w.len); /* as a core's own removal goes out */
-        c->delta_count++;
-        schedule_flush(c);
-    }
-    ch_wbuf_free(&w);
+    reg_del(c, c->mt.self, id, len);
+    put_remove(&c->delta, c->mt.self, id, len); /* out as a core's own removal goes */
+    c->delta_count++;
+    schedule_flush(c);
 }
 
 /* A local core's REG record: payload = u8 op + row (insert) or u8 op + u64 node + id. */
@@ -196,9 +196,7 @@ void ch_coord_local_remove(ch_reactor *r, const ch_proc *p)
     if (r->node->coord->f_lose_removes) return; /* set before the cores run: read-only */
     ch_wbuf w;
     ch_wbuf_init(&w);
-    ch_wbuf_put_u8(&w, REG_REMOVE);
-    ch_wbuf_put_u64(&w, r->node->id);
-    ch_wbuf_put_str8(&w, ch_spec_id(p->spec), p->spec->id_len);
+    put_remove(&w, r->node->id, ch_spec_id(p->spec), p->spec->id_len);
     post_reg(r, &w);
     ch_wbuf_free(&w);
 }

@@ -1564,7 +1564,8 @@ static void tick(ch_reactor *r, uint64_t arg)
 
 static void arm_tick(ch_ho *h)
 {
-    if (h->tick_armed || (!h->sent_head && !h->hcount && !h->frozen)) return;
+    bool watch = h->frozen && ch_log_enabled(CH_LOG_DEBUG); /* debug_frozen, no more */
+    if (h->tick_armed || (!h->sent_head && !h->hcount && !watch)) return;
     h->tick_armed = ch_sup_timer_fn(h->r, TICK_MS, tick, 0) != 0;
 }
 
