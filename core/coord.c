@@ -175,6 +175,7 @@ void coord_rebuild_ring(ch_coord *c, uint64_t seen_epoch)
     ch_hashring *old = atomic_exchange_explicit(&n->ring, ring, memory_order_acq_rel);
     if (old) ch_node_retire_ring(n, old);
     c->prev_ring = old;
+    if (!c->settled_ring) c->settled_ring = old;
     atomic_store(&n->epoch, epoch);
     CH_INFO("epoch %llu: %zu members", (unsigned long long)epoch, k);
     coord_mig_ring(c);

@@ -86,6 +86,8 @@ struct ch_coord {
     bool leaving;
     ch_pinset pins;              /* the hub's pins (coord_migrate.c) */
     ch_hashring *prev_ring;      /* the ring before the current one (retired, still valid) */
+    ch_hashring *settled_ring;   /* the ring of the last round that every participant
+                                    confirmed (retired rings stay valid): coord_route.c */
     struct coord_mig {           /* the migration round of the current ring (coord_migrate.c) */
         uint64_t rh;             /* its hash */
         unsigned switched, done; /* cores that switched to it, that sent everything */

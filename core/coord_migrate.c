@@ -102,7 +102,10 @@ void coord_mig_check(ch_coord *c)
     /* Every participant, this node too, has every move of the round confirmed: a target's
      * crash from now on is a crash of processes it owns, no longer a loss of casts for
      * processes that stay on their sources. */
-    if (g->unheld && g->end_sent && c->kept.len) coord_kept_drop(c);
+    if (g->unheld && g->end_sent) {
+        c->settled_ring = atomic_load(&c->n->ring);
+        if (c->kept.len || c->kept_full) coord_kept_drop(c);
+    }
 }
 
 /* ---- pins -------------------------------------------------------------------------------- */

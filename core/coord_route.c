@@ -153,12 +153,15 @@ static int decide(ch_coord *c, uint8_t *hops, bool by_row, uint16_t stamp, const
 
 #define KEPT_MAX (256u << 20) /* bytes of copies per node; past it, a target's crash may lose */
 
-/* A cast to `node` is kept when node is a new owner of its id (not the previous ring's)
- * and the round is open: this node's own moves or a peer's are not all confirmed yet. */
+/* A cast to `node` is kept when node is a new owner of its id and the round is open: this
+ * node's own moves or a peer's are not all confirmed yet. New since the last settled ring,
+ * not only since the previous one: when a ring change (another member's death) comes
+ * while a target is down but not yet declared dead, the target is the previous ring's
+ * owner too, and its processes' casts still need a way back to their sources. */
 static bool keep_wanted(ch_coord *c, uint64_t node, uint64_t hash)
 {
-    if (!c->prev_ring || (c->mig.unheld && c->mig.end_sent)) return false;
-    return ch_owner(c->n, c->prev_ring, hash) != node;
+    if (!c->settled_ring || (c->mig.unheld && c->mig.end_sent)) return false;
+    return ch_owner(c->n, c->settled_ring, hash) != node;
 }
 
 /* Entry: u64 node | str8 id | blob32 data, in send order. */
