@@ -7,7 +7,6 @@
  * brings it to zero finishes the batch (rollback phase, post hook, completion). A rollback
  * is a second phase of the same batch: stops for the children that did start.
  */
-#include "coord.h"
 #include "log.h"
 #include "node.h"
 #include "supervisor.h"

@@ -122,23 +122,19 @@ uint64_t ch_owner(const ch_node *n, const ch_hashring *ring, uint64_t hash)
     return owner;
 }
 
-unsigned ch_route_msg(ch_node *n, uint64_t hash, uint16_t *stamp)
+unsigned ch_coord_route_msg(ch_node *n, uint64_t hash, uint16_t *stamp)
 {
-    /* hash % cores, without a division when cores is a power of two (hot path) */
-    unsigned local =
-        (unsigned)(n->core_mask || n->cores == 1 ? hash & n->core_mask : hash % n->cores);
     *stamp = 0;
-    if (!n->coord) return local;
     ch_hashring *ring = atomic_load_explicit(&n->ring, memory_order_acquire);
-    if (!ring) return local;
+    if (!ring) return ch_core_of(n, hash);
     *stamp = (uint16_t)ch_hashring_epoch(ring);
-    return ch_owner(n, ring, hash) == n->id ? local : n->cores;
+    return ch_owner(n, ring, hash) == n->id ? ch_core_of(n, hash) : n->cores;
 }
 
-unsigned ch_route(ch_node *n, uint64_t hash)
+uint64_t ch_coord_pin_of(ch_node *n, uint64_t hash)
 {
-    uint16_t stamp;
-    return ch_route_msg(n, hash, &stamp);
+    ch_pins *pins = atomic_load_explicit(&n->pins, memory_order_acquire);
+    return pins ? ch_pins_get(pins, hash) : 0;
 }
 
 void coord_run_cluster_hook(ch_coord *c, ch_hook_point point, uint64_t node)

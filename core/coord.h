@@ -26,13 +26,11 @@ void ch_coord_shutdown(ch_reactor *r);
 /* After the io_uring is gone. */
 void ch_coord_free(ch_coord *c);
 
-/* Where a record for this id hash goes: its core here, or the coordinator (another node
- * owns it). Any thread. Hot path. */
-unsigned ch_route(ch_node *n, uint64_t hash);
-/* The same for a message: *stamp gets the low bits of the epoch of the ring it was routed
- * by, which the record carries (ch_rec.pad2), so that the coordinator sends a message for
- * another node where its sender meant it to go, even once its own ring has changed. */
-unsigned ch_route_msg(ch_node *n, uint64_t hash, uint16_t *stamp);
+/* ch_route_msg of a clustered node (node.h; upcall.h route_msg): by the current ring and
+ * pins. Any thread. Hot path. */
+unsigned ch_coord_route_msg(ch_node *n, uint64_t hash, uint16_t *stamp);
+/* The node an id hash is pinned to, or 0 (upcall.h pin_of). Any thread. */
+uint64_t ch_coord_pin_of(ch_node *n, uint64_t hash);
 /* The node that owns an id hash: its pin (core/pins.h) while the pinned node is on the
  * ring, else the ring's owner (this node on an empty ring). Any thread. */
 uint64_t ch_owner(const ch_node *n, const struct ch_hashring *ring, uint64_t hash);

@@ -2,6 +2,10 @@
  * core/node.c - the node: lifecycle, and the public API that routes work to reactors
  * (start/stop children, send, call, registry queries, hooks, statistics).
  *
+ * It is the wiring file, the one file that assembles a node from its layers: the only
+ * core/ file that includes net/ or migration/ headers. It installs the table through
+ * which the runtime reaches them (core/upcall.h).
+ *
  * Routing is a pure function of the id (XXH3_64(id) % cores), so any thread sends without
  * asking anyone. Calls that wait (blocking start, call, lookup) are posted like any other
  * record and then wait on a heap object shared, by reference count, with the reactor that
@@ -24,6 +28,54 @@
 #include <time.h>
 #include <sys/random.h>
 #include <unistd.h>
+
+/* ---- the layers above (upcall.h) ------------------------------------------------------- */
+
+/* A migration record: a core's engine takes it; one that reached a coordinator that shut
+ * down carries a frame it owns. */
+static void mig_on_rec(ch_reactor *r, ch_rec *rec)
+{
+    if (r->core < r->node->cores)
+        ch_ho_on_rec(r, rec);
+    else if (rec->pad == CH_MIG_OUT)
+        free((void *)(uintptr_t)rec->ref);
+}
+
+static const ch_upcalls cluster_upcalls = {
+    .coord_dispatch = ch_coord_dispatch,
+    .coord_shutdown = ch_coord_shutdown,
+    .relay_done = ch_coord_relay_done,
+    .remote_batch_done = ch_coord_remote_batch_done,
+    .miss = ch_coord_miss,
+    .reg_insert = ch_coord_local_insert,
+    .reg_remove = ch_coord_local_remove,
+    .reg_moved = ch_coord_local_moved,
+    .route_msg = ch_coord_route_msg,
+    .pin_of = ch_coord_pin_of,
+    .ho_create = ch_ho_create,
+    .ho_destroy = ch_ho_destroy,
+    .ho_on_rec = mig_on_rec,
+    .ho_intercept = ch_ho_intercept,
+    .ho_turn = ch_ho_turn,
+    .ho_busy = ch_ho_busy,
+    .ho_terminated = ch_ho_terminated,
+    .ho_target = ch_ho_target,
+    .ho_proc_gone = ch_ho_proc_gone,
+    .ho_reply_done = ch_ho_reply_done,
+};
+
+unsigned ch_route_msg(ch_node *n, uint64_t hash, uint16_t *stamp)
+{
+    if (n->up) return n->up->route_msg(n, hash, stamp);
+    *stamp = 0;
+    return ch_core_of(n, hash);
+}
+
+unsigned ch_route(ch_node *n, uint64_t hash)
+{
+    uint16_t stamp;
+    return ch_route_msg(n, hash, &stamp);
+}
 
 /* ---- waiter ------------------------------------------------------------------------- */
 
@@ -255,6 +307,7 @@ int ch_node_create(const ch_node_config *cfg, ch_node **out)
         free(n);
         return rc;
     }
+    n->up = cfg->cluster.listen ? &cluster_upcalls : NULL; /* before the reactors' init */
     unsigned nr = n->nreactors;
     /* Cache-line aligned: the rings' and reactors' fields are laid out on separate lines
      * for the threads that write them, which only holds if each struct starts on one. */

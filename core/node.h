@@ -12,6 +12,7 @@
 #include "hook.h"
 #include "proc.h"
 #include "reactor.h"
+#include "upcall.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -33,6 +34,7 @@ struct ch_node {
     ch_ring *rings;         /* rings[src * nreactors + dst] */
     uint64_t id;            /* this node's identity in the hub: random, new at every start */
     struct ch_coord *coord; /* NULL without a cluster */
+    const ch_upcalls *up;   /* the layers above (upcall.h): NULL without a cluster */
     _Atomic(struct ch_hashring *) ring; /* the current epoch's ring, any thread reads */
     _Atomic(struct ch_pins *) pins;     /* pinned ids (core/pins.h), NULL when none */
     struct ch_pins **retired_pins;      /* replaced snapshots, freed at destroy */
@@ -55,6 +57,21 @@ struct ch_node {
     pthread_mutex_t stop_lock; /* serialises ch_node_stop callers */
     char name[32];
 };
+
+/* The core here that owns an id hash: hash % cores, without a division when cores is a
+ * power of two (hot path). */
+static inline unsigned ch_core_of(const ch_node *n, uint64_t hash)
+{
+    return (unsigned)(n->core_mask || n->cores == 1 ? hash & n->core_mask : hash % n->cores);
+}
+
+/* Where a record for this id hash goes: its core here, or the coordinator (index `cores`:
+ * another node owns it). Any thread. Hot path. */
+unsigned ch_route(ch_node *n, uint64_t hash);
+/* The same for a message: *stamp gets the low bits of the epoch of the ring it was routed
+ * by, which the record carries (ch_rec.pad2), so that the coordinator sends a message for
+ * another node where its sender meant it to go, even once its own ring has changed. */
+unsigned ch_route_msg(ch_node *n, uint64_t hash, uint16_t *stamp);
 
 /* A one-shot completion a thread can wait on with a deadline. */
 typedef struct ch_waiter {

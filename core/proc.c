@@ -7,9 +7,6 @@
  */
 #include "proc.h"
 
-#include "pins.h"
-
-#include "coord.h"
 #include "log.h"
 #include "node.h"
 #include "supervisor.h"
@@ -91,7 +88,7 @@ ch_proc_info *ch_info_new(const ch_proc *p)
     info->incarnation = p->incarnation;
     info->core = p->r->core;
     info->node = p->r->node->id;
-    info->pin = ch_pins_get(atomic_load(&p->r->node->pins), p->hash);
+    info->pin = p->r->node->up ? p->r->node->up->pin_of(p->r->node, p->hash) : 0;
     return info;
 }
 

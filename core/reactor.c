@@ -15,9 +15,6 @@
 #define _GNU_SOURCE
 #include "reactor.h"
 
-#include "migration/handover.h"
-
-#include "coord.h"
 #include "log.h"
 #include "node.h"
 #include "supervisor.h"
@@ -254,14 +251,14 @@ static ch_proc *find_target(ch_reactor *r, ch_rec *rec)
 static bool try_elsewhere(ch_reactor *r, ch_rec *rec, unsigned core, uint64_t ref)
 {
     if (!r->node->coord || r->shut || (rec->flags & CH_REC_ROW)) return false;
-    ch_coord_miss(r, rec, core, ref);
+    r->node->up->miss(r, rec, core, ref);
     return true;
 }
 
 static void on_cast(ch_reactor *r, ch_rec *rec)
 {
     ch_proc *p = find_target(r, rec);
-    if (r->ho && ch_ho_intercept(r, rec, p, 0, 0)) return;
+    if (r->ho && r->node->up->ho_intercept(r, rec, p, 0, 0)) return;
     if (!p && try_elsewhere(r, rec, 0, 0)) return;
     if (!p) {
         uint64_t v = atomic_load_explicit(&r->stats.dead_letters, memory_order_relaxed);
@@ -276,7 +273,7 @@ static void on_cast(ch_reactor *r, ch_rec *rec)
 static void call_target(ch_reactor *r, ch_rec *rec, unsigned core, uint64_t ref)
 {
     ch_proc *p = find_target(r, rec);
-    if (r->ho && ch_ho_intercept(r, rec, p, core, ref)) return;
+    if (r->ho && r->node->up->ho_intercept(r, rec, p, core, ref)) return;
     if (!p && try_elsewhere(r, rec, core, ref)) return;
     if (!p) {
         ch_reactor_reply(r, core, ref, r->shut ? CH_ESTOPPED : CH_ENOPROC, NULL, 0);
@@ -343,7 +340,7 @@ static void on_post(ch_reactor *r, ch_rec *rec)
 static void dispatch(ch_reactor *r, ch_rec *rec)
 {
     if (r->core == r->node->cores && rec->op == CH_OP_REG && r->shut) return;
-    if (r->core == r->node->cores && !r->shut && ch_coord_dispatch(r, rec)) {
+    if (r->core == r->node->cores && !r->shut && r->node->up->coord_dispatch(r, rec)) {
         if (rec->flags & CH_REC_INDIRECT) free(ch_rec_payload(rec));
         return;
     }
@@ -372,14 +369,11 @@ static void dispatch(ch_reactor *r, ch_rec *rec)
     case CH_OP_QUERY:
         on_query(r, rec);
         break;
-    case CH_OP_MIG:
-        if (r->core < r->node->cores)
-            ch_ho_on_rec(r, rec);
-        else if (rec->pad == CH_MIG_OUT) /* a coordinator that shut down */
-            free((void *)(uintptr_t)rec->ref);
+    case CH_OP_MIG: /* only on a clustered node */
+        r->node->up->ho_on_rec(r, rec);
         break;
     case CH_OP_SHUTDOWN:
-        if (r->core == r->node->cores) ch_coord_shutdown(r);
+        if (r->core == r->node->cores) r->node->up->coord_shutdown(r);
         ch_sup_shutdown(r);
         break;
     default:
@@ -468,7 +462,7 @@ static unsigned turn(ch_reactor *r)
     for (unsigned s = 0; s < r->node->nreactors; s++)
         work += drain_ring(r, r->in[s], batch);
     work += ch_sup_fire_timers(r, ch_now_ns());
-    if (r->ho) work += ch_ho_turn(r);
+    if (r->ho) work += r->node->up->ho_turn(r);
     return work;
 }
 
@@ -477,7 +471,7 @@ static bool has_work(ch_reactor *r)
     if (!ch_inbox_empty(&r->inbox) || io_uring_cq_ready(&r->uring)) return true;
     for (unsigned s = 0; s < r->node->nreactors; s++)
         if (!ch_ring_empty(r->in[s]) || r->ovf[s].head) return true;
-    if (ch_ho_busy(r)) return true;
+    if (r->ho && r->node->up->ho_busy(r)) return true;
     return ch_timers_next(&r->timers) <= ch_now_ns();
 }
 
@@ -622,7 +616,7 @@ int ch_reactor_init(ch_reactor *r, ch_node *n, unsigned core)
         return rc;
     }
     r->uring_ready = true;
-    if (n->cfg.cluster.listen && core < n->cores) return ch_ho_create(r);
+    if (n->up && core < n->cores) return n->up->ho_create(r);
     return 0;
 }
 
@@ -667,7 +661,7 @@ void ch_reactor_destroy(ch_reactor *r)
     if (r->efd >= 0) close(r->efd);
     for (unsigned i = 0; r->ovf && i < r->node->nreactors; i++)
         free_overflow(&r->ovf[i]);
-    ch_ho_destroy(r);
+    if (r->ho) r->node->up->ho_destroy(r);
     ch_ptable_destroy(&r->procs);
     ch_timers_destroy(&r->timers);
     free(r->in);

@@ -6,7 +6,6 @@
  * shared by reference count between the waiting thread and each core it was sent to,
  * because the waiter may give up first.
  */
-#include "coord.h"
 #include "log.h"
 #include "node.h"
 

@@ -7,9 +7,6 @@
  */
 #include "supervisor.h"
 
-#include "migration/handover.h"
-
-#include "coord.h"
 #include "log.h"
 
 #include <errno.h>
@@ -26,11 +23,11 @@ static void count(_Atomic uint64_t *c, int64_t d)
 static void hook_proc(ch_reactor *r, ch_hook_point point, ch_proc *p, ch_reason reason)
 {
     ch_hooks *h = &r->node->hooks;
-    if (r->node->coord) { /* the hub's registry follows every local change */
+    if (r->node->up) { /* the hub's registry follows every local change */
         if (point == CH_HOOK_REGISTRY_REMOVE)
-            ch_coord_local_remove(r, p);
+            r->node->up->reg_remove(r, p);
         else
-            ch_coord_local_insert(r, p);
+            r->node->up->reg_insert(r, p);
     }
     if (!ch_hooks_any(h, point)) return;
     ch_hook_event ev = {.point = point,
@@ -107,11 +104,11 @@ void ch_sup_complete_call(ch_reactor *r, ch_timer *e, int status, const void *da
     } else if (kind == CH_TK_CALL_FOREIGN) {
         ch_fcall_complete(b, status, data, len);
     } else if (kind == CH_TK_RELAY) {
-        ch_coord_relay_done(r, (uint64_t)(uintptr_t)b, (uint16_t)elen, c, status, data, len);
+        r->node->up->relay_done(r, (uint64_t)(uintptr_t)b, (uint16_t)elen, c, status, data, len);
     } else if (kind == CH_TK_MIGREPLY) {
-        ch_ho_reply_done(r, (uint64_t)(uintptr_t)b, (uint16_t)elen, c, status, data, len);
+        r->node->up->ho_reply_done(r, (uint64_t)(uintptr_t)b, (uint16_t)elen, c, status, data, len);
     } else if (kind == CH_TK_REMOTE) {
-        ch_coord_remote_batch_done(r, a, status ? status : -ETIMEDOUT, NULL, 0);
+        r->node->up->remote_batch_done(r, a, status ? status : -ETIMEDOUT, NULL, 0);
     }
 }
 
@@ -172,7 +169,8 @@ static int run_init(ch_proc *p, unsigned flags)
 static void run_terminate(ch_reactor *r, ch_proc *p, ch_reason reason)
 {
     const ch_process_type *t = &p->spec->type->cb;
-    if (t->terminate && !ch_ho_terminated(p)) { /* a ColdSwap move already ran it */
+    bool ran = p->mig && r->node->up->ho_terminated(p); /* a ColdSwap move already ran it */
+    if (t->terminate && !ran) {
         uint64_t t0 = ch_now_ns();
         t->terminate(p, reason);
         uint64_t budget = (uint64_t)p->spec->shutdown_ms * 1000000;
@@ -188,7 +186,7 @@ static void run_terminate(ch_reactor *r, ch_proc *p, ch_reason reason)
 
 static void remove_proc(ch_reactor *r, ch_proc *p, ch_reason reason)
 {
-    if (p->mig) ch_ho_proc_gone(r, p);
+    if (p->mig) r->node->up->ho_proc_gone(r, p);
     ch_ptable_remove(&r->procs, p);
     hook_proc(r, CH_HOOK_REGISTRY_REMOVE, p, reason);
     count(&r->stats.processes, -1);
@@ -371,10 +369,11 @@ void ch_sup_migrated(ch_reactor *r, ch_proc *p, bool terminated)
      * own row reached the hub, no one would know to restart it (a crash of the target). */
     uint64_t node;
     uint16_t core;
-    bool moved = r->node->coord && ch_ho_target(p, &node, &core) && node != r->node->id;
-    if (p->mig) ch_ho_proc_gone(r, p);
+    const ch_upcalls *up = r->node->up;
+    bool moved = up && p->mig && up->ho_target(p, &node, &core) && node != r->node->id;
+    if (p->mig) up->ho_proc_gone(r, p);
     ch_ptable_remove(&r->procs, p);
-    if (moved) ch_coord_local_moved(r, p, node, core);
+    if (moved) up->reg_moved(r, p, node, core);
     hook_proc(r, CH_HOOK_REGISTRY_REMOVE, p, CH_REASON_MIGRATED);
     count(&r->stats.processes, -1);
     free(p->spec);
