@@ -3,7 +3,7 @@
  *
  * accept fails with EMFILE, ENFILE, ENOMEM or ENOBUFS while the connection it could not
  * take stays in the backlog, so accepting again at once fails again at once: a busy loop
- * with a log line per turn. Both accept loops (net/transport.c, core/server.c) run
+ * with a log line per turn. Both accept loops (net/transport.c, net/server.c) run
  * through this instead. The first such failure starts an episode: one log line, the
  * reactor's accept_pauses counter, and pauses of CH_BACKOFF_MIN_MS doubling up to
  * CH_BACKOFF_MAX_MS between attempts; the first accept that succeeds ends the episode

@@ -15,10 +15,10 @@
 
 #include "migration/handover.h"
 
-#include "coord.h"
-#include "hashring.h"
+#include "net/cluster/coord.h"
+#include "net/cluster/hashring.h"
 #include "log.h"
-#include "server.h"
+#include "net/server.h"
 #include "supervisor.h"
 
 #include <errno.h>

@@ -36,7 +36,7 @@ struct ch_node {
     struct ch_coord *coord; /* NULL without a cluster */
     const ch_upcalls *up;   /* the layers above (upcall.h): NULL without a cluster */
     _Atomic(struct ch_hashring *) ring; /* the current epoch's ring, any thread reads */
-    _Atomic(struct ch_pins *) pins;     /* pinned ids (core/pins.h), NULL when none */
+    _Atomic(struct ch_pins *) pins;     /* pinned ids (net/cluster/pins.h), NULL when none */
     struct ch_pins **retired_pins;      /* replaced snapshots, freed at destroy */
     size_t nretired_pins;
     _Atomic uint64_t epoch;

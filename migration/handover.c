@@ -13,8 +13,8 @@
  */
 #include "migration/handover.h"
 
-#include "core/coord.h"
-#include "core/hashring.h"
+#include "net/cluster/coord.h"
+#include "net/cluster/hashring.h"
 #include "core/log.h"
 #include "core/node.h"
 #include "core/supervisor.h"
@@ -1184,7 +1184,7 @@ static void end_await(ch_ho *h, ch_proc *p)
 }
 
 /* A live instance of the id runs here already, and another comes in: two live instances
- * met (a healed divergence partition, core/coord_heal.c rule 4). The one here, on the ring
+ * met (a healed divergence partition, net/cluster/coord_heal.c rule 4). The one here, on the ring
  * owner, stays; the type may merge the other's state into it. CH_EALREADY tells the source
  * that the target has the process, so the other instance ends there. */
 static int keep_over(ch_ho *h, ch_proc *keep, const ch_hbatch_rec *rec, uint64_t node)

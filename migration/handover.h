@@ -53,7 +53,7 @@
  *       (c) copies survive where T's crash cannot reach them: the senders.
  *     We chose (c): it leaves the protocol of steps 1-5 (and its order) as it was. Every
  *     coordinator keeps a copy of each cast it sends to a node that is not the previous
- *     ring's owner of the id, while a round is open (core/coord_route.c); it drops them
+ *     ring's owner of the id, while a round is open (net/cluster/coord_route.c); it drops them
  *     when every participant, itself included, sent END for the round (step 5: every move
  *     confirmed). When T is declared dead, the ring without T is built, and before it is
  *     published the coordinator routes T's copies again, in send order, by that ring: to

@@ -9,7 +9,7 @@
  *   CH_F_CTL_REQ   u32 argc | argc x blob32 argument        client -> node
  *   CH_F_CTL_RESP  u32 status | blob32 text                 node -> client
  *
- * The node runs the request on its control thread (core/coord.c, "control requests").
+ * The node runs the request on its control thread (net/cluster/coord.c, "control requests").
  * This runs in tools, never on a reactor, so plain sockets are fine; but a node that
  * hangs must not hang its client, so the socket is non-blocking and every connect, read
  * and write waits in poll() for what is left of one deadline per call.
@@ -35,7 +35,7 @@
 #include <unistd.h>
 
 #define CTL_DEFAULT_TIMEOUT_MS 5000
-#define CTL_MAX_ARGS           64 /* the node refuses more (core/coord.c) */
+#define CTL_MAX_ARGS           64 /* the node refuses more (net/cluster/coord.c) */
 #define CTL_RBUF_MIN           (16u << 10)
 
 struct ch_ctl {

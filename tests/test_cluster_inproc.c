@@ -447,7 +447,7 @@ Test(cluster_inproc, cluster_hooks_fire_on_join_and_leave, .timeout = 60)
 
 /* ---- anti-entropy: a replica that lost rows gets them back from their owner ---------- */
 
-#include "core/coord_int.h"
+#include "net/cluster/coord_int.h"
 
 typedef struct forget {
     ch_node *owner;

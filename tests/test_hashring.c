@@ -1,5 +1,5 @@
 /*
- * tests/test_hashring.c - the consistent-hash ring (core/hashring.h).
+ * tests/test_hashring.c - the consistent-hash ring (net/cluster/hashring.h).
  *
  * Deterministic: node ids and hashes come from splitmix64 with fixed seeds, and the ids
  * placed in the balance and movement tests are XXH3_64 of "id-0" .. "id-199999", the same
@@ -9,7 +9,7 @@
  */
 #include <criterion/criterion.h>
 
-#include "core/hashring.h"
+#include "net/cluster/hashring.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
  * tests/test_regtab.c - the registry replica table: find, replace, remove under load, and
  * the row digest that anti-entropy compares.
  */
-#include "core/regtab.h"
+#include "net/cluster/regtab.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /*
- * core/coord_heal.c - what a member's departure or return means for the processes: crash
+ * net/cluster/coord_heal.c - what a member's departure or return means for the processes: crash
  * restarts, partition mode, and a node's rejoin after the hub declared it dead.
  *
  * The rules (README "Guarantees" says the same to users):

@@ -1,5 +1,5 @@
 /*
- * core/pins.h - processes pinned to a node (`ctl migrate ID NODE`, ch_node_pin).
+ * net/cluster/pins.h - processes pinned to a node (`ctl migrate ID NODE`, ch_node_pin).
  *
  * A pin overrides the ring for one id: the id's owner is the pinned node while that node
  * owns a part of the ring, and every routing decision (ch_route, the coordinators, the
@@ -11,8 +11,8 @@
  * publishes immutable snapshots (ch_pins) that any thread reads through the node's atomic
  * pointer. Pins are keyed by the id's 64-bit hash, as all placement is.
  */
-#ifndef CH_CORE_PINS_H
-#define CH_CORE_PINS_H
+#ifndef CH_NET_CLUSTER_PINS_H
+#define CH_NET_CLUSTER_PINS_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,13 +1,13 @@
 /*
- * core/regtab.h - the coordinator's replica of the hub's registry: one row per process id
+ * net/cluster/regtab.h - the coordinator's replica of the hub's registry: one row per process id
  * anywhere in the hub, with the spec needed to restart it elsewhere.
  *
  * Owned by the coordinator thread. Open addressing on the id hash (high bits, like the
  * process table), backward-shift deletion. Each member's rows also feed a digest (count
  * and XOR of row hashes) that anti-entropy compares between nodes.
  */
-#ifndef CH_CORE_REGTAB_H
-#define CH_CORE_REGTAB_H
+#ifndef CH_NET_CLUSTER_REGTAB_H
+#define CH_NET_CLUSTER_REGTAB_H
 
 #include <corehub/node.h>
 

@@ -1,5 +1,5 @@
 /*
- * core/coord_migrate.c - the coordinator's part of a migration (protocol in
+ * net/cluster/coord_migrate.c - the coordinator's part of a migration (protocol in
  * migration/handover.h): it announces each ring to the cores, turns "every core switched"
  * into a BARRIER to every participant, turns every participant's BARRIER into SEALED for
  * the cores and every participant's END into UNHOLD, and carries the lanes' frames between

@@ -1,17 +1,17 @@
 /*
- * core/coord.h - the coordinator: membership, ring epochs, the registry replica, and the
+ * net/cluster/coord.h - the coordinator: membership, ring epochs, the registry replica, and the
  * routing of work to other nodes. It runs as one more reactor (index `cores`) that owns no
  * processes, so it reuses the reactor loop, mailboxes and timers; its io_uring carries the
  * node's TCP connections (net/transport).
  *
- * The coordinator's files (coord*.c, see coord_int.h) are, with node.c, where the layers
- * meet: the only core/ files that use net/, because the coordinator is the part of the
- * node that speaks to other nodes.
+ * The cluster layer (net/cluster/) sits on the runtime (core/) and the transport (net/):
+ * the runtime reaches it only through the table the wiring file (core/node.c) installs
+ * (core/upcall.h), which points at the ch_coord_* functions below.
  */
-#ifndef CH_CORE_COORD_H
-#define CH_CORE_COORD_H
+#ifndef CH_NET_CLUSTER_COORD_H
+#define CH_NET_CLUSTER_COORD_H
 
-#include "node.h"
+#include "core/node.h"
 
 typedef struct ch_coord ch_coord;
 
@@ -31,7 +31,7 @@ void ch_coord_free(ch_coord *c);
 unsigned ch_coord_route_msg(ch_node *n, uint64_t hash, uint16_t *stamp);
 /* The node an id hash is pinned to, or 0 (upcall.h pin_of). Any thread. */
 uint64_t ch_coord_pin_of(ch_node *n, uint64_t hash);
-/* The node that owns an id hash: its pin (core/pins.h) while the pinned node is on the
+/* The node that owns an id hash: its pin (net/cluster/pins.h) while the pinned node is on the
  * ring, else the ring's owner (this node on an empty ring). Any thread. */
 uint64_t ch_owner(const ch_node *n, const struct ch_hashring *ring, uint64_t hash);
 

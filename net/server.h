@@ -1,13 +1,13 @@
 /*
- * core/server.h - what the node needs from the server skeleton (corehub/server.h).
+ * net/server.h - what the node needs from the server skeleton (corehub/server.h).
  *
  * The node keeps, lazily, one ch_srv_node: its open servers and, per core, the table of
  * connection slots that ch_sconn handles point into. The table lives as long as the node,
  * so a handle kept after its connection (or its server) is gone still finds a slot whose
  * generation tells it so.
  */
-#ifndef CH_CORE_SERVER_H
-#define CH_CORE_SERVER_H
+#ifndef CH_NET_SERVER_H
+#define CH_NET_SERVER_H
 
 struct ch_node;
 

@@ -1,5 +1,5 @@
 /*
- * core/pins.c - the pin set and its snapshots (see pins.h).
+ * net/cluster/pins.c - the pin set and its snapshots (see pins.h).
  *
  * Pins are few (an operator's explicit moves), so the set is a plain array and a snapshot
  * a sorted one: lookups are a binary search, and ch_route skips even that while a node has

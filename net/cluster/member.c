@@ -1,5 +1,5 @@
 /*
- * core/member.c - membership table and merge rules (see member.h).
+ * net/cluster/member.c - membership table and merge rules (see member.h).
  */
 #include "member.h"
 

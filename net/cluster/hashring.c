@@ -1,5 +1,5 @@
 /*
- * core/hashring.c - the consistent-hash ring (see hashring.h).
+ * net/cluster/hashring.c - the consistent-hash ring (see hashring.h).
  *
  * Why this shape: every send, call and start on every thread asks "which node owns this
  * hash?", while the ring changes only with membership. So the ring is built once per epoch

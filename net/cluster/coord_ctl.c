@@ -1,5 +1,5 @@
 /*
- * core/coord_ctl.c - control requests (`corehub ctl`): authenticated like peers, handled
+ * net/cluster/coord_ctl.c - control requests (`corehub ctl`): authenticated like peers, handled
  * by the application's handler on a thread of its own (blocking calls are fine there),
  * answered on the connection if it is still open.
  */

@@ -1,5 +1,5 @@
 /*
- * core/coord_int.h - what the coordinator's files share (not a public or a core-wide
+ * net/cluster/coord_int.h - what the coordinator's files share (not a public or a core-wide
  * interface): its state and the functions one part calls in another.
  *
  *   coord.c           sending to peers, ring and epochs, frame and record dispatch,
@@ -14,17 +14,17 @@
  *
  * Everything here runs on the coordinator thread unless it says otherwise.
  */
-#ifndef CH_CORE_COORD_INT_H
-#define CH_CORE_COORD_INT_H
+#ifndef CH_NET_CLUSTER_COORD_INT_H
+#define CH_NET_CLUSTER_COORD_INT_H
 
 #include "coord.h"
 
 #include "hashring.h"
-#include "log.h"
+#include "core/log.h"
 #include "member.h"
 #include "pins.h"
 #include "regtab.h"
-#include "supervisor.h"
+#include "core/supervisor.h"
 
 #include "net/auth.h"
 #include "net/frame.h"

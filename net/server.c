@@ -1,5 +1,5 @@
 /*
- * core/server.c - the server skeleton: TCP servers on the reactors (corehub/server.h).
+ * net/server.c - the server skeleton: TCP servers on the reactors (corehub/server.h).
  *
  * A server has one part per core: a listening socket bound with SO_REUSEPORT, its accept
  * request and its connections. A part is touched only by its reactor; the thread that opens
@@ -22,7 +22,7 @@
  * on the socket; when the send completes the buffers swap. Reading stops while the queue is
  * at write_high or above and resumes below write_low.
  *
- * Handles index a per-core slot table that the node owns (core/server.h): chunks of slots
+ * Handles index a per-core slot table that the node owns (net/server.h): chunks of slots
  * that are allocated once and never move, so another thread may read a slot's generation
  * at any time.
  */
@@ -31,9 +31,9 @@
 
 #include "net/transport.h" /* ch_addr_parse */
 
-#include "backoff.h"
-#include "log.h"
-#include "node.h"
+#include "core/backoff.h"
+#include "core/log.h"
+#include "core/node.h"
 
 #include <corehub/server.h>
 

@@ -1,5 +1,5 @@
 /*
- * core/coord_member.c - membership: views pushed on every change and gossiped with each
+ * net/cluster/coord_member.c - membership: views pushed on every change and gossiped with each
  * probe, merged by the rules of member.c; SWIM-like failure detection (ping, indirect
  * ping through two members, suspicion, death); the connections between coordinators; and
  * what a member's departure means: its processes restart on their new owners, and the

@@ -1,5 +1,5 @@
 /*
- * core/hashring.h - the consistent-hash ring that places process ids on nodes.
+ * net/cluster/hashring.h - the consistent-hash ring that places process ids on nodes.
  *
  * A process id with hash h = XXH3_64(id) lives on ch_hashring_owner(ring, h); its replicas
  * live on the next distinct nodes clockwise (ch_hashring_successors). Each member node puts
@@ -24,8 +24,8 @@
  * it for the same lookup time (16 ns; 20 ns at 512) and 256 KiB a ring (16 bytes a point).
  * Adding a node moves 1/(n+1) of the ids on average (0.8x to 1.25x of it), all to it.
  */
-#ifndef CH_CORE_HASHRING_H
-#define CH_CORE_HASHRING_H
+#ifndef CH_NET_CLUSTER_HASHRING_H
+#define CH_NET_CLUSTER_HASHRING_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /*
- * core/coord.c - the coordinator (see coord.h; its parts are listed in coord_int.h): here,
+ * net/cluster/coord.c - the coordinator (see coord.h; its parts are listed in coord_int.h): here,
  * sending to peers, the ring and its epochs, the dispatch of frames and records, timers,
  * boot and shutdown, and the public cluster functions. In short, the whole:
  *

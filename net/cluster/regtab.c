@@ -1,9 +1,9 @@
 /*
- * core/regtab.c - registry replica table (see regtab.h).
+ * net/cluster/regtab.c - registry replica table (see regtab.h).
  */
 #include "regtab.h"
 
-#include "ptable.h"
+#include "core/ptable.h"
 
 #include <errno.h>
 #include <stdlib.h>

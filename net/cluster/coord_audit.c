@@ -1,5 +1,5 @@
 /*
- * core/coord_audit.c - the registry's self-audit: a node is the authority on the rows that
+ * net/cluster/coord_audit.c - the registry's self-audit: a node is the authority on the rows that
  * name it, and checks them against what its cores hold.
  *
  * The registry is replicated by deltas, so a row can outlive its process or a process its
@@ -16,7 +16,7 @@
  */
 #include "coord_int.h"
 
-#include "proc.h"
+#include "core/proc.h"
 
 #define AUDIT_WINDOW_MS 60000u /* audits go on this long after the last membership change */
 #define AUDIT_PERIODS   8u     /* probe periods between two audits */

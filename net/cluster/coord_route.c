@@ -1,5 +1,5 @@
 /*
- * core/coord_route.c - work for processes that live on other nodes: casts and calls leave
+ * net/cluster/coord_route.c - work for processes that live on other nodes: casts and calls leave
  * as frames to the node the registry (or the ring) names, and a call's reply finds its way
  * back through a relay entry in the receiving coordinator's timer table; starts and stops
  * go out as one request per node, and come back as per-child results. A node whose view is

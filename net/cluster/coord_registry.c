@@ -1,5 +1,5 @@
 /*
- * core/coord_registry.c - the coordinator's replica of the hub's registry. Local cores
+ * net/cluster/coord_registry.c - the coordinator's replica of the hub's registry. Local cores
  * report inserts and removals; they are applied here and streamed to every peer in
  * batched REG_DELTA frames. Every sync interval each node sends a digest (count and XOR)
  * of its own rows; a peer whose replica disagrees asks for the full set (anti-entropy).
