@@ -13,6 +13,7 @@
  */
 #include "node.h"
 
+#include "migration/coord_round.h"
 #include "migration/handover.h"
 
 #include "net/cluster/coord.h"
@@ -319,7 +320,8 @@ int ch_node_create(const ch_node_config *cfg, ch_node **out)
         if ((rc = ch_ring_init(&n->rings[i], cfg->ring_bytes)) < 0) goto fail;
     for (unsigned i = 0; i < nr; i++)
         if ((rc = ch_reactor_init(&n->reactors[i], n, i)) < 0) goto fail;
-    if (cfg->cluster.listen && (rc = ch_coord_create(n, &n->coord)) < 0) goto fail;
+    if (cfg->cluster.listen && (rc = ch_coord_create(n, &ch_coord_round_ops, &n->coord)) < 0)
+        goto fail;
     *out = n;
     return 0;
 fail:

@@ -174,7 +174,7 @@ void coord_rebuild_ring(ch_coord *c, uint64_t seen_epoch)
     if (!c->settled_ring) c->settled_ring = old;
     atomic_store(&n->epoch, epoch);
     CH_INFO("epoch %llu: %zu members", (unsigned long long)epoch, k);
-    coord_mig_ring(c);
+    c->round->ring(c);
     coord_run_cluster_hook(c, CH_HOOK_POST_REDISTRIBUTION, 0);
     coord_check_partition(c);
 }
@@ -211,8 +211,12 @@ static void on_peer_frame(ch_coord *c, ch_conn *conn, const ch_frame *f)
                  ch_conn_addr(conn));
         return;
     }
+    if (f->type == CH_F_MIG_PIN) {
+        coord_on_pins(c, &rb);
+        return;
+    }
     if (is_mig_frame(f->type)) {
-        coord_mig_on_frame(c, ch_conn_ud(conn), f->type, &rb);
+        c->round->on_frame(c, ch_conn_ud(conn), f->type, &rb);
         return;
     }
     switch (f->type) {
@@ -324,7 +328,7 @@ bool ch_coord_dispatch(ch_reactor *r, ch_rec *rec)
         coord_on_local_reg(c, rec);
         return true;
     case CH_OP_MIG:
-        coord_mig_on_rec(c, rec);
+        c->round->on_rec(c, rec);
         return true;
     default:
         return false;
@@ -368,7 +372,7 @@ static void tick(ch_reactor *r, uint64_t round)
     coord_expire_leavers(c, now);
     coord_unpark(c);
     if (round % per_probe == 0) ch_mtab_reap(&c->mt, now, ms(TOMBSTONE_MS));
-    if (round % per_probe == 0) coord_mig_reannounce(c);
+    if (round % per_probe == 0) c->round->reannounce(c);
     coord_audit_tick(c, now);
     update_congestion(c);
     ch_transport_sweep(c->t, now, HANDSHAKE_MS * 1000000ull);
@@ -385,7 +389,7 @@ void ch_coord_boot(ch_node *n, void *ud)
 {
     ch_coord *c = n->coord;
     ch_transport_start(c->t);
-    coord_mig_ring(c); /* the cores take the first ring too: a round with no one else */
+    c->round->ring(c); /* the cores take the first ring too: a round with no one else */
     dial_seeds(c);
     ch_sup_timer_fn(c->r, 1, tick, 1);
 }
@@ -433,7 +437,7 @@ static int make_hello(ch_coord *c, const ch_cluster_config *cc, int port)
     return 0;
 }
 
-int ch_coord_create(ch_node *n, ch_coord **out)
+int ch_coord_create(ch_node *n, const ch_coord_round *round, ch_coord **out)
 {
     const ch_cluster_config *cc = &n->cfg.cluster;
     if (!cc->cookie || cc->cookie_len < CH_COOKIE_MIN) {
@@ -443,6 +447,7 @@ int ch_coord_create(ch_node *n, ch_coord **out)
     ch_coord *c = calloc(1, sizeof(*c));
     if (!c) return -ENOMEM;
     c->n = n;
+    c->round = round;
     c->r = &n->reactors[n->cores];
     const char *fault = getenv("CH_FAULT"); /* tests: tests/test_faults.c */
     c->f_lose_removes = fault && strstr(fault, "lose-removes");
@@ -586,7 +591,7 @@ static void drain_fn(ch_coord *c, coord_call *cc)
 
 static void leave_done_fn(ch_coord *c, coord_call *cc)
 {
-    cc->rc = coord_mig_leave_done(c);
+    cc->rc = c->round->leave_done(c);
 }
 
 /* Polls a coordinator condition until it holds or the deadline passes. 1, 0 on timeout,

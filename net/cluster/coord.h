@@ -14,9 +14,26 @@
 #include "core/node.h"
 
 typedef struct ch_coord ch_coord;
+struct ch_mem;
+struct ch_rbuf;
+
+/* The migration round, the coordinator's half of the handover protocol (migration/,
+ * coord_round.h): the coordinator calls it through this table, which the wiring file
+ * passes to ch_coord_create. Every entry runs on the coordinator thread. */
+typedef struct ch_coord_round {
+    void (*ring)(ch_coord *c);                /* a new ring or pin set: a new round */
+    void (*on_rec)(ch_coord *c, ch_rec *rec); /* a core's CH_OP_MIG record */
+    /* A handover frame (BARRIER, END or a lane's) from a member. */
+    void (*on_frame)(ch_coord *c, struct ch_mem *from, uint8_t type, struct ch_rbuf *rb);
+    void (*on_up)(ch_coord *c, struct ch_mem *m); /* a participant connected (again) */
+    void (*reannounce)(ch_coord *c);              /* every probe period */
+    void (*gone)(ch_coord *c, uint64_t node);     /* a member died or hung up after leaving */
+    /* 1 when a leaving node handed everything over (or has no one to hand to), else 0. */
+    int (*leave_done)(ch_coord *c);
+} ch_coord_round;
 
 /* Before the threads start: binds the listener, builds the first (one-member) ring. */
-int ch_coord_create(ch_node *n, ch_coord **out);
+int ch_coord_create(ch_node *n, const ch_coord_round *round, ch_coord **out);
 /* On the coordinator thread, once: accept, dial the seeds, arm the timers. */
 void ch_coord_boot(ch_node *n, void *ud);
 /* A record that reached the coordinator reactor. */

@@ -208,7 +208,7 @@ static void adopt_rows(ch_coord *c, ch_mem *m)
     }
     free(mine);
     free(theirs);
-    coord_mig_gone(c, m->id);
+    c->round->gone(c, m->id);
 }
 
 /* A member left the ring. A dead one's processes restart from their specs at once. One

@@ -56,6 +56,7 @@ typedef struct ctl_job ctl_job;
 
 struct ch_coord {
     ch_node *n;
+    const ch_coord_round *round; /* the migration round (coord.h), installed at create */
     ch_reactor *r;
     ch_transport *t;
     ch_mtab mt;
@@ -200,13 +201,9 @@ void coord_on_reply_frame(ch_coord *c, ch_rbuf *rb);
 void coord_kept_reroute(ch_coord *c, const ch_hashring *ring);
 void coord_kept_drop(ch_coord *c);
 
-/* coord_migrate.c */
-void coord_mig_ring(ch_coord *c);
-void coord_mig_check(ch_coord *c);
-void coord_mig_on_rec(ch_coord *c, ch_rec *rec);
-void coord_mig_on_frame(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb);
-void coord_mig_on_up(ch_coord *c, ch_mem *m);
-void coord_mig_reannounce(ch_coord *c);
+/* coord_pins.c: sends the pin set to a member that connected; merges a peer's. */
+void coord_pins_send(ch_coord *c, ch_mem *m);
+void coord_on_pins(ch_coord *c, ch_rbuf *rb);
 
 /* coord_audit.c */
 void coord_audit_dirty(ch_coord *c); /* the ring changed or this node rejoined */
@@ -215,11 +212,8 @@ void coord_audit_tick(ch_coord *c, uint64_t now);
 void coord_reg_drop_own(ch_coord *c, const char *id, size_t len);
 /* coord_heal.c: starts rows[0..k) from their specs (hops 0: each on its ring owner) */
 void coord_restart_rows(ch_coord *c, ch_regrow **rows, size_t k, uint8_t hops);
-void coord_mig_gone(ch_coord *c, uint64_t node);
-/* Pins: applies a pin set here and tells the peers (ch_node_pin), or merges a peer's. */
+/* coord_pins.c: applies a pin here and tells the peers (ch_node_pin). */
 int coord_pin_set(ch_coord *c, uint64_t hash, uint64_t node);
-/* 1 when a leaving node handed everything over (or has no one to hand to), else 0. */
-int coord_mig_leave_done(ch_coord *c);
 
 /* coord_ctl.c */
 void coord_ctl_stop(ch_coord *c);

@@ -7,6 +7,13 @@
  */
 #include "coord_int.h"
 
+/* A member connected (again): it gets the pins, and the round's announcements. */
+static void member_up(ch_coord *c, ch_mem *m)
+{
+    coord_pins_send(c, m);
+    c->round->on_up(c, m);
+}
+
 static void send_view_all(ch_coord *c);
 
 /* ---- views -------------------------------------------------------------------------- */
@@ -77,7 +84,7 @@ static void member_added(ch_coord *c, ch_mem *m)
     m->revived = false;
     if (revived && m->conn) { /* back from the dead on a connection it already has */
         coord_backlog_flush(m);
-        coord_mig_on_up(c, m);
+        member_up(c, m);
         coord_send_digest(c, m->conn);
     }
 }
@@ -400,7 +407,7 @@ static void leaver_up(ch_coord *c, ch_mem *m, ch_conn *conn)
     m->left_pending = true;
     ch_conn_set_ud(conn, m);
     coord_backlog_flush(m);
-    coord_mig_on_up(c, m);
+    member_up(c, m);
     coord_send_view(c, conn);
     coord_send_digest(c, conn);
 }
@@ -484,7 +491,7 @@ void coord_on_up(void *ud, ch_conn *conn, const ch_hello *peer)
     ch_conn_set_ud(conn, m);
     coord_backlog_flush(m);
     if (bits & CH_MT_RING) coord_after_merge(c, bits & ~CH_MT_CHANGED, 0, m);
-    coord_mig_on_up(c, m);
+    member_up(c, m);
     send_view_all(c); /* everyone learns of the newcomer, the newcomer of everyone */
     coord_send_digest(c, conn);
 }

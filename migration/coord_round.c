@@ -1,5 +1,5 @@
 /*
- * net/cluster/coord_migrate.c - the coordinator's part of a migration (protocol in
+ * migration/coord_round.c - the coordinator's part of a migration (protocol in
  * migration/handover.h): it announces each ring to the cores, turns "every core switched"
  * into a BARRIER to every participant, turns every participant's BARRIER into SEALED for
  * the cores and every participant's END into UNHOLD, and carries the lanes' frames between
@@ -11,7 +11,9 @@
  * carries the hash of the sender's ring and only the last one per member counts: two
  * nodes agree on a round when they agree on the ring, whatever their epoch numbers.
  */
-#include "coord_int.h"
+#include "coord_round.h"
+
+#include "net/cluster/coord_int.h"
 
 #include "migration/handover.h"
 #include "migration/le.h"
@@ -50,7 +52,7 @@ static void send_hash_all(ch_coord *c, uint8_t type, uint64_t rh)
 }
 
 /* A new ring is out (coord_rebuild_ring): every core switches to it and plans. */
-void coord_mig_ring(ch_coord *c)
+static void ring(ch_coord *c)
 {
     uint64_t *ids = malloc((c->mt.n + 1) * sizeof(*ids));
     ch_mig_member *v = malloc((c->mt.n + 1) * sizeof(*v));
@@ -77,7 +79,7 @@ void coord_mig_ring(ch_coord *c)
     free(v);
 }
 
-void coord_mig_check(ch_coord *c)
+static void check(ch_coord *c)
 {
     struct coord_mig *g = &c->mig;
     if (!g->rh) return;
@@ -108,77 +110,8 @@ void coord_mig_check(ch_coord *c)
     }
 }
 
-/* ---- pins -------------------------------------------------------------------------------- */
-
-static void put_pin(ch_wbuf *w, const ch_pin *p)
+static void on_up(ch_coord *c, ch_mem *m)
 {
-    ch_wbuf_put_u64(w, p->hash);
-    ch_wbuf_put_u64(w, p->node);
-    ch_wbuf_put_u64(w, p->version);
-    ch_wbuf_put_u64(w, p->setter);
-}
-
-static void send_pins(ch_coord *c, ch_mem *m)
-{
-    if (!c->pins.n || !m->conn) return;
-    ch_wbuf w;
-    ch_wbuf_init(&w);
-    ch_wbuf_put_u32(&w, (uint32_t)c->pins.n);
-    for (size_t i = 0; i < c->pins.n; i++)
-        put_pin(&w, &c->pins.v[i]);
-    coord_send_to(c, m->id, CH_F_MIG_PIN, &w);
-    ch_wbuf_free(&w);
-}
-
-/* A new pin set: threads route by it from now on, and it is a new migration round. */
-static void publish_pins(ch_coord *c)
-{
-    ch_pins *snap = ch_pinset_snapshot(&c->pins);
-    if (!snap) {
-        CH_ERROR("no memory to publish the pins: keeping the old ones");
-        return;
-    }
-    if (!snap->n) { /* routing skips the lookup when there is nothing to find */
-        free(snap);
-        snap = NULL;
-    }
-    ch_pins *old = atomic_exchange(&c->n->pins, snap);
-    if (old) ch_node_retire_pins(c->n, old);
-    coord_mig_ring(c);
-}
-
-int coord_pin_set(ch_coord *c, uint64_t hash, uint64_t node)
-{
-    ch_pin p = {.hash = hash, .node = node, .version = c->pins.clock + 1, .setter = c->mt.self};
-    int rc = ch_pinset_merge(&c->pins, &p);
-    if (rc < 0) return rc;
-    ch_wbuf w;
-    ch_wbuf_init(&w);
-    ch_wbuf_put_u32(&w, 1);
-    put_pin(&w, &p);
-    coord_send_all(c, CH_F_MIG_PIN, &w);
-    ch_wbuf_free(&w);
-    publish_pins(c);
-    return 0;
-}
-
-static void on_pins(ch_coord *c, ch_rbuf *rb)
-{
-    uint32_t n = ch_rbuf_get_u32(rb);
-    bool changed = false;
-    for (uint32_t i = 0; i < n && ch_rbuf_ok(rb); i++) {
-        ch_pin p = {.hash = ch_rbuf_get_u64(rb),
-                    .node = ch_rbuf_get_u64(rb),
-                    .version = ch_rbuf_get_u64(rb),
-                    .setter = ch_rbuf_get_u64(rb)};
-        if (ch_rbuf_ok(rb) && ch_pinset_merge(&c->pins, &p) > 0) changed = true;
-    }
-    if (changed) publish_pins(c);
-}
-
-void coord_mig_on_up(ch_coord *c, ch_mem *m)
-{
-    send_pins(c, m);
     if (!participant(c, m)) return;
     if (c->mig.barrier_sent) send_hash(c, m, CH_F_MIG_BARRIER, c->mig.rh);
     if (c->mig.end_sent) send_hash(c, m, CH_F_MIG_END, c->mig.rh);
@@ -190,8 +123,8 @@ void coord_mig_on_up(ch_coord *c, ch_mem *m)
  * is back on the same connection; its round then waited forever ("migrates 767") until
  * the next ring. Only the last announcement per member counts, so a repeat changes nothing
  * where it arrived before, and costs 8 bytes; a round a minute old stops repeating (a member
- * that comes back later changes the ring, or connects again: coord_mig_on_up). */
-void coord_mig_reannounce(ch_coord *c)
+ * that comes back later changes the ring, or connects again: on_up). */
+static void reannounce(ch_coord *c)
 {
     const struct coord_mig *g = &c->mig;
     if (!g->rh || !g->barrier_sent || ch_ns_since(ch_now_ns(), g->start_ns) > ms(60000)) return;
@@ -205,11 +138,11 @@ void coord_mig_reannounce(ch_coord *c)
 
 /* The cores take back what they sent to the dead node first: the casts kept for it then
  * find their processes thawed (or still queued) on their sources. */
-void coord_mig_gone(ch_coord *c, uint64_t node)
+static void gone(ch_coord *c, uint64_t node)
 {
     post_all(c, CH_MIG_GONE, node);
     coord_kept_reroute(c, atomic_load(&c->n->ring)); /* what coord_rebuild_ring left */
-    coord_mig_check(c);
+    check(c);
 }
 
 static void on_out(ch_coord *c, ch_rec *rec)
@@ -271,10 +204,10 @@ static void on_own_marker(ch_coord *c, uint64_t rh)
     g->barrier_sent = true;
     CH_DEBUG("round %016llx: every core switched, BARRIER sent", (unsigned long long)g->rh);
     send_hash_all(c, CH_F_MIG_BARRIER, g->rh);
-    coord_mig_check(c);
+    check(c);
 }
 
-void coord_mig_on_rec(ch_coord *c, ch_rec *rec)
+static void on_rec(ch_coord *c, ch_rec *rec)
 {
     struct coord_mig *g = &c->mig;
     switch (rec->pad) {
@@ -286,7 +219,7 @@ void coord_mig_on_rec(ch_coord *c, ch_rec *rec)
         if (rec->aux != g->rh || ++g->done < c->n->cores) break;
         g->end_sent = true;
         send_hash_all(c, CH_F_MIG_END, g->rh);
-        coord_mig_check(c);
+        check(c);
         break;
     case CH_MIG_OUT:
         on_out(c, rec);
@@ -335,7 +268,7 @@ static void to_core(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb)
     if (ch_reactor_post(c->n, core, &h, NULL, &l, false) < 0) free(block);
 }
 
-void coord_mig_on_frame(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb)
+static void on_frame(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb)
 {
     if (type == CH_F_MIG_BARRIER || type == CH_F_MIG_END) {
         uint64_t rh = ch_rbuf_get_u64(rb);
@@ -348,11 +281,7 @@ void coord_mig_on_frame(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb)
             from->mig_barrier = rh;
         else
             from->mig_end = rh;
-        coord_mig_check(c);
-        return;
-    }
-    if (type == CH_F_MIG_PIN) {
-        on_pins(c, rb);
+        check(c);
         return;
     }
     to_core(c, from, type, rb);
@@ -364,7 +293,7 @@ void coord_mig_on_frame(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb)
  * that moves them to their new owners. With no one to hand over to it is over at once,
  * unless members declared dead are still connected: a partition just healed, and they
  * come back (or this node does) within moments. */
-int coord_mig_leave_done(ch_coord *c)
+static int leave_done(ch_coord *c)
 {
     bool peers = false, suspect = false, returning = false;
     for (size_t i = 0; i < c->mt.n; i++) {
@@ -383,3 +312,13 @@ int coord_mig_leave_done(ch_coord *c)
     }
     return held && suspect ? 0 : 1;
 }
+
+const ch_coord_round ch_coord_round_ops = {
+    .ring = ring,
+    .on_rec = on_rec,
+    .on_frame = on_frame,
+    .on_up = on_up,
+    .reannounce = reannounce,
+    .gone = gone,
+    .leave_done = leave_done,
+};
