@@ -3,7 +3,7 @@
 #
 # Installs BUILD_DIR (default: build) into a temporary prefix, then checks what a user
 # of the package relies on: the shared library's SONAME, that it exports only ch_
-# symbols, that a program builds against it through CMake (find_package, both the shared
+# symbols, that the static library exposes no more than those, that a program builds against it through CMake (find_package, both the shared
 # and the static target) and through pkg-config, and that those programs run.
 # Called by .ci/run, not by ctest: it needs a finished, non-sanitized build.
 set -euo pipefail
@@ -57,6 +57,23 @@ check_exports() {
         bad "ch_strerror is not exported"
     else
         ok "exports $(wc -l <<<"$all") symbols, all ch_*"
+    fi
+}
+
+# The static library's global symbols are the shared library's exports, no more: its
+# internals were made local (CMakeLists.txt), so a program that links it cannot collide
+# with them (`nm -g --defined-only libcorehub.a`).
+check_static_exports() {
+    local shared static extra
+    shared=$(nm -D --defined-only "$lib" | awk '{print $NF}' | sort)
+    static=$(nm -g --defined-only "$libdir/libcorehub.a" | awk 'NF == 3 {print $3}' | sort)
+    extra=$(comm -13 <(echo "$shared") <(echo "$static"))
+    if [ -z "$static" ]; then
+        bad "libcorehub.a defines no global symbol"
+    elif [ -n "$extra" ]; then
+        bad "libcorehub.a exposes $(wc -l <<<"$extra") internal symbols: $(head -5 <<<"$extra" | tr '\n' ' ')"
+    else
+        ok "libcorehub.a exposes $(wc -l <<<"$static") symbols, the shared library's"
     fi
 }
 
@@ -144,6 +161,7 @@ check_program() {
 
 check_soname
 check_exports
+check_static_exports
 check_headers
 check_cmake_consumer
 check_pkgconfig_consumer
