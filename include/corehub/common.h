@@ -34,6 +34,8 @@ enum {
     CH_EROLLEDBACK = -10009,   /* started, then stopped again because the batch rolled back */
     CH_ECRASHED = -10010,      /* the process crashed while handling the request */
     CH_ETRUNCATED = -10011,    /* the reply did not fit the caller's buffer */
+    CH_EPARTIAL = -10012,      /* some children of a batch failed: see its results; a leave
+                                  that did not hand everything over */
     CH_EPARTITIONED = -10013,  /* the node is in partition mode: starts, sends and calls are
                                   refused */
 };

@@ -164,8 +164,6 @@ CH_API int ch_start_children(ch_node *n, const ch_child_spec *specs, size_t coun
 CH_API int ch_stop_children(ch_node *n, const char *const *ids, const size_t *id_lens, size_t count,
                             const ch_batch_opts *opts, int *results);
 
-#define CH_EPARTIAL (-10012) /* some children of the batch failed: see the results */
-
 /* --- messages ----------------------------------------------------------------------- */
 
 /*
