@@ -3,7 +3,7 @@
  *
  * The handover targets of §6 are ratios to "the better of the raw and the zstd-1 pipeline
  * over the same bytes". This program measures those two baselines on this machine, and the
- * same pipelines built from migration/batch.h and migration/codec.h, so that the modules'
+ * same pipelines built from migration/hbatch.h and migration/codec.h, so that the modules'
  * own overhead shows as a ratio measured in the same run:
  *   a. raw baseline: a sender thread serializes N states (memcpy, id + length + bytes,
  *      packed) into batches, sends them over a loopback TCP socket to a receiver thread,
@@ -31,7 +31,7 @@
 #include <corehub/corehub.h>
 
 #include "core/proc.h" /* struct ch_buf: the in-place view */
-#include "migration/batch.h"
+#include "migration/hbatch.h"
 #include "migration/codec.h"
 
 #include <arpa/inet.h>

@@ -7,7 +7,7 @@
  *   2. memory per idle process: RSS growth over those N processes (8-byte ids, no state);
  *      1 and 2 run on a fresh node in a fresh (forked) process per repetition;
  *   3. ch_send throughput, same core and cross core, from a sender that runs on a reactor,
- *      next to its baseline: the raw SPSC ring (core/ring.h) between two threads pinned to
+ *      next to its baseline: the raw SPSC ring (core/mbox.h) between two threads pinned to
  *      the same two CPUs, moving the same 16-byte records, and, as a diagnostic, moving
  *      records as large as ch_send's;
  *   4. call round trips: ch_call from a foreign thread, ch_call_async and ch_proc_call from
@@ -21,7 +21,7 @@
 #include <corehub/corehub.h>
 
 #include "core/msg.h"
-#include "core/ring.h"
+#include "core/mbox.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -611,7 +611,7 @@ static void bench_start(const bench_opts *o, results *r)
 /* --- 3a: the raw SPSC ring baseline -------------------------------------------------- */
 
 typedef struct ring_run {
-    ch_ring ring;
+    ch_mbox ring;
     size_t rec_bytes;  /* reserved per record, ring header included */
     uint64_t warm;     /* untimed records first */
     uint64_t total;    /* warm + timed */
@@ -637,16 +637,16 @@ static void *ring_producer(void *ud)
     for (uint64_t i = 0; i < rr->total; i++) {
         if (i == rr->warm) rr->t_start = now_ns();
         uint8_t *rec;
-        while (!(rec = ch_ring_reserve(&rr->ring, rr->rec_bytes))) {
-            ch_ring_publish(&rr->ring); /* full: make sure the consumer sees it all */
+        while (!(rec = ch_mbox_reserve(&rr->ring, rr->rec_bytes))) {
+            ch_mbox_publish(&rr->ring); /* full: make sure the consumer sees it all */
             cpu_relax();
         }
         uint8_t msg[MSG_BYTES] = {0};
         memcpy(msg, &i, sizeof(i));
         memcpy(rec + 4, msg, MSG_BYTES);
-        if (i % RING_PUBLISH == RING_PUBLISH - 1) ch_ring_publish(&rr->ring);
+        if (i % RING_PUBLISH == RING_PUBLISH - 1) ch_mbox_publish(&rr->ring);
     }
-    ch_ring_publish(&rr->ring);
+    ch_mbox_publish(&rr->ring);
     return NULL;
 }
 
@@ -659,19 +659,19 @@ static void *ring_consumer(void *ud)
     uint64_t seen = 0;
     while (seen < rr->total) {
         size_t size;
-        uint8_t *rec = ch_ring_peek(&rr->ring, &size);
+        uint8_t *rec = ch_mbox_peek(&rr->ring, &size);
         if (!rec) {
-            ch_ring_release(&rr->ring);
+            ch_mbox_release(&rr->ring);
             cpu_relax();
             continue;
         }
         uint64_t seq;
         memcpy(&seq, rec + 4, sizeof(seq));
         rr->disorder += seq != seen;
-        ch_ring_next(&rr->ring);
-        if (++seen % RING_PUBLISH == 0) ch_ring_release(&rr->ring);
+        ch_mbox_next(&rr->ring);
+        if (++seen % RING_PUBLISH == 0) ch_mbox_release(&rr->ring);
     }
-    ch_ring_release(&rr->ring);
+    ch_mbox_release(&rr->ring);
     rr->t_end = now_ns();
     return NULL;
 }
@@ -680,13 +680,13 @@ static double ring_rep(size_t msgs, size_t ring_bytes, size_t rec_bytes)
 {
     ring_run rr = {
         .rec_bytes = rec_bytes, .warm = msgs / WARM_DIV, .total = msgs + msgs / WARM_DIV};
-    CHECK(ch_ring_init(&rr.ring, ring_bytes));
+    CHECK(ch_mbox_init(&rr.ring, ring_bytes));
     pthread_t prod, cons;
     CHECK_PT(pthread_create(&cons, NULL, ring_consumer, &rr));
     CHECK_PT(pthread_create(&prod, NULL, ring_producer, &rr));
     CHECK_PT(pthread_join(prod, NULL));
     CHECK_PT(pthread_join(cons, NULL));
-    ch_ring_destroy(&rr.ring);
+    ch_mbox_destroy(&rr.ring);
     if (rr.disorder) die("ring baseline: %" PRIu64 " records out of order", rr.disorder);
     return (double)msgs * 1e9 / (double)(rr.t_end - rr.t_start);
 }

@@ -221,8 +221,8 @@ static void free_node(ch_node *n)
         ch_reactor_destroy(&n->reactors[i]);
     ch_coord_free(n->coord); /* after the io_uring that carried its sockets is gone */
     ch_srv_node_free(n);
-    for (unsigned i = 0; n->rings && i < n->nreactors * n->nreactors; i++)
-        ch_ring_destroy(&n->rings[i]);
+    for (unsigned i = 0; n->mboxes && i < n->nreactors * n->nreactors; i++)
+        ch_mbox_destroy(&n->mboxes[i]);
     for (size_t i = 0; i < n->nretired; i++)
         ch_hashring_free(n->retired[i]);
     free(n->retired);
@@ -233,7 +233,7 @@ static void free_node(ch_node *n)
     free(n->cluster_strings);
     ch_hashring_free(atomic_load(&n->ring));
     free(n->reactors);
-    free(n->rings);
+    free(n->mboxes);
     free(n->types);
     ch_hooks_destroy(&n->hooks);
     pthread_mutex_destroy(&n->stop_lock);
@@ -312,12 +312,12 @@ int ch_node_create(const ch_node_config *cfg, ch_node **out)
     unsigned nr = n->nreactors;
     /* Cache-line aligned: the rings' and reactors' fields are laid out on separate lines
      * for the threads that write them, which only holds if each struct starts on one. */
-    n->rings = zalloc_lines((size_t)nr * nr * sizeof(*n->rings));
+    n->mboxes = zalloc_lines((size_t)nr * nr * sizeof(*n->mboxes));
     n->reactors = zalloc_lines(nr * sizeof(*n->reactors));
     rc = -ENOMEM;
-    if (!n->rings || !n->reactors) goto fail;
+    if (!n->mboxes || !n->reactors) goto fail;
     for (unsigned i = 0; i < nr * nr; i++)
-        if ((rc = ch_ring_init(&n->rings[i], cfg->ring_bytes)) < 0) goto fail;
+        if ((rc = ch_mbox_init(&n->mboxes[i], cfg->ring_bytes)) < 0) goto fail;
     for (unsigned i = 0; i < nr; i++)
         if ((rc = ch_reactor_init(&n->reactors[i], n, i)) < 0) goto fail;
     if (cfg->cluster.listen && (rc = ch_coord_create(n, &ch_coord_round_ops, &n->coord)) < 0)

@@ -31,7 +31,7 @@ struct ch_node {
     uint64_t core_mask; /* cores - 1 when cores is a power of two, else 0 */
     unsigned nreactors; /* cores, plus the coordinator (index `cores`) when clustered */
     ch_reactor *reactors;
-    ch_ring *rings;         /* rings[src * nreactors + dst] */
+    ch_mbox *mboxes;        /* mailboxes: mboxes[src * nreactors + dst] */
     uint64_t id;            /* this node's identity in the hub: random, new at every start */
     struct ch_coord *coord; /* NULL without a cluster */
     const ch_upcalls *up;   /* the layers above (upcall.h): NULL without a cluster */

@@ -102,7 +102,7 @@ void ch_reactor_wake(ch_reactor *r)
 static bool publish(ch_reactor *r, unsigned dst)
 {
     r->dirty[dst] = false;
-    if (!ch_ring_publish(r->out[dst])) return false;
+    if (!ch_mbox_publish(r->out[dst])) return false;
     if (dst != r->core) ch_reactor_wake(&r->node->reactors[dst]);
     return true;
 }
@@ -113,7 +113,7 @@ static void drain_overflow(ch_reactor *r, unsigned dst)
     ch_outq *q = &r->ovf[dst];
     while (q->head) {
         ch_ovf *o = q->head;
-        uint8_t *slot = ch_ring_reserve(r->out[dst], o->size);
+        uint8_t *slot = ch_mbox_reserve(r->out[dst], o->size);
         if (!slot) return;
         memcpy(slot + 4, o->rec + 4, o->size - 4);
         r->dirty[dst] = true;
@@ -154,11 +154,11 @@ static void *spill(ch_reactor *r, unsigned dst, size_t size)
 static int post_ring(ch_reactor *r, unsigned dst, const ch_rec *h, const void *id,
                      const void *payload, bool user)
 {
-    ch_ring *ring = r->out[dst];
+    ch_mbox *ring = r->out[dst];
     size_t off = ch_rec_payload_off(h->id_len, h->len);
     size_t size = off + h->len;
     void *heap = NULL;
-    if (size > ch_ring_max_record(ring)) {
+    if (size > ch_mbox_max_record(ring)) {
         /* Too big for a ring record: the payload travels by pointer. */
         heap = malloc(h->len ? h->len : 1);
         if (!heap) return -ENOMEM;
@@ -167,7 +167,7 @@ static int post_ring(ch_reactor *r, unsigned dst, const ch_rec *h, const void *i
     }
     ch_outq *q = &r->ovf[dst];
     if (q->head) drain_overflow(r, dst); /* room may be back: keep spills the exception */
-    void *slot = q->head ? NULL : ch_ring_reserve(ring, size);
+    void *slot = q->head ? NULL : ch_mbox_reserve(ring, size);
     if (!slot) {
         if (r->dirty[dst]) publish(r, dst); /* let the consumer make room */
         if (user && q->bytes >= ring->pcap) {
@@ -184,7 +184,7 @@ static int post_ring(ch_reactor *r, unsigned dst, const ch_rec *h, const void *i
     fill(slot, h, id, heap ? heap : payload, heap != NULL);
 
     r->dirty[dst] = true;
-    if (ch_ring_unpublished(ring) >= FLUSH_BYTES) publish(r, dst);
+    if (ch_mbox_unpublished(ring) >= FLUSH_BYTES) publish(r, dst);
     return 0;
 }
 
@@ -384,17 +384,17 @@ static void dispatch(ch_reactor *r, ch_rec *rec)
 
 /* ---- the loop ----------------------------------------------------------------------- */
 
-static unsigned drain_ring(ch_reactor *r, ch_ring *ring, unsigned limit)
+static unsigned drain_mbox(ch_reactor *r, ch_mbox *mb, unsigned limit)
 {
     unsigned n = 0;
     size_t size;
     ch_rec *rec;
-    while (n < limit && (rec = ch_ring_peek(ring, &size))) {
+    while (n < limit && (rec = ch_mbox_peek(mb, &size))) {
         dispatch(r, rec);
-        ch_ring_next(ring);
+        ch_mbox_next(mb);
         n++;
     }
-    if (n) ch_ring_release(ring);
+    if (n) ch_mbox_release(mb);
     return n;
 }
 
@@ -460,7 +460,7 @@ static unsigned turn(ch_reactor *r)
     unsigned batch = r->node->cfg.batch, work = reap(r);
     work += drain_inbox(r, batch);
     for (unsigned s = 0; s < r->node->nreactors; s++)
-        work += drain_ring(r, r->in[s], batch);
+        work += drain_mbox(r, r->in[s], batch);
     work += ch_sup_fire_timers(r, ch_now_ns());
     if (r->ho) work += r->node->up->ho_turn(r);
     return work;
@@ -470,7 +470,7 @@ static bool has_work(ch_reactor *r)
 {
     if (!ch_inbox_empty(&r->inbox) || io_uring_cq_ready(&r->uring)) return true;
     for (unsigned s = 0; s < r->node->nreactors; s++)
-        if (!ch_ring_empty(r->in[s]) || r->ovf[s].head) return true;
+        if (!ch_mbox_empty(r->in[s]) || r->ovf[s].head) return true;
     if (r->ho && r->node->up->ho_busy(r)) return true;
     return ch_timers_next(&r->timers) <= ch_now_ns();
 }
@@ -597,8 +597,8 @@ int ch_reactor_init(ch_reactor *r, ch_node *n, unsigned core)
     r->restarts = calloc(n->cfg.restart_intensity + 1, sizeof(*r->restarts));
     if (!r->in || !r->out || !r->ovf || !r->dirty || !r->restarts) return -ENOMEM;
     for (unsigned i = 0; i < c; i++) {
-        r->in[i] = &n->rings[i * c + core];
-        r->out[i] = &n->rings[core * c + i];
+        r->in[i] = &n->mboxes[i * c + core];
+        r->out[i] = &n->mboxes[core * c + i];
     }
     int rc = ch_ptable_init(&r->procs);
     if (rc < 0) return rc;

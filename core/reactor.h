@@ -7,7 +7,7 @@
  * idle it spins (up to spin_us, adapting to how soon work came back after past sleeps;
  * not at all when the node has more reactors than CPUs), then sleeps in io_uring until an
  * eventfd wake-up, a completion or the next timer. Nothing in a reactor is touched by another
- * thread except the SPSC rings' shared positions, its inbox and its `sleeping` flag.
+ * thread except the mailboxes' shared positions, its inbox and its `sleeping` flag.
  */
 #ifndef CH_CORE_REACTOR_H
 #define CH_CORE_REACTOR_H
@@ -16,7 +16,7 @@
 #include "msg.h"
 #include "proc.h"
 #include "ptable.h"
-#include "ring.h"
+#include "mbox.h"
 #include "timer.h"
 
 #include <liburing.h>
@@ -74,8 +74,8 @@ typedef struct ch_reactor {
     bool efd_armed;
     alignas(64) _Atomic int sleeping;
     ch_inbox inbox; /* from foreign threads */
-    ch_ring **in;   /* in[src]: records from reactor src */
-    ch_ring **out;  /* out[dst]: records to reactor dst (out[core] is the local queue) */
+    ch_mbox **in;   /* in[src]: records from reactor src */
+    ch_mbox **out;  /* out[dst]: records to reactor dst (out[core] is the local queue) */
     ch_outq *ovf;   /* ovf[dst]: records waiting for room in out[dst] */
     bool *dirty;    /* dirty[dst]: out[dst] has unpublished records */
     ch_ptable procs;

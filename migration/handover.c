@@ -18,7 +18,7 @@
 #include "core/log.h"
 #include "core/node.h"
 #include "core/supervisor.h"
-#include "migration/batch.h"
+#include "migration/hbatch.h"
 #include "migration/codec.h"
 #include "migration/le.h"
 #include "net/frame.h"

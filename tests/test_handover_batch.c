@@ -1,5 +1,5 @@
 /*
- * tests/test_handover_batch.c - handover batches (migration/batch.h): records of every kind
+ * tests/test_handover_batch.c - handover batches (migration/hbatch.h): records of every kind
  * and size survive a round trip through as many batches as they need, every record and
  * state is 32-byte aligned, states written in place land in the batch, and malformed
  * batches (truncated, garbled, randomly mutated) are refused without reading outside them.
@@ -7,7 +7,7 @@
 #include <criterion/criterion.h>
 
 #include "core/proc.h" /* struct ch_buf, for the in-place view */
-#include "migration/batch.h"
+#include "migration/hbatch.h"
 
 #include <errno.h>
 #include <stdio.h>

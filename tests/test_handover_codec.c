@@ -5,7 +5,7 @@
  */
 #include <criterion/criterion.h>
 
-#include "migration/batch.h"
+#include "migration/hbatch.h"
 #include "migration/codec.h"
 
 #include <errno.h>

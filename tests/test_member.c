@@ -2,7 +2,7 @@
  * tests/test_member.c - membership merge rules: every node must converge on the same table
  * whatever order views arrive in, and final states must never be undone.
  */
-#include "net/cluster/member.h"
+#include "net/cluster/mtab.h"
 
 #include <criterion/criterion.h>
 #include <string.h>

@@ -8,7 +8,7 @@
  * time is pinged indirectly through two others, then suspected, then declared dead after
  * the suspicion timeout; a suspected member refutes by raising its incarnation. Views
  * (the whole member table) are pushed to every peer whenever they change and merge by the
- * rules in member.c, so every node converges on the same table. The ring is rebuilt when
+ * rules in mtab.c, so every node converges on the same table. The ring is rebuilt when
  * the set of ring members changes; each rebuild is a new epoch, max(seen) + 1.
  *
  * The registry replica holds a row for every process of the hub. Local cores report their

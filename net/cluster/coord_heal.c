@@ -338,7 +338,7 @@ void coord_on_partition_reset(ch_coord *c)
 /* ---- rejoin ------------------------------------------------------------------------------ */
 
 /* A view from `from` said this node is dead at incarnation `claim`, as `declarer` found
- * (rule 3). The incarnation is already raised (member.c); the view this node sends next
+ * (rule 3). The incarnation is already raised (mtab.c); the view this node sends next
  * brings it back. `mutual`: this node declared the declarer dead too (it is, or came back
  * from it a moment ago): a healed partition, where each side replaced the other, rather
  * than this node cut off alone. */

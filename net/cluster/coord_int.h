@@ -21,7 +21,7 @@
 
 #include "hashring.h"
 #include "core/log.h"
-#include "member.h"
+#include "mtab.h"
 #include "pins.h"
 #include "regtab.h"
 #include "core/supervisor.h"

@@ -1,6 +1,6 @@
 /*
  * net/cluster/coord_member.c - membership: views pushed on every change and gossiped with each
- * probe, merged by the rules of member.c; SWIM-like failure detection (ping, indirect
+ * probe, merged by the rules of mtab.c; SWIM-like failure detection (ping, indirect
  * ping through two members, suspicion, death); the connections between coordinators; and
  * what a member's departure means: its processes restart on their new owners, and the
  * partition strategy decides whether this node may go on serving.

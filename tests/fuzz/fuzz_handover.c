@@ -4,7 +4,7 @@
  * records inside. Whatever the bytes, parsing must fail cleanly or yield records whose
  * every pointer lies inside the buffer; nothing may crash, leak or allocate past the limit.
  */
-#include "migration/batch.h"
+#include "migration/hbatch.h"
 #include "migration/codec.h"
 
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /*
- * core/ring.c - SPSC ring of variable-size records (see ring.h).
+ * core/mbox.c - the mailbox, an SPSC ring buffer of variable-size records (see mbox.h).
  *
  * Positions grow without wrapping (size_t never overflows in practice); the offset in the
  * buffer is pos & (cap - 1). A record that would straddle the end of the buffer is
@@ -7,7 +7,7 @@
  * Each side keeps a cached copy of the other side's position and reloads it only when the
  * cache says "full" or "empty", which keeps the shared cache lines quiet.
  */
-#include "ring.h"
+#include "mbox.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -20,7 +20,7 @@ static size_t round_up(size_t n, size_t a)
     return (n + a - 1) & ~(a - 1);
 }
 
-int ch_ring_init(ch_ring *r, size_t cap)
+int ch_mbox_init(ch_mbox *r, size_t cap)
 {
     size_t c = 4096;
     while (c < cap) {
@@ -38,23 +38,23 @@ int ch_ring_init(ch_ring *r, size_t cap)
     return 0;
 }
 
-void ch_ring_destroy(ch_ring *r)
+void ch_mbox_destroy(ch_mbox *r)
 {
     free(r->buf);
     r->buf = NULL;
 }
 
-static bool has_room(ch_ring *r, size_t need)
+static bool has_room(ch_mbox *r, size_t need)
 {
     if (r->tail + need - r->head_cache <= r->pcap) return true;
     r->head_cache = atomic_load_explicit(&r->pub_head, memory_order_acquire);
     return r->tail + need - r->head_cache <= r->pcap;
 }
 
-void *ch_ring_reserve(ch_ring *r, size_t size)
+void *ch_mbox_reserve(ch_mbox *r, size_t size)
 {
     size = round_up(size < 8 ? 8 : size, CH_RING_ALIGN);
-    if (size > ch_ring_max_record(r)) return NULL;
+    if (size > ch_mbox_max_record(r)) return NULL;
     size_t off = r->tail & (r->pcap - 1);
     size_t to_end = r->pcap - off;
     size_t need = size <= to_end ? size : to_end + size;
@@ -71,7 +71,7 @@ void *ch_ring_reserve(ch_ring *r, size_t size)
     return rec;
 }
 
-bool ch_ring_publish(ch_ring *r)
+bool ch_mbox_publish(ch_mbox *r)
 {
     size_t old = atomic_load_explicit(&r->pub_tail, memory_order_relaxed);
     if (old == r->tail) return false;
@@ -79,7 +79,7 @@ bool ch_ring_publish(ch_ring *r)
     return true;
 }
 
-void *ch_ring_peek(ch_ring *r, size_t *size)
+void *ch_mbox_peek(ch_mbox *r, size_t *size)
 {
     for (;;) {
         if (r->head == r->tail_cache) {
@@ -97,18 +97,18 @@ void *ch_ring_peek(ch_ring *r, size_t *size)
     }
 }
 
-void ch_ring_next(ch_ring *r)
+void ch_mbox_next(ch_mbox *r)
 {
     uint8_t *rec = r->buf + (r->head & (r->cap - 1));
     r->head += *(uint32_t *)rec;
 }
 
-void ch_ring_release(ch_ring *r)
+void ch_mbox_release(ch_mbox *r)
 {
     atomic_store_explicit(&r->pub_head, r->head, memory_order_release);
 }
 
-bool ch_ring_empty(ch_ring *r)
+bool ch_mbox_empty(ch_mbox *r)
 {
     size_t t = atomic_load_explicit(&r->pub_tail, memory_order_acquire);
     return t == r->head;

@@ -1,5 +1,5 @@
 /*
- * migration/batch.h - one batch of handover records in one contiguous, aligned buffer.
+ * migration/hbatch.h - one batch of handover records in one contiguous, aligned buffer.
  *
  * A handover lane fills a batch with records, hands its bytes to the codec, sends them and
  * resets it. Three record kinds: PROC (a process moving, with its state), MSG (a message
@@ -26,8 +26,8 @@
  * Not thread-safe: a batch belongs to its lane's reactor. No call allocates except a
  * record larger than the room left in an empty batch, and the reset after it.
  */
-#ifndef CH_MIGRATION_BATCH_H
-#define CH_MIGRATION_BATCH_H
+#ifndef CH_MIGRATION_HBATCH_H
+#define CH_MIGRATION_HBATCH_H
 
 #include <corehub/process.h>
 

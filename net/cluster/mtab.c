@@ -1,7 +1,7 @@
 /*
- * net/cluster/member.c - membership table and merge rules (see member.h).
+ * net/cluster/mtab.c - membership table and merge rules (see mtab.h).
  */
-#include "member.h"
+#include "mtab.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /*
- * net/cluster/member.h - the membership table and its merge rules (pure logic, no I/O).
+ * net/cluster/mtab.h - the membership table and its merge rules (pure logic, no I/O).
  *
  * Every node keeps a record per member it heard of: id, SWIM incarnation, state. Views
  * from peers merge record by record with rules that make every node converge on the same
@@ -29,8 +29,8 @@
  * connection, no dial and no handover pending), and the table holds at most
  * CH_MTAB_MAX members, of which at most CH_MTAB_TOMBSTONES may be DEAD or LEFT.
  */
-#ifndef CH_NET_CLUSTER_MEMBER_H
-#define CH_NET_CLUSTER_MEMBER_H
+#ifndef CH_NET_CLUSTER_MTAB_H
+#define CH_NET_CLUSTER_MTAB_H
 
 #include <corehub/cluster.h>
 

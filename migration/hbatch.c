@@ -1,5 +1,5 @@
 /*
- * migration/batch.c - building and reading handover batches (layout in batch.h).
+ * migration/hbatch.c - building and reading handover batches (layout in hbatch.h).
  *
  * Why this shape. The handover stream is bounded by copies and compression (design §6), so
  * a batch is one flat buffer that the codec takes as is, and a state travels with at most
@@ -17,7 +17,7 @@
  * rec_len and rec_len against the buffer's end before a byte of the record is used, and
  * padding and reserved fields must be zero, so that one input has one meaning.
  */
-#include "migration/batch.h"
+#include "migration/hbatch.h"
 
 #include "core/proc.h" /* struct ch_buf */
 #include "migration/le.h"
