@@ -553,7 +553,7 @@ int ch_send(ch_node *n, const char *id, size_t id_len, const void *data, size_t 
         return ch_reactor_post(n, dst, &h, id, data, true);
     }
     /* Routed inside the in-flight bracket: a migration waits for the calls that may have
-     * routed by the previous ring before it seals (coord_migrate.c). */
+     * routed by the previous ring before it seals (migration/coord_round.c). */
     if ((rc = ch_node_api_enter(n))) return rc;
     unsigned dst = ch_route_msg(n, hash, &h.pad2);
     if (dst == n->cores && atomic_load_explicit(&n->net_congested, memory_order_relaxed))

@@ -105,8 +105,8 @@ static void check(ch_coord *c)
      * crash from now on is a crash of processes it owns, no longer a loss of casts for
      * processes that stay on their sources. */
     if (g->unheld && g->end_sent) {
-        c->settled_ring = atomic_load(&c->n->ring);
-        if (c->kept.len || c->kept_full) coord_kept_drop(c);
+        c->keep.settled_ring = atomic_load(&c->n->ring);
+        if (c->keep.casts.len || c->keep.full) coord_kept_drop(c);
     }
 }
 

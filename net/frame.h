@@ -50,7 +50,7 @@ enum ch_frame_type {
     CH_F_PARTITION_RESET,
     CH_F_BATCH,  /* several small frames packed in one */
     CH_F_SEALED, /* a record: the frames of one send, encrypted (net/seal.h) */
-    /* Migration (migration/handover.h, net/cluster/coord_migrate.c). */
+    /* Migration (migration/handover.h, migration/coord_round.c). */
     CH_F_MIG_BARRIER, /* u64 ring hash: the sender's threads all route by that ring */
     CH_F_MIG_END,     /* u64 ring hash: the sender sent every record of that change */
     CH_F_MIG_DATA,    /* lane header, codec frame: a batch of handover records */

@@ -170,8 +170,8 @@ void coord_rebuild_ring(ch_coord *c, uint64_t seen_epoch)
     coord_kept_reroute(c, ring); /* before any thread routes by it (coord_route.c) */
     ch_hashring *old = atomic_exchange_explicit(&n->ring, ring, memory_order_acq_rel);
     if (old) ch_node_retire_ring(n, old);
-    c->prev_ring = old;
-    if (!c->settled_ring) c->settled_ring = old;
+    c->keep.prev_ring = old;
+    if (!c->keep.settled_ring) c->keep.settled_ring = old;
     atomic_store(&n->epoch, epoch);
     CH_INFO("epoch %llu: %zu members", (unsigned long long)epoch, k);
     c->round->ring(c);
@@ -202,6 +202,12 @@ static bool heard_from(const ch_mem *from, uint8_t type)
     return !registry && type != CH_F_PARTITION_RESET;
 }
 
+void coord_frames_add(ch_coord *c, const coord_frame_entry *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        c->frames[v[i].type] = v[i].fn;
+}
+
 static void on_peer_frame(ch_coord *c, ch_conn *conn, const ch_frame *f)
 {
     ch_rbuf rb;
@@ -211,70 +217,13 @@ static void on_peer_frame(ch_coord *c, ch_conn *conn, const ch_frame *f)
                  ch_conn_addr(conn));
         return;
     }
-    if (f->type == CH_F_MIG_PIN) {
-        coord_on_pins(c, &rb);
-        return;
-    }
-    if (is_mig_frame(f->type)) {
+    coord_frame_fn fn = f->type < CH_F__COUNT ? c->frames[f->type] : NULL;
+    if (fn)
+        fn(c, conn, &rb);
+    else if (is_mig_frame(f->type)) /* the round's (migration/coord_round.c) */
         c->round->on_frame(c, ch_conn_ud(conn), f->type, &rb);
-        return;
-    }
-    switch (f->type) {
-    case CH_F_JOIN: {
-        ch_mem m;
-        if (coord_get_member(&rb, &m)) coord_after_merge(c, coord_merge_one(c, &m, 0), 0, NULL);
-        coord_send_view(c, conn);
-        break;
-    }
-    case CH_F_VIEW:
-        coord_on_view(c, conn, &rb);
-        break;
-    case CH_F_PING:
-        coord_on_ping(c, conn, &rb);
-        break;
-    case CH_F_ACK:
-        coord_on_ack(c, conn, &rb);
-        break;
-    case CH_F_PING_REQ:
-        coord_on_ping_req(c, conn, &rb);
-        break;
-    case CH_F_REG_DELTA:
-        coord_on_reg_delta(c, conn, &rb);
-        break;
-    case CH_F_REG_DIGEST:
-        coord_on_reg_digest(c, conn, &rb);
-        break;
-    case CH_F_REG_SYNC_REQ:
-        coord_on_reg_sync_req(c, conn, &rb);
-        break;
-    case CH_F_REG_SYNC:
-        coord_on_reg_sync(c, conn, &rb);
-        break;
-    case CH_F_CAST:
-        coord_on_cast_frame(c, &rb);
-        break;
-    case CH_F_CALL:
-        coord_on_call_frame(c, conn, &rb);
-        break;
-    case CH_F_REPLY:
-        coord_on_reply_frame(c, &rb);
-        break;
-    case CH_F_START_REQ:
-        coord_on_batch_req(c, conn, &rb, true);
-        break;
-    case CH_F_STOP_REQ:
-        coord_on_batch_req(c, conn, &rb, false);
-        break;
-    case CH_F_START_RESP:
-    case CH_F_STOP_RESP:
-        coord_on_batch_resp(c, &rb);
-        break;
-    case CH_F_PARTITION_RESET:
-        coord_on_partition_reset(c);
-        break;
-    default:
+    else
         CH_WARN("unexpected %s frame from %s", ch_frame_type_name(f->type), ch_conn_addr(conn));
-    }
 }
 
 static void on_frame(void *ud, ch_conn *conn, const ch_frame *f)
@@ -293,7 +242,7 @@ static void on_frame(void *ud, ch_conn *conn, const ch_frame *f)
     ch_mem *from = ch_conn_ud(conn);
     if (!from) return; /* not yet a member: nothing else is trusted */
     from->heard_ns = ch_now_ns();
-    if (from->id == c->probe_target) c->probe_acked = true; /* any frame proves it lives */
+    if (from->id == c->probe.target) c->probe.acked = true; /* any frame proves it lives */
     if (f->type == CH_F_BATCH) {
         size_t pos = 0;
         ch_frame inner;
@@ -358,15 +307,15 @@ static void tick(ch_reactor *r, uint64_t round)
     const ch_cluster_config *cc = &c->n->cfg.cluster;
     uint32_t period = cc->probe_interval_ms / 4 ? cc->probe_interval_ms / 4 : 1;
     uint32_t per_probe = 4, per_sync = cc->sync_interval_ms / period + 1;
-    uint64_t gap = ch_ns_since(ch_now_ns(), c->last_tick_ns);
-    if (c->last_tick_ns && gap > ms(cc->probe_interval_ms) * 2)
+    uint64_t gap = ch_ns_since(ch_now_ns(), c->probe.last_tick_ns);
+    if (c->probe.last_tick_ns && gap > ms(cc->probe_interval_ms) * 2)
         coord_after_stall(c, ch_now_ns(), gap);
     if (round % per_probe == 0) coord_probe_round(c);
     /* Read after the probe round: it stamps suspicions and probes with the clock too. */
     uint64_t now = ch_now_ns();
-    c->last_tick_ns = now;
-    if (c->probe_target && !c->probe_acked &&
-        ch_ns_since(now, c->probe_sent_ns) > ms(cc->probe_timeout_ms))
+    c->probe.last_tick_ns = now;
+    if (c->probe.target && !c->probe.acked &&
+        ch_ns_since(now, c->probe.sent_ns) > ms(cc->probe_timeout_ms))
         coord_probe_indirect(c);
     coord_expire_suspects(c, now);
     coord_expire_leavers(c, now);
@@ -381,7 +330,7 @@ static void tick(ch_reactor *r, uint64_t round)
     if (round % per_sync == per_sync - 1)
         for (size_t i = 0; i < c->mt.n; i++)
             if (c->mt.v[i]->conn) coord_send_digest(c, c->mt.v[i]->conn);
-    c->tick_inc = ch_mtab_self(&c->mt)->incarnation;
+    c->probe.tick_inc = ch_mtab_self(&c->mt)->incarnation;
     if (!c->r->shut) ch_sup_timer_fn(r, period, tick, round + 1);
 }
 
@@ -401,10 +350,10 @@ void ch_coord_shutdown(ch_reactor *r)
     ch_hooks_run(&c->n->hooks, &ev);
     coord_flush_delta(c);
     ch_transport_close_all(c->t);
-    pthread_mutex_lock(&c->ctl_mu);
-    c->ctl_quit = true;
-    pthread_cond_signal(&c->ctl_cv);
-    pthread_mutex_unlock(&c->ctl_mu);
+    pthread_mutex_lock(&c->ctl.mu);
+    c->ctl.quit = true;
+    pthread_cond_signal(&c->ctl.cv);
+    pthread_mutex_unlock(&c->ctl.mu);
 }
 
 /* A node starts as a hub of one: epoch 1. */
@@ -448,12 +397,17 @@ int ch_coord_create(ch_node *n, const ch_coord_round *round, ch_coord **out)
     if (!c) return -ENOMEM;
     c->n = n;
     c->round = round;
+    coord_member_frames(c); /* each concern registers the frame types it handles */
+    coord_registry_frames(c);
+    coord_route_frames(c);
+    coord_pins_frames(c);
+    coord_heal_frames(c);
     c->r = &n->reactors[n->cores];
     const char *fault = getenv("CH_FAULT"); /* tests: tests/test_faults.c */
     c->f_lose_removes = fault && strstr(fault, "lose-removes");
-    ch_wbuf_init(&c->delta);
-    pthread_mutex_init(&c->ctl_mu, NULL);
-    pthread_cond_init(&c->ctl_cv, NULL);
+    ch_wbuf_init(&c->delta.buf);
+    pthread_mutex_init(&c->ctl.mu, NULL);
+    pthread_cond_init(&c->ctl.cv, NULL);
     int rc = ch_regtab_init(&c->reg);
     if (rc == 0)
         rc = ch_transport_create(c->r, cc->listen, &c->hello, cc->cookie, cc->cookie_len,
@@ -464,11 +418,11 @@ int ch_coord_create(ch_node *n, const ch_coord_round *round, ch_coord **out)
     ch_mem self = {.id = n->id, .cores = (uint16_t)n->cores, .state = CH_MEMBER_ALIVE};
     snprintf(self.addr, sizeof(self.addr), "%s", c->hello.addr);
     if ((rc = ch_mtab_init(&c->mt, &self)) < 0 || (rc = first_ring(c)) < 0) goto fail;
-    c->largest_seen = 1;
+    c->part.largest_seen = 1;
     atomic_store(&n->members_alive, 1);
-    rc = -pthread_create(&c->ctl_thread, NULL, coord_ctl_main, c);
+    rc = -pthread_create(&c->ctl.thread, NULL, coord_ctl_main, c);
     if (rc < 0) goto fail;
-    c->ctl_running = true;
+    c->ctl.running = true;
     *out = c;
     return 0;
 fail:
@@ -486,14 +440,14 @@ void ch_coord_free(ch_coord *c)
     ch_mtab_free(&c->mt);
     ch_regtab_free(&c->reg);
     ch_pinset_free(&c->pins);
-    ch_wbuf_free(&c->delta);
-    ch_wbuf_free(&c->kept);
-    for (size_t i = 0; i < c->nparked; i++)
-        free(c->parked[i]);
-    free(c->parked);
-    free(c->ctl_conns);
-    pthread_mutex_destroy(&c->ctl_mu);
-    pthread_cond_destroy(&c->ctl_cv);
+    ch_wbuf_free(&c->delta.buf);
+    ch_wbuf_free(&c->keep.casts);
+    for (size_t i = 0; i < c->part.nparked; i++)
+        free(c->part.parked[i]);
+    free(c->part.parked);
+    free(c->ctl.conns);
+    pthread_mutex_destroy(&c->ctl.mu);
+    pthread_cond_destroy(&c->ctl.cv);
     free(c);
 }
 

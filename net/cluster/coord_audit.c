@@ -133,7 +133,7 @@ static bool due(const ch_coord *c, uint64_t now)
 {
     const struct coord_audit *a = &c->audit;
     uint64_t period = AUDIT_PERIODS * ms(c->n->cfg.cluster.probe_interval_ms);
-    if (!a->dirty_ns || atomic_load(&a->pending) || c->partitioned || c->leaving || c->r->shut)
+    if (!a->dirty_ns || atomic_load(&a->pending) || c->part.on || c->leaving || c->r->shut)
         return false;
     if (ch_ns_since(now, a->dirty_ns) > ms(AUDIT_WINDOW_MS)) return false;
     if (a->last_ns && ch_ns_since(now, a->last_ns) < period) return false;

@@ -55,8 +55,8 @@ static void ctl_answer(ch_node *n, void *ud)
     ctl_job *j = ud;
     ch_coord *c = n->coord;
     ch_conn *conn = NULL; /* the connection may have closed while the handler ran */
-    for (size_t i = 0; i < c->nctl; i++)
-        if (c->ctl_conns[i].serial == j->serial) conn = c->ctl_conns[i].conn;
+    for (size_t i = 0; i < c->ctl.n; i++)
+        if (c->ctl.conns[i].serial == j->serial) conn = c->ctl.conns[i].conn;
     if (conn) {
         ch_wbuf w;
         ch_wbuf_init(&w);
@@ -79,26 +79,26 @@ void *coord_ctl_main(void *arg)
 {
     ch_coord *c = arg;
     ch_log_thread_name("ctl");
-    pthread_mutex_lock(&c->ctl_mu);
+    pthread_mutex_lock(&c->ctl.mu);
     for (;;) {
-        while (!c->ctl_head && !c->ctl_quit)
-            pthread_cond_wait(&c->ctl_cv, &c->ctl_mu);
-        if (!c->ctl_head) break;
-        ctl_job *j = c->ctl_head;
-        c->ctl_head = j->next;
-        if (!c->ctl_head) c->ctl_tail = NULL;
-        pthread_mutex_unlock(&c->ctl_mu);
+        while (!c->ctl.head && !c->ctl.quit)
+            pthread_cond_wait(&c->ctl.cv, &c->ctl.mu);
+        if (!c->ctl.head) break;
+        ctl_job *j = c->ctl.head;
+        c->ctl.head = j->next;
+        if (!c->ctl.head) c->ctl.tail = NULL;
+        pthread_mutex_unlock(&c->ctl.mu);
         ch_ctl_reply reply = {.w = &j->out};
-        if (c->ctl_handler)
-            j->status = c->ctl_handler(c->ctl_ud, j->argc, j->argv, &reply);
+        if (c->ctl.handler)
+            j->status = c->ctl.handler(c->ctl.ud, j->argc, j->argv, &reply);
         else
             j->status = 127, ch_ctl_reply_append(&reply, "no control handler on this node\n");
         ch_post post = {.fn = ctl_answer, .ud = j};
         ch_rec h = {.op = CH_OP_POST, .len = sizeof(post)};
         if (ch_reactor_post(c->n, c->n->cores, &h, NULL, &post, false) < 0) coord_ctl_job_free(j);
-        pthread_mutex_lock(&c->ctl_mu);
+        pthread_mutex_lock(&c->ctl.mu);
     }
-    pthread_mutex_unlock(&c->ctl_mu);
+    pthread_mutex_unlock(&c->ctl.mu);
     return NULL;
 }
 
@@ -138,39 +138,39 @@ void coord_on_ctl_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
     }
     j->c = c;
     j->serial = (uintptr_t)ch_conn_ud(conn);
-    pthread_mutex_lock(&c->ctl_mu);
-    if (c->ctl_tail)
-        c->ctl_tail->next = j;
+    pthread_mutex_lock(&c->ctl.mu);
+    if (c->ctl.tail)
+        c->ctl.tail->next = j;
     else
-        c->ctl_head = j;
-    c->ctl_tail = j;
-    pthread_cond_signal(&c->ctl_cv);
-    pthread_mutex_unlock(&c->ctl_mu);
+        c->ctl.head = j;
+    c->ctl.tail = j;
+    pthread_cond_signal(&c->ctl.cv);
+    pthread_mutex_unlock(&c->ctl.mu);
 }
 
 int ch_node_set_ctl_handler(ch_node *n, ch_ctl_handler handler, void *ud)
 {
     if (!n || !n->coord) return -EINVAL;
     if (atomic_load(&n->state) != CH_NODE_CREATED) return -EBUSY;
-    n->coord->ctl_handler = handler;
-    n->coord->ctl_ud = ud;
+    n->coord->ctl.handler = handler;
+    n->coord->ctl.ud = ud;
     return 0;
 }
 
 /* After the reactors are gone: stop the control thread and drop unanswered requests. */
 void coord_ctl_stop(ch_coord *c)
 {
-    if (c->ctl_running) {
-        pthread_mutex_lock(&c->ctl_mu);
-        c->ctl_quit = true;
-        pthread_cond_signal(&c->ctl_cv);
-        pthread_mutex_unlock(&c->ctl_mu);
-        pthread_join(c->ctl_thread, NULL);
-        c->ctl_running = false;
+    if (c->ctl.running) {
+        pthread_mutex_lock(&c->ctl.mu);
+        c->ctl.quit = true;
+        pthread_cond_signal(&c->ctl.cv);
+        pthread_mutex_unlock(&c->ctl.mu);
+        pthread_join(c->ctl.thread, NULL);
+        c->ctl.running = false;
     }
-    while (c->ctl_head) {
-        ctl_job *j = c->ctl_head;
-        c->ctl_head = j->next;
+    while (c->ctl.head) {
+        ctl_job *j = c->ctl.head;
+        c->ctl.head = j->next;
         coord_ctl_job_free(j);
     }
 }

@@ -107,25 +107,25 @@ void coord_restart_rows(ch_coord *c, ch_regrow **rows, size_t k, uint8_t hops)
 static void park_rows(ch_coord *c, ch_regrow **rows, size_t k)
 {
     if (!k) return;
-    ch_regrow **v = realloc(c->parked, (c->nparked + k) * sizeof(*v));
+    ch_regrow **v = realloc(c->part.parked, (c->part.nparked + k) * sizeof(*v));
     if (!v) {
         CH_ERROR("no memory to park %zu processes: they restart when their owner adopts them", k);
         return;
     }
-    c->parked = v;
+    c->part.parked = v;
     for (size_t i = 0; i < k; i++) {
         ch_regrow *copy = ch_regrow_dup(rows[i]);
-        if (copy) c->parked[c->nparked++] = copy;
+        if (copy) c->part.parked[c->part.nparked++] = copy;
     }
 }
 
 static void drop_parked(ch_coord *c)
 {
-    for (size_t i = 0; i < c->nparked; i++)
-        free(c->parked[i]);
-    free(c->parked);
-    c->parked = NULL;
-    c->nparked = 0;
+    for (size_t i = 0; i < c->part.nparked; i++)
+        free(c->part.parked[i]);
+    free(c->part.parked);
+    c->part.parked = NULL;
+    c->part.nparked = 0;
 }
 
 /* ---- quorum --------------------------------------------------------------------------- */
@@ -138,10 +138,11 @@ static bool quorum_holds(const ch_coord *c, size_t count)
     case CH_PARTITION_STATIC_QUORUM:
         return count >= cc->quorum_size;
     case CH_PARTITION_DYNAMIC_QUORUM:
-        return count >= c->largest_seen ||
-               (c->largest_seen - count) * 100 <= (size_t)cc->quorum_percent * c->largest_seen;
+        return count >= c->part.largest_seen ||
+               (c->part.largest_seen - count) * 100 <=
+                   (size_t)cc->quorum_percent * c->part.largest_seen;
     case CH_PARTITION_MAJORITY_QUORUM:
-        return count * 2 > c->largest_seen;
+        return count * 2 > c->part.largest_seen;
     default:
         return true;
     }
@@ -152,20 +153,20 @@ static void observe_size(ch_coord *c, size_t size, uint64_t now)
 {
     const ch_cluster_config *cc = &c->n->cfg.cluster;
     if (cc->partition == CH_PARTITION_DYNAMIC_QUORUM) {
-        if (size >= c->largest_seen ||
-            ch_ns_since(now, c->largest_seen_ns) > ms(cc->quorum_window_ms)) {
-            c->largest_seen = size;
-            c->largest_seen_ns = now;
+        if (size >= c->part.largest_seen ||
+            ch_ns_since(now, c->part.largest_seen_ns) > ms(cc->quorum_window_ms)) {
+            c->part.largest_seen = size;
+            c->part.largest_seen_ns = now;
         }
-    } else if (size > c->largest_seen) {
-        c->largest_seen = size;
+    } else if (size > c->part.largest_seen) {
+        c->part.largest_seen = size;
     }
 }
 
 /* May this node restart processes of the dead now (rule 1)? */
 static bool may_restart(const ch_coord *c)
 {
-    return !c->partitioned && quorum_holds(c, ch_mtab_alive_size(&c->mt));
+    return !c->part.on && quorum_holds(c, ch_mtab_alive_size(&c->mt));
 }
 
 /* ---- departures ------------------------------------------------------------------------- */
@@ -295,7 +296,7 @@ static size_t stop_local(ch_coord *c, bool park)
 
 static void set_partitioned(ch_coord *c, bool on)
 {
-    c->partitioned = on;
+    c->part.on = on;
     atomic_store(&c->n->partitioned, on ? 1 : 0);
 }
 
@@ -311,10 +312,10 @@ void coord_check_partition(ch_coord *c)
     size_t size = ch_mtab_ring_size(&c->mt);
     observe_size(c, size, ch_now_ns());
     bool lost = !quorum_holds(c, size);
-    if (lost && !c->partitioned) enter_partition(c);
-    if (!lost && c->partitioned) {
+    if (lost && !c->part.on) enter_partition(c);
+    if (!lost && c->part.on) {
         CH_INFO("partition mode over: %zu parked processes start once a quorum answers",
-                c->nparked);
+                c->part.nparked);
         set_partitioned(c, false);
     }
 }
@@ -322,16 +323,16 @@ void coord_check_partition(ch_coord *c)
 /* Every tick: parked specs start, through their ring owners, once a quorum answers. */
 void coord_unpark(ch_coord *c)
 {
-    if (!c->nparked || !may_restart(c)) return;
-    CH_INFO("quorum: starting %zu parked processes on their owners", c->nparked);
-    coord_restart_rows(c, c->parked, c->nparked, 0);
+    if (!c->part.nparked || !may_restart(c)) return;
+    CH_INFO("quorum: starting %zu parked processes on their owners", c->part.nparked);
+    coord_restart_rows(c, c->part.parked, c->part.nparked, 0);
     drop_parked(c);
 }
 
 void coord_on_partition_reset(ch_coord *c)
 {
-    c->largest_seen = ch_mtab_ring_size(&c->mt);
-    c->largest_seen_ns = ch_now_ns();
+    c->part.largest_seen = ch_mtab_ring_size(&c->mt);
+    c->part.largest_seen_ns = ch_now_ns();
     coord_check_partition(c);
 }
 
@@ -349,9 +350,9 @@ void coord_rejoin(ch_coord *c, ch_mem *from, uint64_t declarer, bool mutual, boo
     /* A stall of this node's own is the surest sign that it, not the hub, was cut off: a
      * death claimed at the incarnation it had when it woke (or below) dates from it. */
     uint64_t window = 16 * ms(c->n->cfg.cluster.probe_interval_ms);
-    bool stalled =
-        c->stalled_ns && claim <= c->stall_inc && ch_ns_since(ch_now_ns(), c->stalled_ns) < window;
-    bool stale = from && !from_partitioned && (stalled || !mutual || c->partitioned);
+    bool stalled = c->probe.stalled_ns && claim <= c->probe.stall_inc &&
+                   ch_ns_since(ch_now_ns(), c->probe.stalled_ns) < window;
+    bool stale = from && !from_partitioned && (stalled || !mutual || c->part.on);
     count_stat(&c->r->stats.rejoins, 1);
     coord_audit_dirty(c);
     size_t stopped = stale ? stop_local(c, false) : 0;
@@ -360,7 +361,20 @@ void coord_rejoin(ch_coord *c, ch_mem *from, uint64_t declarer, bool mutual, boo
             (unsigned long long)ch_mtab_self(&c->mt)->incarnation,
             stale ? " (the hub replaced this node's processes: stopping them)" : "");
     if (!stale) return;
-    if (stopped || c->nparked)
-        CH_WARN("stopped %zu stale processes, forgot %zu parked ones", stopped, c->nparked);
+    if (stopped || c->part.nparked)
+        CH_WARN("stopped %zu stale processes, forgot %zu parked ones", stopped, c->part.nparked);
     drop_parked(c);
+}
+
+static void on_partition_reset(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
+{
+    coord_on_partition_reset(c);
+}
+
+void coord_heal_frames(ch_coord *c)
+{
+    static const coord_frame_entry frames[] = {
+        {CH_F_PARTITION_RESET, on_partition_reset},
+    };
+    COORD_FRAMES(c, frames);
 }

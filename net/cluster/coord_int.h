@@ -54,71 +54,99 @@ typedef struct ping_relay { /* a PING_REQ we serve: the ACK goes back to the req
 
 typedef struct ctl_job ctl_job;
 
+/* A peer's frame, handled by the concern that registered its type (coord_*_frames). */
+typedef void (*coord_frame_fn)(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
+typedef struct coord_frame_entry {
+    uint8_t type;
+    coord_frame_fn fn;
+} coord_frame_entry;
+#define COORD_FRAMES(c, table) coord_frames_add((c), (table), sizeof(table) / sizeof(*(table)))
+/* coord.c: registers handlers for their frame types */
+void coord_frames_add(ch_coord *c, const coord_frame_entry *v, size_t n);
+
+/* The coordinator, by concern: each part is written by its own file. */
 struct ch_coord {
     ch_node *n;
     const ch_coord_round *round; /* the migration round (coord.h), installed at create */
     ch_reactor *r;
     ch_transport *t;
-    ch_mtab mt;
-    ch_regtab reg;
     ch_hello hello;
-    uint64_t epoch;
-    size_t probe_next;
-    uint64_t probe_seq;
-    uint64_t probe_target, probe_sent_ns;
-    bool probe_acked, probe_indirect;
-    uint64_t last_tick_ns;      /* when tick last ran: a long gap is a stall of this node */
-    uint64_t dial_any_until_ns; /* after a stall: dial every member, whatever its id */
-    uint64_t stalled_ns;        /* when this node last woke from a stall (0: never) */
-    uint64_t stall_inc;         /* ... and its incarnation before it: deaths claimed at or
-                                   below it may date from that stall */
-    uint64_t tick_inc;          /* its incarnation at the last tick (a view read on waking
-                                   may raise it before the tick sees the stall) */
-    ping_relay relays[16];
-    ch_wbuf delta; /* REG_DELTA entries not yet sent */
-    uint32_t delta_count;
-    bool delta_timer;
-    size_t largest_seen;      /* MAJORITY / DYNAMIC quorum */
-    uint64_t largest_seen_ns; /* when largest_seen was last observed */
-    bool partitioned;
-    ch_regrow **parked; /* specs of local processes stopped by partition mode */
-    size_t nparked;
-
+    ch_mtab mt;     /* membership (mtab.h; coord_member.c) */
+    ch_regtab reg;  /* the registry replica (coord_registry.c) */
+    uint64_t epoch; /* of the current ring (coord.c) */
     bool leaving;
-    ch_pinset pins;              /* the hub's pins (coord_migrate.c) */
-    ch_hashring *prev_ring;      /* the ring before the current one (retired, still valid) */
-    ch_hashring *settled_ring;   /* the ring of the last round that every participant
-                                    confirmed (retired rings stay valid): coord_route.c */
-    struct coord_mig {           /* the migration round of the current ring (coord_migrate.c) */
+    coord_frame_fn frames[CH_F__COUNT]; /* peer frame handlers, registered at create */
+    bool f_lose_removes; /* CH_FAULT=lose-removes (tests): cores' removals never arrive */
+
+    struct coord_probe { /* failure detection (coord_member.c) */
+        size_t next;
+        uint64_t seq;
+        uint64_t target, sent_ns;
+        bool acked, indirect;
+        uint64_t last_tick_ns;      /* when tick last ran: a long gap is a stall of this node */
+        uint64_t dial_any_until_ns; /* after a stall: dial every member, whatever its id */
+        uint64_t stalled_ns;        /* when this node last woke from a stall (0: never) */
+        uint64_t stall_inc;         /* ... and its incarnation before it: deaths claimed at or
+                                       below it may date from that stall */
+        uint64_t tick_inc;          /* its incarnation at the last tick (a view read on waking
+                                       may raise it before the tick sees the stall) */
+        ping_relay relays[16];
+    } probe;
+
+    struct coord_delta { /* registry changes not yet sent (coord_registry.c) */
+        ch_wbuf buf;     /* REG_DELTA entries */
+        uint32_t count;
+        bool timer;
+    } delta;
+
+    struct coord_part {           /* the partition strategy (coord_heal.c) */
+        size_t largest_seen;      /* MAJORITY / DYNAMIC quorum */
+        uint64_t largest_seen_ns; /* when largest_seen was last observed */
+        bool on;                  /* partition mode */
+        ch_regrow **parked;       /* specs of local processes stopped by partition mode */
+        size_t nparked;
+    } part;
+
+    ch_pinset pins; /* the hub's pins (coord_pins.c) */
+
+    struct coord_mig {           /* the migration round of the current ring (coord_round.c) */
         uint64_t rh;             /* its hash */
         unsigned switched, done; /* cores that switched to it, that sent everything */
         bool barrier_sent, sealed, end_sent, unheld;
         uint64_t start_ns; /* when this node took the ring */
     } mig;
+
+    struct coord_keep {            /* casts kept while a round is open (coord_route.c) */
+        ch_wbuf casts;             /* copies of casts sent to a new owner */
+        bool full;                 /* past the bound: no more copies this round (said once) */
+        ch_hashring *prev_ring;    /* the ring before the current one (retired, still valid) */
+        ch_hashring *settled_ring; /* the ring of the last round that every participant
+                                      confirmed (retired rings stay valid) */
+    } keep;
+
     struct coord_audit {          /* the registry's self-audit (coord_audit.c) */
         uint32_t gen;             /* the current audit's mark on the processes */
         _Atomic unsigned pending; /* cores yet to answer (one answer may fail on a core) */
         uint64_t last_ns;         /* when the last one began */
         uint64_t dirty_ns;        /* the last ring change or rejoin (0: none yet) */
     } audit;
-    bool f_lose_removes; /* CH_FAULT=lose-removes (tests): cores' removals never arrive */
-    ch_wbuf kept;        /* copies of casts sent to a new owner while a round is open */
-    bool kept_full;      /* past the bound: no more copies this round (said once) */
-    /* control requests: handled on a thread of their own */
-    pthread_t ctl_thread;
-    bool ctl_running;
-    pthread_mutex_t ctl_mu;
-    pthread_cond_t ctl_cv;
-    ctl_job *ctl_head, *ctl_tail;
-    bool ctl_quit;
-    ch_ctl_handler ctl_handler;
-    void *ctl_ud;
-    uint64_t ctl_serial;
-    struct ctl_conn { /* control connections alive now: answers find theirs by serial */
+
+    struct coord_ctl { /* control requests, on a thread of their own (coord_ctl.c) */
+        pthread_t thread;
+        bool running;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        ctl_job *head, *tail;
+        bool quit;
+        ch_ctl_handler handler;
+        void *ud;
         uint64_t serial;
-        ch_conn *conn;
-    } * ctl_conns;
-    size_t nctl;
+        struct ctl_conn { /* control connections alive now: answers find theirs by serial */
+            uint64_t serial;
+            ch_conn *conn;
+        } * conns;
+        size_t n;
+    } ctl;
 };
 
 static inline ch_coord *coord_of(ch_reactor *r)
@@ -151,12 +179,9 @@ void coord_dial_all(ch_coord *c, uint64_t now);
 void coord_expire_suspects(ch_coord *c, uint64_t now);
 bool coord_get_member(ch_rbuf *rb, ch_mem *m);
 int coord_merge_one(ch_coord *c, const ch_mem *m, uint64_t seen_epoch);
-void coord_on_ack(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
 void coord_on_down(void *ud, ch_conn *conn, int reason);
-void coord_on_ping(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
-void coord_on_ping_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
 void coord_on_up(void *ud, ch_conn *conn, const ch_hello *peer);
-void coord_on_view(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
+void coord_member_frames(ch_coord *c); /* JOIN, VIEW, PING, ACK, PING_REQ */
 void coord_probe_indirect(ch_coord *c);
 void coord_probe_round(ch_coord *c);
 void coord_send_view(ch_coord *c, ch_conn *conn);
@@ -167,6 +192,7 @@ void coord_expire_leavers(ch_coord *c, uint64_t now);
 void coord_left_done(ch_coord *c, ch_mem *m);
 void coord_member_gone(ch_coord *c, ch_mem *m);
 void coord_on_partition_reset(ch_coord *c);
+void coord_heal_frames(ch_coord *c); /* PARTITION_RESET */
 void coord_rejoin(ch_coord *c, ch_mem *from, uint64_t declarer, bool mutual, bool from_partitioned,
                   uint64_t claim);
 void coord_unpark(ch_coord *c);
@@ -176,10 +202,7 @@ void coord_drop_rows_of(ch_coord *c, uint64_t owner, bool gone);
 void coord_flush_delta(ch_coord *c);
 void coord_on_local_reg(ch_coord *c, ch_rec *rec);
 void coord_on_query(ch_coord *c, ch_rec *rec);
-void coord_on_reg_delta(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
-void coord_on_reg_digest(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
-void coord_on_reg_sync(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
-void coord_on_reg_sync_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
+void coord_registry_frames(ch_coord *c); /* REG_* */
 /* Passes a row to another owner node (its old placement is gone: registry-remove hook). */
 void coord_reg_reassign(ch_coord *c, ch_regrow *row, uint64_t node);
 /* Inserts or replaces a row (takes it). */
@@ -187,15 +210,11 @@ void coord_reg_put(ch_coord *c, ch_regrow *row);
 void coord_send_digest(ch_coord *c, ch_conn *conn);
 
 /* coord_route.c */
-void coord_on_batch_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb, bool start);
-void coord_on_batch_resp(ch_coord *c, ch_rbuf *rb);
-void coord_on_call_frame(ch_coord *c, ch_conn *conn, ch_rbuf *rb);
-void coord_on_cast_frame(ch_coord *c, ch_rbuf *rb);
+void coord_route_frames(ch_coord *c); /* CAST, CALL, REPLY, START_*, STOP_* */
 void coord_on_out_batch(ch_coord *c, ch_rec *rec);
 void coord_on_out_call(ch_coord *c, ch_rec *rec);
 void coord_on_out_cast(ch_coord *c, ch_rec *rec);
 void coord_on_out_fcall(ch_coord *c, ch_rec *rec);
-void coord_on_reply_frame(ch_coord *c, ch_rbuf *rb);
 /* The kept casts (handover.h, "a target that dies"): those for dead nodes that `ring` no
  * longer has are routed again by it; all go once every participant confirmed its moves. */
 void coord_kept_reroute(ch_coord *c, const ch_hashring *ring);
@@ -203,7 +222,7 @@ void coord_kept_drop(ch_coord *c);
 
 /* coord_pins.c: sends the pin set to a member that connected; merges a peer's. */
 void coord_pins_send(ch_coord *c, ch_mem *m);
-void coord_on_pins(ch_coord *c, ch_rbuf *rb);
+void coord_pins_frames(ch_coord *c); /* MIG_PIN */
 
 /* coord_audit.c */
 void coord_audit_dirty(ch_coord *c); /* the ring changed or this node rejoined */

@@ -24,7 +24,7 @@ static void send_view_all(ch_coord *c);
 static void put_member(ch_coord *c, ch_wbuf *w, const ch_mem *m)
 {
     uint8_t flags = (m->drained ? MEMBER_DRAINED : 0) |
-                    (m->id == c->mt.self && c->partitioned ? MEMBER_PARTITIONED : 0);
+                    (m->id == c->mt.self && c->part.on ? MEMBER_PARTITIONED : 0);
     ch_wbuf_put_u64(w, m->id);
     ch_wbuf_put_u64(w, m->incarnation);
     ch_wbuf_put_u64(w, m->rejoin_inc);
@@ -150,7 +150,7 @@ static bool declared_mutually(ch_coord *c, uint64_t declarer)
     return d && d->id != c->mt.self && ch_mem_recently_dead(d, ch_now_ns(), window);
 }
 
-void coord_on_view(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
+static void on_view(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
 {
     ch_mem *from = ch_conn_ud(conn);
     bool mutual = false, from_partitioned = false;
@@ -212,19 +212,19 @@ static void suspect(ch_coord *c, ch_mem *m, const char *why)
 /* The probe of the last period: no answer at all → suspect; then start the next one. */
 void coord_probe_round(ch_coord *c)
 {
-    ch_mem *prev = c->probe_target ? ch_mtab_find(&c->mt, c->probe_target) : NULL;
-    if (prev && !c->probe_acked) suspect(c, prev, "no answer to direct or indirect pings");
-    c->probe_target = 0;
+    ch_mem *prev = c->probe.target ? ch_mtab_find(&c->mt, c->probe.target) : NULL;
+    if (prev && !c->probe.acked) suspect(c, prev, "no answer to direct or indirect pings");
+    c->probe.target = 0;
     size_t n = c->mt.n;
     for (size_t k = 0; k < n; k++) {
-        ch_mem *m = c->mt.v[(c->probe_next + k) % n];
+        ch_mem *m = c->mt.v[(c->probe.next + k) % n];
         if (m->id == c->mt.self || !ch_mem_alive(m)) continue;
-        c->probe_next = (c->probe_next + k + 1) % n;
-        c->probe_target = m->id;
-        c->probe_acked = false;
-        c->probe_indirect = false;
-        c->probe_sent_ns = ch_now_ns();
-        send_ping(c, m->id, ++c->probe_seq);
+        c->probe.next = (c->probe.next + k + 1) % n;
+        c->probe.target = m->id;
+        c->probe.acked = false;
+        c->probe.indirect = false;
+        c->probe.sent_ns = ch_now_ns();
+        send_ping(c, m->id, ++c->probe.seq);
         if (m->conn)
             coord_send_view(c, m->conn); /* gossip: views converge even if a push was lost */
         return;
@@ -234,24 +234,24 @@ void coord_probe_round(ch_coord *c)
 /* Direct ping timed out: ask two other members to ping the target for us. */
 void coord_probe_indirect(ch_coord *c)
 {
-    if (!c->probe_target || c->probe_acked || c->probe_indirect) return;
-    c->probe_indirect = true;
+    if (!c->probe.target || c->probe.acked || c->probe.indirect) return;
+    c->probe.indirect = true;
     int asked = 0;
     for (size_t i = 0; i < c->mt.n && asked < 2; i++) {
         ch_mem *m = c->mt.v[i];
-        if (m->id == c->mt.self || m->id == c->probe_target || !m->conn) continue;
+        if (m->id == c->mt.self || m->id == c->probe.target || !m->conn) continue;
         if (m->state != CH_MEMBER_ALIVE) continue;
         ch_wbuf w;
         ch_wbuf_init(&w);
-        ch_wbuf_put_u64(&w, c->probe_seq);
-        ch_wbuf_put_u64(&w, c->probe_target);
+        ch_wbuf_put_u64(&w, c->probe.seq);
+        ch_wbuf_put_u64(&w, c->probe.target);
         coord_send_to(c, m->id, CH_F_PING_REQ, &w);
         ch_wbuf_free(&w);
         asked++;
     }
 }
 
-void coord_on_ping(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
+static void on_ping(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
 {
     uint64_t seq = ch_rbuf_get_u64(rb);
     if (!ch_rbuf_ok(rb)) return;
@@ -262,13 +262,13 @@ void coord_on_ping(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
     ch_wbuf_free(&w);
 }
 
-void coord_on_ack(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
+static void on_ack(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
 {
     uint64_t seq = ch_rbuf_get_u64(rb);
     if (!ch_rbuf_ok(rb)) return;
-    if (seq == c->probe_seq) c->probe_acked = true;
-    for (size_t i = 0; i < sizeof(c->relays) / sizeof(c->relays[0]); i++) {
-        ping_relay *p = &c->relays[i];
+    if (seq == c->probe.seq) c->probe.acked = true;
+    for (size_t i = 0; i < sizeof(c->probe.relays) / sizeof(c->probe.relays[0]); i++) {
+        ping_relay *p = &c->probe.relays[i];
         if (!p->seq || p->seq != seq) continue;
         ch_wbuf w;
         ch_wbuf_init(&w);
@@ -280,14 +280,14 @@ void coord_on_ack(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
     (void)conn;
 }
 
-void coord_on_ping_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
+static void on_ping_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
 {
     uint64_t their = ch_rbuf_get_u64(rb), target = ch_rbuf_get_u64(rb);
     ch_mem *from = ch_conn_ud(conn);
     if (!ch_rbuf_ok(rb) || !from) return;
-    static const size_t slots = sizeof(c->relays) / sizeof(c->relays[0]);
-    ping_relay *p = &c->relays[(c->probe_seq + 1) % slots];
-    p->seq = ++c->probe_seq + (1ull << 62); /* never equal to our own probes */
+    static const size_t slots = sizeof(c->probe.relays) / sizeof(c->probe.relays[0]);
+    ping_relay *p = &c->probe.relays[(c->probe.seq + 1) % slots];
+    p->seq = ++c->probe.seq + (1ull << 62); /* never equal to our own probes */
     p->requester = from->id;
     p->their_seq = their;
     send_ping(c, target, p->seq);
@@ -320,13 +320,14 @@ void coord_after_stall(ch_coord *c, uint64_t now, uint64_t gap)
         if (m->state == CH_MEMBER_SUSPECT) m->since_ns = now;
         m->next_dial_ns = 0;
     }
-    c->probe_target = 0;
-    c->dial_any_until_ns = now + suspicion_ns(c);
+    c->probe.target = 0;
+    c->probe.dial_any_until_ns = now + suspicion_ns(c);
     /* Too short for a death: a claim that comes now is older (a partition), and says
      * nothing about this stall. */
     if (gap < suspicion_ns(c)) return;
-    c->stalled_ns = now;
-    c->stall_inc = c->tick_inc; /* a death claimed at a rejoin's new one is a new death */
+    c->probe.stalled_ns = now;
+    c->probe.stall_inc =
+        c->probe.tick_inc; /* a death claimed at a rejoin's new one is a new death */
 }
 
 /* ---- connections -------------------------------------------------------------------- */
@@ -343,7 +344,7 @@ static bool dial_due(ch_coord *c, const ch_mem *m, uint64_t now)
     if (m->id == c->mt.self || !m->addr[0]) return false;
     if (m->state == CH_MEMBER_DEAD) return true;
     if (!ch_mem_alive(m)) return false;
-    return m->id > c->mt.self || c->leaving || now < c->dial_any_until_ns;
+    return m->id > c->mt.self || c->leaving || now < c->probe.dial_any_until_ns;
 }
 
 void coord_dial(ch_coord *c, ch_mem *m, uint64_t now)
@@ -389,14 +390,14 @@ static bool prefer(ch_coord *c, ch_conn *fresh, ch_conn *old, uint64_t peer)
 
 static void ctl_up(ch_coord *c, ch_conn *conn)
 {
-    struct ctl_conn *v = realloc(c->ctl_conns, (c->nctl + 1) * sizeof(*v));
+    struct ctl_conn *v = realloc(c->ctl.conns, (c->ctl.n + 1) * sizeof(*v));
     if (!v) {
         ch_conn_close(conn, -ENOMEM);
         return;
     }
-    c->ctl_conns = v;
-    v[c->nctl++] = (struct ctl_conn){++c->ctl_serial, conn};
-    ch_conn_set_ud(conn, (void *)(uintptr_t)c->ctl_serial);
+    c->ctl.conns = v;
+    v[c->ctl.n++] = (struct ctl_conn){++c->ctl.serial, conn};
+    ch_conn_set_ud(conn, (void *)(uintptr_t)c->ctl.serial);
 }
 
 /* A member still leaving (handing its processes over) that this node learned of only as
@@ -506,8 +507,8 @@ static ch_mem *mem_of_conn(ch_coord *c, ch_conn *conn)
 void coord_on_down(void *ud, ch_conn *conn, int reason)
 {
     ch_coord *c = ud;
-    for (size_t i = 0; i < c->nctl; i++)
-        if (c->ctl_conns[i].conn == conn) c->ctl_conns[i] = c->ctl_conns[--c->nctl];
+    for (size_t i = 0; i < c->ctl.n; i++)
+        if (c->ctl.conns[i].conn == conn) c->ctl.conns[i] = c->ctl.conns[--c->ctl.n];
     ch_mem *m = mem_of_conn(c, conn);
     if (!m) {
         ch_mem *r = ch_conn_role(conn) == CH_ROLE_PEER ? ch_conn_ud(conn) : NULL;
@@ -520,4 +521,22 @@ void coord_on_down(void *ud, ch_conn *conn, int reason)
     if (was_up && m->state == CH_MEMBER_ALIVE && !c->leaving)
         suspect(c, m, reason ? strerror(-reason) : "connection closed");
     if (was_up && m->left_pending) coord_left_done(c, m);
+}
+
+/* ---- frames ------------------------------------------------------------------------- */
+
+static void on_join(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
+{
+    ch_mem m;
+    if (coord_get_member(rb, &m)) coord_after_merge(c, coord_merge_one(c, &m, 0), 0, NULL);
+    coord_send_view(c, conn);
+}
+
+void coord_member_frames(ch_coord *c)
+{
+    static const coord_frame_entry frames[] = {
+        {CH_F_JOIN, on_join}, {CH_F_VIEW, on_view},         {CH_F_PING, on_ping},
+        {CH_F_ACK, on_ack},   {CH_F_PING_REQ, on_ping_req},
+    };
+    COORD_FRAMES(c, frames);
 }

@@ -57,7 +57,7 @@ int coord_pin_set(ch_coord *c, uint64_t hash, uint64_t node)
     return 0;
 }
 
-void coord_on_pins(ch_coord *c, ch_rbuf *rb)
+static void on_pins(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
 {
     uint32_t n = ch_rbuf_get_u32(rb);
     bool changed = false;
@@ -69,4 +69,12 @@ void coord_on_pins(ch_coord *c, ch_rbuf *rb)
         if (ch_rbuf_ok(rb) && ch_pinset_merge(&c->pins, &p) > 0) changed = true;
     }
     if (changed) publish_pins(c);
+}
+
+void coord_pins_frames(ch_coord *c)
+{
+    static const coord_frame_entry frames[] = {
+        {CH_F_MIG_PIN, on_pins},
+    };
+    COORD_FRAMES(c, frames);
 }

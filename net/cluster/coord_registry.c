@@ -96,38 +96,38 @@ static ch_regrow *get_row(ch_rbuf *rb)
 
 void coord_flush_delta(ch_coord *c)
 {
-    if (!c->delta_count) return;
+    if (!c->delta.count) return;
     ch_wbuf w;
     ch_wbuf_init(&w);
-    ch_wbuf_put_u32(&w, c->delta_count);
-    ch_wbuf_put_bytes(&w, c->delta.data, c->delta.len);
+    ch_wbuf_put_u32(&w, c->delta.count);
+    ch_wbuf_put_bytes(&w, c->delta.buf.data, c->delta.buf.len);
     coord_send_all(c, CH_F_REG_DELTA, &w);
     ch_wbuf_free(&w);
-    ch_wbuf_reset(&c->delta);
-    c->delta_count = 0;
+    ch_wbuf_reset(&c->delta.buf);
+    c->delta.count = 0;
 }
 
 static void delta_timer(ch_reactor *r, uint64_t arg)
 {
     ch_coord *c = coord_of(r);
-    c->delta_timer = false;
+    c->delta.timer = false;
     coord_flush_delta(c);
 }
 
 static void schedule_flush(ch_coord *c)
 {
-    if (c->delta.len >= DELTA_FLUSH) coord_flush_delta(c);
-    if (c->delta_timer || !c->delta_count) return;
-    c->delta_timer = ch_sup_timer_fn(c->r, 2, delta_timer, 0) != 0;
-    if (!c->delta_timer) coord_flush_delta(c);
+    if (c->delta.buf.len >= DELTA_FLUSH) coord_flush_delta(c);
+    if (c->delta.timer || !c->delta.count) return;
+    c->delta.timer = ch_sup_timer_fn(c->r, 2, delta_timer, 0) != 0;
+    if (!c->delta.timer) coord_flush_delta(c);
 }
 
 /* Forgets this node's row of an id here, and at every peer as a core's removal would. */
 void coord_reg_drop_own(ch_coord *c, const char *id, size_t len)
 {
     reg_del(c, c->mt.self, id, len);
-    put_remove(&c->delta, c->mt.self, id, len); /* out as a core's own removal goes */
-    c->delta_count++;
+    put_remove(&c->delta.buf, c->mt.self, id, len); /* out as a core's own removal goes */
+    c->delta.count++;
     schedule_flush(c);
 }
 
@@ -146,8 +146,8 @@ void coord_on_local_reg(ch_coord *c, ch_rec *rec)
         if (ch_rbuf_ok(&rb)) reg_del(c, node, (const char *)id.p, id.len);
     }
     if (!ch_rbuf_ok(&rb)) return;
-    ch_wbuf_put_bytes(&c->delta, ch_rec_payload(rec), rec->len);
-    c->delta_count++;
+    ch_wbuf_put_bytes(&c->delta.buf, ch_rec_payload(rec), rec->len);
+    c->delta.count++;
     schedule_flush(c);
 }
 
@@ -201,7 +201,7 @@ void ch_coord_local_remove(ch_reactor *r, const ch_proc *p)
     ch_wbuf_free(&w);
 }
 
-void coord_on_reg_delta(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
+static void on_reg_delta(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
 {
     uint32_t count = ch_rbuf_get_u32(rb);
     for (uint32_t i = 0; i < count && ch_rbuf_ok(rb); i++) {
@@ -236,7 +236,7 @@ void coord_send_digest(ch_coord *c, ch_conn *conn)
     ch_wbuf_free(&w);
 }
 
-void coord_on_reg_digest(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
+static void on_reg_digest(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
 {
     uint64_t owner = ch_rbuf_get_u64(rb), count = ch_rbuf_get_u64(rb), x = ch_rbuf_get_u64(rb);
     ch_mem *m = ch_mtab_find(&c->mt, owner);
@@ -251,7 +251,7 @@ void coord_on_reg_digest(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
     ch_wbuf_free(&w);
 }
 
-void coord_on_reg_sync_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
+static void on_reg_sync_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
 {
     uint64_t owner = ch_rbuf_get_u64(rb);
     if (!ch_rbuf_ok(rb) || owner != c->mt.self) return;
@@ -316,7 +316,7 @@ void coord_drop_rows_of(ch_coord *c, uint64_t owner, bool gone)
     }
 }
 
-void coord_on_reg_sync(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
+static void on_reg_sync(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
 {
     uint64_t owner = ch_rbuf_get_u64(rb);
     uint32_t count = ch_rbuf_get_u32(rb);
@@ -356,4 +356,15 @@ void coord_on_query(ch_coord *c, ch_rec *rec)
         if (info) l->items[l->count++] = info;
     }
     ch_query_core_done(q);
+}
+
+void coord_registry_frames(ch_coord *c)
+{
+    static const coord_frame_entry frames[] = {
+        {CH_F_REG_DELTA, on_reg_delta},
+        {CH_F_REG_DIGEST, on_reg_digest},
+        {CH_F_REG_SYNC_REQ, on_reg_sync_req},
+        {CH_F_REG_SYNC, on_reg_sync},
+    };
+    COORD_FRAMES(c, frames);
 }

@@ -40,7 +40,8 @@ static uint64_t where(ch_coord *c, uint64_t hash, const char *id, size_t len)
 static bool old_owner_here(ch_coord *c, uint8_t hops, uint64_t hash)
 {
     uint64_t prev = 0;
-    if (!hops || !c->prev_ring || ch_hashring_owner(c->prev_ring, hash, &prev) < 0) return false;
+    if (!hops || !c->keep.prev_ring || ch_hashring_owner(c->keep.prev_ring, hash, &prev) < 0)
+        return false;
     return prev == c->mt.self;
 }
 
@@ -122,9 +123,9 @@ static bool is_dead(ch_coord *c, uint64_t node)
 static uint64_t owner_for(ch_coord *c, uint16_t stamp, uint64_t hash)
 {
     ch_hashring *cur = atomic_load(&c->n->ring);
-    if (stamp && c->prev_ring && cur && stamp != (uint16_t)ch_hashring_epoch(cur) &&
-        stamp == (uint16_t)ch_hashring_epoch(c->prev_ring)) {
-        uint64_t old = ch_owner(c->n, c->prev_ring, hash);
+    if (stamp && c->keep.prev_ring && cur && stamp != (uint16_t)ch_hashring_epoch(cur) &&
+        stamp == (uint16_t)ch_hashring_epoch(c->keep.prev_ring)) {
+        uint64_t old = ch_owner(c->n, c->keep.prev_ring, hash);
         if (!is_dead(c, old)) return old;
     }
     return ring_owner(c, hash);
@@ -160,36 +161,37 @@ static int decide(ch_coord *c, uint8_t *hops, bool by_row, uint16_t stamp, const
  * owner too, and its processes' casts still need a way back to their sources. */
 static bool keep_wanted(ch_coord *c, uint64_t node, uint64_t hash)
 {
-    if (!c->settled_ring || (c->mig.unheld && c->mig.end_sent)) return false;
-    return ch_owner(c->n, c->settled_ring, hash) != node;
+    if (!c->keep.settled_ring || (c->mig.unheld && c->mig.end_sent)) return false;
+    return ch_owner(c->n, c->keep.settled_ring, hash) != node;
 }
 
 /* Entry: u64 node | str8 id | blob32 data, in send order. */
 static void keep_cast(ch_coord *c, uint64_t node, uint64_t hash, const char *id, size_t len,
                       const void *data, size_t dlen)
 {
-    if (c->kept_full || !keep_wanted(c, node, hash)) return;
-    if (c->kept.len + 13 + len + dlen > KEPT_MAX) {
-        c->kept_full = true;
+    if (c->keep.full || !keep_wanted(c, node, hash)) return;
+    if (c->keep.casts.len + 13 + len + dlen > KEPT_MAX) {
+        c->keep.full = true;
         CH_WARN("over %u MiB of casts kept for moving processes: no more this round (a "
                 "target's crash may lose the next ones)",
                 KEPT_MAX >> 20);
         return;
     }
-    ch_wbuf_put_u64(&c->kept, node);
-    ch_wbuf_put_str8(&c->kept, id, len);
-    ch_wbuf_put_blob32(&c->kept, data, dlen);
-    if (c->kept.err) {
-        CH_ERROR("no memory to keep casts for moving processes: %s", ch_strerror(c->kept.err));
-        ch_wbuf_reset(&c->kept);
-        c->kept_full = true;
+    ch_wbuf_put_u64(&c->keep.casts, node);
+    ch_wbuf_put_str8(&c->keep.casts, id, len);
+    ch_wbuf_put_blob32(&c->keep.casts, data, dlen);
+    if (c->keep.casts.err) {
+        CH_ERROR("no memory to keep casts for moving processes: %s",
+                 ch_strerror(c->keep.casts.err));
+        ch_wbuf_reset(&c->keep.casts);
+        c->keep.full = true;
     }
 }
 
 void coord_kept_drop(ch_coord *c)
 {
-    ch_wbuf_free(&c->kept);
-    c->kept_full = false;
+    ch_wbuf_free(&c->keep.casts);
+    c->keep.full = false;
 }
 
 static void route_cast(ch_coord *c, uint8_t hops, bool by_row, uint16_t stamp, const char *id,
@@ -231,9 +233,9 @@ static void reroute(ch_coord *c, const ch_hashring *ring, ch_span id, ch_span da
  * is published (coord_rebuild_ring), and when a member is declared gone. */
 void coord_kept_reroute(ch_coord *c, const ch_hashring *ring)
 {
-    if (!c->kept.len || !ring) return;
-    ch_wbuf old = c->kept;
-    ch_wbuf_init(&c->kept); /* the others stay, in order */
+    if (!c->keep.casts.len || !ring) return;
+    ch_wbuf old = c->keep.casts;
+    ch_wbuf_init(&c->keep.casts); /* the others stay, in order */
     ch_rbuf rb;
     ch_rbuf_init(&rb, old.data, old.len);
     size_t again = 0;
@@ -246,9 +248,9 @@ void coord_kept_reroute(ch_coord *c, const ch_hashring *ring)
             again++;
             continue;
         }
-        ch_wbuf_put_u64(&c->kept, to);
-        ch_wbuf_put_str8(&c->kept, id.p, id.len);
-        ch_wbuf_put_blob32(&c->kept, data.p, data.len);
+        ch_wbuf_put_u64(&c->keep.casts, to);
+        ch_wbuf_put_str8(&c->keep.casts, id.p, id.len);
+        ch_wbuf_put_blob32(&c->keep.casts, data.p, data.len);
     }
     ch_wbuf_free(&old);
     if (again)
@@ -305,7 +307,7 @@ void ch_coord_miss(ch_reactor *r, ch_rec *rec, unsigned core, uint64_t ref)
 }
 
 /* Frames from peers. */
-void coord_on_cast_frame(ch_coord *c, ch_rbuf *rb)
+static void on_cast_frame(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
 {
     uint8_t hops = ch_rbuf_get_u8(rb);
     ch_span id = ch_rbuf_get_str8(rb), data = ch_rbuf_get_blob32(rb);
@@ -316,7 +318,7 @@ void coord_on_cast_frame(ch_coord *c, ch_rbuf *rb)
                XXH3_64bits(id.p, id.len), data.p, data.len);
 }
 
-void coord_on_call_frame(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
+static void on_call_frame(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
 {
     uint8_t hops = ch_rbuf_get_u8(rb);
     uint16_t core = ch_rbuf_get_u16(rb);
@@ -351,7 +353,7 @@ void ch_coord_relay_done(ch_reactor *r, uint64_t peer, uint16_t core, uint64_t r
     coord_send_frame(c, peer, CH_F_REPLY, hdr, sizeof(hdr), data, len); /* the caller may be gone */
 }
 
-void coord_on_reply_frame(ch_coord *c, ch_rbuf *rb)
+static void on_reply_frame(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
 {
     uint16_t core = ch_rbuf_get_u16(rb);
     uint64_t ref = ch_rbuf_get_u64(rb);
@@ -565,7 +567,7 @@ static void remote_batch_finished(void *ud, const int *results, size_t count)
     if (ch_reactor_post(n, n->cores, &h, NULL, &post, false) < 0) free(d);
 }
 
-void coord_on_batch_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb, bool start)
+static void on_batch_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb, bool start)
 {
     ch_mem *from = ch_conn_ud(conn);
     uint64_t req = ch_rbuf_get_u64(rb);
@@ -633,7 +635,7 @@ out:
     free(tags);
 }
 
-void coord_on_batch_resp(ch_coord *c, ch_rbuf *rb)
+static void on_batch_resp(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
 {
     uint64_t req = ch_rbuf_get_u64(rb);
     ch_timer *e = ch_rbuf_ok(rb) ? ch_timers_get(&c->r->timers, req) : NULL;
@@ -641,4 +643,27 @@ void coord_on_batch_resp(ch_coord *c, ch_rbuf *rb)
     void *q = e->a;
     ch_timers_free(&c->r->timers, e);
     ch_coord_remote_batch_done(c->r, q, 0, rb->p + rb->pos, ch_rbuf_left(rb));
+}
+
+/* ---- frames ------------------------------------------------------------------------- */
+
+static void on_start_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
+{
+    on_batch_req(c, conn, rb, true);
+}
+
+static void on_stop_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
+{
+    on_batch_req(c, conn, rb, false);
+}
+
+void coord_route_frames(ch_coord *c)
+{
+    static const coord_frame_entry frames[] = {
+        {CH_F_CAST, on_cast_frame},      {CH_F_CALL, on_call_frame},
+        {CH_F_REPLY, on_reply_frame},    {CH_F_START_REQ, on_start_req},
+        {CH_F_STOP_REQ, on_stop_req},    {CH_F_START_RESP, on_batch_resp},
+        {CH_F_STOP_RESP, on_batch_resp},
+    };
+    COORD_FRAMES(c, frames);
 }
