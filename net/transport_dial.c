@@ -1,0 +1,282 @@
+/*
+ * net/transport_dial.c - connections made (connect, with a deadline) and taken (accept,
+ * with back-off when out of descriptors), and the transport's own life (design:
+ * net/transport.c).
+ */
+#define _GNU_SOURCE
+#include "transport_int.h"
+
+/* ---- connect and accept ------------------------------------------------------------- */
+
+static void on_connected(ch_reactor *r, ch_io *io, int res, uint32_t flags)
+{
+    ch_conn *c = CONTAINER(io, ch_conn, cio);
+    c->inflight--;
+    if (res < 0 && !c->closing) {
+        CH_DEBUG("connect to %s failed: %s", c->addr, strerror(-res));
+        ch_conn_close(c, res);
+    } else if (!c->closing) {
+        tr_tune_socket(c->fd);
+        tr_begin(c);
+    }
+    tr_conn_maybe_free(c);
+}
+
+/* Outgoing peer connections leave from the node's own listen IP (port 0: any), when that
+ * IP is a specific one of the peer's family. Then a node's traffic carries its address
+ * both ways, so that firewall rules can tell nodes apart (several nodes on 127.0.0.N of one
+ * machine: the fault suite partitions them) and a peer sees where a connection comes from.
+ * A wildcard listener, or none, keeps the kernel's choice. Best effort: a failed bind
+ * leaves the socket unbound. */
+static void bind_to_listen_ip(const ch_transport *t, int fd, int family)
+{
+    struct sockaddr_storage local;
+    socklen_t len = sizeof(local);
+    if (t->lfd < 0 || getsockname(t->lfd, (struct sockaddr *)&local, &len) < 0 ||
+        local.ss_family != family)
+        return;
+    if (family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&local;
+        if (in->sin_addr.s_addr == htonl(INADDR_ANY)) return;
+        in->sin_port = 0;
+    } else if (family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&local;
+        if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr)) return;
+        in6->sin6_port = 0;
+    } else {
+        return;
+    }
+    int one = 1; /* the port is picked at connect time, per 4-tuple: no port per bind */
+    (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+    (void)bind(fd, (struct sockaddr *)&local, len);
+}
+
+int ch_transport_connect(ch_transport *t, const char *addr, uint8_t role, ch_conn **out)
+{
+    struct sockaddr_storage sa;
+    socklen_t len;
+    int rc = ch_addr_parse(addr, &sa, &len);
+    if (rc) return rc;
+    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    bind_to_listen_ip(t, fd, sa.ss_family);
+    ch_conn *c = tr_conn_new(t, fd, true, role);
+    if (!c) {
+        close(fd);
+        return -ENOMEM;
+    }
+    snprintf(c->addr, sizeof(c->addr), "%s", addr);
+    c->sa = sa;
+    c->salen = len;
+    c->cio.cb = on_connected;
+    struct io_uring_sqe *sqe = ch_reactor_sqe(t->r);
+    if (!sqe) {
+        tr_conn_destroy(c);
+        return -EBUSY;
+    }
+    io_uring_prep_connect(sqe, fd, (struct sockaddr *)&c->sa, c->salen);
+    ch_reactor_sqe_io(sqe, &c->cio);
+    c->inflight++;
+    if (out) *out = c;
+    return 0;
+}
+
+static void arm_accept(ch_transport *t);
+
+static void accept_later(ch_reactor *r, uint64_t arg)
+{
+    arm_accept((ch_transport *)(uintptr_t)arg);
+}
+
+static void on_accept(ch_reactor *r, ch_io *io, int res, uint32_t flags)
+{
+    ch_transport *t = CONTAINER(io, ch_transport, aio);
+    t->accepting = false;
+    if (t->lfd < 0) {
+        if (res >= 0) close(res);
+        return;
+    }
+    if (res >= 0) {
+        ch_backoff_ok(&t->backoff);
+        ch_conn *c = tr_conn_new(t, res, false, CH_ROLE_PEER); /* our side speaks as a node */
+        if (!c) {
+            close(res);
+        } else {
+            tr_tune_socket(res);
+            snprintf(c->addr, sizeof(c->addr), "fd %d", res);
+            tr_begin(c);
+            tr_conn_maybe_free(c);
+        }
+    } else if (res != -ECANCELED && !ch_backoff_transient(res) &&
+               ch_backoff_pause(&t->backoff, res)) {
+        return; /* out of descriptors or memory: accepting again at once would spin */
+    }
+    arm_accept(t);
+}
+
+static void arm_accept(ch_transport *t)
+{
+    if (t->lfd < 0 || t->accepting || ch_backoff_pending(&t->backoff)) return;
+    struct io_uring_sqe *sqe = ch_reactor_sqe(t->r);
+    if (!sqe) {
+        if (!ch_backoff_pause(&t->backoff, -EBUSY))
+            CH_ERROR("cluster port %d: cannot accept (no SQE, no timer)", t->port);
+        return;
+    }
+    io_uring_prep_accept(sqe, t->lfd, NULL, NULL, SOCK_CLOEXEC);
+    ch_reactor_sqe_io(sqe, &t->aio);
+    t->accepting = true;
+}
+
+static int listen_on(const char *addr, int *port)
+{
+    struct sockaddr_storage sa;
+    socklen_t len;
+    int rc = ch_addr_parse(addr, &sa, &len);
+    if (rc) return rc;
+    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, 512) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    struct sockaddr_storage got;
+    socklen_t glen = sizeof(got);
+    getsockname(fd, (struct sockaddr *)&got, &glen);
+    *port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
+                                            : ((struct sockaddr_in *)&got)->sin_port);
+    return fd;
+}
+
+int ch_transport_create(ch_reactor *r, const char *listen, const ch_hello *self, const void *cookie,
+                        size_t cookie_len, uint32_t max_frame, const ch_transport_cbs *cbs,
+                        ch_transport **out)
+{
+    ch_transport *t = calloc(1, sizeof(*t));
+    if (!t) return -ENOMEM;
+    t->cookie = malloc(cookie_len ? cookie_len : 1);
+    if (!t->cookie) {
+        free(t);
+        return -ENOMEM;
+    }
+    memcpy(t->cookie, cookie, cookie_len);
+    t->cookie_len = cookie_len;
+    t->r = r;
+    t->self = *self;
+    t->max_frame = max_frame && max_frame < CH_FRAME_MAX ? max_frame : CH_FRAME_MAX;
+    t->cbs = *cbs;
+    t->aio.cb = on_accept;
+    t->lfd = -1;
+    ch_backoff_init(&t->backoff, r, accept_later, (uint64_t)(uintptr_t)t);
+    if (listen) {
+        int fd = listen_on(listen, &t->port);
+        if (fd < 0) {
+            CH_ERROR("cannot listen on %s: %s", listen, strerror(-fd));
+            free(t->cookie);
+            free(t);
+            return fd;
+        }
+        t->lfd = fd;
+        ch_backoff_name(&t->backoff, "cluster port", t->port);
+    }
+    *out = t;
+    return 0;
+}
+
+void ch_transport_set_hello(ch_transport *t, const ch_hello *self, void *ud)
+{
+    t->self = *self;
+    t->cbs.ud = ud;
+}
+
+int ch_transport_start(ch_transport *t)
+{
+    arm_accept(t);
+    return 0;
+}
+
+int ch_transport_port(const ch_transport *t)
+{
+    return t->port;
+}
+
+void ch_transport_close_all(ch_transport *t)
+{
+    ch_backoff_cancel(&t->backoff);
+    if (t->lfd >= 0) {
+        shutdown(t->lfd, SHUT_RDWR);
+        close(t->lfd);
+        t->lfd = -1;
+    }
+    for (ch_conn *c = t->conns; c; c = c->next)
+        ch_conn_close(c, -ESHUTDOWN);
+}
+
+void ch_transport_free(ch_transport *t)
+{
+    if (!t) return;
+    if (t->lfd >= 0) close(t->lfd);
+    while (t->conns)
+        tr_conn_destroy(t->conns);
+    explicit_bzero(t->cookie, t->cookie_len);
+    free(t->cookie);
+    free(t);
+}
+
+void ch_transport_sweep(ch_transport *t, uint64_t now, uint64_t deadline_ns)
+{
+    for (ch_conn *c = t->conns; c; c = c->next) {
+        if (c->retiring && !c->closing && ch_ns_since(now, c->retire_ns) > RETIRE_MS * 1000000ull)
+            ch_conn_close(c, -ETIMEDOUT);
+        /* born after `now` (dialled during this tick) is young, not ancient */
+        if (c->up || c->closing || c->born_ns >= now || now - c->born_ns < deadline_ns) continue;
+        CH_WARN("%s did not finish its handshake in time: closing", c->addr);
+        ch_counter_bump(&t->r->stats.refused_peers);
+        ch_conn_close(c, -ETIMEDOUT);
+    }
+}
+
+void ch_conn_set_ud(ch_conn *c, void *ud)
+{
+    c->ud = ud;
+}
+
+void *ch_conn_ud(const ch_conn *c)
+{
+    return c->ud;
+}
+
+const ch_hello *ch_conn_peer(const ch_conn *c)
+{
+    return c->up ? ch_hs_peer(&c->hs) : NULL;
+}
+
+bool ch_conn_initiator(const ch_conn *c)
+{
+    return c->initiator;
+}
+
+unsigned ch_conn_dial_port(const ch_conn *c)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa);
+    int rc = c->initiator ? getsockname(c->fd, (struct sockaddr *)&sa, &len)
+                          : getpeername(c->fd, (struct sockaddr *)&sa, &len);
+    if (c->fd < 0 || rc < 0) return 0;
+    if (sa.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&sa)->sin_port);
+    if (sa.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
+    return 0;
+}
+
+uint8_t ch_conn_role(const ch_conn *c)
+{
+    return c->up ? ch_hs_peer(&c->hs)->role : c->role;
+}
+
+const char *ch_conn_addr(const ch_conn *c)
+{
+    return c->addr;
+}
