@@ -40,7 +40,9 @@ enum {
                                   refused */
 };
 
-/* Returns a static, human-readable description of any code a corehub function returned. */
+/* Returns a static, human-readable description of any code a corehub function returned:
+ * "success" for 0, strerror's text for -errno, "unknown error" for anything else. Any
+ * thread. */
 CH_API const char *ch_strerror(int code);
 
 typedef enum ch_log_level {
@@ -54,8 +56,14 @@ typedef enum ch_log_level {
 /*
  * Logging: one line per event, to stderr by default, as
  * "2026-11-25T17:03:39.123Z WARN  [r1] message". The level is process-wide (the CH_LOG
- * environment variable, "debug".."off", sets the initial one). A sink replaces stderr; it
- * may be called from any corehub thread, concurrently, and must be thread-safe.
+ * environment variable, "debug".."off", sets the initial one; default "info"). A sink
+ * replaces stderr; it may be called from any corehub thread, concurrently, and must be
+ * thread-safe. It gets the line NUL-terminated, without its newline, valid during the call
+ * only (lines are cut at about 1 KiB).
+ * The three functions may be called from any thread at any time, before any node exists
+ * too; a change applies to every node of the process at once. A sink replaced while a
+ * thread is logging may still get that one line; replaced sinks are not freed (a few bytes
+ * each). If the memory for a new sink cannot be had, the old one stays.
  */
 typedef void (*ch_log_sink)(void *ud, ch_log_level level, const char *line);
 CH_API void ch_log_set_level(ch_log_level level);

@@ -97,27 +97,91 @@ typedef struct ch_node_config {
     ch_migration_config migration;
 } ch_node_config;
 
+/*
+ * Fills *cfg with the defaults: zeroes every field, then sets each to the default its
+ * comment above names. `cores` becomes the number of online CPUs (1 when the system does
+ * not say); the strings it sets (name "node", cluster.hub_id "corehub", migration.codec
+ * "auto") are static. Left 0 or NULL: cluster.listen (no cluster), seeds, nseeds, cookie,
+ * cookie_len, migration.handover and migration.confirm_handover. Start every config with
+ * it and change what you need, so that fields added later get their defaults too. Any
+ * thread; it touches nothing but *cfg.
+ */
 CH_API void ch_node_config_init(ch_node_config *cfg);
 
+/*
+ * Creates a node, not started, from cfg (NULL: the defaults of ch_node_config_init). It
+ * allocates the mailboxes and sets up each reactor's io_uring (the threads start in
+ * ch_node_start). A clustered node (cluster.listen set) also checks its cookie, binds and
+ * listens on cluster.listen (ch_node_port answers from here on) and starts its control
+ * thread. The node's id (ch_node_id) is drawn here, at random.
+ *
+ * Nothing of cfg is kept by reference: the struct is copied, and so are the strings and
+ * bytes it points to (name, truncated to 31 bytes; cluster.hub_id, cluster.listen, the
+ * seeds array and each seed string, a NULL seed becoming ""; the cookie bytes), so the
+ * caller may free or reuse all of them once this returns. migration.codec is read during
+ * the call only. No process type is registered yet (ch_node_register_type).
+ *
+ * Returns 0 with *out set, or an error with *out untouched:
+ *   -EINVAL   out NULL, or a field out of range: cores 0 or over 1024, ring_bytes outside
+ *             4 KiB..1 GiB, max_message 0 or over UINT32_MAX / 2, batch 0,
+ *             restart_period_ms 0, an unknown partition strategy, a migration.codec that
+ *             does not parse; clustered: probe_interval_ms or vnodes 0, hub_id NULL, empty
+ *             or over CH_HUB_ID_MAX bytes, cookie NULL or under 16 bytes, listen not a
+ *             resolvable HOST:PORT
+ *   -ENOMEM
+ *   or what the system refused: io_uring set-up (-EPERM, -ENOSYS, -ENOMEM...), an
+ *   eventfd, the listening socket (-EADDRINUSE, -EACCES...), the control thread (-EAGAIN).
+ * Any thread.
+ */
 CH_API int ch_node_create(const ch_node_config *cfg, ch_node **out);
-/* Registers a process type (the struct is copied, the name too). Before start only:
- * -EBUSY after. -EEXIST for a name already registered, -EINVAL for a bad name. */
+/* Registers a process type: the struct is copied (callbacks and ud by value) and its name
+ * too, so `type` may go once this returns. Before ch_node_start only, and not concurrently
+ * with another registration on n or with ch_node_start (nothing locks the type table).
+ * 0, -EINVAL (n, type or name NULL; name empty or over CH_TYPE_NAME_MAX bytes), -EEXIST
+ * (name registered already), -EBUSY (the node was started, or stopped), -ENOMEM. */
 CH_API int ch_node_register_type(ch_node *n, const ch_process_type *type);
+/*
+ * Starts the node: one thread per reactor core (pinned to a CPU when cfg.pin), plus the
+ * coordinator's on a clustered node. Returns once every thread is created, without
+ * waiting for them to run: from then on the node takes calls (ch_send, starts... are
+ * queued until their reactor runs). A clustered node then joins its hub in the
+ * background (it dials cluster.seeds and retries until one answers): it is a hub of one
+ * until then, and this does not wait for it.
+ * Returns 0; -EINVAL (n NULL); -EBUSY when the node was started before (a second call,
+ * even after ch_node_stop: a node starts once); or the error of creating a thread
+ * (-EAGAIN...), logged, after which the node is stopped (threads already started are
+ * joined) and takes no more calls (CH_ESTOPPED). Any thread.
+ */
 CH_API int ch_node_start(ch_node *n);
-/* Terminates every process (reason CH_REASON_SHUTDOWN), joins every thread. Blocks.
- * Idempotent. Calls from then on return CH_ESTOPPED. */
+/* Closes every server of the node, terminates every process (reason CH_REASON_SHUTDOWN,
+ * terminate callbacks running on their reactors while every reactor still runs), fails
+ * calls still waiting for an answer with CH_ESTOPPED, then joins the reactor threads and
+ * runs what is left in their mailboxes on the calling thread. Blocks. Idempotent: 0 each
+ * time (also for a node never started). Calls from then on return CH_ESTOPPED. -EINVAL
+ * (n NULL), CH_EWOULDBLOCK on one of n's reactor threads (a process callback, a hook run
+ * there). */
 CH_API int ch_node_stop(ch_node *n);
-/* Stops the node if needed and frees it. Not from the node's own threads (a process
- * callback): refused there, with an error logged. */
+/* Stops the node if needed and frees it; every ch_server of the node must have been
+ * closed first (ch_server_close). NULL: nothing. Not from the node's own threads (a
+ * process callback): refused there, with an error logged. */
 CH_API void ch_node_destroy(ch_node *n);
 
+/* The number of reactor cores that run processes (cfg.cores; a clustered node's
+ * coordinator thread is not one of them), fixed at ch_node_create; 0 for NULL. Any
+ * thread, at any time of the node's life. */
 CH_API unsigned ch_node_cores(const ch_node *n);
-/* The core a process id lives on, or CH_EBADID. */
+/* The core a process id lives on (a function of the id and the core count: it need not
+ * exist), or CH_EBADID, -EINVAL for n NULL. Any thread. */
 CH_API int ch_node_core_of(const ch_node *n, const char *id, size_t id_len);
-/* The reactor core of the calling thread, or -1 when it is not one of n's reactors. */
+/* The reactor core of the calling thread, or -1 when it is not one of n's cores (another
+ * thread, or the coordinator's). */
 CH_API int ch_node_current_core(const ch_node *n);
 /* Runs fn(n, ud) on reactor `core`'s thread, soon, in order with the caller's other posts.
- * This is how an application runs its own code next to a shard. */
+ * This is how an application runs its own code next to a shard. Returns 0, and then fn
+ * runs exactly once (a post still queued when the node stops runs during ch_node_stop, on
+ * its thread, with ch_node_current_core giving `core`); -EINVAL (n or fn NULL, core >=
+ * cores), CH_ESTOPPED, -ENOMEM. Never -EAGAIN: posts are not bounded by the mailboxes.
+ * Any thread. */
 CH_API int ch_node_post(ch_node *n, unsigned core, void (*fn)(ch_node *, void *), void *ud);
 
 /* --- children ----------------------------------------------------------------------- */
@@ -147,48 +211,85 @@ typedef struct ch_batch_opts {
 } ch_batch_opts;
 
 /*
- * Starts `count` children (specs are copied). Per child result: 0 started, CH_EALREADY,
- * CH_EUNKNOWN_TYPE, CH_EINIT, CH_EBADID, -EINVAL (bad spec), CH_EROLLEDBACK, -ETIMEDOUT.
- * Blocking form: fills results[count] and returns 0 when every child started, CH_EPARTIAL
- * otherwise, -ETIMEDOUT when the deadline passed (children may still start later).
- * Asynchronous form: returns 0 once posted; `results` may be NULL. opts NULL: blocking
- * with defaults. Hooks: CH_HOOK_CHILD_ALTER then CH_HOOK_PRE_CHILDREN_START run on the
- * calling thread, CH_HOOK_POST_CHILDREN_START on the thread that completes the batch.
+ * Starts `count` children (specs are copied, strings and bytes included: the caller's
+ * arrays may go once this returns). Per child result: 0 started, CH_EALREADY,
+ * CH_EUNKNOWN_TYPE, CH_EINIT, CH_EBADID, -EINVAL (bad spec), CH_EROLLEDBACK, -ETIMEDOUT,
+ * -ENOMEM, CH_ESTOPPED (its core stopped meanwhile), or for a child that another node
+ * owns, the error of the way there (-EHOSTUNREACH...).
+ * Blocking form: fills results[count] (results may be NULL) and returns 0 when every
+ * child started, CH_EPARTIAL otherwise, -ETIMEDOUT when the deadline passed (children may
+ * still start later). Asynchronous form: returns 0 once posted; `results` is not used,
+ * on_done gets them (exactly once, when 0 was returned; never otherwise). opts NULL:
+ * blocking with defaults. Before anything is posted: -EINVAL (n NULL, specs NULL with
+ * count > 0), CH_EWOULDBLOCK (blocking form on a reactor thread), CH_EPARTITIONED,
+ * CH_ESTOPPED, -ENOMEM; then no child starts and on_done does not run.
+ * Hooks: CH_HOOK_CHILD_ALTER then CH_HOOK_PRE_CHILDREN_START run on the calling thread,
+ * CH_HOOK_POST_CHILDREN_START on the thread that completes the batch.
  */
 CH_API int ch_start_children(ch_node *n, const ch_child_spec *specs, size_t count,
                              const ch_batch_opts *opts, int *results);
 /* Stops children by id (id_lens NULL: every id NUL-terminated; else id_lens[i] is id i's
- * id_len, as everywhere). Per child: 0, CH_ENOPROC, CH_EBADID, CH_ESTOPPED (the node
- * stopped meanwhile), -EHOSTUNREACH (its node is gone). Same blocking and asynchronous forms and
- * returns as ch_start_children. */
+ * id_len, as everywhere; the ids are copied). Each stopped child's terminate runs with
+ * CH_REASON_STOPPED. Per child: 0, CH_ENOPROC, CH_EBADID, CH_ESTOPPED (the node stopped
+ * meanwhile), -EHOSTUNREACH (its node is gone), -ENOMEM. Same blocking and asynchronous
+ * forms and returns as ch_start_children, but for CH_EPARTITIONED: stops are taken in
+ * partition mode too. */
 CH_API int ch_stop_children(ch_node *n, const char *const *ids, const size_t *id_lens, size_t count,
                             const ch_batch_opts *opts, int *results);
 
 /* --- messages ----------------------------------------------------------------------- */
 
 /*
- * Sends `data` to the process `id` (id_len bytes, or CH_ID_CSTR: NUL-terminated; the same
- * for every (id, id_len) pair of the API), fire and forget. Messages from one thread to
- * one process are handled in the order sent. Returns 0 once queued,
- * -EAGAIN when the mailbox toward that core is full (nothing was queued: retry later),
- * CH_EMSGSIZE, CH_EBADID, CH_ESTOPPED. A message for an id that does not exist is counted
- * as a dead letter (ch_node_stats).
+ * Sends `data` (len bytes, copied) to the process `id` (id_len bytes, or CH_ID_CSTR:
+ * NUL-terminated; the same for every (id, id_len) pair of the API), fire and forget.
+ * Messages from one thread to one process are handled in the order sent. Any thread,
+ * reactors included; never blocks. Returns 0 once queued, -EAGAIN when the mailbox toward
+ * that core is full or, for an id on another node, the links to other nodes are backed up
+ * (nothing was queued: retry later), -EINVAL (n NULL, data NULL with len > 0),
+ * CH_EMSGSIZE (len over max_message), CH_EBADID, CH_EPARTITIONED, CH_ESTOPPED, -ENOMEM.
+ * A message for an id that does not exist is counted as a dead letter (ch_node_stats_get).
  */
 CH_API int ch_send(ch_node *n, const char *id, size_t id_len, const void *data, size_t len);
 
 /*
- * Calls `id` and waits for the answer. Blocks: not on a reactor thread (CH_EWOULDBLOCK;
- * use ch_proc_call or ch_call_async there). Copies up to reply_cap bytes into reply and
- * sets *reply_len to the full reply size (CH_ETRUNCATED when it did not fit). Returns 0,
- * -ETIMEDOUT, CH_ENOPROC, CH_ECRASHED (the process crashed on it), -ENODATA (it returned
- * without replying), -EAGAIN, CH_EMSGSIZE, CH_EBADID, CH_ESTOPPED.
+ * Calls `id` with req (len bytes, copied) and waits for the answer, at most timeout_ms
+ * (0: the node's call_timeout_ms). Blocks: not on a reactor thread (CH_EWOULDBLOCK; use
+ * ch_proc_call or ch_call_async there). Copies up to reply_cap bytes into reply and sets
+ * *reply_len (may be NULL) to the full reply size: CH_ETRUNCATED when it did not fit;
+ * *reply_len is 0 after any other error. Returns 0, -ETIMEDOUT, CH_ENOPROC, CH_ECRASHED
+ * (the process crashed on it), -ENODATA (it returned without replying), -EAGAIN (the
+ * mailbox toward its core is full: nothing was sent), -EINVAL (n NULL, req NULL with
+ * len > 0), CH_EMSGSIZE (the request or the reply over max_message), CH_EBADID,
+ * CH_EPARTITIONED, CH_ESTOPPED (the node is not running or stopped before the answer),
+ * -ENOMEM, or for an id on another node the error of the way there (-EHOSTUNREACH...).
  */
 CH_API int ch_call(ch_node *n, const char *id, size_t id_len, const void *req, size_t len,
                    void *reply, size_t reply_cap, size_t *reply_len, uint32_t timeout_ms);
 
-/* The answer to an asynchronous call. Runs on the calling reactor's thread when the call
- * was made on a reactor, else on the target's reactor thread. */
+/* The answer to an asynchronous call: status 0 with the reply (len bytes, valid during the
+ * call only), or a negative status with no bytes. Where it runs: see ch_call_async. */
 typedef void (*ch_reply_fn)(void *ud, int status, const void *reply, size_t len);
+/*
+ * Calls `id` with req (len bytes, copied) without waiting: fn(ud, ...) gets the answer.
+ * From any thread, reactors included. timeout_ms 0: the node's call_timeout_ms.
+ *
+ * Returns 0 once the call is on its way; fn then runs exactly once, with status 0 and the
+ * reply, or with -ETIMEDOUT, CH_ENOPROC, CH_ECRASHED (the process crashed on it),
+ * -ENODATA (it returned without replying), CH_EMSGSIZE (the reply was over max_message),
+ * CH_ESTOPPED (the node stopped before the answer), -ENOMEM, or for an id on another node
+ * the error of the way there (-EHOSTUNREACH...).
+ * Any other return is an error, nothing was sent and fn never runs: -EINVAL (n or fn
+ * NULL, req NULL with len > 0), CH_EBADID, CH_EMSGSIZE (req over max_message),
+ * CH_EPARTITIONED, CH_ESTOPPED, -EAGAIN (the mailbox toward the id's core is full: retry
+ * later), -ENOMEM.
+ *
+ * Where fn runs. Called on one of n's reactors: on that reactor's thread, on a later turn
+ * (never inside this call). Called from any other thread: on the reactor that took the
+ * call, the id's core on this node, or the coordinator's thread when another node owns
+ * the id; never on the calling thread, and possibly before ch_call_async has returned,
+ * so ud must be ready before the call. A call still waiting when the node stops gets
+ * CH_ESTOPPED, on that reactor or on the thread running ch_node_stop. fn must not block.
+ */
 CH_API int ch_call_async(ch_node *n, const char *id, size_t id_len, const void *req, size_t len,
                          uint32_t timeout_ms, ch_reply_fn fn, void *ud);
 
@@ -211,16 +312,29 @@ typedef struct ch_proc_info {
     uint64_t pin;         /* the node it is pinned to (ch_node_pin), 0 when none */
 } ch_proc_info;
 
-/* Looks an id up. Blocks. *out is one allocation: free it with ch_proc_info_free. */
+/* Looks an id up: the process's spec and where it runs. Asks the id's core when this
+ * node owns the id, else (or when it is not there) this node's replica of the hub's
+ * registry. Blocks, at most the node's call_timeout_ms: not on a reactor thread. Returns
+ * 0 with *out, one allocation that the caller owns (free it with ch_proc_info_free);
+ * CH_ENOPROC, CH_EBADID, -EINVAL (n or out NULL), CH_EWOULDBLOCK, CH_ESTOPPED,
+ * -ETIMEDOUT, -ENOMEM, and *out untouched. */
 CH_API int ch_lookup(ch_node *n, const char *id, size_t id_len, ch_proc_info **out);
+/* Frees what ch_lookup gave. NULL: nothing. Any thread. */
 CH_API void ch_proc_info_free(ch_proc_info *info);
 
-/* Lists every process, or those whose tag equals `tag` (NULL: all). Blocks. */
 typedef struct ch_proc_list {
     size_t count;
     ch_proc_info **items;
 } ch_proc_list;
+/* Lists every process of the hub (a clustered node answers from its replica of the hub's
+ * registry; a node of its own lists its cores), or those whose tag equals `tag` exactly
+ * (NULL: all), in no particular order. Blocks, at most the node's call_timeout_ms: not on a
+ * reactor thread. Empties *out first, then returns 0 with it filled (the caller owns the
+ * items: ch_proc_list_free), or -EINVAL (n or out NULL), CH_EWOULDBLOCK, CH_ESTOPPED,
+ * -ETIMEDOUT, -ENOMEM with *out empty. */
 CH_API int ch_list(ch_node *n, const char *tag, ch_proc_list *out);
+/* Frees the items of a list and empties it (the ch_proc_list itself is the caller's).
+ * NULL: nothing. Any thread. */
 CH_API void ch_proc_list_free(ch_proc_list *list);
 
 /* --- hooks -------------------------------------------------------------------------- */
@@ -276,12 +390,18 @@ typedef struct ch_hook_event {
 
 typedef void (*ch_hook_fn)(void *ud, ch_hook_event *ev);
 
-/* Registers fn on a hook point under hook_id (unique per point: -EEXIST). Handlers of a
- * point run highest priority first. At boot or at run time, from any thread. */
+/* Registers fn on a hook point under hook_id (1..63 bytes, copied; unique per point).
+ * Handlers of a point run highest priority first, in registration order among equals, on
+ * the thread that the point's comment names (one that runs on a reactor must not block).
+ * At boot or at run time, from any thread (a run already under way may miss a handler
+ * added meanwhile).
+ * 0, -EINVAL (n, hook_id or fn NULL, unknown point, hook_id empty or too long), -EEXIST,
+ * -ENOMEM. */
 CH_API int ch_hook_register(ch_node *n, ch_hook_point point, const char *hook_id, int priority,
                             ch_hook_fn fn, void *ud);
-/* -ENOENT when no such handler. A handler may still run once after this returns if it
- * was already under way on a reactor. */
+/* Removes the handler registered under hook_id: 0, -ENOENT when no such handler, -EINVAL
+ * (n or hook_id NULL, unknown point), -ENOMEM. A handler may still run once after this
+ * returns if it was already under way on a reactor. Any thread. */
 CH_API int ch_hook_cancel(ch_node *n, ch_hook_point point, const char *hook_id);
 
 /* --- statistics --------------------------------------------------------------------- */
@@ -328,7 +448,9 @@ typedef struct ch_node_stats {
                                confirmed is not among them) */
 } ch_node_stats;
 
-/* Sums every core's counters. Each counter is exact per core, the sum a moment's view. */
+/* Sums every core's counters (the coordinator's included) into *out. Each counter is
+ * exact per core, the sum a moment's view. 0, or -EINVAL (n or out NULL). Any thread, also
+ * after ch_node_stop. */
 CH_API int ch_node_stats_get(ch_node *n, ch_node_stats *out);
 /* One reactor's counters: core 0..cores-1, or `cores` for the coordinator of a clustered
  * node (it counts what crosses the network). -EINVAL for another core. Any thread. */

@@ -100,12 +100,27 @@ typedef struct ch_process_type {
 
 /* --- identity ----------------------------------------------------------------------- */
 
-CH_API const char *ch_proc_id(const ch_proc *p, size_t *len); /* not NUL-terminated */
+/* Every function below that takes a ch_proc * is called from a callback of that process
+ * (on its owner reactor), with the handle the callback received; none of them locks. The
+ * pointers that the identity functions return point into the process's own copy of its
+ * spec: they stay the same across restarts and die when the process ends for good or
+ * moves to another node. */
+
+/* The id, len bytes (len may be NULL). The bytes are followed by a NUL, but an id may hold
+ * NULs itself: use len. */
+CH_API const char *ch_proc_id(const ch_proc *p, size_t *len);
+/* The node that runs p: the one to pass to ch_send, ch_call_async... from a callback. */
 CH_API ch_node *ch_proc_node(const ch_proc *p);
+/* The core (0..ch_node_cores - 1) whose reactor owns p and runs its callbacks. */
 CH_API unsigned ch_proc_core(const ch_proc *p);
 CH_API uint32_t ch_proc_incarnation(const ch_proc *p); /* 0 at first start, +1 per restart */
+/* The spec's metadata, read-only, with its size in *len (len may be NULL): NULL and 0
+ * when the spec had none. Valid as said above; copy what must live longer. */
 CH_API const void *ch_proc_meta(const ch_proc *p, size_t *len);
-CH_API const char *ch_proc_tag(const ch_proc *p); /* "" when none */
+CH_API const char *ch_proc_tag(const ch_proc *p); /* NUL-terminated; "" when none */
+/* The `ud` of p's process type, as given to ch_node_register_type (the pointer only:
+ * corehub never reads, frees or synchronises what it points to, and every process of the
+ * type, on every core, gets the same one). */
 CH_API void *ch_proc_type_ud(const ch_proc *p);
 
 /* --- state -------------------------------------------------------------------------- */
@@ -121,9 +136,11 @@ CH_API void ch_proc_state_set(ch_proc *p, void *data, size_t len, void (*free_fn
 
 /* --- messages ----------------------------------------------------------------------- */
 
-/* Answers the CH_MSG_CALL being handled. At most one reply per call; -EINVAL otherwise.
- * A call that handle neither answers nor defers gets an empty reply with status
- * -ENODATA. */
+/* Answers the CH_MSG_CALL being handled (data copied). 0; -EINVAL when `call` is not the
+ * call that handle is running on (at most one reply per call: a second one is refused);
+ * CH_EMSGSIZE (len over max_message; the call stays unanswered). A call that handle
+ * neither answers nor defers gets an empty reply with status -ENODATA (CH_ECRASHED when
+ * handle crashed). */
 CH_API int ch_reply(ch_proc *p, const ch_msg *call, const void *data, size_t len);
 
 /* A deferred reply: lets the process answer a call later, from any of its callbacks. */
@@ -132,7 +149,12 @@ typedef struct ch_reply_token {
 } ch_reply_token;
 /* A token answers its call once: later answers, and answers after the caller's timeout,
  * are dropped. A process that ends with a deferred call unanswered lets that caller time
- * out (it does not know whom it owed an answer). */
+ * out (it does not know whom it owed an answer).
+ * ch_reply_defer, in handle, takes the call being handled: 0 with *token filled (a plain
+ * value the process may keep in its state), -EINVAL (token NULL, or `call` is not the call
+ * being handled, or it was answered already). ch_reply_send answers it later (data
+ * copied), from any callback of the process: 0 (also when the answer is then dropped),
+ * -EINVAL (not a token), CH_EMSGSIZE (len over max_message; the token stays usable). */
 CH_API int ch_reply_defer(ch_proc *p, const ch_msg *call, ch_reply_token *token);
 CH_API int ch_reply_send(ch_proc *p, const ch_reply_token *token, const void *data, size_t len);
 
@@ -140,15 +162,20 @@ CH_API int ch_reply_send(ch_proc *p, const ch_reply_token *token, const void *da
  * Calls another process without blocking: the answer comes back to this process as a
  * CH_MSG_REPLY message carrying `ref`, with status 0 and the reply bytes, or with
  * status -ETIMEDOUT / CH_ENOPROC / CH_ECRASHED / -ENODATA and no bytes. timeout_ms 0 means
- * the node's call_timeout_ms.
+ * the node's call_timeout_ms. The call dies with the incarnation: a process that restarts
+ * or ends before the answer never gets it. Returns 0 (the reply message will come),
+ * CH_EBADID, CH_EMSGSIZE (len over max_message), -EAGAIN (the mailbox toward the id's
+ * core is full: nothing sent), -ENOMEM.
  */
 CH_API int ch_proc_call(ch_proc *p, const char *id, size_t id_len, const void *req, size_t len,
                         uint32_t timeout_ms, uint64_t ref);
 
 /* --- timers ------------------------------------------------------------------------- */
 
-/* Delivers `data` back to this process as a CH_MSG_TIMER after delay_ms. The timer dies
- * with the process incarnation. *timer_id identifies it for ch_timer_cancel. */
+/* Delivers `data` (copied) back to this process as a CH_MSG_TIMER after delay_ms. The
+ * timer dies with the process incarnation. *timer_id (timer_id may be NULL) identifies it
+ * for ch_timer_cancel. 0, -EINVAL (data NULL with len > 0), CH_EMSGSIZE (len over
+ * max_message), -ENOMEM. */
 CH_API int ch_timer_start(ch_proc *p, uint32_t delay_ms, const void *data, size_t len,
                           uint64_t *timer_id);
 /* Returns 0, or -ENOENT when the timer already fired or was cancelled. */
@@ -156,9 +183,20 @@ CH_API int ch_timer_cancel(ch_proc *p, uint64_t timer_id);
 
 /* --- handover buffer (prepare_handover's output) ------------------------------------ */
 
+/* The ch_buf handed to prepare_handover belongs to the framework and is valid during that
+ * call only; what the callback appends to it is the state sent to the new node. */
+
+/* Appends len bytes of data (copied; data may be NULL when len is 0). The buffer grows as
+ * needed, its capacity doubling (from 256 bytes when it has none), so appends cost
+ * amortised O(1); growing may move the buffer (a pointer from ch_buf_reserve is then
+ * stale). 0, or -ENOMEM with b unchanged. */
 CH_API int ch_buf_append(ch_buf *b, const void *data, size_t len);
-/* Room for len more bytes, to be filled then committed with ch_buf_commit; NULL on ENOMEM */
+/* Room for len more bytes at the end, grown as ch_buf_append does: write into it, then
+ * ch_buf_commit what was written. NULL when the memory cannot be had (b unchanged). The
+ * pointer is valid until the next ch_buf_reserve or ch_buf_append. */
 CH_API void *ch_buf_reserve(ch_buf *b, size_t len);
+/* Adds len bytes written into the last reservation to the buffer; len must not exceed the
+ * size reserved (not checked). */
 CH_API void ch_buf_commit(ch_buf *b, size_t len);
 
 #ifdef __cplusplus

@@ -82,16 +82,18 @@ CH_API void ch_server_config_init(ch_server_config *cfg);
 
 /*
  * Binds one listening socket per core of n (the first to cfg->listen, the others to the
- * port the first got) and starts accepting on every core. The config is copied. Returns
- * 0 with *out set, -EINVAL (bad config or address), CH_ESTOPPED (n is not running), or
- * the bind/listen error (-EADDRINUSE...). From any thread.
+ * port the first got) and starts accepting on every core (posted to each: it returns
+ * without waiting for them). The config is copied, its listen string too. Returns 0 with
+ * *out set, -EINVAL (n, cfg or out NULL, bad config or address), CH_ESTOPPED (n is not
+ * running), -ENOMEM, or the bind/listen error (-EADDRINUSE...). From any thread.
  */
 CH_API int ch_server_open(ch_node *n, const ch_server_config *cfg, ch_server **out);
 
-/* The port the server listens on (the kernel's choice for port 0). */
+/* The port the server listens on (the kernel's choice for port 0); -EINVAL for NULL. Any
+ * thread. */
 CH_API int ch_server_port(const ch_server *s);
 
-/* Connections open now, over every core (a moment's view). */
+/* Connections open now, over every core (a moment's view); 0 for NULL. Any thread. */
 CH_API unsigned ch_server_conns(const ch_server *s);
 
 /*
@@ -130,7 +132,8 @@ CH_API int ch_sconn_close(ch_sconn c, int flush);
 CH_API int ch_sconn_pause(ch_sconn c);
 CH_API int ch_sconn_resume(ch_sconn c);
 
-/* Bytes queued and not yet written to the socket (on its reactor; 0 when gone). */
+/* Bytes queued and not yet written to the socket. On the connection's reactor only: 0
+ * when the connection is gone, and 0 on any other thread. */
 CH_API size_t ch_sconn_queued(ch_sconn c);
 
 /* The core that owns the connection (from any thread; -EINVAL for a zero handle). */
