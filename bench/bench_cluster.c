@@ -268,8 +268,8 @@ static int node_open(const params *pr, const char *name, const char *seed, ch_no
     ch_node *n;
     int rc = ch_node_create(&c, &n); /* copies the seeds */
     if (rc) return rc;
-    if ((rc = ch_node_register_type(n, &echo_type)) ||
-        (rc = ch_node_register_type(n, &sink_type)) || (rc = ch_node_start(n))) {
+    if ((rc = ch_node_type_register(n, &echo_type)) ||
+        (rc = ch_node_type_register(n, &sink_type)) || (rc = ch_node_start(n))) {
         ch_node_destroy(n);
         return rc;
     }
@@ -281,7 +281,7 @@ static size_t alive_members(ch_node *n)
 {
     ch_member *m;
     size_t k, alive = 0;
-    if (ch_members(n, &m, &k) < 0) return 0;
+    if (ch_node_members_get(n, &m, &k) < 0) return 0;
     for (size_t i = 0; i < k; i++)
         alive += m[i].state == CH_MEMBER_ALIVE;
     free(m);
@@ -462,13 +462,14 @@ typedef struct bench {
     async_run *ar; /* the ch_call_async chain; lives until node A is gone */
 } bench;
 
-/* ch_lookup until the id is in A's replica of the registry (it streams in from B). */
+/* ch_registry_lookup until the id is in A's replica of the registry (it streams in from
+ * B). */
 static int owner_of(ch_node *n, const char *id, uint64_t *node)
 {
     uint64_t end = now_ns() + (uint64_t)JOIN_MS * 1000000u;
     for (;;) {
         ch_proc_info *info;
-        int rc = ch_lookup(n, id, CH_ID_CSTR, &info);
+        int rc = ch_registry_lookup(n, id, CH_ID_CSTR, &info);
         if (rc == 0) {
             *node = info->node;
             ch_proc_info_free(info);
@@ -485,7 +486,7 @@ static int place_on_b(bench *bn, const char *type, char *id, size_t cap)
     for (unsigned i = 0; i < MAX_PLACE; i++) {
         snprintf(id, cap, "%s-%u", type, i);
         ch_child_spec spec = {.id = id, .id_len = CH_ID_CSTR, .type = type};
-        int res, rc = ch_start_children(bn->a, &spec, 1, NULL, &res);
+        int res, rc = ch_node_children_start(bn->a, &spec, 1, NULL, &res);
         if (rc) return rc == CH_EPARTIAL ? res : rc;
         uint64_t node;
         if ((rc = owner_of(bn->a, id, &node))) return rc;
@@ -1051,7 +1052,7 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN); /* a dead peer shows as EPIPE, not a signal */
-    if (!getenv("CH_LOG")) ch_log_set_level(CH_LOG_WARN);
+    if (!getenv("CH_LOG")) ch_log_level_set(CH_LOG_WARN);
     int report[2], ctl[2];
     if (pipe2(report, O_CLOEXEC) < 0 || pipe2(ctl, O_CLOEXEC) < 0) {
         perror("pipe");

@@ -60,7 +60,7 @@
 #define STAMP_LEN     16 /* a state starts with {"A":0000000042, (starting node, index) */
 #define COOKIE_LEN    32
 #define MAX_LIST      8
-#define START_BATCH   4096u        /* specs per ch_start_children */
+#define START_BATCH   4096u        /* specs per ch_node_children_start */
 #define POLL_MIN_NS   200000u      /* stats poll period while a migration runs: elapsed/200 */
 #define POLL_MAX_NS   5000000u     /* within these bounds (error and cost both ~0.5%) */
 #define SETUP_MS      180000u      /* node start, process starts, verification: each */
@@ -482,7 +482,7 @@ static int op_open(worker_ctx *w, const cmd *c, reply *r)
     if (rc) return rc;
     ch_process_type type = {
         .name = TYPE_NAME, .init = mstate_init, .handle = mstate_handle, .ud = &w->ct};
-    if ((rc = ch_node_register_type(w->node, &type))) return rc;
+    if ((rc = ch_node_type_register(w->node, &type))) return rc;
     r->t_ns = now_ns(); /* a joining node's "start of join" */
     if ((rc = ch_node_start(w->node))) return rc;
     w->self = ch_node_id(w->node);
@@ -494,7 +494,7 @@ static int op_open(worker_ctx *w, const cmd *c, reply *r)
 static int start_batch(worker_ctx *w, ch_child_spec *specs, int *results, size_t k)
 {
     ch_batch_opts o = {.timeout_ms = SETUP_MS};
-    int rc = k ? ch_start_children(w->node, specs, k, &o, results) : 0;
+    int rc = k ? ch_node_children_start(w->node, specs, k, &o, results) : 0;
     for (size_t i = 0; rc == CH_EPARTIAL && i < k; i++)
         if (results[i]) return results[i]; /* the first child's reason says more */
     return rc;
@@ -524,7 +524,7 @@ static size_t alive_members(ch_node *n)
 {
     ch_member *m;
     size_t k, alive = 0;
-    if (ch_members(n, &m, &k) < 0) return 0;
+    if (ch_node_members_get(n, &m, &k) < 0) return 0;
     for (size_t i = 0; i < k; i++)
         alive += m[i].state == CH_MEMBER_ALIVE;
     free(m);
@@ -655,7 +655,7 @@ static int worker_main(worker_ctx *w, pid_t parent)
         r.status = setup ? setup : worker_do(w, &c, &r);
         if (send_reply(w->fd, &r) < 0) break;
     }
-    ch_log_set_level(CH_LOG_OFF); /* the peer's departure is no news */
+    ch_log_level_set(CH_LOG_OFF); /* the peer's departure is no news */
     return 0;
 }
 
@@ -1455,7 +1455,7 @@ int main(int argc, char **argv)
     b.inflight = pr.inflight_bytes ? pr.inflight_bytes : def.migration.inflight_bytes;
     if (getrandom(b.cookie, sizeof(b.cookie), 0) != (ssize_t)sizeof(b.cookie))
         die("getrandom: %s", strerror(errno));
-    if (!getenv("CH_LOG")) ch_log_set_level(CH_LOG_WARN);
+    if (!getenv("CH_LOG")) ch_log_level_set(CH_LOG_WARN);
     install_cleanup();
     if (pr.veth) netns_setup(&b.ns, &pr);
     print_header(&b);

@@ -2,7 +2,7 @@
  * bench/bench_runtime.c - benchmark of the runtime foundation (design.md §6).
  *
  * On one node with every core it measures what §6 sets targets for:
- *   1. local start rate: N trivial processes started with ch_start_children, in batches
+ *   1. local start rate: N trivial processes started with ch_node_children_start, in batches
  *      kept in flight a few at a time so that every reactor stays busy;
  *   2. memory per idle process: RSS growth over those N processes (8-byte ids, no state);
  *      1 and 2 run on a fresh node in a fresh (forked) process per repetition;
@@ -59,7 +59,7 @@
 typedef struct bench_opts {
     unsigned reps;
     size_t procs; /* processes per start run */
-    size_t batch; /* children per ch_start_children call */
+    size_t batch; /* children per ch_node_children_start call */
     size_t msgs;  /* messages per send run (and per ring run) */
     size_t calls; /* timed calls per call run */
     size_t chunk; /* messages a posted sender sends before it re-posts itself */
@@ -329,7 +329,7 @@ static void register_types(ch_node *n, bench_ctx *b)
         {.name = "driver", .handle = driver_handle, .ud = b ? &b->call : NULL},
     };
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-        CHECK(ch_node_register_type(n, &types[i]));
+        CHECK(ch_node_type_register(n, &types[i]));
 }
 
 /* --- nodes --------------------------------------------------------------------------- */
@@ -372,7 +372,7 @@ static void start_named(ch_node *n, const char *type, const char *const *ids, si
     if (count > 8) die("start_named: too many children");
     for (size_t i = 0; i < count; i++)
         specs[i] = (ch_child_spec){.id = ids[i], .id_len = CH_ID_CSTR, .type = type};
-    int rc = ch_start_children(n, specs, count, NULL, results);
+    int rc = ch_node_children_start(n, specs, count, NULL, results);
     for (size_t i = 0; rc == CH_EPARTIAL && i < count; i++)
         if (results[i] < 0) die("start %s: %s", ids[i], ch_strerror(results[i]));
     CHECK(rc);
@@ -466,7 +466,7 @@ static void submit_batch(ch_node *n, const ch_child_spec *specs, size_t count, s
 {
     const ch_batch_opts opts = {.on_done = start_done, .ud = t};
     int rc;
-    while ((rc = ch_start_children(n, specs, count, &opts, NULL)) == -EAGAIN) {
+    while ((rc = ch_node_children_start(n, specs, count, &opts, NULL)) == -EAGAIN) {
         if (t->done < issued)
             track_wait(t, t->done + 1);
         else
@@ -501,12 +501,12 @@ static void warm_up(ch_node *n, const char *ids, size_t count)
     size_t *lens = xcalloc(count, sizeof(*lens));
     int *results = xcalloc(count, sizeof(*results));
     fill_specs(specs, ids, count);
-    CHECK(ch_start_children(n, specs, count, NULL, results));
+    CHECK(ch_node_children_start(n, specs, count, NULL, results));
     for (size_t i = 0; i < count; i++) {
         stop_ids[i] = ids + i * ID_BYTES;
         lens[i] = ID_BYTES;
     }
-    CHECK(ch_stop_children(n, stop_ids, lens, count, NULL, results));
+    CHECK(ch_node_children_stop(n, stop_ids, lens, count, NULL, results));
     free(results);
     free(lens);
     free(stop_ids);
@@ -1020,7 +1020,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_runtime: needs at least 2 CPUs\n");
         return 77; /* skipped, as a test would say */
     }
-    if (!getenv("CH_LOG")) ch_log_set_level(CH_LOG_WARN); /* keep the report readable */
+    if (!getenv("CH_LOG")) ch_log_level_set(CH_LOG_WARN); /* keep the report readable */
     print_header(&o);
     fflush(stdout);
     results *r = xcalloc(1, sizeof(*r));

@@ -1,5 +1,6 @@
 /*
- * core/batch.c - ch_start_children and ch_stop_children: one request split by owner core.
+ * core/batch.c - ch_node_children_start and ch_node_children_stop: one request split by
+ * owner core.
  *
  * The calling thread validates every child (alter hook, type, id) and builds its spec,
  * then sends each involved core one record listing that core's children. Each core writes
@@ -325,15 +326,15 @@ static int run_batch(ch_node *n, uint8_t op, size_t count, const ch_batch_opts *
     return wait_batch(b, o.timeout_ms ? o.timeout_ms : n->cfg.start_timeout_ms, results);
 }
 
-int ch_start_children(ch_node *n, const ch_child_spec *specs, size_t count,
-                      const ch_batch_opts *opts, int *results)
+int ch_node_children_start(ch_node *n, const ch_child_spec *specs, size_t count,
+                           const ch_batch_opts *opts, int *results)
 {
     if (!n || (count && !specs)) return -EINVAL;
     return run_batch(n, CH_OP_START, count, opts, results, specs, NULL, NULL, 0);
 }
 
-int ch_stop_children(ch_node *n, const char *const *ids, const size_t *id_lens, size_t count,
-                     const ch_batch_opts *opts, int *results)
+int ch_node_children_stop(ch_node *n, const char *const *ids, const size_t *id_lens, size_t count,
+                          const ch_batch_opts *opts, int *results)
 {
     if (!n || (count && !ids)) return -EINVAL;
     return run_batch(n, CH_OP_STOP, count, opts, results, NULL, ids, id_lens, 0);

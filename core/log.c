@@ -38,7 +38,7 @@ static int level_from_env(void)
     return CH_LOG_INFO;
 }
 
-ch_log_level ch_log_get_level(void)
+ch_log_level ch_log_level_get(void)
 {
     int l = atomic_load_explicit(&level, memory_order_relaxed);
     if (l < 0) {
@@ -48,12 +48,12 @@ ch_log_level ch_log_get_level(void)
     return (ch_log_level)l;
 }
 
-void ch_log_set_level(ch_log_level l)
+void ch_log_level_set(ch_log_level l)
 {
     atomic_store_explicit(&level, (int)l, memory_order_relaxed);
 }
 
-void ch_log_set_sink(ch_log_sink s, void *ud)
+void ch_log_sink_set(ch_log_sink s, void *ud)
 {
     sink_pair *p = NULL;
     if (s && !(p = malloc(sizeof(*p)))) return; /* keep the old sink rather than none */
@@ -71,7 +71,7 @@ void ch_log_thread_name(const char *name)
 
 int ch_log_enabled(ch_log_level l)
 {
-    return l >= ch_log_get_level() && l < CH_LOG_OFF;
+    return l >= ch_log_level_get() && l < CH_LOG_OFF;
 }
 
 void ch_log(ch_log_level l, const char *fmt, ...)

@@ -248,7 +248,7 @@ const ch_ptype *ch_node_find_type(const ch_node *n, const char *name)
     return NULL;
 }
 
-int ch_node_register_type(ch_node *n, const ch_process_type *type)
+int ch_node_type_register(ch_node *n, const ch_process_type *type)
 {
     if (!n || !type || !type->name) return -EINVAL;
     size_t len = strlen(type->name);
@@ -507,7 +507,7 @@ int ch_node_stats_get(ch_node *n, ch_node_stats *out)
     return 0;
 }
 
-int ch_node_core_stats(ch_node *n, unsigned core, ch_node_stats *out)
+int ch_node_core_stats_get(ch_node *n, unsigned core, ch_node_stats *out)
 {
     if (!n || !out || core >= n->nreactors) return -EINVAL;
     memset(out, 0, sizeof(*out));

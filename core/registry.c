@@ -73,7 +73,7 @@ static int begin(ch_node *n)
     return ch_node_api_enter(n);
 }
 
-int ch_lookup(ch_node *n, const char *id, size_t id_len, ch_proc_info **out)
+int ch_registry_lookup(ch_node *n, const char *id, size_t id_len, ch_proc_info **out)
 {
     if (!out) return -EINVAL;
     int rc = ch_id_check(id, &id_len);
@@ -146,12 +146,12 @@ static int list_from(ch_node *n, const char *tag, ch_proc_list *out, bool hub)
     return rc;
 }
 
-int ch_list(ch_node *n, const char *tag, ch_proc_list *out)
+int ch_registry_list(ch_node *n, const char *tag, ch_proc_list *out)
 {
     return list_from(n, tag, out, n && n->coord);
 }
 
-int ch_list_local(ch_node *n, const char *tag, ch_proc_list *out)
+int ch_registry_list_local(ch_node *n, const char *tag, ch_proc_list *out)
 {
     return list_from(n, tag, out, false);
 }

@@ -725,7 +725,7 @@ static void op_create(kop *o)
                           .restart = CH_TRANSIENT}; /* DEL's exit ends it for good */
     ch_batch_opts opts = {.on_done = on_started, .ud = o};
     atomic_fetch_add(&r->refs, 1);
-    int rc = ch_start_children(r->node, &spec, 1, &opts, NULL);
+    int rc = ch_node_children_start(r->node, &spec, 1, &opts, NULL);
     if (rc < 0) {
         atomic_fetch_sub(&r->refs, 1); /* the queue still holds it */
         op_fail(o, rc);

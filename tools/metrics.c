@@ -1,7 +1,7 @@
 /*
  * tools/metrics.c - Prometheus exposition of a node's counters (see metrics.h).
  *
- * The text is rebuilt for every scrape from ch_node_core_stats, which only reads atomic
+ * The text is rebuilt for every scrape from ch_node_core_stats_get, which only reads atomic
  * counters, so it is safe on the reactor that serves the request: a scrape costs a few
  * microseconds and never blocks the shard it runs next to.
  */
@@ -115,7 +115,7 @@ static void put_counters(text *t, ch_node *n, const ch_node_stats *all)
         return;
     }
     for (unsigned c = 0; c < reactors; c++)
-        ch_node_core_stats(n, c, &per[c]);
+        ch_node_core_stats_get(n, c, &per[c]);
     for (size_t m = 0; m < sizeof(metrics) / sizeof(metrics[0]); m++) {
         const metric *x = &metrics[m];
         put(t, "# HELP %s %s\n# TYPE %s %s\n", x->name, x->help, x->name, x->type);

@@ -486,9 +486,9 @@ static int node_open(node_daemon *d)
     if ((rc = nodectl_init(&d->ctl, d->node, d->wake[1], cfg.max_message)) < 0) return rc;
     const ch_process_type *types[] = {counter_type(), blob_type(), seq_type(), kv_type()};
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-        if ((rc = ch_node_register_type(d->node, types[i])) < 0) return rc;
+        if ((rc = ch_node_type_register(d->node, types[i])) < 0) return rc;
     if ((rc = register_hooks(d)) < 0) return rc;
-    if ((rc = ch_node_set_ctl_handler(d->node, nodectl_handler, &d->ctl)) < 0) return rc;
+    if ((rc = ch_node_ctl_handler_set(d->node, nodectl_handler, &d->ctl)) < 0) return rc;
     if ((rc = ch_node_start(d->node)) < 0) return rc;
     if (d->opt.metrics && (rc = metrics_serve(d->node, d->opt.metrics, &d->metrics)) < 0) {
         fprintf(stderr, "corehub node: --metrics %s: %s\n", d->opt.metrics, ch_strerror(rc));

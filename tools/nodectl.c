@@ -135,7 +135,7 @@ static int cmd_members(nodectl *c, const ctlout *o, int argc, char **argv)
 {
     ch_member *m = NULL;
     size_t count = 0;
-    int rc = ch_members(c->node, &m, &count);
+    int rc = ch_node_members_get(c->node, &m, &count);
     if (rc < 0) {
         free(m);
         return ctlout_fail(o, NODECTL_FAILED, "members: %s", ch_strerror(rc));
@@ -210,7 +210,7 @@ static int cmd_procs(nodectl *c, const ctlout *o, int argc, char **argv)
     int st = procs_args(o, argc, argv, &local, &tag);
     if (st != NODECTL_OK) return st;
     ch_proc_list l = {0};
-    int rc = local ? ch_list_local(c->node, tag, &l) : ch_list(c->node, tag, &l);
+    int rc = local ? ch_registry_list_local(c->node, tag, &l) : ch_registry_list(c->node, tag, &l);
     if (rc < 0) return ctlout_fail(o, NODECTL_FAILED, "procs: %s", ch_strerror(rc));
     qsort(l.items, l.count, sizeof(*l.items), cmp_info);
     size_t left = put_procs(o, &l);
@@ -225,7 +225,7 @@ static int cmd_procs(nodectl *c, const ctlout *o, int argc, char **argv)
 static int cmd_lookup(nodectl *c, const ctlout *o, int argc, char **argv)
 {
     ch_proc_info *p = NULL;
-    int rc = ch_lookup(c->node, argv[1], CH_ID_CSTR, &p);
+    int rc = ch_registry_lookup(c->node, argv[1], CH_ID_CSTR, &p);
     if (rc < 0) return fail_code(o, rc, "lookup", argv[1]);
     if (o->json) ch_ctl_reply_append(o->r, "{\"id\":");
     ctlout_str(o, p->id, p->id_len);
@@ -274,7 +274,7 @@ static int cmd_migrate(nodectl *c, const ctlout *o, int argc, char **argv)
     do {
         ch_proc_info_free(p);
         p = NULL;
-        rc = ch_lookup(c->node, argv[1], CH_ID_CSTR, &p);
+        rc = ch_registry_lookup(c->node, argv[1], CH_ID_CSTR, &p);
         if (rc == 0 && !want) want = p->node; /* unpinned: wherever it is is fine */
         if (rc == 0 && p->node == want) break;
         struct timespec ts = {0, 10000000};
@@ -303,7 +303,7 @@ static int cmd_start(nodectl *c, const ctlout *o, int argc, char **argv)
     }
     int result = -ETIMEDOUT;
     ch_batch_opts opts = {.timeout_ms = BATCH_TIMEOUT_MS};
-    int rc = ch_start_children(c->node, &spec, 1, &opts, &result);
+    int rc = ch_node_children_start(c->node, &spec, 1, &opts, &result);
     if (rc == 0 || rc == CH_EPARTIAL) rc = result;
     if (rc < 0) return ctlout_fail(o, NODECTL_FAILED, "start %s: %s", argv[1], ch_strerror(rc));
     if (!o->json) {
@@ -343,7 +343,7 @@ static void start_many_batch(nodectl *c, start_many *s, uint64_t first, size_t c
         s->results[i] = -ETIMEDOUT; /* what an unfilled slot means after a timeout */
     }
     ch_batch_opts opts = {.timeout_ms = BATCH_TIMEOUT_MS};
-    int rc = ch_start_children(c->node, s->specs, count, &opts, s->results);
+    int rc = ch_node_children_start(c->node, s->specs, count, &opts, s->results);
     for (size_t i = 0; i < count; i++) {
         int r = (rc == 0 || rc == CH_EPARTIAL || rc == -ETIMEDOUT) ? s->results[i] : rc;
         if (r == 0) {
@@ -453,7 +453,7 @@ static int cmd_stop(nodectl *c, const ctlout *o, int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         results[i] = -ETIMEDOUT;
     ch_batch_opts opts = {.timeout_ms = BATCH_TIMEOUT_MS};
-    int rc = ch_stop_children(c->node, (const char *const *)argv + 1, NULL, n, &opts, results);
+    int rc = ch_node_children_stop(c->node, (const char *const *)argv + 1, NULL, n, &opts, results);
     int st = NODECTL_OK;
     if (o->json) ch_ctl_reply_append(o->r, "[");
     for (size_t i = 0; i < n; i++) {
@@ -578,7 +578,7 @@ static int cmd_stats(nodectl *c, const ctlout *o, int argc, char **argv)
         {"hook_pre_children_redistribution", atomic_load(&h->redist_events)},
         {"hook_pre_children_redistribution_ids", atomic_load(&h->redist_ids)},
         {"epoch", ch_node_epoch(c->node)},
-        {"partitioned", ch_is_partitioned(c->node) == 1},
+        {"partitioned", ch_node_partitioned(c->node) == 1},
         {"port", (uint64_t)ch_node_port(c->node)},
         {"metrics_port", (uint64_t)atomic_load(&c->metrics_port)},
         {"cores", ch_node_cores(c->node)},
@@ -601,7 +601,7 @@ static int cmd_epoch(nodectl *c, const ctlout *o, int argc, char **argv)
 
 static int cmd_partition_reset(nodectl *c, const ctlout *o, int argc, char **argv)
 {
-    int rc = ch_partition_reset(c->node);
+    int rc = ch_node_partition_reset(c->node);
     if (rc < 0) return ctlout_fail(o, NODECTL_FAILED, "partition-reset: %s", ch_strerror(rc));
     ch_ctl_reply_append(o->r, o->json ? "{\"ok\":true}\n" : "partition reset\n");
     return NODECTL_OK;

@@ -512,7 +512,7 @@ static void place_one(nodectl *c, const char *id, placement *pl)
     ch_proc_info *p = NULL;
     uint64_t owner = 0;
     char what[96] = "";
-    int rc = ch_lookup(c->node, id, CH_ID_CSTR, &p);
+    int rc = ch_registry_lookup(c->node, id, CH_ID_CSTR, &p);
     if (rc == 0) rc = ch_node_owner_of(c->node, id, CH_ID_CSTR, &owner);
     if (rc == CH_ENOPROC) {
         pl->missing++;

@@ -4,8 +4,9 @@
  * A node with `cluster.listen` set runs a coordinator thread that listens on that TCP
  * address, joins the hub through `cluster.seeds`, authenticates every peer with the hub's
  * cookie, detects failures, and keeps the consistent-hash ring and a replica of the whole
- * hub's registry. ch_send, ch_call, ch_start_children, ch_stop_children and ch_lookup then
- * work for any id on any node. Without `listen` the node is a hub of one.
+ * hub's registry. ch_send, ch_call, ch_node_children_start, ch_node_children_stop and
+ * ch_registry_lookup then work for any id on any node. Without `listen` the node is a hub
+ * of one.
  *
  * Every change of membership yields a new ring epoch (epochs only grow).
  */
@@ -52,9 +53,9 @@ CH_API int ch_node_port(const ch_node *n);
 CH_API uint64_t ch_node_epoch(const ch_node *n);
 
 /* The node the ring currently places `id` on, or its pin (this node's view; the process
- * may still live elsewhere during a change: ch_lookup says where it is); this node's own
- * id when not clustered. 0 with *node, CH_EBADID, -EINVAL (n or node NULL). Any thread;
- * does not block. */
+ * may still live elsewhere during a change: ch_registry_lookup says where it is); this
+ * node's own id when not clustered. 0 with *node, CH_EBADID, -EINVAL (n or node NULL).
+ * Any thread; does not block. */
 CH_API int ch_node_owner_of(const ch_node *n, const char *id, size_t id_len, uint64_t *node);
 
 /* Every member this node knows, itself included, with its state as this node sees it.
@@ -62,7 +63,7 @@ CH_API int ch_node_owner_of(const ch_node *n, const char *id, size_t id_len, uin
  * *out (malloc'd: free() it) and *count; on error *out is NULL and *count 0 (when they are
  * not NULL): -EINVAL (an argument NULL, or n not clustered), CH_EWOULDBLOCK, CH_ESTOPPED,
  * -ENOMEM. */
-CH_API int ch_members(ch_node *n, ch_member **out, size_t *count);
+CH_API int ch_node_members_get(ch_node *n, ch_member **out, size_t *count);
 
 /* Leaves the hub gracefully: announces it, hands every process over to its new owners
  * (the migration config), waits until each is confirmed and the peers adopted the epoch
@@ -95,16 +96,16 @@ CH_API int ch_node_pin(ch_node *n, const char *id, size_t id_len, uint64_t node)
 
 /* 1 in partition mode, 0 otherwise (always 0 without a cluster), -EINVAL for n NULL. Any
  * thread; does not block. */
-CH_API int ch_is_partitioned(ch_node *n);
+CH_API int ch_node_partitioned(ch_node *n);
 /* MAJORITY_QUORUM: forget the largest cluster seen, on this node and every node it
  * reaches (sent to them; returns without waiting for them). Waits for the coordinator
  * (briefly): not on a reactor thread. 0, -EINVAL (n NULL or not clustered),
  * CH_EWOULDBLOCK, CH_ESTOPPED, -ENOMEM. */
-CH_API int ch_partition_reset(ch_node *n);
+CH_API int ch_node_partition_reset(ch_node *n);
 
-/* Lists the processes running on this node's cores only (ch_list lists the whole hub),
- * with the same filter, blocking, ownership and returns as ch_list. */
-CH_API int ch_list_local(ch_node *n, const char *tag, ch_proc_list *out);
+/* Lists the processes running on this node's cores only (ch_registry_list lists the
+ * whole hub), with the same filter, blocking, ownership and returns as ch_registry_list. */
+CH_API int ch_registry_list_local(ch_node *n, const char *tag, ch_proc_list *out);
 
 /* --- control channel: the `corehub ctl` client and the node side -------------------- */
 
@@ -123,7 +124,7 @@ CH_API int ch_ctl_reply_append(ch_ctl_reply *r, const char *fmt, ...)
 typedef int (*ch_ctl_handler)(void *ud, int argc, char **argv, ch_ctl_reply *reply);
 /* Installs the handler (NULL: none). Before ch_node_start only: 0, -EINVAL (n NULL or not
  * clustered), -EBUSY (started or stopped). */
-CH_API int ch_node_set_ctl_handler(ch_node *n, ch_ctl_handler handler, void *ud);
+CH_API int ch_node_ctl_handler_set(ch_node *n, ch_ctl_handler handler, void *ud);
 
 /* The client side: one TCP connection, authenticated like a peer, whose calls block the
  * calling thread (for tools: never on a reactor, which it would stall; it does not

@@ -3,6 +3,10 @@
  *
  * corehub runs lightweight stateful processes on a shared-nothing, thread-per-core runtime:
  * one io_uring reactor per core, each owning a shard of processes, talking by messages only.
+ *
+ * The conventions every header follows (return codes, and the naming rule
+ * ch_<object>[_<part>]_<verb>, with the old names kept as aliases) are written at the top
+ * of corehub/common.h.
  */
 #ifndef COREHUB_COREHUB_H
 #define COREHUB_COREHUB_H

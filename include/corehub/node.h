@@ -1,7 +1,7 @@
 /*
  * corehub/node.h - a node: `cores` reactor threads, each owning a shard of processes.
  *
- * Lifecycle: ch_node_config_init -> ch_node_create -> ch_node_register_type (every type,
+ * Lifecycle: ch_node_config_init -> ch_node_create -> ch_node_type_register (every type,
  * before start) -> ch_node_start -> ... -> ch_node_stop -> ch_node_destroy.
  *
  * Placement: a process id's owner core is XXH3_64(id) % cores; the registry row of an id
@@ -30,7 +30,8 @@ typedef enum ch_partition_strategy {
     CH_PARTITION_DYNAMIC_QUORUM = 2,  /* partitioned when more than quorum_percent of the
                                          largest cluster seen recently is gone */
     CH_PARTITION_MAJORITY_QUORUM = 3, /* partitioned without a strict majority of the
-                                         largest cluster seen; ch_partition_reset forgets it */
+                                         largest cluster seen (ch_node_partition_reset
+                                         forgets it) */
 } ch_partition_strategy;
 
 typedef struct ch_cluster_config {
@@ -119,7 +120,7 @@ CH_API void ch_node_config_init(ch_node_config *cfg);
  * bytes it points to (name, truncated to 31 bytes; cluster.hub_id, cluster.listen, the
  * seeds array and each seed string, a NULL seed becoming ""; the cookie bytes), so the
  * caller may free or reuse all of them once this returns. migration.codec is read during
- * the call only. No process type is registered yet (ch_node_register_type).
+ * the call only. No process type is registered yet (ch_node_type_register).
  *
  * Returns 0 with *out set, or an error with *out untouched:
  *   -EINVAL   out NULL, or a field out of range: cores 0 or over 1024, ring_bytes outside
@@ -139,7 +140,7 @@ CH_API int ch_node_create(const ch_node_config *cfg, ch_node **out);
  * with another registration on n or with ch_node_start (nothing locks the type table).
  * 0, -EINVAL (n, type or name NULL; name empty or over CH_TYPE_NAME_MAX bytes), -EEXIST
  * (name registered already), -EBUSY (the node was started, or stopped), -ENOMEM. */
-CH_API int ch_node_register_type(ch_node *n, const ch_process_type *type);
+CH_API int ch_node_type_register(ch_node *n, const ch_process_type *type);
 /*
  * Starts the node: one thread per reactor core (pinned to a CPU when cfg.pin), plus the
  * coordinator's on a clustered node. Returns once every thread is created, without
@@ -196,7 +197,7 @@ typedef struct ch_child_spec {
     uint32_t shutdown_ms; /* 0: the node's shutdown_ms */
     const void *meta;     /* opaque metadata, up to CH_META_MAX bytes; copied */
     size_t meta_len;      /* */
-    const char *tag;      /* NULL or up to CH_TAG_MAX bytes, for ch_list queries */
+    const char *tag;      /* NULL or up to CH_TAG_MAX bytes, for ch_registry_list queries */
 } ch_child_spec;
 
 /* Completion of an asynchronous batch: results[i] is child i's outcome. Runs on a reactor
@@ -226,16 +227,16 @@ typedef struct ch_batch_opts {
  * Hooks: CH_HOOK_CHILD_ALTER then CH_HOOK_PRE_CHILDREN_START run on the calling thread,
  * CH_HOOK_POST_CHILDREN_START on the thread that completes the batch.
  */
-CH_API int ch_start_children(ch_node *n, const ch_child_spec *specs, size_t count,
-                             const ch_batch_opts *opts, int *results);
+CH_API int ch_node_children_start(ch_node *n, const ch_child_spec *specs, size_t count,
+                                  const ch_batch_opts *opts, int *results);
 /* Stops children by id (id_lens NULL: every id NUL-terminated; else id_lens[i] is id i's
  * id_len, as everywhere; the ids are copied). Each stopped child's terminate runs with
  * CH_REASON_STOPPED. Per child: 0, CH_ENOPROC, CH_EBADID, CH_ESTOPPED (the node stopped
  * meanwhile), -EHOSTUNREACH (its node is gone), -ENOMEM. Same blocking and asynchronous
- * forms and returns as ch_start_children, but for CH_EPARTITIONED: stops are taken in
+ * forms and returns as ch_node_children_start, but for CH_EPARTITIONED: stops are taken in
  * partition mode too. */
-CH_API int ch_stop_children(ch_node *n, const char *const *ids, const size_t *id_lens, size_t count,
-                            const ch_batch_opts *opts, int *results);
+CH_API int ch_node_children_stop(ch_node *n, const char *const *ids, const size_t *id_lens,
+                                 size_t count, const ch_batch_opts *opts, int *results);
 
 /* --- messages ----------------------------------------------------------------------- */
 
@@ -318,8 +319,8 @@ typedef struct ch_proc_info {
  * 0 with *out, one allocation that the caller owns (free it with ch_proc_info_free);
  * CH_ENOPROC, CH_EBADID, -EINVAL (n or out NULL), CH_EWOULDBLOCK, CH_ESTOPPED,
  * -ETIMEDOUT, -ENOMEM, and *out untouched. */
-CH_API int ch_lookup(ch_node *n, const char *id, size_t id_len, ch_proc_info **out);
-/* Frees what ch_lookup gave. NULL: nothing. Any thread. */
+CH_API int ch_registry_lookup(ch_node *n, const char *id, size_t id_len, ch_proc_info **out);
+/* Frees what ch_registry_lookup gave. NULL: nothing. Any thread. */
 CH_API void ch_proc_info_free(ch_proc_info *info);
 
 typedef struct ch_proc_list {
@@ -332,7 +333,7 @@ typedef struct ch_proc_list {
  * reactor thread. Empties *out first, then returns 0 with it filled (the caller owns the
  * items: ch_proc_list_free), or -EINVAL (n or out NULL), CH_EWOULDBLOCK, CH_ESTOPPED,
  * -ETIMEDOUT, -ENOMEM with *out empty. */
-CH_API int ch_list(ch_node *n, const char *tag, ch_proc_list *out);
+CH_API int ch_registry_list(ch_node *n, const char *tag, ch_proc_list *out);
 /* Frees the items of a list and empties it (the ch_proc_list itself is the caller's).
  * NULL: nothing. Any thread. */
 CH_API void ch_proc_list_free(ch_proc_list *list);
@@ -454,7 +455,7 @@ typedef struct ch_node_stats {
 CH_API int ch_node_stats_get(ch_node *n, ch_node_stats *out);
 /* One reactor's counters: core 0..cores-1, or `cores` for the coordinator of a clustered
  * node (it counts what crosses the network). -EINVAL for another core. Any thread. */
-CH_API int ch_node_core_stats(ch_node *n, unsigned core, ch_node_stats *out);
+CH_API int ch_node_core_stats_get(ch_node *n, unsigned core, ch_node_stats *out);
 
 #ifdef __cplusplus
 }

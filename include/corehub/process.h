@@ -47,7 +47,7 @@ typedef enum ch_restart {
 typedef enum ch_reason {
     CH_REASON_NORMAL = 0,   /* handle returned CH_EXIT */
     CH_REASON_CRASH = 1,    /* handle returned a negative code */
-    CH_REASON_STOPPED = 2,  /* ch_stop_children, or a rolled-back start */
+    CH_REASON_STOPPED = 2,  /* ch_node_children_stop, or a rolled-back start */
     CH_REASON_SHUTDOWN = 3, /* the node is stopping */
     CH_REASON_MIGRATED = 4, /* the process now lives on another node */
 } ch_reason;
@@ -118,7 +118,7 @@ CH_API uint32_t ch_proc_incarnation(const ch_proc *p); /* 0 at first start, +1 p
  * when the spec had none. Valid as said above; copy what must live longer. */
 CH_API const void *ch_proc_meta(const ch_proc *p, size_t *len);
 CH_API const char *ch_proc_tag(const ch_proc *p); /* NUL-terminated; "" when none */
-/* The `ud` of p's process type, as given to ch_node_register_type (the pointer only:
+/* The `ud` of p's process type, as given to ch_node_type_register (the pointer only:
  * corehub never reads, frees or synchronises what it points to, and every process of the
  * type, on every core, gets the same one). */
 CH_API void *ch_proc_type_ud(const ch_proc *p);

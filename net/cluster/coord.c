@@ -512,7 +512,7 @@ static void members_fn(ch_coord *c, coord_call *cc)
     cc->count = c->mt.n;
 }
 
-int ch_members(ch_node *n, ch_member **out, size_t *count)
+int ch_node_members_get(ch_node *n, ch_member **out, size_t *count)
 {
     if (!out || !count) return -EINVAL;
     coord_call cc = {0};
@@ -637,13 +637,13 @@ static void reset_fn(ch_coord *c, coord_call *cc)
     (void)cc;
 }
 
-int ch_partition_reset(ch_node *n)
+int ch_node_partition_reset(ch_node *n)
 {
     coord_call cc = {0};
     return on_coordinator(n, reset_fn, &cc);
 }
 
-int ch_is_partitioned(ch_node *n)
+int ch_node_partitioned(ch_node *n)
 {
     return n ? atomic_load(&n->partitioned) : -EINVAL;
 }

@@ -148,7 +148,7 @@ void coord_on_ctl_req(ch_coord *c, ch_conn *conn, ch_rbuf *rb)
     pthread_mutex_unlock(&c->ctl.mu);
 }
 
-int ch_node_set_ctl_handler(ch_node *n, ch_ctl_handler handler, void *ud)
+int ch_node_ctl_handler_set(ch_node *n, ch_ctl_handler handler, void *ud)
 {
     if (!n || !n->coord) return -EINVAL;
     if (atomic_load(&n->state) != CH_NODE_CREATED) return -EBUSY;

@@ -3,8 +3,10 @@
 #
 # Installs BUILD_DIR (default: build) into a temporary prefix, then checks what a user
 # of the package relies on: the shared library's SONAME, that it exports only ch_
-# symbols, that the static library exposes no more than those, that a program builds against it through CMake (find_package, both the shared
-# and the static target) and through pkg-config, and that those programs run.
+# symbols, that the static library exposes no more than those, that the old names kept as
+# aliases name exported functions, that a program builds against it through CMake
+# (find_package, both the shared and the static target) and through pkg-config, and that
+# those programs run.
 # Called by .ci/run, not by ctest: it needs a finished, non-sanitized build.
 set -euo pipefail
 
@@ -74,6 +76,27 @@ check_static_exports() {
         bad "libcorehub.a exposes $(wc -l <<<"$extra") internal symbols: $(head -5 <<<"$extra" | tr '\n' ' ')"
     else
         ok "libcorehub.a exposes $(wc -l <<<"$static") symbols, the shared library's"
+    fi
+}
+
+# corehub/common.h keeps the names functions had before the naming rule as macros for the
+# new ones (its "aliases (old names)" block): each must name an exported function, and no
+# old name may be exported itself, so that every function has one symbol.
+check_aliases() {
+    local exports aliases wrong=""
+    exports=$(nm -D --defined-only "$lib" | awk '{print $NF}')
+    aliases=$(awk '/aliases \(old names\)/ {f = 1} f && $1 == "#define" && $2 ~ /^ch_/ {print $2, $3}' \
+        "$prefix/include/corehub/common.h")
+    if [ -z "$aliases" ]; then
+        bad "no aliases (old names) block in corehub/common.h"
+        return
+    fi
+    while read -r old new; do
+        grep -qx "$new" <<<"$exports" || wrong="$wrong $old->$new (not exported)"
+        if grep -qx "$old" <<<"$exports"; then wrong="$wrong $old (exported)"; fi
+    done <<<"$aliases"
+    if [ -n "$wrong" ]; then bad "aliases:$wrong"; else
+        ok "$(wc -l <<<"$aliases") old names alias exported functions"
     fi
 }
 
@@ -162,6 +185,7 @@ check_program() {
 check_soname
 check_exports
 check_static_exports
+check_aliases
 check_headers
 check_cmake_consumer
 check_pkgconfig_consumer

@@ -4,6 +4,7 @@
  * tests/packaging/check.sh builds it against the installed headers and library, once
  * through CMake's find_package and once through pkg-config, and runs it: if the install
  * layout, the exported targets or corehub.pc are wrong, this fails to build, link or run.
+ * It calls one function by its old name too: the aliases must work for programs outside.
  */
 #include <corehub/corehub.h>
 
@@ -21,6 +22,10 @@ int main(void)
         return 1;
     }
     ch_node_destroy(node);
+    if (ch_log_get_level() != ch_log_level_get()) { /* an old name, kept as an alias */
+        fprintf(stderr, "consumer: the alias ch_log_get_level is not ch_log_level_get\n");
+        return 1;
+    }
     const char *msg = ch_strerror(CH_ENOPROC);
     if (!msg || !*msg) {
         fprintf(stderr, "consumer: ch_strerror returned nothing\n");
