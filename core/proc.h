@@ -62,7 +62,7 @@ struct ch_proc {
     uint32_t timers;         /* first timer entry of this process, CH_TIMER_NONE if none */
     uint32_t pending_calls;  /* calls this process made that await a reply */
     uint32_t audit;          /* the registry audit that last saw it (net/cluster/coord_audit.c) */
-    struct ch_mig_proc *mig; /* NULL unless migrating (migration/handover.c) */
+    struct ch_mig_proc *mig; /* NULL unless migrating: opaque here (migration/ho_int.h) */
 };
 
 /* Frees the state with its free function. */

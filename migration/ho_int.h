@@ -22,9 +22,9 @@
 
 #include "migration/handover.h"
 
-#include "core/hashring.h"
+#include "net/cluster/hashring.h"
 #include "core/node.h"
-#include "migration/batch.h"
+#include "migration/hbatch.h"
 #include "migration/codec.h"
 #include "net/frame.h"
 #include "net/wire.h"

@@ -8,7 +8,7 @@
  */
 #include "migration/ho_int.h"
 
-#include "core/coord.h"
+#include "net/cluster/coord.h"
 #include "core/log.h"
 #include "core/supervisor.h"
 #include "migration/le.h"

@@ -81,7 +81,7 @@ void ch__ho_end_await(ch_ho *h, ch_proc *p)
 /* ---- installing ---------------------------------------------------------------------- */
 
 /* A live instance of the id runs here already, and another comes in: two live instances
- * met (a healed divergence partition, core/coord_heal.c rule 4). The one here, on the ring
+ * met (a healed divergence partition, net/cluster/coord_heal.c rule 4). The one here, on the ring
  * owner, stays; the type may merge the other's state into it. CH_EALREADY tells the source
  * that the target has the process, so the other instance ends there. */
 static int keep_over(ch_ho *h, ch_proc *keep, const ch_hbatch_rec *rec, uint64_t node)
