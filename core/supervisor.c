@@ -332,7 +332,10 @@ void ch_sup_start_batch(ch_reactor *r, ch_batch *b, const uint32_t *idx, size_t 
         ch_spec *spec = b->specs[idx[i]];
         b->specs[idx[i]] = NULL;
         b->results[idx[i]] = ch_sup_start(r, spec);
-        if (b->crash && b->results[idx[i]] == 0) count(&r->stats.crash_restarts, 1);
+        if (b->crash && b->results[idx[i]] == 0) {
+            count(&r->stats.crash_restarts, 1);
+            CH_DEBUG("crash restart of %.*s", (int)spec->id_len, ch_spec_id(spec)); /* its own */
+        }
     }
     ch_batch_core_done(b);
 }

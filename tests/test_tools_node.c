@@ -258,7 +258,7 @@ NODE_TEST(pumps_send_numbered_rounds_and_check_seq_verifies_them)
     char *text = NULL;
     cr_assert_eq(CTL(n, &status, &text, "check-seq", "q", "200", "40"), 0);
     cr_expect_eq(status, 4);
-    cr_expect_str_eq(text, "bad 1 of 200 missing 0 errors 0 violations 1\n"
+    cr_expect_str_eq(text, "bad 1 of 200 missing 0 errors 0 violations 1 short 0 over 1\n"
                            "q3: total 41 (want 40), violations 1\n");
     free(text);
 

@@ -356,6 +356,8 @@ static void blob_describe(const checker *k, const callmany_item *it, char *buf, 
 
 typedef struct check_counts {
     uint64_t ok, alt, bad, missing, errors;
+    uint64_t short_, over; /* check-seq: processes with fewer updates than sent (lost or
+                              reset), with more (doubled) */
 } check_counts;
 
 static void problem_text(const checker *k, const callmany_item *it, char *buf, size_t cap)
@@ -405,6 +407,9 @@ static int check_report(const ctlout *o, const checker *k, bool seq)
         n.bad += v == V_BAD;
         n.missing += v == V_MISSING;
         n.errors += v == V_ERROR || v == CALLMANY_NO_ANSWER;
+        bool counted = seq && v == V_BAD && k->items[i].value[1] >= 0;
+        n.short_ += counted && (uint64_t)k->items[i].value[0] < k->want_total;
+        n.over += counted && (uint64_t)k->items[i].value[0] > k->want_total;
     }
     uint64_t wrong = n.bad + n.missing + n.errors;
     if (o->json) {
@@ -414,7 +419,10 @@ static int check_report(const ctlout *o, const checker *k, bool seq)
                             k->count, wrong ? "false" : "true", wrong, n.missing, n.errors);
         if (k->has_alt)
             ch_ctl_reply_append(o->r, ",\"exact\":%" PRIu64 ",\"alt\":%" PRIu64, n.ok, n.alt);
-        if (seq) ch_ctl_reply_append(o->r, ",\"violations\":%" PRIu64, k->violations);
+        if (seq)
+            ch_ctl_reply_append(
+                o->r, ",\"violations\":%" PRIu64 ",\"short\":%" PRIu64 ",\"over\":%" PRIu64,
+                k->violations, n.short_, n.over);
         put_problems(o, k);
         ch_ctl_reply_append(o->r, "}\n");
     } else if (!wrong) {
@@ -426,7 +434,9 @@ static int check_report(const ctlout *o, const checker *k, bool seq)
                             "bad %" PRIu64 " of %" PRIu64 " missing %" PRIu64 " errors %" PRIu64,
                             wrong, k->count, n.missing, n.errors);
         if (k->has_alt) ch_ctl_reply_append(o->r, " exact %" PRIu64 " alt %" PRIu64, n.ok, n.alt);
-        if (seq) ch_ctl_reply_append(o->r, " violations %" PRIu64, k->violations);
+        if (seq)
+            ch_ctl_reply_append(o->r, " violations %" PRIu64 " short %" PRIu64 " over %" PRIu64,
+                                k->violations, n.short_, n.over);
         ch_ctl_reply_append(o->r, "\n");
         put_problems(o, k);
     }
