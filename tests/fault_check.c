@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define FIRST        5     /* problems shown per invariant */
 #define SEQ_DRAIN_MS 5000  /* casts sent before pump-wait returned may still be queued */
@@ -210,10 +209,10 @@ static void ask_each(fx_hub *x, int k, uint64_t from, uint64_t count, judge_fn j
 {
     hnode *n = x->slot[k].n;
     ch_ctl *c = NULL;
-    uint64_t deadline = harness_now_ms() + ASK_MS, unasked = 0;
+    uint64_t deadline = th_now_ms() + ASK_MS, unasked = 0;
     for (uint64_t i = from; i < from + count; i++) {
         char id[32], *text = NULL;
-        if (harness_now_ms() >= deadline) { /* the rest count as unanswered */
+        if (th_now_ms() >= deadline) { /* the rest count as unanswered */
             judge(x, i - from, -ETIME, NULL, t, ud);
             unasked++;
             continue;
@@ -275,11 +274,10 @@ static void seq_drained(fx_hub *x, uint64_t want)
     char cnt[24], total[24];
     snprintf(cnt, sizeof(cnt), "%" PRIu64, x->nseq);
     snprintf(total, sizeof(total), "%" PRIu64, want);
-    uint64_t deadline = harness_now_ms() + SEQ_DRAIN_MS;
+    uint64_t deadline = th_now_ms() + SEQ_DRAIN_MS;
     while (fx_ctl(x, 0, NULL, "check-seq", FX_SEQ_PREFIX, cnt, total, NULL) != 0 &&
-           harness_now_ms() < deadline) {
-        struct timespec ts = {0, 200 * 1000000L};
-        nanosleep(&ts, NULL); /* a poll interval */
+           th_now_ms() < deadline) {
+        th_pause_us(200000); /* a poll interval */
     }
 }
 

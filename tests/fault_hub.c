@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define SETTLE_POLL_MS 100 /* each look asks every node twice: not too often */
@@ -32,16 +31,9 @@ void fx_log(const fx_hub *x, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    double t = (double)(harness_now_ms() - x->t0_ms) / 1000.0;
+    double t = (double)(th_now_ms() - x->t0_ms) / 1000.0;
     printf("[s%d %5.1fs] %s\n", x->schedule, t, line);
     fflush(stdout);
-}
-
-static void pause_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-    }
 }
 
 bool fx_up(const fx_hub *x, int k)
@@ -57,7 +49,7 @@ int fx_hub_init(fx_hub *x, int schedule, int nodes, int npumps, uint64_t nseq, u
     x->npumps = npumps;
     x->nseq = nseq;
     x->nblob = nblob;
-    x->t0_ms = harness_now_ms();
+    x->t0_ms = th_now_ms();
     x->exposed_seq = calloc(nseq, 1);
     x->exposed_blob = calloc(nblob, 1);
     if (!x->exposed_seq || !x->exposed_blob) return -ENOMEM;
@@ -302,14 +294,22 @@ static bool settled(fx_hub *x, char *why, size_t cap)
     return true;
 }
 
+typedef struct settle_look {
+    fx_hub *x;
+    char *why;
+    size_t cap;
+} settle_look;
+
+static bool settled_now(void *ud)
+{
+    settle_look *l = ud;
+    return settled(l->x, l->why, l->cap);
+}
+
 bool fx_wait_settled(fx_hub *x, int timeout_ms, char *why, size_t cap)
 {
-    uint64_t deadline = harness_now_ms() + (uint64_t)timeout_ms;
-    for (;;) {
-        if (settled(x, why, cap)) return true;
-        if (harness_now_ms() >= deadline) return false;
-        pause_ms(SETTLE_POLL_MS);
-    }
+    settle_look l = {x, why, cap};
+    return th_poll_until(settled_now, &l, timeout_ms, SETTLE_POLL_MS * 1000u);
 }
 
 /* ---- the firewall --------------------------------------------------------------------- */

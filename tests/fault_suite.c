@@ -70,13 +70,6 @@ static int between(sched *s, int lo, int hi)
     return lo + (int)(rnd(s) % (uint64_t)(hi - lo + 1));
 }
 
-static void pause_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-    }
-}
-
 enum { ANY_UP, MORTAL_UP, MORTAL_UNDRAINED, FREE };
 
 static bool slot_fits(const fx_hub *x, int k, int kind)
@@ -133,7 +126,7 @@ static bool stall(sched *s, bool past_detection)
            past_detection ? "longer than" : "shorter than");
     if (past_detection) fx_expose_local(s->x, k);
     kill(s->x->slot[k].n->pid, SIGSTOP);
-    pause_ms(ms);
+    th_sleep_ms(ms);
     kill(s->x->slot[k].n->pid, SIGCONT);
     return true;
 }
@@ -147,7 +140,7 @@ static bool kill_restart(sched *s)
     fx_log(s->x, "kill -9 slot %d%s", k, restart ? ", then restart it" : "");
     fx_kill(s->x, k);
     if (!restart) return true;
-    pause_ms(ms);
+    th_sleep_ms(ms);
     spawn(s, k, "restart");
     return true;
 }
@@ -157,7 +150,7 @@ static bool kill_mid_join(sched *s)
     int k = pick_slot(s, FREE), ms = between(s, 0, 800);
     if (k < 0) return false;
     if (!spawn(s, k, "join (to be killed mid-migration)")) return true;
-    pause_ms(ms);
+    th_sleep_ms(ms);
     fx_log(s->x, "kill -9 slot %d, %d ms after its join started", k, ms);
     fx_kill(s->x, k);
     return true;
@@ -172,7 +165,7 @@ static bool kill_mid_leave(sched *s)
     fx_count_restarts(s->x, k);
     int st = fx_ctl(s->x, k, NULL, "leave", NULL);
     if (st != 0) fx_log(s->x, "  leave answered %d", st);
-    pause_ms(ms);
+    th_sleep_ms(ms);
     fx_kill(s->x, k);
     return true;
 }
@@ -207,7 +200,7 @@ static bool partition(sched *s)
     for (int i = 0; i < a; i++)
         for (int j = a; j < m; j++)
             if (fx_fw_block(slots[i], slots[j]) < 0) action_failed(s, "iptables", slots[i], -EIO);
-    pause_ms(ms);
+    th_sleep_ms(ms);
     fx_fw_heal();
     fx_log(s->x, "partition healed");
     return true;
@@ -225,7 +218,7 @@ static bool join(sched *s)
 static bool leave_slot(sched *s, int k)
 {
     fx_hub *x = s->x;
-    uint64_t t0 = harness_now_ms();
+    uint64_t t0 = th_now_ms();
     fx_count_restarts(x, k); /* the starts it sent for the dead's processes count */
     int st = fx_ctl(x, k, NULL, "leave", NULL);
     int rc = st == 0 ? node_wait_exit(x->slot[k].n, EXIT_MS) : st;
@@ -233,7 +226,7 @@ static bool leave_slot(sched *s, int k)
     x->slot[k].st = SLOT_GONE;
     if (rc == 0) return true;
     x->leave_failures++;
-    fx_log(x, "  leave of slot %d failed after %" PRIu64 " ms: %s %d", k, harness_now_ms() - t0,
+    fx_log(x, "  leave of slot %d failed after %" PRIu64 " ms: %s %d", k, th_now_ms() - t0,
            st != 0            ? "ctl status"
            : rc == -ETIMEDOUT ? "still running"
                               : "exit",
@@ -309,7 +302,7 @@ static void run_mixed(sched *s, int nfaults)
     fx_log(s->x, "mixed schedule: %d faults", steps);
     for (int i = 0; i < steps; i++) {
         one_fault(s);
-        pause_ms(between(s, 300, 1200)); /* calm between faults, part of the schedule */
+        th_sleep_ms(between(s, 300, 1200)); /* calm between faults, part of the schedule */
     }
 }
 
@@ -319,10 +312,10 @@ static void run_churn(sched *s)
 {
     fx_hub *x = s->x;
     int k = x->nslots - 1, cycles = between(s, CHURN_MIN, CHURN_MIN + 4), c = 0;
-    uint64_t t0 = harness_now_ms();
+    uint64_t t0 = th_now_ms();
     char why[160];
     fx_log(x, "churn schedule: %d join/leave cycles of slot %d", cycles, k);
-    for (c = 1; c <= cycles && harness_now_ms() - t0 < CHURN_MAX_MS; c++) {
+    for (c = 1; c <= cycles && th_now_ms() - t0 < CHURN_MAX_MS; c++) {
         if (!spawn(s, k, "churn join")) break;
         if (!x->slot[k].port) x->slot[k].port = atoi(strrchr(x->slot[k].n->addr, ':') + 1);
         if (!fx_wait_settled(x, JOIN_MS, why, sizeof(why))) {
@@ -330,9 +323,9 @@ static void run_churn(sched *s)
             action_failed(s, "churn join", k, -ETIMEDOUT);
             break;
         }
-        uint64_t t = harness_now_ms();
+        uint64_t t = th_now_ms();
         if (!leave_slot(s, k)) break;
-        fx_log(x, "  cycle %d: left in %" PRIu64 " ms", c, harness_now_ms() - t);
+        fx_log(x, "  cycle %d: left in %" PRIu64 " ms", c, th_now_ms() - t);
     }
     if (c <= cycles) fx_log(x, "churn stopped after cycle %d of %d", c, cycles);
 }
@@ -408,7 +401,7 @@ static bool run_schedule(const opts *o, int number, uint64_t seed, bool fw)
     if (s.action_failures) fx_log(x, "%d fault actions failed", s.action_failures);
     bool ok = failed == 0 && s.action_failures == 0;
     fx_log(x, "schedule %d seed %" PRIu64 ": %s (%.1f s)%s", number, seed, ok ? "PASSED" : "FAILED",
-           (double)(harness_now_ms() - x->t0_ms) / 1000.0,
+           (double)(th_now_ms() - x->t0_ms) / 1000.0,
            ok || o->keep ? "" : " (--keep keeps its node logs)");
     if (!ok)
         printf("replay: %s --seed %" PRIu64 " --schedules 1 --nodes %d%s\n", o->prog, seed,
@@ -489,10 +482,10 @@ int main(int argc, char **argv)
            o.schedules, o.nodes, o.budget_s);
     fx_cleanup_on_signal(NULL);
     bool fw = fx_fw_init();
-    uint64_t t0 = harness_now_ms();
+    uint64_t t0 = th_now_ms();
     int passed = 0, failed = 0;
     for (int i = 0; i < o.schedules; i++) {
-        if (o.budget_s && harness_now_ms() - t0 >= (uint64_t)o.budget_s * 1000) {
+        if (o.budget_s && th_now_ms() - t0 >= (uint64_t)o.budget_s * 1000) {
             printf("fault suite: time budget of %d s spent; %d schedules not started\n", o.budget_s,
                    o.schedules - i);
             break;

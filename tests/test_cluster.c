@@ -5,7 +5,7 @@
  * the wrong cookie, and a client that sends garbage instead of frames.
  *
  * Nodes probe every 200 ms so that failures are detected in about a second; every wait is
- * a poll with a deadline (wait_until), never a bare sleep.
+ * a poll with a deadline (harness_wait), never a bare sleep.
  */
 #include "cluster_harness.h"
 
@@ -75,7 +75,7 @@ static bool all_see(void *ud)
 static void wait_members(hnode **nodes, int count, int alive)
 {
     members_check m = {nodes, count, alive};
-    cr_assert(wait_until(all_see, &m, CONVERGE_MS), "every node sees %d alive members", alive);
+    cr_assert(harness_wait(all_see, &m, CONVERGE_MS), "every node sees %d alive members", alive);
 }
 
 /* Lines of a command's answer (processes listed, for procs), or -1. */
@@ -140,8 +140,8 @@ Test(cluster, four_nodes_place_10000_processes_on_their_owners_and_agree)
     hub_of(n, 4);
     start_many(n[0], "p", "10000");
     procs_check pc = {n, 4, 10000};
-    cr_assert(wait_until(registries_agree, &pc, CONVERGE_MS), "every registry lists 10000");
-    cr_assert(wait_until(local_sum_is, &pc, CONVERGE_MS), "each process runs on one node");
+    cr_assert(harness_wait(registries_agree, &pc, CONVERGE_MS), "every registry lists 10000");
+    cr_assert(harness_wait(local_sum_is, &pc, CONVERGE_MS), "each process runs on one node");
     for (int i = 0; i < 4; i++)
         cr_assert_gt(lines_of(n[i], "procs", "--local"), 1500, "node %d owns a fair share", i);
     cr_assert_eq(harness_check(&H), 0);
@@ -164,12 +164,12 @@ Test(cluster, calls_from_every_node_reach_every_process)
             int st;
             char *text = NULL;
             /* The three sends took three paths: poll until all arrived. */
-            uint64_t end = harness_now_ms() + 10000;
+            uint64_t end = th_now_ms() + 10000;
             do {
                 free(text);
                 text = NULL;
                 cr_assert_eq(CTL(n[k], &st, &text, "call", id, "get"), 0);
-            } while (st == 0 && atoi(text) != 3 && harness_now_ms() < end);
+            } while (st == 0 && atoi(text) != 3 && th_now_ms() < end);
             cr_assert_eq(st, 0, "call %s from node %d", id, k);
             cr_assert_eq(atoi(text), 3, "%s counted every send from every node: %s", id, text);
             free(text);
@@ -215,17 +215,17 @@ Test(cluster, kill_9_restarts_the_dead_nodes_processes_on_the_survivors)
     hub_of(n, 3);
     start_many(n[0], "k", "3000");
     procs_check pc = {n, 3, 3000};
-    cr_assert(wait_until(local_sum_is, &pc, CONVERGE_MS));
+    cr_assert(harness_wait(local_sum_is, &pc, CONVERGE_MS));
     /* Only replicated rows can be restarted: a crash loses what it had not announced. */
-    cr_assert(wait_until(registries_agree, &pc, CONVERGE_MS));
+    cr_assert(harness_wait(registries_agree, &pc, CONVERGE_MS));
     long lost = lines_of(n[2], "procs", "--local");
     cr_assert_gt(lost, 0);
     cr_assert_eq(node_kill9(n[2]), 0);
     n[2] = NULL;
-    cr_assert(wait_until(dead_seen, n, CONVERGE_MS), "the survivors declare it dead");
+    cr_assert(harness_wait(dead_seen, n, CONVERGE_MS), "the survivors declare it dead");
     pc.count = 2;
-    cr_assert(wait_until(local_sum_is, &pc, CONVERGE_MS), "every process runs again, once");
-    cr_assert(wait_until(registries_agree, &pc, CONVERGE_MS), "registries forget the dead rows");
+    cr_assert(harness_wait(local_sum_is, &pc, CONVERGE_MS), "every process runs again, once");
+    cr_assert(harness_wait(registries_agree, &pc, CONVERGE_MS), "registries forget the dead rows");
     cr_assert_eq(node_stat(n[0], "crash_restarts") + node_stat(n[1], "crash_restarts"), lost,
                  "each lost process restarted exactly once");
     cr_assert_eq(harness_check(&H), 0);
@@ -246,12 +246,12 @@ static void partition_case(const char *strategy, int count, int kill, void (*hea
         n[i] = NULL;
     }
     stat_check s = {n[0], "partitioned", 1};
-    cr_assert(wait_until(stat_is, &s, CONVERGE_MS), "%s: partition mode", strategy);
+    cr_assert(harness_wait(stat_is, &s, CONVERGE_MS), "%s: partition mode", strategy);
     cr_assert_eq(node_ctl_status(n[0], "start", "late", "counter", NULL), 4,
                  "%s: starts are refused in partition mode", strategy);
     heal(n, count);
     s.want = 0;
-    cr_assert(wait_until(stat_is, &s, CONVERGE_MS), "%s: partition mode is over", strategy);
+    cr_assert(harness_wait(stat_is, &s, CONVERGE_MS), "%s: partition mode is over", strategy);
     cr_assert_eq(node_ctl_status(n[0], "start", "later", "counter", NULL), 0);
     cr_assert_eq(harness_check(&H), 0);
 }
@@ -302,7 +302,7 @@ Test(cluster, a_node_with_the_wrong_cookie_cannot_join)
     chmod(path, 0600);
     hnode *intruder = spawn_hub_node(n[0], "--cookie-file", path);
     stats_sum refused = {n[0], "refused_peers", NULL, 1};
-    cr_assert(wait_until(sum_reaches, &refused, CONVERGE_MS), "the seed refused the handshake");
+    cr_assert(harness_wait(sum_reaches, &refused, CONVERGE_MS), "the seed refused the handshake");
     cr_assert_eq(node_count_members(n[0], NULL), 2, "the hub does not list the intruder");
     cr_assert_eq(node_count_members(n[1], NULL), 2);
     cr_assert(node_alive(intruder));
@@ -389,6 +389,6 @@ Test(cluster, garbage_frames_close_the_connection_and_the_node_keeps_serving)
 
     cr_assert(still_serves(n), "the node serves a proper client after all that");
     stats_sum counted = {n, "bad_frames", "refused_peers", 6};
-    cr_assert(wait_until(sum_reaches, &counted, 5000), "each bad connection is counted");
+    cr_assert(harness_wait(sum_reaches, &counted, 5000), "each bad connection is counted");
     cr_assert_eq(harness_check(&H), 0);
 }

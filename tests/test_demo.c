@@ -9,6 +9,8 @@
  * /proc tells which of its nodes still run.
  */
 #define _GNU_SOURCE
+#include "wait.h"
+
 #include <criterion/criterion.h>
 
 #include <dirent.h>
@@ -22,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define DEMO_MS   90000 /* a small demo, under ASan on a loaded 2-core machine */
@@ -47,19 +48,6 @@ static void teardown(void)
 }
 
 TestSuite(demo, .init = setup, .fini = teardown, .timeout = 180);
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void pause_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* A running demo: its pid and the read end of its stdout. */
 typedef struct demo_run {
@@ -95,9 +83,9 @@ static int demo_finish(demo_run *r, char **report)
     size_t cap = REPORT_KB * 1024, len = 0;
     char *buf = malloc(cap + 1);
     cr_assert_not_null(buf);
-    uint64_t deadline = now_ms() + DEMO_MS;
+    uint64_t deadline = th_now_ms() + DEMO_MS;
     for (;;) {
-        uint64_t now = now_ms();
+        uint64_t now = th_now_ms();
         cr_assert_lt(now, deadline, "the demo ends within %d ms", DEMO_MS);
         struct pollfd pf = {.fd = r->out, .events = POLLIN};
         if (poll(&pf, 1, (int)(deadline - now)) <= 0) continue;
@@ -173,11 +161,16 @@ Test(demo, moves_processes_under_load_and_reports_that_nothing_was_lost)
     free(report);
 }
 
+#define NODES_POLL_US 20000 /* each look reads every process's command line */
+
+static bool nodes_at_least(void *want)
+{
+    return nodes_left() >= *(int *)want;
+}
+
 static bool nodes_running(int want)
 {
-    for (uint64_t deadline = now_ms() + NODES_MS; now_ms() < deadline; pause_ms(20))
-        if (nodes_left() >= want) return true;
-    return false;
+    return th_poll_until(nodes_at_least, &want, NODES_MS, NODES_POLL_US);
 }
 
 Test(demo, ctrl_c_stops_every_node_and_removes_the_directory)
@@ -186,7 +179,7 @@ Test(demo, ctrl_c_stops_every_node_and_removes_the_directory)
     static const char *const args[] = {"--procs", "2000", "--blobs", "0", "--hold", "60", NULL};
     demo_run r = demo_start(args);
     cr_assert(nodes_running(3), "the demo starts its three nodes");
-    pause_ms(300);
+    th_sleep_ms(300);
     kill(r.pid, SIGINT);
     char *report = NULL;
     int code = demo_finish(&r, &report);

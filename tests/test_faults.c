@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define SETTLE_MS 60000
 #define PROCS     300
@@ -99,9 +98,7 @@ static void hub_of(hnode **n, int count, const char *probe_ms, const char *parti
 static void stall(hnode *n, long ms)
 {
     cr_assert_eq(kill(n->pid, SIGSTOP), 0);
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0) {
-    }
+    th_sleep_ms(ms);
     cr_assert_eq(kill(n->pid, SIGCONT), 0);
 }
 
@@ -152,8 +149,8 @@ Test(faults, a_node_declared_dead_rejoins_by_itself_and_no_id_runs_twice)
     long long held = node_stat(n[2], "processes");
     cr_assert_gt(held, 0);
     cr_assert_eq(kill(n[2]->pid, SIGSTOP), 0);
-    cr_assert(wait_until(dead_seen, n[0], SETTLE_MS), "the stalled node is declared dead");
-    cr_assert(wait_until(dead_seen, n[1], SETTLE_MS));
+    cr_assert(harness_wait(dead_seen, n[0], SETTLE_MS), "the stalled node is declared dead");
+    cr_assert(harness_wait(dead_seen, n[1], SETTLE_MS));
     hub_instances in;
     cr_assert(hub_wait_settled(n, 2, "f", PROCS, SETTLE_MS, &in),
               "the survivors restart its processes: %ld missing", in.missing);
@@ -180,7 +177,7 @@ Test(faults, a_minority_stops_at_once_refuses_sends_and_rejoins_after_the_heal)
     assert_settled(n, 3);
     cr_assert_eq(kill(n[1]->pid, SIGSTOP), 0);
     cr_assert_eq(kill(n[2]->pid, SIGSTOP), 0);
-    cr_assert(wait_until(partitioned, n[0], SETTLE_MS), "the lone node enters partition mode");
+    cr_assert(harness_wait(partitioned, n[0], SETTLE_MS), "the lone node enters partition mode");
     cr_expect_eq(node_stat(n[0], "processes"), 0, "it runs nothing");
     cr_expect_eq(node_stat(n[0], "crash_restarts"), 0, "not even the majority's processes");
     cr_expect_neq(node_ctl_status(n[0], "send", "f1", "1", NULL), 0, "a cast is refused");
@@ -299,9 +296,9 @@ Test(faults, a_healed_divergence_partition_keeps_the_owners_instance_of_each_id)
     start_counters(n[0]);
     assert_settled(n, 2);
     partition("127.0.0.2", "127.0.0.3", true);
-    cr_assert(wait_until(both_see_the_other_dead, n, SETTLE_MS),
+    cr_assert(harness_wait(both_see_the_other_dead, n, SETTLE_MS),
               "each side declares the other dead");
-    cr_assert(wait_until(both_run_everything, n, SETTLE_MS), "each side runs every process");
+    cr_assert(harness_wait(both_run_everything, n, SETTLE_MS), "each side runs every process");
     partition("127.0.0.2", "127.0.0.3", false);
     cr_assert(hub_wait_members(n, 2, 2, SETTLE_MS), "the two sides are one hub again");
     assert_settled(n, 2);

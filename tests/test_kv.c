@@ -90,9 +90,9 @@ static run_result run(const char *const *argv)
     }
     close(fds[1]);
     size_t len = 0;
-    uint64_t deadline = harness_now_ms() + TOOL_MS;
+    uint64_t deadline = th_now_ms() + TOOL_MS;
     for (;;) {
-        uint64_t now = harness_now_ms();
+        uint64_t now = th_now_ms();
         if (now >= deadline) {
             kill(pid, SIGKILL);
             break;
@@ -232,8 +232,8 @@ static bool has_members(void *ud)
 static void wait_members(hnode *n, int alive)
 {
     members_want w = {n, alive};
-    cr_assert(wait_until(has_members, &w, WAIT_MS), "node %d never saw %d members alive", n->index,
-              alive);
+    cr_assert(harness_wait(has_members, &w, WAIT_MS), "node %d never saw %d members alive",
+              n->index, alive);
 }
 
 static long long int_reply(int fd, int argc, const char *const *argv);
@@ -853,7 +853,7 @@ Test(kv, benchmark_through_a_join_and_a_leave)
     bench_loop loop = {.port = a->kv_port};
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, bench_main, &loop), 0);
-    cr_assert(wait_until(bench_ran, &loop, TOOL_MS), "a first benchmark run");
+    cr_assert(harness_wait(bench_ran, &loop, TOOL_MS), "a first benchmark run");
     hnode *d = hot_node(a);
     wait_members(a, 4);
     wait_members(d, 4);

@@ -13,7 +13,7 @@
  * (no-confirm, corrupt-frame:N, stall-target:N; the engine reads it).
  *
  * Nodes run HotSwap with handover unless a test says otherwise, probe every 200 ms, and
- * have one core each. Every wait is a poll with a deadline (wait_until), never a bare
+ * have one core each. Every wait is a poll with a deadline (harness_wait), never a bare
  * sleep; the deadlines are generous for sanitizer builds.
  */
 #define _GNU_SOURCE
@@ -104,7 +104,7 @@ static bool all_see(void *ud)
 static void wait_members(hnode **nodes, int count, int alive)
 {
     members_check m = {nodes, count, alive};
-    cr_assert(wait_until(all_see, &m, CONVERGE_MS), "every node sees %d alive members", alive);
+    cr_assert(harness_wait(all_see, &m, CONVERGE_MS), "every node sees %d alive members", alive);
 }
 
 /* `count` nodes of one hub, the first the seed of the others; returns once all agree. */
@@ -161,7 +161,7 @@ typedef struct throttled {
 static bool throttled_poll(void *ud)
 {
     throttled *t = ud;
-    uint64_t now = harness_now_ms();
+    uint64_t now = th_now_ms();
     if (now < t->next_ms) return false;
     t->next_ms = now + HEAVY_POLL_MS;
     return t->fn(t->ud);
@@ -170,7 +170,7 @@ static bool throttled_poll(void *ud)
 static bool wait_heavy(bool (*fn)(void *ud), void *ud, int timeout_ms)
 {
     throttled t = {fn, ud, 0};
-    return wait_until(throttled_poll, &t, timeout_ms) || fn(ud); /* one last look */
+    return harness_wait(throttled_poll, &t, timeout_ms) || fn(ud); /* one last look */
 }
 
 /* A check command's answer: whether it said `ok`, and what it said, for messages. */
@@ -319,8 +319,8 @@ static bool sum_is(void *ud)
 static void wait_sum(hnode **nodes, int count, const char *key, long long want, bool at_least)
 {
     sum_check s = {nodes, count, key, want, at_least, -1};
-    cr_assert(wait_until(sum_is, &s, SETTLE_MS), "%s summed over %d nodes: %lld, want %s%lld", key,
-              count, s.last, at_least ? ">= " : "", want);
+    cr_assert(harness_wait(sum_is, &s, SETTLE_MS), "%s summed over %d nodes: %lld, want %s%lld",
+              key, count, s.last, at_least ? ">= " : "", want);
 }
 
 /* ---- the leaving node's report --------------------------------------------------------- */
@@ -499,7 +499,7 @@ MIGRATION_TEST(updates_from_three_senders_during_a_join_and_a_leave_are_all_kept
     for (int i = 0; i < 3; i++)
         CTL_OK(n[i], "pump", "q", "1000", "1000000", senders[i], "100");
     pumps_going going = {n, 3, 3};
-    cr_assert(wait_until(pumps_did_rounds, &going, SETTLE_MS), "the pumps run");
+    cr_assert(harness_wait(pumps_did_rounds, &going, SETTLE_MS), "the pumps run");
 
     n[3] = spawn(n[0], HOT, NULL);
     wait_members(n, 4, 4);
@@ -549,7 +549,7 @@ MIGRATION_TEST(ctl_migrate_moves_one_process_with_its_state_and_order_and_it_sta
     wait_settled(n, 3, "p", "50");
     CTL_OK(n[1], "pump", "p", "50", "1000000", "7", "20"); /* sender 7, through the move */
     pumps_going going = {n + 1, 1, 3};
-    cr_assert(wait_until(pumps_did_rounds, &going, SETTLE_MS), "the pump runs");
+    cr_assert(harness_wait(pumps_did_rounds, &going, SETTLE_MS), "the pump runs");
 
     char from[17], to[17] = "";
     node_of(n[0], "p7", from);
@@ -748,10 +748,10 @@ MIGRATION_TEST(killing_the_target_mid_migration_loses_no_unconfirmed_process)
     n[3] = spawn(n[0], HOT_SMALL_FRAMES, stall);
     wait_members(n, 4, 4); /* so that every survivor will see it dead */
     stat_above installing = {n[3], "migrated_in", 0};
-    cr_assert(wait_until(stat_is_above, &installing, SETTLE_MS), "the target installs some");
+    cr_assert(harness_wait(stat_is_above, &installing, SETTLE_MS), "the target installs some");
     cr_assert_eq(node_kill9(n[3]), 0);
     dead_seen one = {n, 3, 1};
-    cr_assert(wait_until(sees_dead, &one, CONVERGE_MS), "the survivors declare it dead");
+    cr_assert(harness_wait(sees_dead, &one, CONVERGE_MS), "the survivors declare it dead");
 
     wait_settled(n, 3, "x", "10000");
     instances in;
@@ -785,7 +785,7 @@ MIGRATION_TEST(a_corrupted_handover_frame_is_refused_and_the_migration_still_com
     wait_members(n, 4, 4);
     wait_settled(n, 4, "z", "5000");
     stat_above refused = {n[3], "bad_frames", 0};
-    cr_expect(wait_until(stat_is_above, &refused, SETTLE_MS), "the target counted the bad frame");
+    cr_expect(harness_wait(stat_is_above, &refused, SETTLE_MS), "the target counted the bad frame");
     instances in;
     wait_each_once(&in, n, 4, "z", 5000);
     WAIT_CHECK(n[3], "check-counters", "z", "5000", "11");
@@ -830,7 +830,7 @@ static pumps_going pumped(hnode **n, int count, const char *prefix, const char *
     CTL_OK(n[0], "pump", prefix, procs, rounds, "1", round_ms);
     CTL_OK(n[1], "pump", prefix, procs, rounds, "2", round_ms);
     pumps_going going = {n, 2, 2};
-    cr_assert(wait_until(pumps_did_rounds, &going, SETTLE_MS), "the pumps run");
+    cr_assert(harness_wait(pumps_did_rounds, &going, SETTLE_MS), "the pumps run");
     return going;
 }
 
@@ -863,7 +863,7 @@ MIGRATION_TEST(killing_the_joining_node_mid_move_loses_no_update_of_processes_th
 
     n[2] = spawn(n[0], HOT_SLOW, NULL);
     stat_above moving = {n[0], "migrating", 0};
-    cr_assert(wait_until(stat_is_above, &moving, SETTLE_MS), "the sources stream");
+    cr_assert(harness_wait(stat_is_above, &moving, SETTLE_MS), "the sources stream");
     cr_assert_eq(node_kill9(n[2]), 0);
 
     unsigned long long rounds = 0, failed = pumps_ended(n, 2, &rounds);
@@ -911,18 +911,18 @@ MIGRATION_TEST(a_death_while_a_target_is_unconfirmed_keeps_every_cast_sent_to_th
     n[3] = spawn(n[0], HOT_KEEP, no_confirm);
     wait_members(n, 4, 4);
     stat_above installed = {n[3], "migrated_in", 0};
-    cr_assert(wait_until(stat_is_above, &installed, SETTLE_MS), "the target runs some");
+    cr_assert(harness_wait(stat_is_above, &installed, SETTLE_MS), "the target runs some");
 
     cr_assert_eq(node_kill9(n[2]), 0);
     hnode *three[3] = {n[0], n[1], n[3]};
     dead_seen one = {three, 3, 1};
-    cr_assert(wait_until(sees_dead, &one, CONVERGE_MS), "the others declare it dead");
+    cr_assert(harness_wait(sees_dead, &one, CONVERGE_MS), "the others declare it dead");
     going.rounds = pumps_of(n[0], "pumps", NULL).rounds + 3; /* casts to the target now */
-    cr_assert(wait_until(pumps_did_rounds, &going, SETTLE_MS), "the pumps go on");
+    cr_assert(harness_wait(pumps_did_rounds, &going, SETTLE_MS), "the pumps go on");
 
     cr_assert_eq(node_kill9(n[3]), 0);
     dead_seen two = {n, 2, 2};
-    cr_assert(wait_until(sees_dead, &two, CONVERGE_MS), "the survivors declare it dead");
+    cr_assert(harness_wait(sees_dead, &two, CONVERGE_MS), "the survivors declare it dead");
     for (int i = 0; i < 2; i++)
         CTL_OK(n[i], "pump-stop");
     unsigned long long rounds = 0, failed = pumps_ended(n, 2, &rounds);

@@ -364,8 +364,7 @@ Test(node, stop_answers_calls_still_waiting_with_estopped)
 
 static void slow_terminate(ch_proc *p, ch_reason reason)
 {
-    struct timespec ts = {0, 30 * 1000 * 1000}; /* work that overruns a 5 ms budget */
-    nanosleep(&ts, NULL);
+    th_sleep_ms(30); /* work that overruns a 5 ms budget */
 }
 
 Test(node, terminate_overrunning_its_shutdown_budget_is_counted)

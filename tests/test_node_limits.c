@@ -24,7 +24,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define WAIT_MS    15000
@@ -71,7 +70,7 @@ static bool log_says(void *ud)
 }
 
 #define WAIT_LOG(node, s)                                                                          \
-    cr_assert(wait_until(log_says, &(log_want){(node), (s)}, WAIT_MS), "no \"%s\" in %s", (s),     \
+    cr_assert(harness_wait(log_says, &(log_want){(node), (s)}, WAIT_MS), "no \"%s\" in %s", (s),   \
               (node)->log)
 
 static int open_fds(pid_t pid)
@@ -140,8 +139,7 @@ static void starve_and_recover(hnode *n, int port)
     WAIT_LOG(n, "accept failed");
 
     long lines = count_lines(n->log), ticks = cpu_ticks(n->pid);
-    struct timespec observe = {.tv_sec = OBSERVE_MS / 1000, .tv_nsec = 0};
-    nanosleep(&observe, NULL); /* the measurement window */
+    th_sleep_ms(OBSERVE_MS); /* the measurement window */
     long more = count_lines(n->log) - lines;
     long busy_ms = (cpu_ticks(n->pid) - ticks) * 1000 / sysconf(_SC_CLK_TCK);
     cr_expect_leq(more, 10, "%ld log lines in %d ms while out of descriptors: see %s", more,
@@ -168,7 +166,7 @@ Test(node_limits, out_of_descriptors_the_cluster_port_pauses_and_recovers)
     hnode *n = node_spawn(&H, NULL);
     cr_assert_not_null(n);
     starve_and_recover(n, port_of(n->addr));
-    cr_assert(wait_until(ctl_answers, &(ctl_want){n}, WAIT_MS), "ctl never answered again");
+    cr_assert(harness_wait(ctl_answers, &(ctl_want){n}, WAIT_MS), "ctl never answered again");
     cr_expect_geq(node_stat(n, "accept_pauses"), 1, "the pause is counted");
     cr_assert_eq(harness_check(&H), 0);
 }
@@ -219,16 +217,15 @@ static int run_node(const char *tag, const char *const *extra, int nextra, char 
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
-    uint64_t deadline = harness_now_ms() + RUN_MS;
+    uint64_t deadline = th_now_ms() + RUN_MS;
     int ws = 0;
     while (waitpid(pid, &ws, WNOHANG) == 0) {
-        if (harness_now_ms() >= deadline) {
+        if (th_now_ms() >= deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &ws, 0);
             return -1;
         }
-        struct timespec tick = {.tv_nsec = 20 * 1000000};
-        nanosleep(&tick, NULL); /* polling the child's exit */
+        th_pause_us(20000); /* polling the child's exit */
     }
     return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
 }
@@ -275,7 +272,7 @@ Test(node_limits, no_seed_answering_within_seed_timeout_is_an_error)
     cr_assert_not_null(a);
     hnode *b = node_spawn(&H, "--seed", a->addr, "--seed-timeout", "1", NULL);
     cr_assert_not_null(b);
-    cr_assert(!wait_until(node_gone, b, 2500), "a joined node exited: see %s", b->log);
+    cr_assert(!harness_wait(node_gone, b, 2500), "a joined node exited: see %s", b->log);
     cr_assert_eq(harness_check(&H), 0);
 }
 

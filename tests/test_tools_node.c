@@ -265,7 +265,7 @@ NODE_TEST(pumps_send_numbered_rounds_and_check_seq_verifies_them)
     /* An endless pump ends after its round when told to: whole rounds only. */
     EXPECT_TEXT(n, "pump 3\n", "pump", "q", "200", "1000000", "3", "10");
     pumped p = {n, "running 1 "};
-    cr_expect(wait_until(pumps_say, &p, CONVERGE_MS), "the third pump runs");
+    cr_expect(harness_wait(pumps_say, &p, CONVERGE_MS), "the third pump runs");
     EXPECT_TEXT(n, "stopping\n", "pump-stop");
     text = CTL_OK(n, "pump-wait", "5000");
     unsigned pumps = 0, running = 9;
@@ -430,7 +430,7 @@ static void spawn_pair(pair *p)
     cr_assert_not_null(p->a);
     p->b = node_spawn(&H, FAST_PROBE, "--seed", p->a->addr, NULL);
     cr_assert_not_null(p->b);
-    cr_assert(wait_until(both_see_two_alive, p, CONVERGE_MS), "the hub did not converge");
+    cr_assert(harness_wait(both_see_two_alive, p, CONVERGE_MS), "the hub did not converge");
 }
 
 static bool b_lists_twenty(void *ud)
@@ -458,7 +458,7 @@ NODE_TEST(two_nodes_see_each_other_and_call_across)
         EXPECT_TEXT(p.b, "sent\n", "send", id, "add", "3");
         EXPECT_TEXT(p.b, "3\n", "call", id, "get");
     }
-    cr_expect(wait_until(b_lists_twenty, &p, CONVERGE_MS), "B's registry replica is short");
+    cr_expect(harness_wait(b_lists_twenty, &p, CONVERGE_MS), "B's registry replica is short");
     char *text = CTL_OK(p.b, "members");
     char want[128];
     snprintf(want, sizeof(want), "%016llx %s alive 1\n", (unsigned long long)p.a->id, p.a->addr);
@@ -477,7 +477,7 @@ NODE_TEST(sigterm_leaves_the_hub_and_exits_0)
     pair p;
     spawn_pair(&p);
     cr_expect_eq(node_term(p.b, EXIT_MS), 0);
-    cr_expect(wait_until(a_sees_b_gone, &p, CONVERGE_MS), "A still counts B alive");
+    cr_expect(harness_wait(a_sees_b_gone, &p, CONVERGE_MS), "A still counts B alive");
     cr_expect_eq(node_ctl_status(p.a, "epoch", NULL), 0, "A serves on");
     cr_expect_eq(node_term(p.a, EXIT_MS), 0, "the last member leaves too");
 }
@@ -613,7 +613,7 @@ NODE_TEST(client_hanging_up_before_the_answer_leaves_the_node_serving)
     char *text = NULL;
     cr_expect_eq(ch_ctl_exec(c, 4, argv, &status, &text), -ETIMEDOUT);
     ch_ctl_close(c); /* gone before the answer */
-    cr_expect(wait_until(started_all, n, 20000));
+    cr_expect(harness_wait(started_all, n, 20000));
     EXPECT_TEXT(n, "1\n", "epoch");
 }
 
@@ -655,9 +655,9 @@ Test(tools_node, ctl_open_reports_refusal_silence_and_bad_arguments)
     cr_expect_eq(ch_ctl_open(addr, NULL, H.cookie, H.cookie_len, 2000, &c), -ECONNREFUSED);
     close(fd);
     fd = local_socket(true, addr, sizeof(addr));
-    uint64_t t0 = harness_now_ms();
+    uint64_t t0 = th_now_ms();
     cr_expect_eq(ch_ctl_open(addr, NULL, H.cookie, H.cookie_len, 200, &c), -ETIMEDOUT);
-    cr_expect_lt(harness_now_ms() - t0, 2000, "the timeout bounds the handshake");
+    cr_expect_lt(th_now_ms() - t0, 2000, "the timeout bounds the handshake");
     close(fd);
     cr_expect_eq(ch_ctl_open("no-port", NULL, H.cookie, H.cookie_len, 200, &c), -EINVAL);
     cr_expect_eq(ch_ctl_open(addr, NULL, "short", 5, 200, &c), -EINVAL);

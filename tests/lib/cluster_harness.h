@@ -1,5 +1,5 @@
 /*
- * tests/cluster_harness.h - real `corehub node` processes for multi-node tests.
+ * tests/lib/cluster_harness.h - real `corehub node` processes for multi-node tests.
  *
  * A harness owns a temporary directory with the hub's cookie (mode 0600) and every node
  * process a test spawns. Each node runs `corehub node --listen 127.0.0.1:0 --cores 1
@@ -24,6 +24,8 @@
 
 #include <corehub/corehub.h>
 
+#include "wait.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -35,6 +37,7 @@
 #define HARNESS_CTL_MS    10000 /* connect, handshake and each answer */
 #define HARNESS_DIR_MAX   192   /* the directory, so that the paths of its files fit */
 #define HARNESS_PATH_MAX  256
+#define HARNESS_POLL_MS   5 /* between two looks: each may ask a node over its channel */
 
 typedef struct ch_harness ch_harness;
 
@@ -108,11 +111,8 @@ int node_wait_exit(hnode *n, int timeout_ms);
 /* Whether n is still running (reaps it if it is not). */
 bool node_alive(hnode *n);
 
-/* Polls fn(ud) every few milliseconds until it returns true (true) or timeout_ms passes
- * (false). The way tests wait for a cluster to converge: never a bare sleep. */
-bool wait_until(bool (*fn)(void *ud), void *ud, int timeout_ms);
-
-/* Monotonic milliseconds. */
-uint64_t harness_now_ms(void);
+/* th_poll_until every HARNESS_POLL_MS: the way tests wait for nodes to converge, never a
+ * bare sleep. */
+bool harness_wait(bool (*cond)(void *ud), void *ud, int timeout_ms);
 
 #endif

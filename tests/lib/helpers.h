@@ -1,6 +1,7 @@
 /*
- * tests/helpers.h - what every corehub test shares: a node factory, waiting on a condition
- * with a deadline (never a sleep as synchronisation), and "tp", a scriptable process type.
+ * tests/lib/helpers.h - what the tests of one in-process node share: a node factory, "tp", a
+ * scriptable process type, and TH_WAIT, waiting on an expression with a deadline (wait.h
+ * has the rest of waiting).
  *
  * Criterion forks each test, so the globals below start at zero in every test. Process
  * callbacks run on reactor threads, where a Criterion assertion must not be used (it would
@@ -28,6 +29,8 @@
 #include <criterion/criterion.h>
 #include <corehub/corehub.h>
 
+#include "wait.h"
+
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -35,47 +38,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define TH_TYPE         "tp"
 #define TH_WAIT_MS      10000u /* deadline for what should take milliseconds */
 #define TH_CALL_MS      10000u /* call timeout for calls that should succeed */
 #define TH_LONG_WAIT_MS 60000u /* deadline for bulk work (100k processes...) */
 
-/* --- time and waiting ------------------------------------------------------------------ */
+/* --- waiting -------------------------------------------------------------------------- */
 
-static inline uint64_t th_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static inline uint64_t th_now_ms(void)
-{
-    return th_now_ns() / 1000000u;
-}
-
-/* The poll interval of every wait: a pause between two looks at a condition, never a
- * synchronisation by itself. */
-static inline void th_poll_pause(void)
-{
-    struct timespec ts = {0, 200 * 1000};
-    nanosleep(&ts, NULL);
-}
-
-/* Polls cond(ud) until it holds or timeout_ms passed; returns its last value. */
-static inline bool wait_until(bool (*cond)(void *), void *ud, uint32_t timeout_ms)
-{
-    const uint64_t deadline = th_now_ms() + timeout_ms;
-    for (;;) {
-        if (cond(ud)) return true;
-        if (th_now_ms() >= deadline) return cond(ud);
-        th_poll_pause();
-    }
-}
-
-/* The same for an expression: TH_WAIT(atomic_load(&x) == 3, TH_WAIT_MS) is true or false. */
+/* wait_until for an expression: TH_WAIT(atomic_load(&x) == 3, TH_WAIT_MS) is true or false. */
 #define TH_WAIT(expr, timeout_ms)                                                                  \
     __extension__({                                                                                \
         const uint64_t th__deadline = th_now_ms() + (timeout_ms);                                  \

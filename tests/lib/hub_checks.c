@@ -1,5 +1,5 @@
 /*
- * tests/hub_checks.c - assertions about a hub of real nodes (see hub_checks.h).
+ * tests/lib/hub_checks.c - assertions about a hub of real nodes (see hub_checks.h).
  */
 #include "hub_checks.h"
 
@@ -83,7 +83,7 @@ static bool members_ok(void *ud)
 bool hub_wait_members(hnode **nodes, int count, int alive, int timeout_ms)
 {
     members_wait w = {nodes, count, alive};
-    return wait_until(members_ok, &w, timeout_ms);
+    return harness_wait(members_ok, &w, timeout_ms);
 }
 
 long long hub_stat_sum(hnode **nodes, int count, const char *key)
@@ -122,5 +122,5 @@ bool hub_wait_settled(hnode **nodes, int count, const char *prefix, long n, int 
                       hub_instances *in)
 {
     settle_wait w = {nodes, count, prefix, n, in};
-    return wait_until(settled, &w, timeout_ms);
+    return harness_wait(settled, &w, timeout_ms);
 }

@@ -1,5 +1,5 @@
 /*
- * tests/hub_checks.h - what multi-node tests assert about a whole hub of real nodes
+ * tests/lib/hub_checks.h - what multi-node tests assert about a whole hub of real nodes
  * (cluster_harness.h): membership agreement, one live instance per id, placement, counter
  * sums. Every wait polls with a deadline; none sleeps as a synchronisation.
  */

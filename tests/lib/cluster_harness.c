@@ -1,5 +1,5 @@
 /*
- * tests/cluster_harness.c - spawning, driving and reaping `corehub node` processes (see
+ * tests/lib/cluster_harness.c - spawning, driving and reaping `corehub node` processes (see
  * cluster_harness.h).
  *
  * Spawning forks and execs CH_COREHUB_BIN. Between fork and exec the child only makes
@@ -26,28 +26,11 @@
 #include <sys/random.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #ifndef CH_COREHUB_BIN
 #error "CH_COREHUB_BIN must name the corehub program (tests/CMakeLists.txt defines it)"
 #endif
-
-#define POLL_MS 5 /* how often waits look again */
-
-uint64_t harness_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void pause_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-    }
-}
 
 static bool env_set(const char *name)
 {
@@ -192,7 +175,7 @@ static int read_listening(hnode *n, int fd, uint64_t deadline)
     char line[256];
     size_t len = 0;
     while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
-        uint64_t now = harness_now_ms();
+        uint64_t now = th_now_ms();
         if (now >= deadline) return -ETIMEDOUT;
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int r = poll(&p, 1, (int)(deadline - now));
@@ -291,7 +274,7 @@ hnode *node_spawn_env(ch_harness *h, const char *const *env, const char *const *
     free(envp);
     if (started < 0) return NULL;
     h->nnodes++; /* from here on fini reaps it, whatever happens */
-    int rc = read_listening(n, rd, harness_now_ms() + HARNESS_SPAWN_MS);
+    int rc = read_listening(n, rd, th_now_ms() + HARNESS_SPAWN_MS);
     close(rd); /* the node prints nothing more; it ignores SIGPIPE */
     if (rc < 0) {
         fprintf(stderr, "cluster harness: node %d did not start (%s); log: %s\n", n->index,
@@ -398,7 +381,7 @@ static int exit_code(int wstatus)
 int node_wait_exit(hnode *n, int timeout_ms)
 {
     if (n->pid <= 0) return exit_code(n->wstatus);
-    uint64_t deadline = harness_now_ms() + (uint64_t)timeout_ms;
+    uint64_t deadline = th_now_ms() + (uint64_t)timeout_ms;
     for (;;) {
         pid_t r = waitpid(n->pid, &n->wstatus, WNOHANG);
         if (r == n->pid || (r < 0 && errno == ECHILD)) {
@@ -406,8 +389,8 @@ int node_wait_exit(hnode *n, int timeout_ms)
             if (n->wstatus != 0) print_log_tail(n); /* why it failed, for the test log */
             return exit_code(n->wstatus);
         }
-        if (harness_now_ms() >= deadline) break;
-        pause_ms(POLL_MS);
+        if (th_now_ms() >= deadline) break;
+        th_pause_us(HARNESS_POLL_MS * 1000u);
     }
     return -ETIMEDOUT;
 }
@@ -466,12 +449,7 @@ long long node_stat(hnode *n, const char *key)
     return v;
 }
 
-bool wait_until(bool (*fn)(void *ud), void *ud, int timeout_ms)
+bool harness_wait(bool (*cond)(void *ud), void *ud, int timeout_ms)
 {
-    uint64_t deadline = harness_now_ms() + (uint64_t)timeout_ms;
-    for (;;) {
-        if (fn(ud)) return true;
-        if (harness_now_ms() >= deadline) return false;
-        pause_ms(POLL_MS);
-    }
+    return th_poll_until(cond, ud, timeout_ms, HARNESS_POLL_MS * 1000u);
 }
