@@ -4,19 +4,18 @@
  * handover on a join and on a graceful leave, with and without senders busy during the
  * move; ColdSwap. tests/test_migration.c repeats the essentials with node processes.
  */
-#include "helpers.h"
+#include "inproc_hub.h"
+#include "wait.h"
 
 #include <corehub/corehub.h>
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static const char cookie[] = "in-process-migration-cookie-0123456789";
 
 /* State: u64 value, u64 casts seen in order, u64 order violations, u64 last seq. */
 typedef struct cstate {
@@ -27,7 +26,7 @@ static int c_init(ch_proc *p, const void *arg, size_t len, unsigned flags)
 {
     (void)flags;
     cstate *s = ch_proc_state_resize(p, sizeof(*s));
-    if (!s) return -12;
+    if (!s) return -ENOMEM;
     if (len == 8) memcpy(&s->value, arg, 8);
     return 0;
 }
@@ -48,65 +47,29 @@ static int c_handle(ch_proc *p, const ch_msg *m)
 
 static const ch_process_type ctype = {.name = "c", .init = c_init, .handle = c_handle};
 
-static ch_node *node_new(const char *seed, ch_migration_strategy st, int handover)
+/* A node of the hub of `seed` (NULL: the first), moving processes with strategy st. */
+static ch_node *node_new(ch_node *seed, ch_migration_strategy st, int handover)
 {
     ch_node_config c;
-    ch_node_config_init(&c);
-    c.cores = 2;
-    c.pin = 0;
-    c.cluster.listen = "127.0.0.1:0";
-    c.cluster.cookie = cookie;
-    c.cluster.cookie_len = sizeof(cookie) - 1;
-    c.cluster.probe_interval_ms = 200;
-    c.cluster.probe_timeout_ms = 100;
-    c.cluster.suspicion_mult = 5;
-    c.cluster.sync_interval_ms = 300;
+    ihub_config(&c);
     c.migration.strategy = st;
     c.migration.handover = handover;
     c.migration.batch_bytes = 64 * 1024;
-    const char *seeds[1] = {seed};
-    if (seed) {
-        c.cluster.seeds = seeds;
-        c.cluster.nseeds = 1;
-    }
     ch_node *n;
-    cr_assert_eq(ch_node_create(&c, &n), 0);
-    cr_assert_eq(ch_node_register_type(n, &ctype), 0);
-    cr_assert_eq(ch_node_start(n), 0);
+    int rc = ihub_node_start(&c, seed, &ctype, &n);
+    cr_assert_eq(rc, 0, "a node starts: %s", ch_strerror(rc));
     return n;
 }
 
 #define NPROC 2000
 
-typedef struct hub {
-    ch_node *n[3];
-    size_t count;
-} hub;
-
-static char *seed_of(ch_node *n, char *buf)
-{
-    sprintf(buf, "127.0.0.1:%d", ch_node_port(n));
-    return buf;
-}
-
-static size_t alive(ch_node *n)
-{
-    ch_member *m;
-    size_t k, a = 0;
-    if (ch_members(n, &m, &k) < 0) return 0;
-    for (size_t i = 0; i < k; i++)
-        a += m[i].state == CH_MEMBER_ALIVE;
-    free(m);
-    return a;
-}
-
 /* Every node sees the others, nothing is migrating, and every process is on its owner. */
 static bool settled(void *ud)
 {
-    hub *h = ud;
+    ihub *h = ud;
     for (size_t i = 0; i < h->count; i++) {
         ch_node_stats s;
-        if (alive(h->n[i]) != h->count || ch_node_stats_get(h->n[i], &s) < 0 || s.migrating)
+        if (ihub_alive(h->n[i]) != h->count || ch_node_stats_get(h->n[i], &s) < 0 || s.migrating)
             return false;
     }
     for (int i = 0; i < NPROC; i++) {
@@ -185,10 +148,8 @@ static void *send_loop(void *arg)
             char id[32];
             snprintf(id, sizeof(id), "c%d", i);
             int rc;
-            while ((rc = ch_send(s->n, id, CH_ID_CSTR, &r, 8)) == -11) {
-                struct timespec ts = {0, 100000};
-                nanosleep(&ts, NULL);
-            }
+            while ((rc = ch_send(s->n, id, CH_ID_CSTR, &r, 8)) == -EAGAIN)
+                th_pause_us(100);
             if (rc != 0) {
                 fprintf(stderr, "send %s: %s\n", id, ch_strerror(rc));
                 return (void *)1;
@@ -201,7 +162,7 @@ static void *send_loop(void *arg)
 static bool sent_all_landed(void *ud)
 {
     /* every process saw every cast: checked by polling one sample process per core */
-    hub *h = ud;
+    ihub *h = ud;
     for (int i = 0; i < NPROC; i += 97) {
         char id[32];
         snprintf(id, sizeof(id), "c%d", i);
@@ -216,11 +177,10 @@ static bool sent_all_landed(void *ud)
 
 Test(migration_inproc, hotswap_join_then_leave_keeps_every_state, .timeout = 120)
 {
-    hub h = {.count = 1};
-    char seed[64];
+    ihub h = {.count = 1};
     h.n[0] = node_new(NULL, CH_MIGRATE_HOTSWAP, 1);
     start_all(h.n[0]);
-    h.n[1] = node_new(seed_of(h.n[0], seed), CH_MIGRATE_HOTSWAP, 1);
+    h.n[1] = node_new(h.n[0], CH_MIGRATE_HOTSWAP, 1);
     h.count = 2;
     cr_assert(wait_until(settled, &h, 30000), "the join did not settle");
     ch_node_stats s0, s1;
@@ -245,14 +205,13 @@ Test(migration_inproc, hotswap_join_then_leave_keeps_every_state, .timeout = 120
 
 Test(migration_inproc, senders_during_join_lose_and_reorder_nothing, .timeout = 120)
 {
-    hub h = {.count = 1};
-    char seed[64];
+    ihub h = {.count = 1};
     h.n[0] = node_new(NULL, CH_MIGRATE_HOTSWAP, 1);
     start_all(h.n[0]);
     sender s = {.n = h.n[0], .rounds = 30};
     pthread_t t;
     pthread_create(&t, NULL, send_loop, &s);
-    h.n[1] = node_new(seed_of(h.n[0], seed), CH_MIGRATE_HOTSWAP, 1);
+    h.n[1] = node_new(h.n[0], CH_MIGRATE_HOTSWAP, 1);
     h.count = 2;
     void *ret;
     pthread_join(t, &ret);
@@ -266,8 +225,7 @@ Test(migration_inproc, senders_during_join_lose_and_reorder_nothing, .timeout = 
 
 Test(migration_inproc, coldswap_restarts_fresh_on_the_new_owner, .timeout = 120)
 {
-    hub h = {.count = 1};
-    char seed[64];
+    ihub h = {.count = 1};
     h.n[0] = node_new(NULL, CH_MIGRATE_COLDSWAP, 0);
     start_all(h.n[0]);
     for (int i = 0; i < NPROC; i++) {
@@ -276,7 +234,7 @@ Test(migration_inproc, coldswap_restarts_fresh_on_the_new_owner, .timeout = 120)
         snprintf(id, sizeof(id), "c%d", i);
         cr_assert_eq(ch_send(h.n[0], id, CH_ID_CSTR, &one, 8), 0);
     }
-    h.n[1] = node_new(seed_of(h.n[0], seed), CH_MIGRATE_COLDSWAP, 0);
+    h.n[1] = node_new(h.n[0], CH_MIGRATE_COLDSWAP, 0);
     h.count = 2;
     cr_assert(wait_until(settled, &h, 30000), "the join did not settle");
     check_all(h.n[0], true, 1);
