@@ -7,7 +7,8 @@
  * Nodes probe every 200 ms so that failures are detected in about a second; every wait is
  * a poll with a deadline (harness_wait), never a bare sleep.
  */
-#include "cluster_harness.h"
+#include "harness_suite.h"
+#include "hub_checks.h"
 
 #include "net/frame.h"
 
@@ -23,98 +24,23 @@
 #include <unistd.h>
 
 #define CTL(n, st, txt, ...) node_ctl((n), (st), (txt), __VA_ARGS__, NULL)
-#define PROBE                "--probe-ms", "200"
 #define CONVERGE_MS          15000
 
-static ch_harness H;
+HARNESS_SUITE(cluster, .timeout = 120);
 
-static void setup(void)
-{
-    cr_assert_eq(harness_init(&H), 0, "harness_init");
-}
-
-static void teardown(void)
-{
-    harness_fini(&H);
-}
-
-TestSuite(cluster, .init = setup, .fini = teardown, .timeout = 120);
-
-/* Nodes of one hub: the first is the seed of the others. */
+/* A node of the hub of seed (NULL: the first), with up to two more arguments. */
 static hnode *spawn_hub_node(hnode *seed, const char *extra1, const char *extra2)
 {
-    const char *args[8];
-    int k = 0;
-    args[k++] = "--probe-ms";
-    args[k++] = "200";
-    if (seed) {
-        args[k++] = "--seed";
-        args[k++] = seed->addr;
-    }
-    if (extra1) args[k++] = extra1;
-    if (extra2) args[k++] = extra2;
-    hnode *n = node_spawnv(&H, args, k);
+    const char *const extra[] = {extra1, extra2, NULL};
+    hnode *n = node_spawn_member(&H, seed, NULL, extra);
     cr_assert_not_null(n, "a node starts");
     return n;
 }
 
-typedef struct members_check {
-    hnode **nodes;
-    int count;
-    int alive;
-} members_check;
-
-static bool all_see(void *ud)
-{
-    members_check *m = ud;
-    for (int i = 0; i < m->count; i++)
-        if (m->nodes[i] && node_count_members(m->nodes[i], "alive") != m->alive) return false;
-    return true;
-}
-
 static void wait_members(hnode **nodes, int count, int alive)
 {
-    members_check m = {nodes, count, alive};
-    cr_assert(harness_wait(all_see, &m, CONVERGE_MS), "every node sees %d alive members", alive);
-}
-
-/* Lines of a command's answer (processes listed, for procs), or -1. */
-static long lines_of(hnode *n, const char *a, const char *b)
-{
-    int st;
-    char *text = NULL;
-    int rc = b ? CTL(n, &st, &text, a, b) : CTL(n, &st, &text, a);
-    long count = -1;
-    if (rc == 0 && st == 0) {
-        count = 0;
-        for (char *p = text; p && *p; p++)
-            count += *p == '\n';
-    }
-    free(text);
-    return count;
-}
-
-typedef struct procs_check {
-    hnode **nodes;
-    int count;
-    long want;
-} procs_check;
-
-static bool registries_agree(void *ud)
-{
-    procs_check *p = ud;
-    for (int i = 0; i < p->count; i++)
-        if (p->nodes[i] && lines_of(p->nodes[i], "procs", NULL) != p->want) return false;
-    return true;
-}
-
-static bool local_sum_is(void *ud)
-{
-    procs_check *p = ud;
-    long sum = 0;
-    for (int i = 0; i < p->count; i++)
-        if (p->nodes[i]) sum += lines_of(p->nodes[i], "procs", "--local");
-    return sum == p->want;
+    cr_assert(hub_wait_count(nodes, count, "alive", alive, CONVERGE_MS),
+              "every node sees %d alive members", alive);
 }
 
 static void start_many(hnode *n, const char *prefix, const char *count)
@@ -128,9 +54,7 @@ static void start_many(hnode *n, const char *prefix, const char *count)
 
 static void hub_of(hnode **n, int count)
 {
-    n[0] = spawn_hub_node(NULL, NULL, NULL);
-    for (int i = 1; i < count; i++)
-        n[i] = spawn_hub_node(n[0], NULL, NULL);
+    cr_assert_eq(harness_spawn_hub(&H, n, count, NULL), 0, "the nodes start");
     wait_members(n, count, count);
 }
 
@@ -139,11 +63,11 @@ Test(cluster, four_nodes_place_10000_processes_on_their_owners_and_agree)
     hnode *n[4];
     hub_of(n, 4);
     start_many(n[0], "p", "10000");
-    procs_check pc = {n, 4, 10000};
-    cr_assert(harness_wait(registries_agree, &pc, CONVERGE_MS), "every registry lists 10000");
-    cr_assert(harness_wait(local_sum_is, &pc, CONVERGE_MS), "each process runs on one node");
+    cr_assert(hub_wait_listed(n, 4, 10000, CONVERGE_MS), "every registry lists 10000");
+    cr_assert(hub_wait_running(n, 4, 10000, CONVERGE_MS), "each process runs on one node");
     for (int i = 0; i < 4; i++)
-        cr_assert_gt(lines_of(n[i], "procs", "--local"), 1500, "node %d owns a fair share", i);
+        cr_assert_gt(node_ctl_lines(n[i], "procs", "--local", NULL), 1500,
+                     "node %d owns a fair share", i);
     cr_assert_eq(harness_check(&H), 0);
 }
 
@@ -178,18 +102,6 @@ Test(cluster, calls_from_every_node_reach_every_process)
     cr_assert_eq(harness_check(&H), 0);
 }
 
-typedef struct stat_check {
-    hnode *n;
-    const char *key;
-    long long want;
-} stat_check;
-
-static bool stat_is(void *ud)
-{
-    stat_check *s = ud;
-    return node_stat(s->n, s->key) == s->want;
-}
-
 /* stat a (+ stat b) has reached `want`. */
 typedef struct stats_sum {
     hnode *n;
@@ -203,29 +115,21 @@ static bool sum_reaches(void *ud)
     return node_stat(s->n, s->a) + (s->b ? node_stat(s->n, s->b) : 0) >= s->want;
 }
 
-static bool dead_seen(void *ud)
-{
-    hnode **n = ud;
-    return node_count_members(n[0], "dead") == 1 && node_count_members(n[1], "dead") == 1;
-}
-
 Test(cluster, kill_9_restarts_the_dead_nodes_processes_on_the_survivors)
 {
     hnode *n[3];
     hub_of(n, 3);
     start_many(n[0], "k", "3000");
-    procs_check pc = {n, 3, 3000};
-    cr_assert(harness_wait(local_sum_is, &pc, CONVERGE_MS));
+    cr_assert(hub_wait_running(n, 3, 3000, CONVERGE_MS));
     /* Only replicated rows can be restarted: a crash loses what it had not announced. */
-    cr_assert(harness_wait(registries_agree, &pc, CONVERGE_MS));
-    long lost = lines_of(n[2], "procs", "--local");
+    cr_assert(hub_wait_listed(n, 3, 3000, CONVERGE_MS));
+    long lost = node_ctl_lines(n[2], "procs", "--local", NULL);
     cr_assert_gt(lost, 0);
     cr_assert_eq(node_kill9(n[2]), 0);
     n[2] = NULL;
-    cr_assert(harness_wait(dead_seen, n, CONVERGE_MS), "the survivors declare it dead");
-    pc.count = 2;
-    cr_assert(harness_wait(local_sum_is, &pc, CONVERGE_MS), "every process runs again, once");
-    cr_assert(harness_wait(registries_agree, &pc, CONVERGE_MS), "registries forget the dead rows");
+    cr_assert(hub_wait_count(n, 2, "dead", 1, CONVERGE_MS), "the survivors declare it dead");
+    cr_assert(hub_wait_running(n, 2, 3000, CONVERGE_MS), "every process runs again, once");
+    cr_assert(hub_wait_listed(n, 2, 3000, CONVERGE_MS), "registries forget the dead rows");
     cr_assert_eq(node_stat(n[0], "crash_restarts") + node_stat(n[1], "crash_restarts"), lost,
                  "each lost process restarted exactly once");
     cr_assert_eq(harness_check(&H), 0);
@@ -236,22 +140,21 @@ Test(cluster, kill_9_restarts_the_dead_nodes_processes_on_the_survivors)
 static void partition_case(const char *strategy, int count, int kill, void (*heal)(hnode **, int))
 {
     hnode *n[6];
-    n[0] = spawn_hub_node(NULL, "--partition", strategy);
-    for (int i = 1; i < count; i++)
-        n[i] = spawn_hub_node(n[0], "--partition", strategy);
+    const char *const extra[] = {"--partition", strategy, NULL};
+    cr_assert_eq(harness_spawn_hub(&H, n, count, extra), 0, "%s: the nodes start", strategy);
     wait_members(n, count, count);
     cr_assert_eq(node_stat(n[0], "partitioned"), 0, "%s: a whole hub is not partitioned", strategy);
     for (int i = count - kill; i < count; i++) {
         cr_assert_eq(node_kill9(n[i]), 0);
         n[i] = NULL;
     }
-    stat_check s = {n[0], "partitioned", 1};
-    cr_assert(harness_wait(stat_is, &s, CONVERGE_MS), "%s: partition mode", strategy);
+    cr_assert(hub_wait_stat(n, 1, "partitioned", 1, HUB_EXACTLY, CONVERGE_MS, NULL),
+              "%s: partition mode", strategy);
     cr_assert_eq(node_ctl_status(n[0], "start", "late", "counter", NULL), 4,
                  "%s: starts are refused in partition mode", strategy);
     heal(n, count);
-    s.want = 0;
-    cr_assert(harness_wait(stat_is, &s, CONVERGE_MS), "%s: partition mode is over", strategy);
+    cr_assert(hub_wait_stat(n, 1, "partitioned", 0, HUB_EXACTLY, CONVERGE_MS, NULL),
+              "%s: partition mode is over", strategy);
     cr_assert_eq(node_ctl_status(n[0], "start", "later", "counter", NULL), 0);
     cr_assert_eq(harness_check(&H), 0);
 }

@@ -8,6 +8,7 @@
  * A stall's length is the fault itself, not a synchronisation: every wait for the hub
  * polls a condition with a deadline.
  */
+#include "harness_suite.h"
 #include "hub_checks.h"
 
 #include <criterion/criterion.h>
@@ -20,13 +21,6 @@
 #define SETTLE_MS 60000
 #define PROCS     300
 #define PROCS_S   "300"
-
-static ch_harness H;
-
-static void setup(void)
-{
-    cr_assert_eq(harness_init(&H), 0, "harness_init");
-}
 
 static bool cut; /* iptables rules to remove */
 
@@ -47,21 +41,20 @@ static void partition(const char *a, const char *b, bool on)
     cut = on;
 }
 
-static void teardown(void)
+static void heal(void)
 {
     if (cut) {
         iptables("-D", "127.0.0.2", "127.0.0.3");
         iptables("-D", "127.0.0.3", "127.0.0.2");
     }
-    harness_fini(&H);
 }
 
-TestSuite(faults, .init = setup, .fini = teardown, .timeout = 240);
+HARNESS_SUITE_WITH(faults, harness_suite_nothing, heal, .timeout = 240);
 
 /* A node of the hub (seed NULL: the first) probing every probe_ms; listen NULL: 127.0.0.1. */
 static hnode *spawn_at(const char *listen, hnode *seed, const char *probe_ms, const char *partition)
 {
-    const char *args[10];
+    const char *args[8];
     int k = 0;
     if (listen) {
         args[k++] = "--listen";
@@ -69,15 +62,12 @@ static hnode *spawn_at(const char *listen, hnode *seed, const char *probe_ms, co
     }
     args[k++] = "--probe-ms";
     args[k++] = probe_ms;
-    if (seed) {
-        args[k++] = "--seed";
-        args[k++] = seed->addr;
-    }
     if (partition) {
         args[k++] = "--partition";
         args[k++] = partition;
     }
-    hnode *n = node_spawnv(&H, args, k);
+    args[k] = NULL;
+    hnode *n = node_spawn_member(&H, seed, NULL, args);
     cr_assert_not_null(n, "a node starts");
     return n;
 }
@@ -133,11 +123,6 @@ Test(faults, a_stall_shorter_than_the_suspicion_time_kills_no_one)
     cr_assert_eq(harness_check(&H), 0);
 }
 
-static bool dead_seen(void *ud)
-{
-    return node_count_members(ud, "dead") == 1;
-}
-
 /* Issue 9, point 2: a stalled node declared dead came back and ran its stale processes
  * beside their replacements for good. */
 Test(faults, a_node_declared_dead_rejoins_by_itself_and_no_id_runs_twice)
@@ -149,8 +134,8 @@ Test(faults, a_node_declared_dead_rejoins_by_itself_and_no_id_runs_twice)
     long long held = node_stat(n[2], "processes");
     cr_assert_gt(held, 0);
     cr_assert_eq(kill(n[2]->pid, SIGSTOP), 0);
-    cr_assert(harness_wait(dead_seen, n[0], SETTLE_MS), "the stalled node is declared dead");
-    cr_assert(harness_wait(dead_seen, n[1], SETTLE_MS));
+    cr_assert(hub_wait_count(&n[0], 1, "dead", 1, SETTLE_MS), "the stalled node is declared dead");
+    cr_assert(hub_wait_count(&n[1], 1, "dead", 1, SETTLE_MS));
     hub_instances in;
     cr_assert(hub_wait_settled(n, 2, "f", PROCS, SETTLE_MS, &in),
               "the survivors restart its processes: %ld missing", in.missing);
@@ -160,11 +145,6 @@ Test(faults, a_node_declared_dead_rejoins_by_itself_and_no_id_runs_twice)
     cr_expect_geq(node_stat(n[2], "rejoins"), 1, "it knows it rejoined");
     cr_expect_eq(hub_stat_sum(n, 2, "crash_restarts"), held, "its processes restarted once");
     cr_assert_eq(harness_check(&H), 0);
-}
-
-static bool partitioned(void *ud)
-{
-    return node_stat(ud, "partitioned") == 1;
 }
 
 /* Issue 9, point 2, the quorum side: a minority ran the majority's processes for a while,
@@ -177,7 +157,8 @@ Test(faults, a_minority_stops_at_once_refuses_sends_and_rejoins_after_the_heal)
     assert_settled(n, 3);
     cr_assert_eq(kill(n[1]->pid, SIGSTOP), 0);
     cr_assert_eq(kill(n[2]->pid, SIGSTOP), 0);
-    cr_assert(harness_wait(partitioned, n[0], SETTLE_MS), "the lone node enters partition mode");
+    cr_assert(hub_wait_stat(n, 1, "partitioned", 1, HUB_EXACTLY, SETTLE_MS, NULL),
+              "the lone node enters partition mode");
     cr_expect_eq(node_stat(n[0], "processes"), 0, "it runs nothing");
     cr_expect_eq(node_stat(n[0], "crash_restarts"), 0, "not even the majority's processes");
     cr_expect_neq(node_ctl_status(n[0], "send", "f1", "1", NULL), 0, "a cast is refused");
@@ -241,8 +222,7 @@ Test(faults, a_row_without_its_process_is_restarted_by_the_registry_audit)
     hnode *n[2];
     n[0] = spawn(NULL, "200", NULL);
     static const char *const env[] = {"CH_FAULT=lose-removes", NULL};
-    const char *args[] = {"--probe-ms", "200", "--seed", n[0]->addr};
-    n[1] = node_spawn_env(&H, env, args, 4);
+    n[1] = node_spawn_member(&H, n[0], env, NULL);
     cr_assert_not_null(n[1]);
     cr_assert(hub_wait_members(n, 2, 2, SETTLE_MS));
     start_counters(n[0]);
@@ -272,12 +252,6 @@ Test(faults, a_row_without_its_process_is_restarted_by_the_registry_audit)
     cr_assert_eq(harness_check(&H), 0);
 }
 
-static bool both_see_the_other_dead(void *ud)
-{
-    hnode **n = ud;
-    return node_count_members(n[0], "dead") == 1 && node_count_members(n[1], "dead") == 1;
-}
-
 static bool both_run_everything(void *ud)
 {
     hnode **n = ud;
@@ -296,8 +270,7 @@ Test(faults, a_healed_divergence_partition_keeps_the_owners_instance_of_each_id)
     start_counters(n[0]);
     assert_settled(n, 2);
     partition("127.0.0.2", "127.0.0.3", true);
-    cr_assert(harness_wait(both_see_the_other_dead, n, SETTLE_MS),
-              "each side declares the other dead");
+    cr_assert(hub_wait_count(n, 2, "dead", 1, SETTLE_MS), "each side declares the other dead");
     cr_assert(harness_wait(both_run_everything, n, SETTLE_MS), "each side runs every process");
     partition("127.0.0.2", "127.0.0.3", false);
     cr_assert(hub_wait_members(n, 2, 2, SETTLE_MS), "the two sides are one hub again");

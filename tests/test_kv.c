@@ -8,7 +8,8 @@
  * Without the Redis tools the tests that need them are skipped.
  */
 #define _GNU_SOURCE
-#include "cluster_harness.h"
+#include "harness_suite.h"
+#include "hub_checks.h"
 
 #include <criterion/criterion.h>
 
@@ -35,20 +36,7 @@
 #define OUTPUT_MAX (1u << 20)
 #define KEY_MAX    (CH_ID_MAX - 1) /* a key's process id is a prefix byte and the key */
 
-static ch_harness h;
-
-static void setup(void)
-{
-    signal(SIGPIPE, SIG_IGN);
-    cr_assert_eq(harness_init(&h), 0);
-}
-
-static void teardown(void)
-{
-    harness_fini(&h);
-}
-
-TestSuite(kv, .init = setup, .fini = teardown, .timeout = 600);
+HARNESS_SUITE_WITH(kv, harness_suite_no_sigpipe, harness_suite_nothing, .timeout = 600);
 
 /* --- running the Redis tools ----------------------------------------------------------- */
 
@@ -210,29 +198,17 @@ static void send_cmd(int fd, int argc, const char *const *argv)
 
 static hnode *kv_node(const char *seed)
 {
-    hnode *n = seed ? node_spawn(&h, "--kv-port", "0", "--seed", seed, NULL)
-                    : node_spawn(&h, "--kv-port", "0", NULL);
+    hnode *n = seed ? node_spawn(&H, "--kv-port", "0", "--seed", seed, NULL)
+                    : node_spawn(&H, "--kv-port", "0", NULL);
     cr_assert_not_null(n, "node did not start");
     cr_assert_gt(n->kv_port, 0, "no kv port in the listening line");
     return n;
 }
 
-typedef struct members_want {
-    hnode *n;
-    int alive;
-} members_want;
-
-static bool has_members(void *ud)
-{
-    members_want *w = ud;
-    return node_count_members(w->n, "alive") == w->alive;
-}
-
 /* Waits until n sees `alive` members alive. */
 static void wait_members(hnode *n, int alive)
 {
-    members_want w = {n, alive};
-    cr_assert(harness_wait(has_members, &w, WAIT_MS), "node %d never saw %d members alive",
+    cr_assert(hub_wait_count(&n, 1, "alive", alive, WAIT_MS), "node %d never saw %d members alive",
               n->index, alive);
 }
 
@@ -312,7 +288,7 @@ Test(kv, every_command_answers_like_redis)
     cr_assert_not_null(strstr(r.out, "redis_version:"));
     cr_assert_not_null(strstr(r.out, "total_error_replies:8"), "%s", r.out);
     free(r.out);
-    cr_assert_eq(harness_check(&h), 0);
+    cr_assert_eq(harness_check(&H), 0);
 }
 
 Test(kv, any_node_answers_for_any_key)
@@ -357,7 +333,7 @@ Test(kv, any_node_answers_for_any_key)
         close(fd[i]);
     }
     cli_expect(c->kv_port, "\"60\"\n", "GET", "shared", NULL);
-    cr_assert_eq(harness_check(&h), 0);
+    cr_assert_eq(harness_check(&H), 0);
 }
 
 /* --- the protocol ------------------------------------------------------------------------ */
@@ -391,7 +367,7 @@ Test(kv, pipelined_commands_are_answered_in_order)
     free(out);
     free(want);
     close(fd);
-    cr_assert_eq(harness_check(&h), 0);
+    cr_assert_eq(harness_check(&H), 0);
 }
 
 /* Redis accepts the empty key. It once reached the API as an id of length 0, which then
@@ -423,7 +399,7 @@ Test(kv, the_empty_key_is_a_key_like_any_other)
     send_cmd(fd, 3, (const char *[]){"SET", key, "long"});
     expect(fd, "-ERR invalid key: a key is 0 to 254 bytes\r\n");
     close(fd);
-    cr_assert_eq(harness_check(&h), 0);
+    cr_assert_eq(harness_check(&H), 0);
 }
 
 typedef struct bad_case {
@@ -498,7 +474,7 @@ Test(kv, malformed_requests_get_an_error_and_a_close)
     expect(fd, "+PONG\r\n");
     close(fd);
     cr_assert(node_alive(n));
-    cr_assert_eq(harness_check(&h), 0);
+    cr_assert_eq(harness_check(&H), 0);
 }
 
 Test(kv, clients_that_leave_with_answers_pending_break_nothing)
@@ -531,7 +507,7 @@ Test(kv, clients_that_leave_with_answers_pending_break_nothing)
     expect(fd, "+PONG\r\n");
     close(fd);
     cr_assert(node_alive(a) && node_alive(b));
-    cr_assert_eq(harness_check(&h), 0);
+    cr_assert_eq(harness_check(&H), 0);
 }
 
 Test(kv, values_have_a_size_limit)
@@ -557,7 +533,7 @@ Test(kv, values_have_a_size_limit)
     send_cmd(fd, 2, (const char *[]){"STRLEN", "k"});
     expect(fd, want);
     close(fd);
-    cr_assert_eq(harness_check(&h), 0);
+    cr_assert_eq(harness_check(&H), 0);
 }
 
 /* --- a hub that changes ------------------------------------------------------------------ */
@@ -569,7 +545,7 @@ static hnode *hot_node(hnode *seed)
                           "hotswap",   "--handover", "--seed",     NULL};
     int n = seed ? 9 : 7;
     if (seed) args[8] = seed->addr;
-    hnode *node = node_spawnv(&h, args, n);
+    hnode *node = node_spawnv(&H, args, n);
     cr_assert_not_null(node, "node did not start");
     cr_assert_gt(node->kv_port, 0);
     return node;
@@ -653,7 +629,7 @@ Test(kv, an_mget_asking_for_a_gibibyte_is_cut_and_the_node_stays_small)
     free(info);
     close(fd);
     cr_expect(node_log_has(n, "kv: closing"), "see %s", n->log);
-    cr_assert_eq(harness_check(&h), 0);
+    cr_assert_eq(harness_check(&H), 0);
 }
 
 /* A client that pipelines more answers than the hard limit, reading none until it sent
@@ -677,7 +653,7 @@ Test(kv, a_pipelining_client_is_throttled_not_cut)
     expect(fd, "+PONG\r\n");
     close(fd);
     cr_expect_lt(peak_rss(n->pid), PEAK_MAX, "peak RSS %llu MiB", peak_rss(n->pid) >> 20);
-    cr_assert_eq(harness_check(&h), 0);
+    cr_assert_eq(harness_check(&H), 0);
 }
 
 /* One RESP reply read whole from fd, as the bytes it came in (NUL-terminated, malloc'd). A
@@ -786,7 +762,7 @@ Test(kv, values_survive_a_join_and_a_graceful_leave)
     close(fd);
     cr_assert_gt(node_stat(c, "migrated_in"), 0, "some keys moved to the joining node");
     cr_assert_gt(node_stat(a, "migrated_in"), 0, "and from the leaving node");
-    cr_assert_eq(harness_check(&h), 0);
+    cr_assert_eq(harness_check(&H), 0);
 }
 
 /* redis-benchmark runs, one after another, until told to stop. */
@@ -901,5 +877,5 @@ Test(kv, benchmark_through_a_join_and_a_leave)
         free(info);
         close(fd);
     }
-    cr_assert_eq(harness_check(&h), 0);
+    cr_assert_eq(harness_check(&H), 0);
 }

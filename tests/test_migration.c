@@ -12,12 +12,13 @@
  * order. Faults are injected through the environment variable CH_FAULT of one node
  * (no-confirm, corrupt-frame:N, stall-target:N; the engine reads it).
  *
- * Nodes run HotSwap with handover unless a test says otherwise, probe every 200 ms, and
- * have one core each. Every wait is a poll with a deadline (harness_wait), never a bare
- * sleep; the deadlines are generous for sanitizer builds.
+ * Nodes run HotSwap with handover unless a test says otherwise, probe every 200 ms (the
+ * harness's members do), and have one core each. Every wait is a poll with a deadline
+ * (harness_wait), never a bare sleep; the deadlines are generous for sanitizer builds.
  */
 #define _GNU_SOURCE
-#include "cluster_harness.h"
+#include "harness_suite.h"
+#include "hub_checks.h"
 
 #include <criterion/criterion.h>
 
@@ -29,32 +30,10 @@
 #define CONVERGE_MS 20000 /* membership changes */
 #define SETTLE_MS   60000 /* a migration of thousands of processes, under ASan */
 #define LEAVE_MS    60000 /* a graceful leave, from signal to exit */
-#define MAX_HUB     6
 
-static ch_harness H;
+HARNESS_SUITE(migration, .timeout = 180);
 
-static void setup(void)
-{
-    cr_assert_eq(harness_init(&H), 0, "harness_init");
-}
-
-static void teardown(void)
-{
-    harness_fini(&H);
-}
-
-TestSuite(migration, .init = setup, .fini = teardown, .timeout = 180);
-
-/* A test whose verdict also requires that no node died on its own (a crash, a sanitizer
- * report): Criterion ignores assertions made in a fixture's fini. */
-#define MIGRATION_TEST(name)                                                                       \
-    static void name##_body(void);                                                                 \
-    Test(migration, name)                                                                          \
-    {                                                                                              \
-        name##_body();                                                                             \
-        cr_expect_eq(harness_check(&H), 0, "a node died on its own: its log is above");            \
-    }                                                                                              \
-    static void name##_body(void)
+#define MIGRATION_TEST(name) HARNESS_TEST(migration, name)
 
 /* Node flags per strategy (NULL-terminated). */
 static const char *const HOT[] = {"--strategy", "hotswap", "--handover", NULL};
@@ -72,47 +51,21 @@ static const char *const COLD[] = {"--strategy", "coldswap", NULL};
  * is not NULL, those environment variables ("CH_FAULT=..."). */
 static hnode *spawn(hnode *seed, const char *const *mode, const char *const *env)
 {
-    const char *args[HARNESS_MAX_ARGS];
-    int k = 0;
-    args[k++] = "--probe-ms";
-    args[k++] = "200";
-    if (seed) {
-        args[k++] = "--seed";
-        args[k++] = seed->addr;
-    }
-    for (; mode && *mode; mode++)
-        args[k++] = *mode;
-    hnode *n = node_spawn_env(&H, env, args, k);
+    hnode *n = node_spawn_member(&H, seed, env, mode);
     cr_assert_not_null(n, "a node starts");
     return n;
 }
 
-typedef struct members_check {
-    hnode **nodes;
-    int count;
-    int alive;
-} members_check;
-
-static bool all_see(void *ud)
-{
-    members_check *m = ud;
-    for (int i = 0; i < m->count; i++)
-        if (node_count_members(m->nodes[i], "alive") != m->alive) return false;
-    return true;
-}
-
 static void wait_members(hnode **nodes, int count, int alive)
 {
-    members_check m = {nodes, count, alive};
-    cr_assert(harness_wait(all_see, &m, CONVERGE_MS), "every node sees %d alive members", alive);
+    cr_assert(hub_wait_count(nodes, count, "alive", alive, CONVERGE_MS),
+              "every node sees %d alive members", alive);
 }
 
 /* `count` nodes of one hub, the first the seed of the others; returns once all agree. */
 static void hub_of(hnode **n, int count, const char *const *mode)
 {
-    n[0] = spawn(NULL, mode, NULL);
-    for (int i = 1; i < count; i++)
-        n[i] = spawn(n[0], mode, NULL);
+    cr_assert_eq(harness_spawn_hub(&H, n, count, mode), 0, "the nodes start");
     wait_members(n, count, count);
 }
 
@@ -139,14 +92,6 @@ static int ctl(hnode *n, char **text, const char *const *argv)
         cr_assert_eq(st_, 0, "status %d: %s", st_, t_ ? t_ : "");                                  \
         free(t_);                                                                                  \
     } while (0)
-
-static long long stat_sum(hnode **n, int count, const char *key)
-{
-    long long sum = 0;
-    for (int i = 0; i < count; i++)
-        sum += node_stat(n[i], key);
-    return sum;
-}
 
 /* Looks at a costly condition (thousands of lookups on every node) at most every
  * HEAVY_POLL_MS, so that polling does not starve the nodes it waits for. */
@@ -240,87 +185,40 @@ static void wait_settled(hnode **nodes, int count, const char *prefix, const cha
 }
 
 /* How many of PREFIX0..PREFIX<count-1> each node runs (`procs --local`), and whether each
- * runs exactly once across the nodes. */
-typedef struct instances {
+ * runs exactly once across the nodes; every node must answer. */
+typedef struct once_check {
     hnode **nodes;
     int count;
     const char *prefix;
     long n;
-    long per_node[MAX_HUB];
-    long missing, doubled;
-} instances;
-
-static void count_local(instances *in, int node, unsigned char *seen)
-{
-    char *text = NULL;
-    int st = CTL(in->nodes[node], &text, "procs", "--local");
-    cr_assert_eq(st, 0, "procs --local: %s", text ? text : "");
-    size_t plen = strlen(in->prefix);
-    for (char *line = text; line && *line;) {
-        char *end = strchr(line, '\n');
-        if (end) *end = '\0';
-        char *digits = line + plen, *after = NULL;
-        long i = -1;
-        if (strncmp(line, in->prefix, plen) == 0 && *digits >= '0' && *digits <= '9')
-            i = strtol(digits, &after, 10);
-        if (i >= 0 && i < in->n && after && *after == ' ') {
-            in->per_node[node]++;
-            if (seen[i] < 255) seen[i]++;
-        }
-        line = end ? end + 1 : NULL;
-    }
-    free(text);
-}
+    hub_instances *in;
+} once_check;
 
 static bool each_once(void *ud)
 {
-    instances *in = ud;
-    unsigned char *seen = calloc((size_t)in->n, 1);
-    cr_assert_not_null(seen);
-    memset(in->per_node, 0, sizeof(in->per_node));
-    for (int k = 0; k < in->count; k++)
-        count_local(in, k, seen);
-    in->missing = in->doubled = 0;
-    for (long i = 0; i < in->n; i++) {
-        in->missing += seen[i] == 0;
-        in->doubled += seen[i] > 1;
-    }
-    free(seen);
-    return in->missing == 0 && in->doubled == 0;
+    once_check *c = ud;
+    bool once = hub_each_once(c->nodes, c->count, c->prefix, c->n, c->in);
+    cr_assert_eq(c->in->errors, 0, "procs --local: %d nodes did not answer", c->in->errors);
+    return once;
 }
 
 /* Waits until every process of the range runs on exactly one of the nodes; fills *in. */
-static void wait_each_once(instances *in, hnode **nodes, int count, const char *prefix, long n)
+static void wait_each_once(hub_instances *in, hnode **nodes, int count, const char *prefix, long n)
 {
-    *in = (instances){.nodes = nodes, .count = count, .prefix = prefix, .n = n};
-    cr_assert(wait_heavy(each_once, in, SETTLE_MS),
+    once_check c = {nodes, count, prefix, n, in};
+    cr_assert(wait_heavy(each_once, &c, SETTLE_MS),
               "each process runs exactly once: %ld missing, %ld on two nodes or more", in->missing,
               in->doubled);
 }
 
 /* ---- what a stats sum reaches ---------------------------------------------------------- */
 
-typedef struct sum_check {
-    hnode **nodes;
-    int count;
-    const char *key;
-    long long want; /* exactly, or at least when at_least */
-    bool at_least;
-    long long last;
-} sum_check;
-
-static bool sum_is(void *ud)
+static void wait_sum(hnode **nodes, int count, const char *key, long long want, hub_cmp cmp)
 {
-    sum_check *s = ud;
-    s->last = stat_sum(s->nodes, s->count, s->key);
-    return s->at_least ? s->last >= s->want : s->last == s->want;
-}
-
-static void wait_sum(hnode **nodes, int count, const char *key, long long want, bool at_least)
-{
-    sum_check s = {nodes, count, key, want, at_least, -1};
-    cr_assert(harness_wait(sum_is, &s, SETTLE_MS), "%s summed over %d nodes: %lld, want %s%lld",
-              key, count, s.last, at_least ? ">= " : "", want);
+    long long last = -1;
+    cr_assert(hub_wait_stat(nodes, count, key, want, cmp, SETTLE_MS, &last),
+              "%s summed over %d nodes: %lld, want %s%lld", key, count, last,
+              cmp == HUB_AT_LEAST ? ">= " : "", want);
 }
 
 /* ---- the leaving node's report --------------------------------------------------------- */
@@ -365,16 +263,17 @@ MIGRATION_TEST(join_moves_10000_processes_to_the_new_node_with_their_states)
 
     WAIT_CHECK(n[3], "check-counters", "k", "10000", "1000");
     WAIT_CHECK(n[0], "check-counters", "k", "10000", "1000");
-    instances in;
+    hub_instances in;
     wait_each_once(&in, n, 4, "k", 10000);
     cr_expect_gt(in.per_node[3], 1000, "the new node holds its share: %ld", in.per_node[3]);
-    wait_sum(n, 3, "migrated_out", in.per_node[3], false);
-    wait_sum(&n[3], 1, "migrated_in", in.per_node[3], false);
-    cr_expect_gt(stat_sum(n, 3, "handover_bytes_raw"), 0, "the states travelled");
-    cr_expect_gt(stat_sum(n, 3, "handover_bytes_wire"), 0);
-    cr_expect_gt(stat_sum(n, 3, "handover_frames_zstd") + stat_sum(n, 3, "handover_frames_raw"), 0);
-    cr_expect_eq(stat_sum(n, 4, "migration_failures"), 0);
-    cr_expect_eq(stat_sum(n, 4, "crash_restarts"), 0, "nothing restarted from its spec");
+    wait_sum(n, 3, "migrated_out", in.per_node[3], HUB_EXACTLY);
+    wait_sum(&n[3], 1, "migrated_in", in.per_node[3], HUB_EXACTLY);
+    cr_expect_gt(hub_stat_sum(n, 3, "handover_bytes_raw"), 0, "the states travelled");
+    cr_expect_gt(hub_stat_sum(n, 3, "handover_bytes_wire"), 0);
+    cr_expect_gt(
+        hub_stat_sum(n, 3, "handover_frames_zstd") + hub_stat_sum(n, 3, "handover_frames_raw"), 0);
+    cr_expect_eq(hub_stat_sum(n, 4, "migration_failures"), 0);
+    cr_expect_eq(hub_stat_sum(n, 4, "crash_restarts"), 0, "nothing restarted from its spec");
 }
 
 /* ---- graceful leave ------------------------------------------------------------------- */
@@ -384,7 +283,7 @@ static void leave_case(bool by_signal)
     hnode *n[3];
     hub_of(n, 3, HOT);
     counters_with_state(n, 3, "L", "6000", "77");
-    instances before;
+    hub_instances before;
     wait_each_once(&before, n, 3, "L", 6000);
     long leaving = before.per_node[2];
     cr_assert_gt(leaving, 0);
@@ -409,10 +308,10 @@ static void leave_case(bool by_signal)
     wait_members(n, 2, 2);
     wait_settled(n, 2, "L", "6000");
     WAIT_CHECK(n[0], "check-counters", "L", "6000", "77");
-    instances after;
+    hub_instances after;
     wait_each_once(&after, n, 2, "L", 6000);
-    cr_expect_eq(stat_sum(n, 2, "crash_restarts"), 0, "nothing restarted from its spec");
-    cr_expect_eq(stat_sum(n, 2, "migrated_in"), leaving, "the survivors installed them all");
+    cr_expect_eq(hub_stat_sum(n, 2, "crash_restarts"), 0, "nothing restarted from its spec");
+    cr_expect_eq(hub_stat_sum(n, 2, "migrated_in"), leaving, "the survivors installed them all");
 }
 
 MIGRATION_TEST(ctl_leave_hands_every_process_over_with_its_state)
@@ -526,7 +425,7 @@ MIGRATION_TEST(updates_from_three_senders_during_a_join_and_a_leave_are_all_kept
     snprintf(want, sizeof(want), "%llu", rounds);
     /* Exact totals: nothing lost, nothing doubled; no violation: each sender's order. */
     WAIT_CHECK(n[1], "check-seq", "q", "1000", want);
-    instances in;
+    hub_instances in;
     wait_each_once(&in, n, 3, "q", 1000);
 }
 
@@ -592,19 +491,19 @@ MIGRATION_TEST(confirm_handover_reports_every_moved_process_through_children_mig
     n[3] = spawn(n[0], HOT_CONFIRM, NULL);
     wait_members(n, 4, 4);
     wait_settled(n, 4, "h", "3000");
-    instances in;
+    hub_instances in;
     wait_each_once(&in, n, 4, "h", 3000);
     long moved = in.per_node[3];
     cr_assert_gt(moved, 0);
 
-    wait_sum(n, 3, "hook_children_migrated_ids", moved, false);
-    cr_expect_eq(stat_sum(n, 3, "migrated_out"), moved);
+    wait_sum(n, 3, "hook_children_migrated_ids", moved, HUB_EXACTLY);
+    cr_expect_eq(hub_stat_sum(n, 3, "migrated_out"), moved);
     cr_expect_eq(node_stat(n[3], "migrated_in"), moved);
     for (int i = 0; i < 3; i++)
         cr_expect_geq(node_stat(n[i], "hook_children_migrated"), 1,
                       "node %d reported its processes to the new node", i);
     cr_expect_eq(node_stat(n[3], "hook_children_migrated_ids"), 0, "the new node handed nothing");
-    cr_expect_eq(stat_sum(n, 4, "hook_migration_failed"), 0);
+    cr_expect_eq(hub_stat_sum(n, 4, "hook_migration_failed"), 0);
     WAIT_CHECK(n[3], "check-counters", "h", "3000", "5");
 }
 
@@ -619,9 +518,9 @@ MIGRATION_TEST(retention_expiry_with_a_target_that_never_confirms_loses_no_proce
 
     n[3] = spawn(n[0], HOT_RETENTION, no_confirm);
     wait_members(n, 4, 4);
-    wait_sum(n, 3, "migration_failures", 1, true); /* the sources gave up waiting */
-    wait_sum(n, 4, "migrating", 0, false);
-    instances in;
+    wait_sum(n, 3, "migration_failures", 1, HUB_AT_LEAST); /* the sources gave up waiting */
+    wait_sum(n, 4, "migrating", 0, HUB_EXACTLY);
+    hub_instances in;
     wait_each_once(&in, n, 4, "r", 3000);
     WAIT_CHECK(n[0], "check-counters", "r", "3000", "9");
     WAIT_CHECK(n[3], "check-counters", "r", "3000", "9");
@@ -638,7 +537,7 @@ MIGRATION_TEST(coldswap_restarts_moved_processes_fresh_once_and_they_still_get_m
     n[3] = spawn(n[0], COLD, NULL);
     wait_members(n, 4, 4);
     wait_settled(n, 4, "c", "3000");
-    instances in;
+    hub_instances in;
     wait_each_once(&in, n, 4, "c", 3000);
     long moved = in.per_node[3];
     cr_assert_gt(moved, 0);
@@ -676,12 +575,12 @@ MIGRATION_TEST(two_nodes_joining_at_once_end_with_every_process_on_its_owner)
     n[4] = spawn(n[1], HOT, NULL);
     wait_members(n, 5, 5);
     wait_settled(n, 5, "g", "5000");
-    instances in;
+    hub_instances in;
     wait_each_once(&in, n, 5, "g", 5000);
     cr_expect_gt(in.per_node[3], 0);
     cr_expect_gt(in.per_node[4], 0);
     WAIT_CHECK(n[4], "check-counters", "g", "5000", "3");
-    cr_expect_eq(stat_sum(n, 5, "crash_restarts"), 0);
+    cr_expect_eq(hub_stat_sum(n, 5, "crash_restarts"), 0);
 }
 
 MIGRATION_TEST(a_join_during_a_leave_ends_with_every_process_once_on_its_newest_owner)
@@ -695,27 +594,16 @@ MIGRATION_TEST(a_join_during_a_leave_ends_with_every_process_once_on_its_newest_
     hnode *live[3] = {n[0], n[1], n[3]};
     wait_members(live, 3, 3);
     wait_settled(live, 3, "j", "5000");
-    instances in;
+    hub_instances in;
     wait_each_once(&in, live, 3, "j", 5000);
     cr_expect_gt(in.per_node[2], 0, "the new node holds its share");
     WAIT_CHECK(n[3], "check-counters", "j", "5000", "9");
-    cr_expect_eq(stat_sum(live, 3, "crash_restarts"), 0);
+    cr_expect_eq(hub_stat_sum(live, 3, "crash_restarts"), 0);
 }
 
 /* ---- a target killed mid-stream ------------------------------------------------------------ */
 
-typedef struct stat_above {
-    hnode *n;
-    const char *key;
-    long long floor;
-} stat_above;
-
-static bool stat_is_above(void *ud)
-{
-    stat_above *s = ud;
-    return node_stat(s->n, s->key) > s->floor;
-}
-
+/* Whether each of nodes[0..count) counts `dead` members dead and `count` alive. */
 typedef struct dead_seen {
     hnode **nodes;
     int count, dead;
@@ -724,11 +612,8 @@ typedef struct dead_seen {
 static bool sees_dead(void *ud)
 {
     dead_seen *d = ud;
-    for (int i = 0; i < d->count; i++)
-        if (node_count_members(d->nodes[i], "dead") != d->dead ||
-            node_count_members(d->nodes[i], "alive") != d->count)
-            return false;
-    return true;
+    return hub_count_is(d->nodes, d->count, "dead", d->dead) &&
+           hub_count_is(d->nodes, d->count, "alive", d->count);
 }
 
 /*
@@ -747,14 +632,14 @@ MIGRATION_TEST(killing_the_target_mid_migration_loses_no_unconfirmed_process)
 
     n[3] = spawn(n[0], HOT_SMALL_FRAMES, stall);
     wait_members(n, 4, 4); /* so that every survivor will see it dead */
-    stat_above installing = {n[3], "migrated_in", 0};
-    cr_assert(harness_wait(stat_is_above, &installing, SETTLE_MS), "the target installs some");
+    cr_assert(hub_wait_stat(&n[3], 1, "migrated_in", 1, HUB_AT_LEAST, SETTLE_MS, NULL),
+              "the target installs some");
     cr_assert_eq(node_kill9(n[3]), 0);
     dead_seen one = {n, 3, 1};
     cr_assert(harness_wait(sees_dead, &one, CONVERGE_MS), "the survivors declare it dead");
 
     wait_settled(n, 3, "x", "10000");
-    instances in;
+    hub_instances in;
     wait_each_once(&in, n, 3, "x", 10000);
     char *text = NULL;
     int st = CTL(n[0], &text, "check-counters", "x", "10000", "1000", "0");
@@ -762,10 +647,10 @@ MIGRATION_TEST(killing_the_target_mid_migration_loses_no_unconfirmed_process)
     sscanf(text ? text : "", "ok %*d exact %ld alt %ld", &exact, &reset);
     cr_expect_eq(st, 0, "each holds its state, or its spec's after a crash restart: %s", text);
     free(text);
-    cr_expect_eq(reset, stat_sum(n, 3, "crash_restarts"),
+    cr_expect_eq(reset, hub_stat_sum(n, 3, "crash_restarts"),
                  "only the dead target's own processes restarted from their specs");
     cr_expect_gt(exact, 0);
-    cr_expect_gt(stat_sum(n, 3, "migration_failures"), 0,
+    cr_expect_gt(hub_stat_sum(n, 3, "migration_failures"), 0,
                  "the sources report the moves that failed");
 }
 
@@ -784,12 +669,12 @@ MIGRATION_TEST(a_corrupted_handover_frame_is_refused_and_the_migration_still_com
     n[3] = spawn(n[1], HOT, NULL);
     wait_members(n, 4, 4);
     wait_settled(n, 4, "z", "5000");
-    stat_above refused = {n[3], "bad_frames", 0};
-    cr_expect(harness_wait(stat_is_above, &refused, SETTLE_MS), "the target counted the bad frame");
-    instances in;
+    cr_expect(hub_wait_stat(&n[3], 1, "bad_frames", 1, HUB_AT_LEAST, SETTLE_MS, NULL),
+              "the target counted the bad frame");
+    hub_instances in;
     wait_each_once(&in, n, 4, "z", 5000);
     WAIT_CHECK(n[3], "check-counters", "z", "5000", "11");
-    cr_expect_eq(stat_sum(n, 4, "crash_restarts"), 0);
+    cr_expect_eq(hub_stat_sum(n, 4, "crash_restarts"), 0);
 }
 
 /* ---- the joining node killed while updates flow ------------------------------------------ */
@@ -862,16 +747,16 @@ MIGRATION_TEST(killing_the_joining_node_mid_move_loses_no_update_of_processes_th
     pumped(n, 2, "w", "20000", "30", "200");
 
     n[2] = spawn(n[0], HOT_SLOW, NULL);
-    stat_above moving = {n[0], "migrating", 0};
-    cr_assert(harness_wait(stat_is_above, &moving, SETTLE_MS), "the sources stream");
+    cr_assert(hub_wait_stat(&n[0], 1, "migrating", 1, HUB_AT_LEAST, SETTLE_MS, NULL),
+              "the sources stream");
     cr_assert_eq(node_kill9(n[2]), 0);
 
     unsigned long long rounds = 0, failed = pumps_ended(n, 2, &rounds);
     wait_members(n, 2, 2);
     wait_settled(n, 2, "w", "20000");
-    instances in;
+    hub_instances in;
     wait_each_once(&in, n, 2, "w", 20000);
-    long long restarts = stat_sum(n, 2, "crash_restarts");
+    long long restarts = hub_stat_sum(n, 2, "crash_restarts");
     char last[512] = "";
     long lacking = 0, over = 0;
     long bad = seq_bad(n[0], "w", "20000", rounds, &lacking, &over, last, sizeof(last));
@@ -910,8 +795,8 @@ MIGRATION_TEST(a_death_while_a_target_is_unconfirmed_keeps_every_cast_sent_to_th
 
     n[3] = spawn(n[0], HOT_KEEP, no_confirm);
     wait_members(n, 4, 4);
-    stat_above installed = {n[3], "migrated_in", 0};
-    cr_assert(harness_wait(stat_is_above, &installed, SETTLE_MS), "the target runs some");
+    cr_assert(hub_wait_stat(&n[3], 1, "migrated_in", 1, HUB_AT_LEAST, SETTLE_MS, NULL),
+              "the target runs some");
 
     cr_assert_eq(node_kill9(n[2]), 0);
     hnode *three[3] = {n[0], n[1], n[3]};
@@ -927,9 +812,9 @@ MIGRATION_TEST(a_death_while_a_target_is_unconfirmed_keeps_every_cast_sent_to_th
         CTL_OK(n[i], "pump-stop");
     unsigned long long rounds = 0, failed = pumps_ended(n, 2, &rounds);
     wait_settled(n, 2, "k", "1000");
-    instances in;
+    hub_instances in;
     wait_each_once(&in, n, 2, "k", 1000);
-    long long restarts = stat_sum(n, 2, "crash_restarts");
+    long long restarts = hub_stat_sum(n, 2, "crash_restarts");
     char last[512] = "";
     long lacking = 0, over = 0;
     long bad = seq_bad(n[0], "k", "1000", rounds, &lacking, &over, last, sizeof(last));

@@ -9,7 +9,7 @@
  * for OBSERVE_MS) is a measurement, not a synchronisation.
  */
 #define _GNU_SOURCE
-#include "cluster_harness.h"
+#include "harness_suite.h"
 
 #include <criterion/criterion.h>
 
@@ -30,20 +30,7 @@
 #define OBSERVE_MS 1000
 #define FLOOD      100 /* connections, as in the report: `ulimit -n 64` and 100 clients */
 
-static ch_harness H;
-
-static void setup(void)
-{
-    signal(SIGPIPE, SIG_IGN);
-    cr_assert_eq(harness_init(&H), 0, "harness_init");
-}
-
-static void teardown(void)
-{
-    harness_fini(&H);
-}
-
-TestSuite(node_limits, .init = setup, .fini = teardown, .timeout = 120);
+HARNESS_SUITE_WITH(node_limits, harness_suite_no_sigpipe, harness_suite_nothing, .timeout = 120);
 
 /* ---- looking at a node from outside ------------------------------------------------------ */
 

@@ -7,7 +7,8 @@
  * reaps whatever a test left running, also after a failed assertion.
  */
 #define _GNU_SOURCE
-#include "cluster_harness.h"
+#include "harness_suite.h"
+#include "hub_checks.h"
 
 #include <criterion/criterion.h>
 
@@ -23,34 +24,12 @@
 #include <unistd.h>
 
 #define CTL(n, st, txt, ...) node_ctl((n), (st), (txt), __VA_ARGS__, NULL)
-#define FAST_PROBE           "--probe-ms", "200" /* quick convergence and leave */
 #define CONVERGE_MS          8000
 #define EXIT_MS              8000
 
-static ch_harness H;
+HARNESS_SUITE(tools_node, .timeout = 30);
 
-static void setup(void)
-{
-    cr_assert_eq(harness_init(&H), 0, "harness_init");
-}
-
-static void teardown(void)
-{
-    harness_fini(&H);
-}
-
-TestSuite(tools_node, .init = setup, .fini = teardown, .timeout = 30);
-
-/* A test whose verdict also requires that no node died on its own (a crash, a sanitizer
- * report in a sanitizer build): Criterion ignores assertions made in a fixture's fini. */
-#define NODE_TEST(name)                                                                            \
-    static void name##_body(void);                                                                 \
-    Test(tools_node, name)                                                                         \
-    {                                                                                              \
-        name##_body();                                                                             \
-        cr_expect_eq(harness_check(&H), 0, "a node died on its own: its log is above");            \
-    }                                                                                              \
-    static void name##_body(void)
+#define NODE_TEST(name) HARNESS_TEST(tools_node, name)
 
 static bool starts_with(const char *s, const char *prefix)
 {
@@ -418,32 +397,14 @@ typedef struct pair {
     hnode *a, *b;
 } pair;
 
-static bool both_see_two_alive(void *ud)
-{
-    pair *p = ud;
-    return node_count_members(p->a, "alive") == 2 && node_count_members(p->b, "alive") == 2;
-}
-
 static void spawn_pair(pair *p)
 {
-    p->a = node_spawn(&H, FAST_PROBE, NULL);
+    p->a = node_spawn_member(&H, NULL, NULL, NULL); /* quick convergence and leave */
     cr_assert_not_null(p->a);
-    p->b = node_spawn(&H, FAST_PROBE, "--seed", p->a->addr, NULL);
+    p->b = node_spawn_member(&H, p->a, NULL, NULL);
     cr_assert_not_null(p->b);
-    cr_assert(harness_wait(both_see_two_alive, p, CONVERGE_MS), "the hub did not converge");
-}
-
-static bool b_lists_twenty(void *ud)
-{
-    pair *p = ud;
-    int status = -1;
-    char *text = NULL;
-    size_t lines = 0;
-    if (CTL(p->b, &status, &text, "procs") == 0 && status == 0)
-        for (const char *s = text; (s = strchr(s, '\n')) != NULL; s++)
-            lines++;
-    free(text);
-    return lines == 20;
+    hnode *both[] = {p->a, p->b};
+    cr_assert(hub_wait_count(both, 2, "alive", 2, CONVERGE_MS), "the hub did not converge");
 }
 
 NODE_TEST(two_nodes_see_each_other_and_call_across)
@@ -458,7 +419,7 @@ NODE_TEST(two_nodes_see_each_other_and_call_across)
         EXPECT_TEXT(p.b, "sent\n", "send", id, "add", "3");
         EXPECT_TEXT(p.b, "3\n", "call", id, "get");
     }
-    cr_expect(harness_wait(b_lists_twenty, &p, CONVERGE_MS), "B's registry replica is short");
+    cr_expect(hub_wait_listed(&p.b, 1, 20, CONVERGE_MS), "B's registry replica is short");
     char *text = CTL_OK(p.b, "members");
     char want[128];
     snprintf(want, sizeof(want), "%016llx %s alive 1\n", (unsigned long long)p.a->id, p.a->addr);
@@ -466,18 +427,12 @@ NODE_TEST(two_nodes_see_each_other_and_call_across)
     free(text);
 }
 
-static bool a_sees_b_gone(void *ud)
-{
-    pair *p = ud;
-    return node_count_members(p->a, "alive") == 1;
-}
-
 NODE_TEST(sigterm_leaves_the_hub_and_exits_0)
 {
     pair p;
     spawn_pair(&p);
     cr_expect_eq(node_term(p.b, EXIT_MS), 0);
-    cr_expect(harness_wait(a_sees_b_gone, &p, CONVERGE_MS), "A still counts B alive");
+    cr_expect(hub_wait_count(&p.a, 1, "alive", 1, CONVERGE_MS), "A still counts B alive");
     cr_expect_eq(node_ctl_status(p.a, "epoch", NULL), 0, "A serves on");
     cr_expect_eq(node_term(p.a, EXIT_MS), 0, "the last member leaves too");
 }
@@ -587,17 +542,6 @@ NODE_TEST(metrics_are_served_to_curl_in_prometheus_format)
     free(same);
 }
 
-static bool started_all(void *ud)
-{
-    hnode *n = ud;
-    int status = -1;
-    char *text = NULL;
-    bool done = CTL(n, &status, &text, "stats") == 0 && status == 0 &&
-                strstr(text, "processes 100000\n") != NULL;
-    free(text);
-    return done;
-}
-
 /* The node answers on the control thread later than it read the request: the answer
  * must not touch the connection of a client that has gone meanwhile. */
 NODE_TEST(client_hanging_up_before_the_answer_leaves_the_node_serving)
@@ -613,7 +557,7 @@ NODE_TEST(client_hanging_up_before_the_answer_leaves_the_node_serving)
     char *text = NULL;
     cr_expect_eq(ch_ctl_exec(c, 4, argv, &status, &text), -ETIMEDOUT);
     ch_ctl_close(c); /* gone before the answer */
-    cr_expect(harness_wait(started_all, n, 20000));
+    cr_expect(hub_wait_stat(&n, 1, "processes", 100000, HUB_EXACTLY, 20000, NULL));
     EXPECT_TEXT(n, "1\n", "epoch");
 }
 

@@ -285,6 +285,29 @@ hnode *node_spawn_env(ch_harness *h, const char *const *env, const char *const *
     return n;
 }
 
+hnode *node_spawn_member(ch_harness *h, const hnode *seed, const char *const *env,
+                         const char *const *extra)
+{
+    const char *args[HARNESS_MAX_ARGS] = {"--probe-ms", HARNESS_PROBE_MS};
+    int n = 2;
+    for (; extra && *extra; extra++) {
+        if (n == HARNESS_MAX_ARGS - 2) return NULL;
+        args[n++] = *extra;
+    }
+    if (seed) {
+        args[n++] = "--seed";
+        args[n++] = seed->addr;
+    }
+    return node_spawn_env(h, env, args, n);
+}
+
+int harness_spawn_hub(ch_harness *h, hnode **n, int count, const char *const *extra)
+{
+    for (int i = 0; i < count; i++)
+        if (!(n[i] = node_spawn_member(h, i ? n[0] : NULL, NULL, extra))) return -ECHILD;
+    return 0;
+}
+
 hnode *node_spawn(ch_harness *h, ...)
 {
     const char *extra[HARNESS_MAX_ARGS];
@@ -315,41 +338,52 @@ int node_ctlv(hnode *n, int *status, char **text, int argc, const char *const *a
     return rc;
 }
 
-/* Collects a NULL-terminated argument list into argv; the count or -E2BIG. */
-static int collect_args(va_list ap, const char **argv)
+/* node_ctlv with the NULL-terminated argument list ap; -E2BIG when it is too long. */
+static int ctl_va(hnode *n, int *status, char **text, va_list ap)
 {
+    const char *argv[HARNESS_MAX_ARGS];
     int argc = 0;
+    *text = NULL;
     for (const char *a; (a = va_arg(ap, const char *)) != NULL;) {
         if (argc == HARNESS_MAX_ARGS) return -E2BIG;
         argv[argc++] = a;
     }
-    return argc;
+    return node_ctlv(n, status, text, argc, argv);
 }
 
 int node_ctl(hnode *n, int *status, char **text, ...)
 {
-    const char *argv[HARNESS_MAX_ARGS];
     va_list ap;
     va_start(ap, text);
-    int argc = collect_args(ap, argv);
+    int rc = ctl_va(n, status, text, ap);
     va_end(ap);
-    if (argc < 0) return argc;
-    return node_ctlv(n, status, text, argc, argv);
+    return rc;
 }
 
 int node_ctl_status(hnode *n, ...)
 {
-    const char *argv[HARNESS_MAX_ARGS];
-    va_list ap;
-    va_start(ap, n);
-    int argc = collect_args(ap, argv);
-    va_end(ap);
-    if (argc < 0) return argc;
     int status = 0;
     char *text = NULL;
-    int rc = node_ctlv(n, &status, &text, argc, argv);
+    va_list ap;
+    va_start(ap, n);
+    int rc = ctl_va(n, &status, &text, ap);
+    va_end(ap);
     free(text);
     return rc < 0 ? rc : status;
+}
+
+long node_ctl_lines(hnode *n, ...)
+{
+    int status = 0;
+    char *text = NULL;
+    va_list ap;
+    va_start(ap, n);
+    long lines = ctl_va(n, &status, &text, ap) == 0 && status == 0 ? 0 : -1;
+    va_end(ap);
+    for (const char *p = text; lines >= 0 && p && *p; p++)
+        lines += *p == '\n';
+    free(text);
+    return lines;
 }
 
 int node_count_members(hnode *n, const char *state)

@@ -9,9 +9,9 @@
  * A node started with --kv-port ends that line with `kv HOST:PORT`: hnode.kv_port.
  *
  * Cleanup is the point: call harness_init in a Criterion fixture's init and harness_fini
- * in its fini, which runs after a failed assertion too; fini SIGKILLs and reaps every node
- * still running. A node also dies with the test process (PR_SET_PDEATHSIG), for a test
- * that crashes before its fini.
+ * in its fini (harness_suite.h declares such a suite), which runs after a failed assertion
+ * too; fini SIGKILLs and reaps every node still running. A node also dies with the test
+ * process (PR_SET_PDEATHSIG), for a test that crashes before its fini.
  *
  * Environment: CH_HARNESS_LOGS=1 lets nodes log to the test's stderr instead of files;
  * CH_HARNESS_KEEP=1 keeps the directory (its path is printed) for post-mortems.
@@ -37,7 +37,8 @@
 #define HARNESS_CTL_MS    10000 /* connect, handshake and each answer */
 #define HARNESS_DIR_MAX   192   /* the directory, so that the paths of its files fit */
 #define HARNESS_PATH_MAX  256
-#define HARNESS_POLL_MS   5 /* between two looks: each may ask a node over its channel */
+#define HARNESS_POLL_MS   5     /* between two looks: each may ask a node over its channel */
+#define HARNESS_PROBE_MS  "200" /* members' failure detection: about a second */
 
 typedef struct ch_harness ch_harness;
 
@@ -84,6 +85,15 @@ hnode *node_spawnv(ch_harness *h, const char *const *extra, int nextra);
  * of "NAME=VALUE" added to the test's environment (replacing a variable of the same name),
  * e.g. {"CH_FAULT=no-confirm", NULL}. At most HARNESS_MAX_ENV of them. */
 hnode *node_spawn_env(ch_harness *h, const char *const *env, const char *const *extra, int nextra);
+/* Spawns a member of the hub of `seed`: `--probe-ms HARNESS_PROBE_MS`, extra (a
+ * NULL-terminated list, or NULL; it may override the probe), then `--seed` and seed's
+ * address unless seed is NULL (the first node of a hub); env as for node_spawn_env (NULL:
+ * none). */
+hnode *node_spawn_member(ch_harness *h, const hnode *seed, const char *const *env,
+                         const char *const *extra);
+/* Spawns `count` members into n[], the first the seed of the others, each with extra (as
+ * for node_spawn_member). 0, or -ECHILD when one did not start (fini reaps the others). */
+int harness_spawn_hub(ch_harness *h, hnode **n, int count, const char *const *extra);
 
 /* Runs a control command (a NULL-terminated argv) on n: *status is the node's status, *text
  * its answer (malloc'd: free it). 0, or ch_ctl_open's / ch_ctl_exec's error. */
@@ -92,6 +102,9 @@ int node_ctlv(hnode *n, int *status, char **text, int argc, const char *const *a
 /* The same, for a command whose text does not matter: returns its status, or the
  * negative error of the channel. */
 int node_ctl_status(hnode *n, ...) __attribute__((sentinel));
+/* The same, for a command that lists things: how many lines its answer has, or -1 when it
+ * failed. */
+long node_ctl_lines(hnode *n, ...) __attribute__((sentinel));
 
 /* Whether a line of n's log holds s. */
 bool node_log_has(const hnode *n, const char *s);

@@ -60,38 +60,119 @@ bool hub_each_once(hnode **nodes, int count, const char *prefix, long n, hub_ins
     return !in->errors && !in->missing && !in->doubled;
 }
 
-bool hub_members_are(hnode **nodes, int count, int alive)
+bool hub_count_is(hnode **nodes, int count, const char *state, int want)
 {
-    for (int i = 0; i < count; i++) {
-        if (node_count_members(nodes[i], "alive") != alive) return false;
-        if (node_count_members(nodes[i], "suspect") != 0) return false;
-    }
+    for (int i = 0; i < count; i++)
+        if (nodes[i] && node_count_members(nodes[i], state) != want) return false;
     return true;
 }
 
-typedef struct members_wait {
+typedef struct count_wait {
     hnode **nodes;
-    int count, alive;
-} members_wait;
+    int count;
+    const char *state;
+    int want;
+} count_wait;
+
+static bool count_ok(void *ud)
+{
+    count_wait *w = ud;
+    return hub_count_is(w->nodes, w->count, w->state, w->want);
+}
+
+bool hub_wait_count(hnode **nodes, int count, const char *state, int want, int timeout_ms)
+{
+    count_wait w = {nodes, count, state, want};
+    return harness_wait(count_ok, &w, timeout_ms);
+}
+
+bool hub_members_are(hnode **nodes, int count, int alive)
+{
+    for (int i = 0; i < count; i++)
+        if (nodes[i] && (node_count_members(nodes[i], "alive") != alive ||
+                         node_count_members(nodes[i], "suspect") != 0))
+            return false;
+    return true;
+}
 
 static bool members_ok(void *ud)
 {
-    members_wait *w = ud;
-    return hub_members_are(w->nodes, w->count, w->alive);
+    count_wait *w = ud;
+    return hub_members_are(w->nodes, w->count, w->want);
 }
 
 bool hub_wait_members(hnode **nodes, int count, int alive, int timeout_ms)
 {
-    members_wait w = {nodes, count, alive};
+    count_wait w = {nodes, count, "alive", alive};
     return harness_wait(members_ok, &w, timeout_ms);
+}
+
+typedef struct procs_wait {
+    hnode **nodes;
+    int count;
+    long procs;
+} procs_wait;
+
+static bool listed_ok(void *ud)
+{
+    procs_wait *w = ud;
+    for (int i = 0; i < w->count; i++)
+        if (w->nodes[i] && node_ctl_lines(w->nodes[i], "procs", NULL) != w->procs) return false;
+    return true;
+}
+
+bool hub_wait_listed(hnode **nodes, int count, long procs, int timeout_ms)
+{
+    procs_wait w = {nodes, count, procs};
+    return harness_wait(listed_ok, &w, timeout_ms);
+}
+
+static bool running_ok(void *ud)
+{
+    procs_wait *w = ud;
+    long sum = 0;
+    for (int i = 0; i < w->count; i++)
+        if (w->nodes[i]) sum += node_ctl_lines(w->nodes[i], "procs", "--local", NULL);
+    return sum == w->procs;
+}
+
+bool hub_wait_running(hnode **nodes, int count, long procs, int timeout_ms)
+{
+    procs_wait w = {nodes, count, procs};
+    return harness_wait(running_ok, &w, timeout_ms);
 }
 
 long long hub_stat_sum(hnode **nodes, int count, const char *key)
 {
     long long sum = 0;
     for (int i = 0; i < count; i++)
-        sum += node_stat(nodes[i], key);
+        if (nodes[i]) sum += node_stat(nodes[i], key);
     return sum;
+}
+
+typedef struct stat_wait {
+    hnode **nodes;
+    int count;
+    const char *key;
+    long long want;
+    hub_cmp cmp;
+    long long last;
+} stat_wait;
+
+static bool stat_ok(void *ud)
+{
+    stat_wait *w = ud;
+    w->last = hub_stat_sum(w->nodes, w->count, w->key);
+    return w->cmp == HUB_AT_LEAST ? w->last >= w->want : w->last == w->want;
+}
+
+bool hub_wait_stat(hnode **nodes, int count, const char *key, long long want, hub_cmp cmp,
+                   int timeout_ms, long long *last)
+{
+    stat_wait w = {nodes, count, key, want, cmp, -1};
+    bool ok = harness_wait(stat_ok, &w, timeout_ms);
+    if (last) *last = w.last;
+    return ok;
 }
 
 typedef struct settle_wait {
