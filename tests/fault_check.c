@@ -217,9 +217,7 @@ static void ask_each(fx_hub *x, int k, uint64_t from, uint64_t count, judge_fn j
             unasked++;
             continue;
         }
-        int st = 0, rc = c ? 0
-                           : ch_ctl_open(n->addr, n->h->hub, n->h->cookie, n->h->cookie_len,
-                                         HARNESS_CTL_MS, &c);
+        int st = 0, rc = c ? 0 : node_ctl_open(n, &c);
         id_name(x, i, id, sizeof(id));
         const char *argv[] = {"call", id, "get"};
         if (rc == 0) rc = ch_ctl_exec(c, 3, argv, &st, &text);

@@ -72,16 +72,12 @@ void fx_hub_fini(fx_hub *x, bool keep)
 
 int fx_ctl(fx_hub *x, int k, char **text, ...)
 {
-    const char *argv[HARNESS_MAX_ARGS];
-    int argc = 0;
+    char *out = NULL;
+    int status = 0, rc = -ENOENT;
     va_list ap;
     va_start(ap, text);
-    for (const char *a; argc < HARNESS_MAX_ARGS && (a = va_arg(ap, const char *)) != NULL;)
-        argv[argc++] = a;
+    if (x->slot[k].n) rc = node_ctl_va(x->slot[k].n, &status, &out, ap);
     va_end(ap);
-    char *out = NULL;
-    int status = 0;
-    int rc = x->slot[k].n ? node_ctlv(x->slot[k].n, &status, &out, argc, argv) : -ENOENT;
     if (text)
         *text = out;
     else
@@ -91,13 +87,8 @@ int fx_ctl(fx_hub *x, int k, char **text, ...)
 
 uint64_t fx_stat(const char *stats, const char *name)
 {
-    size_t len = strlen(name);
-    for (const char *p = stats; p && *p;) {
-        if (strncmp(p, name, len) == 0 && p[len] == ' ') return strtoull(p + len + 1, NULL, 10);
-        p = strchr(p, '\n');
-        if (p) p++;
-    }
-    return 0;
+    long long v = harness_stat_value(stats, name);
+    return v < 0 ? 0 : (uint64_t)v;
 }
 
 /* ---- spawning and exposure ------------------------------------------------------------ */

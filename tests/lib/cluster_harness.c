@@ -327,19 +327,24 @@ hnode *node_spawn(ch_harness *h, ...)
 
 /* ---- control ------------------------------------------------------------------------------ */
 
+int node_ctl_open(hnode *n, ch_ctl **c)
+{
+    *c = NULL;
+    return ch_ctl_open(n->addr, n->h->hub, n->h->cookie, n->h->cookie_len, HARNESS_CTL_MS, c);
+}
+
 int node_ctlv(hnode *n, int *status, char **text, int argc, const char *const *argv)
 {
     ch_ctl *c = NULL;
     *text = NULL;
-    int rc = ch_ctl_open(n->addr, n->h->hub, n->h->cookie, n->h->cookie_len, HARNESS_CTL_MS, &c);
+    int rc = node_ctl_open(n, &c);
     if (rc < 0) return rc;
     rc = ch_ctl_exec(c, argc, argv, status, text);
     ch_ctl_close(c);
     return rc;
 }
 
-/* node_ctlv with the NULL-terminated argument list ap; -E2BIG when it is too long. */
-static int ctl_va(hnode *n, int *status, char **text, va_list ap)
+int node_ctl_va(hnode *n, int *status, char **text, va_list ap)
 {
     const char *argv[HARNESS_MAX_ARGS];
     int argc = 0;
@@ -355,7 +360,7 @@ int node_ctl(hnode *n, int *status, char **text, ...)
 {
     va_list ap;
     va_start(ap, text);
-    int rc = ctl_va(n, status, text, ap);
+    int rc = node_ctl_va(n, status, text, ap);
     va_end(ap);
     return rc;
 }
@@ -366,7 +371,7 @@ int node_ctl_status(hnode *n, ...)
     char *text = NULL;
     va_list ap;
     va_start(ap, n);
-    int rc = ctl_va(n, &status, &text, ap);
+    int rc = node_ctl_va(n, &status, &text, ap);
     va_end(ap);
     free(text);
     return rc < 0 ? rc : status;
@@ -378,7 +383,7 @@ long node_ctl_lines(hnode *n, ...)
     char *text = NULL;
     va_list ap;
     va_start(ap, n);
-    long lines = ctl_va(n, &status, &text, ap) == 0 && status == 0 ? 0 : -1;
+    long lines = node_ctl_va(n, &status, &text, ap) == 0 && status == 0 ? 0 : -1;
     va_end(ap);
     for (const char *p = text; lines >= 0 && p && *p; p++)
         lines += *p == '\n';
@@ -473,14 +478,21 @@ long long node_stat(hnode *n, const char *key)
     int status = 0;
     char *text = NULL;
     long long v = -1;
-    if (node_ctl(n, &status, &text, "stats", NULL) == 0 && status == 0) {
-        size_t klen = strlen(key);
-        for (char *line = text; line && *line;
-             line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
-            if (strncmp(line, key, klen) == 0 && line[klen] == ' ') v = atoll(line + klen + 1);
-    }
+    if (node_ctl(n, &status, &text, "stats", NULL) == 0 && status == 0)
+        v = harness_stat_value(text, key);
     free(text);
     return v;
+}
+
+long long harness_stat_value(const char *stats, const char *key)
+{
+    size_t klen = strlen(key);
+    for (const char *line = stats; line && *line;) {
+        if (strncmp(line, key, klen) == 0 && line[klen] == ' ') return atoll(line + klen + 1);
+        line = strchr(line, '\n');
+        if (line) line++;
+    }
+    return -1;
 }
 
 bool harness_wait(bool (*cond)(void *ud), void *ud, int timeout_ms)

@@ -26,6 +26,7 @@
 
 #include "wait.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -99,6 +100,10 @@ int harness_spawn_hub(ch_harness *h, hnode **n, int count, const char *const *ex
  * its answer (malloc'd: free it). 0, or ch_ctl_open's / ch_ctl_exec's error. */
 int node_ctl(hnode *n, int *status, char **text, ...) __attribute__((sentinel));
 int node_ctlv(hnode *n, int *status, char **text, int argc, const char *const *argv);
+/* The same with the NULL-terminated list of a variadic function; -E2BIG when too long. */
+int node_ctl_va(hnode *n, int *status, char **text, va_list ap);
+/* A control connection to n, for many commands (ch_ctl_exec, then ch_ctl_close). */
+int node_ctl_open(hnode *n, ch_ctl **c);
 /* The same, for a command whose text does not matter: returns its status, or the
  * negative error of the channel. */
 int node_ctl_status(hnode *n, ...) __attribute__((sentinel));
@@ -110,6 +115,8 @@ long node_ctl_lines(hnode *n, ...) __attribute__((sentinel));
 bool node_log_has(const hnode *n, const char *s);
 /* The value of `key` in n's `ctl stats`, or -1. */
 long long node_stat(hnode *n, const char *key);
+/* The value of `key` in the text of a `stats` answer, or -1. */
+long long harness_stat_value(const char *stats, const char *key);
 
 /* Members of n's view in `state` ("alive", "left", ...; NULL: any), or a negative error. */
 int node_count_members(hnode *n, const char *state);
