@@ -9,17 +9,15 @@
  */
 #include "harness_suite.h"
 #include "hub_checks.h"
+#include "sock.h"
 
 #include "net/frame.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <criterion/criterion.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -214,37 +212,19 @@ Test(cluster, a_node_with_the_wrong_cookie_cannot_join)
 
 /* ---- garbage on the wire ------------------------------------------------------------- */
 
-static int connect_to(const hnode *n)
-{
-    const char *colon = strrchr(n->addr, ':');
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    return fd;
-}
-
 /* Sends bytes, then waits for the node to close the connection (read returns 0 or an
  * error; the receive timeout bounds the wait). */
 static bool sent_and_closed(const hnode *n, const void *bytes, size_t len, bool then_close)
 {
-    int fd = connect_to(n);
-    struct timeval tv = {.tv_sec = 10};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    int fd = th_connect(node_port(n), 10);
     ssize_t w = write(fd, bytes, len);
     cr_assert_eq(w, (ssize_t)len);
     if (then_close) {
         close(fd);
         return true;
     }
-    char buf[4096];
-    ssize_t r;
-    bool closed = false;
     /* The node may first send its HELLO; then it must hang up. */
-    while ((r = read(fd, buf, sizeof(buf))) > 0) {
-    }
-    closed = r == 0 || errno == ECONNRESET;
+    bool closed = th_closed_by_peer(fd);
     close(fd);
     return closed;
 }

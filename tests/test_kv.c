@@ -10,15 +10,13 @@
 #define _GNU_SOURCE
 #include "harness_suite.h"
 #include "hub_checks.h"
+#include "sock.h"
 
 #include <criterion/criterion.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -35,6 +33,7 @@
 #define LEAVE_MS   60000 /* a graceful leave with its handover */
 #define OUTPUT_MAX (1u << 20)
 #define KEY_MAX    (CH_ID_MAX - 1) /* a key's process id is a prefix byte and the key */
+#define SOCK_S     30              /* a raw connection's reads and writes */
 
 HARNESS_SUITE_WITH(kv, harness_suite_no_sigpipe, harness_suite_nothing, .timeout = 600);
 
@@ -129,43 +128,13 @@ static void cli_expect(int port, const char *expected, ...)
 
 /* --- raw connections ------------------------------------------------------------------- */
 
-static int connect_port(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert_geq(fd, 0);
-    struct timeval tv = {.tv_sec = 30};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect: %s",
-                 strerror(errno));
-    return fd;
-}
-
-static void send_all(int fd, const void *p, size_t len)
-{
-    const char *b = p;
-    while (len) {
-        ssize_t n = send(fd, b, len, MSG_NOSIGNAL);
-        cr_assert_gt(n, 0, "send: %s", strerror(errno));
-        b += n;
-        len -= (size_t)n;
-    }
-}
-
 /* Reads exactly strlen(expected) bytes and compares. */
 static void expect(int fd, const char *expected)
 {
-    size_t len = strlen(expected), got = 0;
+    size_t len = strlen(expected);
     char *buf = malloc(len + 1);
     cr_assert_not_null(buf);
-    while (got < len) {
-        ssize_t n = recv(fd, buf + got, len - got, 0);
-        cr_assert_gt(n, 0, "recv after %zu of %zu bytes: %s", got, len,
-                     n == 0 ? "EOF" : strerror(errno));
-        got += (size_t)n;
-    }
+    th_recv_all(fd, buf, len);
     buf[len] = '\0';
     cr_assert_str_eq(buf, expected);
     free(buf);
@@ -174,11 +143,7 @@ static void expect(int fd, const char *expected)
 /* The server closed: EOF (or a reset) comes before the socket's timeout. */
 static void expect_closed(int fd)
 {
-    char b[64];
-    ssize_t n;
-    while ((n = recv(fd, b, sizeof(b), 0)) > 0) {
-    }
-    cr_assert(n == 0 || errno == ECONNRESET, "the connection stayed open: %s", strerror(errno));
+    cr_assert(th_closed_by_peer(fd), "the connection stayed open: %s", strerror(errno));
 }
 
 /* A command as RESP: an array of bulk strings. */
@@ -193,7 +158,7 @@ static size_t resp_cmd(char *out, size_t cap, int argc, const char *const *argv)
 static void send_cmd(int fd, int argc, const char *const *argv)
 {
     char buf[4096];
-    send_all(fd, buf, resp_cmd(buf, sizeof(buf), argc, argv));
+    th_send_all(fd, buf, resp_cmd(buf, sizeof(buf), argc, argv));
 }
 
 static hnode *kv_node(const char *seed)
@@ -303,7 +268,7 @@ Test(kv, any_node_answers_for_any_key)
     /* Written through one node, read through every other: no redirects, the hub routes. */
     int fd[3];
     for (int i = 0; i < 3; i++)
-        fd[i] = connect_port(all[i]->kv_port);
+        fd[i] = th_connect(all[i]->kv_port, SOCK_S);
     char key[32], val[32];
     for (int k = 0; k < 60; k++) {
         snprintf(key, sizeof(key), "key-%d", k);
@@ -344,7 +309,7 @@ Test(kv, pipelined_commands_are_answered_in_order)
     hnode *b = kv_node(a->addr);
     wait_members(a, 2); /* these nodes run ColdSwap: no key may move during the test */
     wait_members(b, 2);
-    int fd = connect_port(b->kv_port);
+    int fd = th_connect(b->kv_port, SOCK_S);
     /* 3000 commands in one burst, over many keys (so the calls complete out of order, some
      * on the other node), answered in the order sent. */
     size_t cap = 1u << 20, len = 0, wcap = 1u << 20, wlen = 0;
@@ -362,7 +327,7 @@ Test(kv, pipelined_commands_are_answered_in_order)
     }
     len += (size_t)snprintf(out + len, cap - len, "PING\r\n"); /* an inline command last */
     wlen += (size_t)snprintf(want + wlen, wcap - wlen, "+PONG\r\n");
-    send_all(fd, out, len);
+    th_send_all(fd, out, len);
     expect(fd, want);
     free(out);
     free(want);
@@ -375,7 +340,7 @@ Test(kv, pipelined_commands_are_answered_in_order)
 Test(kv, the_empty_key_is_a_key_like_any_other)
 {
     hnode *n = kv_node(NULL);
-    int fd = connect_port(n->kv_port);
+    int fd = th_connect(n->kv_port, SOCK_S);
     send_cmd(fd, 3, (const char *[]){"SET", "", "x"});
     expect(fd, "+OK\r\n");
     send_cmd(fd, 2, (const char *[]){"GET", ""});
@@ -421,9 +386,9 @@ Test(kv, malformed_requests_get_an_error_and_a_close)
          "-ERR Protocol error: invalid bulk length\r\n"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        int fd = connect_port(n->kv_port);
-        send_all(fd, "PING\r\n", 6); /* answered first: the error comes in order */
-        send_all(fd, cases[i].input, strlen(cases[i].input));
+        int fd = th_connect(n->kv_port, SOCK_S);
+        th_send_all(fd, "PING\r\n", 6); /* answered first: the error comes in order */
+        th_send_all(fd, cases[i].input, strlen(cases[i].input));
         expect(fd, "+PONG\r\n");
         expect(fd, cases[i].answer);
         expect_closed(fd);
@@ -432,17 +397,17 @@ Test(kv, malformed_requests_get_an_error_and_a_close)
     /* An inline line that never ends, and a command larger than any allowed. */
     static char junk[80 * 1024];
     memset(junk, 'x', sizeof(junk));
-    int fd = connect_port(n->kv_port);
-    send_all(fd, junk, sizeof(junk));
+    int fd = th_connect(n->kv_port, SOCK_S);
+    th_send_all(fd, junk, sizeof(junk));
     expect(fd, "-ERR Protocol error: too big inline request\r\n");
     expect_closed(fd);
     close(fd);
-    fd = connect_port(n->kv_port);
+    fd = th_connect(n->kv_port, SOCK_S);
     char head[64];
-    send_all(fd, "*20\r\n$4\r\nMSET\r\n", 15);
+    th_send_all(fd, "*20\r\n$4\r\nMSET\r\n", 15);
     for (int i = 0; i < 10; i++) { /* 10 bulks of 500 KiB: more than 4 MiB in all */
         snprintf(head, sizeof(head), "$%u\r\n", 500u * 1024);
-        send_all(fd, head, strlen(head));
+        th_send_all(fd, head, strlen(head));
         for (int k = 0; k < 500 / 80 + 1; k++) {
             size_t part = k < 500 / 80 ? sizeof(junk) : 500 * 1024 - (500 / 80) * sizeof(junk);
             if (send(fd, junk, part, MSG_NOSIGNAL) <= 0) break; /* closed under us */
@@ -462,15 +427,15 @@ Test(kv, malformed_requests_get_an_error_and_a_close)
             unsigned r = (unsigned)rand_r(&seed);
             g[i] = r % 4 ? alphabet[r / 4 % (sizeof(alphabet) - 1)] : (char)(r >> 8);
         }
-        fd = connect_port(n->kv_port);
+        fd = th_connect(n->kv_port, SOCK_S);
         send(fd, g, glen, MSG_NOSIGNAL);
         shutdown(fd, SHUT_WR);
         expect_closed(fd);
         close(fd);
     }
     /* The node still serves. */
-    fd = connect_port(n->kv_port);
-    send_all(fd, "PING\r\n", 6);
+    fd = th_connect(n->kv_port, SOCK_S);
+    th_send_all(fd, "PING\r\n", 6);
     expect(fd, "+PONG\r\n");
     close(fd);
     cr_assert(node_alive(n));
@@ -491,11 +456,11 @@ Test(kv, clients_that_leave_with_answers_pending_break_nothing)
         len += resp_cmd(burst + len, sizeof(burst) - len, 2, (const char *[]){"INCR", key});
     }
     for (int round = 0; round < 20; round++) { /* the calls are in flight when they close */
-        int fd = connect_port(b->kv_port);
-        send_all(fd, burst, len);
+        int fd = th_connect(b->kv_port, SOCK_S);
+        th_send_all(fd, burst, len);
         close(fd);
     }
-    int fd = connect_port(b->kv_port);
+    int fd = th_connect(b->kv_port, SOCK_S);
     long long total = 0;
     for (int i = 0; i < 50; i++) {
         char key[16];
@@ -503,7 +468,7 @@ Test(kv, clients_that_leave_with_answers_pending_break_nothing)
         total += int_reply(fd, 3, (const char *[]){"INCRBY", key, "0"});
     }
     cr_assert_leq(total, 20 * 500, "never more increments than were sent");
-    send_all(fd, "PING\r\n", 6);
+    th_send_all(fd, "PING\r\n", 6);
     expect(fd, "+PONG\r\n");
     close(fd);
     cr_assert(node_alive(a) && node_alive(b));
@@ -513,22 +478,22 @@ Test(kv, clients_that_leave_with_answers_pending_break_nothing)
 Test(kv, values_have_a_size_limit)
 {
     hnode *n = kv_node(NULL);
-    int fd = connect_port(n->kv_port);
+    int fd = th_connect(n->kv_port, SOCK_S);
     static char big[300 * 1024 + 1];
     memset(big, 'v', sizeof(big) - 1);
     char head[64];
     int hl =
         snprintf(head, sizeof(head), "*3\r\n$6\r\nAPPEND\r\n$1\r\nk\r\n$%zu\r\n", sizeof(big) - 1);
-    send_all(fd, head, (size_t)hl);
-    send_all(fd, big, sizeof(big) - 1);
-    send_all(fd, "\r\n", 2);
+    th_send_all(fd, head, (size_t)hl);
+    th_send_all(fd, big, sizeof(big) - 1);
+    th_send_all(fd, "\r\n", 2);
     char want[32];
     snprintf(want, sizeof(want), ":%zu\r\n", sizeof(big) - 1);
     expect(fd, want);
     /* A second append would pass 512 KiB: refused, the value stays. */
-    send_all(fd, head, (size_t)hl);
-    send_all(fd, big, sizeof(big) - 1);
-    send_all(fd, "\r\n", 2);
+    th_send_all(fd, head, (size_t)hl);
+    th_send_all(fd, big, sizeof(big) - 1);
+    th_send_all(fd, "\r\n", 2);
     expect(fd, "-ERR string exceeds maximum allowed size (proto-max-bulk-len)\r\n");
     send_cmd(fd, 2, (const char *[]){"STRLEN", "k"});
     expect(fd, want);
@@ -578,9 +543,9 @@ static void set_big(int fd, const char *key)
     char head[96];
     int hl = snprintf(head, sizeof(head), "*3\r\n$3\r\nSET\r\n$%zu\r\n%s\r\n$%d\r\n", strlen(key),
                       key, BIG);
-    send_all(fd, head, (size_t)hl);
-    send_all(fd, big, sizeof(big));
-    send_all(fd, "\r\n", 2);
+    th_send_all(fd, head, (size_t)hl);
+    th_send_all(fd, big, sizeof(big));
+    th_send_all(fd, "\r\n", 2);
     expect(fd, "+OK\r\n");
 }
 
@@ -604,7 +569,7 @@ static void expect_bytes(int fd, const char *head, size_t len)
 Test(kv, an_mget_asking_for_a_gibibyte_is_cut_and_the_node_stays_small)
 {
     hnode *n = kv_node(NULL);
-    int fd = connect_port(n->kv_port);
+    int fd = th_connect(n->kv_port, SOCK_S);
     set_big(fd, "big");
     enum { REPEAT = 2000 };
     size_t cap = 32 + REPEAT * 16,
@@ -614,14 +579,14 @@ Test(kv, an_mget_asking_for_a_gibibyte_is_cut_and_the_node_stays_small)
     snprintf(req, cap, "*%d\r\n$4\r\nMGET\r\n", REPEAT + 1);
     for (int i = 0; i < REPEAT; i++)
         len += (size_t)snprintf(req + len, cap - len, "$3\r\nbig\r\n");
-    send_all(fd, req, len);
+    th_send_all(fd, req, len);
     free(req);
     expect_closed(fd);
     close(fd);
     cr_expect_lt(peak_rss(n->pid), PEAK_MAX, "peak RSS %llu MiB", peak_rss(n->pid) >> 20);
 
     /* The node serves everyone else, and says what it did. */
-    fd = connect_port(n->kv_port);
+    fd = th_connect(n->kv_port, SOCK_S);
     cr_assert_eq(int_reply(fd, 2, (const char *[]){"STRLEN", "big"}), BIG);
     send_cmd(fd, 2, (const char *[]){"INFO", "stats"});
     char *info = read_reply(fd);
@@ -637,19 +602,19 @@ Test(kv, an_mget_asking_for_a_gibibyte_is_cut_and_the_node_stays_small)
 Test(kv, a_pipelining_client_is_throttled_not_cut)
 {
     hnode *n = kv_node(NULL);
-    int fd = connect_port(n->kv_port);
+    int fd = th_connect(n->kv_port, SOCK_S);
     set_big(fd, "big");
     enum { GETS = 300 }; /* 150 MiB of answers, over the 64 MiB limit */
     static char req[GETS * 32];
     size_t len = 0;
     for (int i = 0; i < GETS; i++)
         len += resp_cmd(req + len, sizeof(req) - len, 2, (const char *[]){"GET", "big"});
-    send_all(fd, req, len);
+    th_send_all(fd, req, len);
     char head[32];
     int hl = snprintf(head, sizeof(head), "$%d\r\n", BIG);
     for (int i = 0; i < GETS; i++)
         expect_bytes(fd, head, (size_t)hl + BIG + 2);
-    send_all(fd, "PING\r\n", 6);
+    th_send_all(fd, "PING\r\n", 6);
     expect(fd, "+PONG\r\n");
     close(fd);
     cr_expect_lt(peak_rss(n->pid), PEAK_MAX, "peak RSS %llu MiB", peak_rss(n->pid) >> 20);
@@ -730,7 +695,7 @@ Test(kv, values_survive_a_join_and_a_graceful_leave)
     hnode *b = hot_node(a);
     wait_members(a, 2);
     wait_members(b, 2);
-    int fd = connect_port(b->kv_port);
+    int fd = th_connect(b->kv_port, SOCK_S);
     for (int i = 0; i < NKEYS; i++) {
         char key[32], val[64];
         snprintf(key, sizeof(key), "mk:%d", i);
@@ -750,14 +715,14 @@ Test(kv, values_survive_a_join_and_a_graceful_leave)
     hnode *c = hot_node(a);
     wait_members(a, 3);
     wait_members(c, 3);
-    fd = connect_port(a->kv_port);
+    fd = th_connect(a->kv_port, SOCK_S);
     check_values(fd);
     /* B leaves: its keys move to A and C. */
     cr_assert_eq(node_term(b, LEAVE_MS), 0, "b leaves gracefully");
     wait_members(a, 2);
     check_values(fd);
     close(fd);
-    fd = connect_port(c->kv_port);
+    fd = th_connect(c->kv_port, SOCK_S);
     check_values(fd);
     close(fd);
     cr_assert_gt(node_stat(c, "migrated_in"), 0, "some keys moved to the joining node");
@@ -845,7 +810,7 @@ Test(kv, benchmark_through_a_join_and_a_leave)
     /* Every INCR counted exactly once, read back through two nodes. */
     hnode *readers[] = {a, d};
     for (int r = 0; r < 2; r++) {
-        int fd = connect_port(readers[r]->kv_port);
+        int fd = th_connect(readers[r]->kv_port, SOCK_S);
         char keys[BENCH_KEYS][32];
         const char *argv[BENCH_KEYS + 1] = {"MGET"};
         for (int i = 0; i < BENCH_KEYS; i++) {
@@ -853,7 +818,7 @@ Test(kv, benchmark_through_a_join_and_a_leave)
             argv[i + 1] = keys[i];
         }
         char cmd[8192];
-        send_all(fd, cmd, resp_cmd(cmd, sizeof(cmd), BENCH_KEYS + 1, argv));
+        th_send_all(fd, cmd, resp_cmd(cmd, sizeof(cmd), BENCH_KEYS + 1, argv));
         char *reply = read_reply(fd);
         long long total = 0;
         for (char *line = strchr(reply, '\n'); line && line[1];) {

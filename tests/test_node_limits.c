@@ -10,13 +10,12 @@
  */
 #define _GNU_SOURCE
 #include "harness_suite.h"
+#include "sock.h"
 
 #include <criterion/criterion.h>
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,23 +92,6 @@ static long cpu_ticks(pid_t pid)
     return (long)(utime + stime);
 }
 
-static int connect_port(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect: %s",
-                 strerror(errno));
-    return fd;
-}
-
-static int port_of(const char *addr)
-{
-    const char *colon = strrchr(addr, ':');
-    return colon ? atoi(colon + 1) : -1;
-}
-
 /* ---- out of file descriptors --------------------------------------------------------------- */
 
 /* Leaves n a few descriptors, floods `port` with FLOOD connections, and checks that the
@@ -122,7 +104,7 @@ static void starve_and_recover(hnode *n, int port)
     cr_assert_eq(prlimit(n->pid, RLIMIT_NOFILE, &lim, NULL), 0, "prlimit: %s", strerror(errno));
     int fds[FLOOD];
     for (int i = 0; i < FLOOD; i++)
-        fds[i] = connect_port(port); /* the kernel completes them: the backlog holds 512 */
+        fds[i] = th_connect(port, 0); /* the kernel completes them: the backlog holds 512 */
     WAIT_LOG(n, "accept failed");
 
     long lines = count_lines(n->log), ticks = cpu_ticks(n->pid);
@@ -152,7 +134,7 @@ Test(node_limits, out_of_descriptors_the_cluster_port_pauses_and_recovers)
 {
     hnode *n = node_spawn(&H, NULL);
     cr_assert_not_null(n);
-    starve_and_recover(n, port_of(n->addr));
+    starve_and_recover(n, node_port(n));
     cr_assert(harness_wait(ctl_answers, &(ctl_want){n}, WAIT_MS), "ctl never answered again");
     cr_expect_geq(node_stat(n, "accept_pauses"), 1, "the pause is counted");
     cr_assert_eq(harness_check(&H), 0);
@@ -165,7 +147,7 @@ Test(node_limits, out_of_descriptors_a_server_port_pauses_and_recovers)
     cr_assert_not_null(n);
     cr_assert_gt(n->kv_port, 0);
     starve_and_recover(n, n->kv_port);
-    int fd = connect_port(n->kv_port);
+    int fd = th_connect(n->kv_port, 0);
     struct timeval tv = {.tv_sec = WAIT_MS / 1000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     cr_assert_eq(send(fd, "PING\r\n", 6, MSG_NOSIGNAL), 6);

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include "helpers.h"
+#include "sock.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -283,39 +284,6 @@ static int client(void)
     return client_bufsize(ch_server_port(sv.s), 0);
 }
 
-static void send_all(int fd, const void *p, size_t len)
-{
-    const uint8_t *b = p;
-    while (len) {
-        ssize_t n = send(fd, b, len, MSG_NOSIGNAL);
-        cr_assert_gt(n, 0, "send: %s", strerror(errno));
-        b += n;
-        len -= (size_t)n;
-    }
-}
-
-static void recv_all(int fd, void *p, size_t len)
-{
-    uint8_t *b = p;
-    while (len) {
-        ssize_t n = recv(fd, b, len, 0);
-        cr_assert_gt(n, 0, "recv: %s", n == 0 ? "EOF" : strerror(errno));
-        b += n;
-        len -= (size_t)n;
-    }
-}
-
-/* Whether the server closed: EOF or a reset within the socket's timeout. */
-static bool closed_by_server(int fd)
-{
-    char b[256];
-    for (;;) {
-        ssize_t n = recv(fd, b, sizeof(b), 0);
-        if (n == 0 || (n < 0 && errno == ECONNRESET)) return true;
-        if (n < 0) return false;
-    }
-}
-
 /* --- behaviour ---------------------------------------------------------------------------- */
 
 Test(server, echo_server_answers_each_connection)
@@ -325,9 +293,9 @@ Test(server, echo_server_answers_each_connection)
     char buf[32];
     for (int round = 0; round < 20; round++) {
         int len = snprintf(buf, sizeof(buf), "hello %d", round);
-        send_all(round % 2 ? a : b, buf, (size_t)len);
+        th_send_all(round % 2 ? a : b, buf, (size_t)len);
         char got[32];
-        recv_all(round % 2 ? a : b, got, (size_t)len);
+        th_recv_all(round % 2 ? a : b, got, (size_t)len);
         cr_assert_arr_eq(got, buf, (size_t)len);
     }
     cr_assert_eq(atomic_load(&sv.opens), 2);
@@ -360,10 +328,10 @@ Test(server, partial_input_reaches_on_data_as_whole_frames)
         off += 4 + sizes[i];
     }
     for (size_t at = 0, step = 1; at < total; at += step, step = step * 3 % 7919 + 1)
-        send_all(fd, wire + at, step < total - at ? step : total - at);
+        th_send_all(fd, wire + at, step < total - at ? step : total - at);
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         uint32_t ack;
-        recv_all(fd, &ack, 4);
+        th_recv_all(fd, &ack, 4);
         cr_assert_eq(ack, sizes[i], "frame %zu acked as %u bytes", i, ack);
     }
     cr_assert_eq(atomic_load(&sv.frames), (int)(sizeof(sizes) / sizeof(sizes[0])));
@@ -378,12 +346,12 @@ Test(server, large_answers_leave_whole_through_partial_sends)
 {
     start(1, BIG);
     int fd = client_bufsize(ch_server_port(sv.s), 8192); /* a slow, small reader */
-    send_all(fd, "G", 1);
+    th_send_all(fd, "G", 1);
     uint8_t *got = malloc(BIG_BYTES);
     cr_assert_not_null(got);
     for (size_t off = 0; off < BIG_BYTES;) {
         size_t n = BIG_BYTES - off < 1000 ? BIG_BYTES - off : 1000;
-        recv_all(fd, got + off, n);
+        th_recv_all(fd, got + off, n);
         off += n;
     }
     for (size_t i = 0; i < BIG_BYTES; i++)
@@ -434,7 +402,7 @@ Test(server, a_client_that_does_not_read_cannot_grow_the_queue)
     cr_assert_not_null(got);
     for (size_t off = 0; off < p.total;) {
         size_t n = p.total - off < 64 * 1024 ? p.total - off : 64 * 1024;
-        recv_all(fd, got, n);
+        th_recv_all(fd, got, n);
         for (size_t i = 0; i < n; i++)
             if (got[i] != th_pattern(off + i)) cr_assert_fail("echo byte %zu differs", off + i);
         off += n;
@@ -455,16 +423,16 @@ Test(server, an_answer_after_the_connection_closed_is_refused_safely)
     th_start(sv.n, "d1", CH_PERMANENT, NULL);
     /* First while the connection is open: the late answer reaches the client. */
     int fd = client();
-    send_all(fd, "A", 1);
+    th_send_all(fd, "A", 1);
     cr_assert(TH_WAIT(atomic_load(&th.deferred) == 1, TH_WAIT_MS));
     cr_assert_eq(th_send(sv.n, "d1", CH_ID_CSTR, "Rlate", 5), 0);
     char got[4];
-    recv_all(fd, got, 4);
+    th_recv_all(fd, got, 4);
     cr_assert_arr_eq(got, "late", 4);
     cr_assert(TH_WAIT(atomic_load(&sv.late_done) == 1, TH_WAIT_MS));
     cr_assert_eq(atomic_load(&sv.late_rc), 0);
     /* Then the client leaves before the answer: writing it is refused, nothing breaks. */
-    send_all(fd, "A", 1);
+    th_send_all(fd, "A", 1);
     cr_assert(TH_WAIT(atomic_load(&th.deferred) == 2, TH_WAIT_MS));
     close(fd);
     cr_assert(TH_WAIT(atomic_load(&sv.closes) == 1, TH_WAIT_MS));
@@ -511,7 +479,7 @@ Test(server, a_process_on_another_core_answers_on_the_connection)
     memcpy(msg + sizeof(h), "hello", 5);
     cr_assert_eq(th_send(sv.n, id, CH_ID_CSTR, msg, sizeof(msg)), 0);
     char got[5];
-    recv_all(fd, got, 5);
+    th_recv_all(fd, got, 5);
     cr_assert_arr_eq(got, "hello", 5);
     cr_assert_eq(atomic_load(&sv.wr_rc), 0);
     close(fd);
@@ -534,8 +502,8 @@ Test(server, many_connections_are_served_and_counted)
     for (int i = 0; i < MANY; i++) {
         char buf[16], got[16];
         int len = snprintf(buf, sizeof(buf), "ping %d", i);
-        send_all(fds[i], buf, (size_t)len);
-        recv_all(fds[i], got, (size_t)len);
+        th_send_all(fds[i], buf, (size_t)len);
+        th_recv_all(fds[i], got, (size_t)len);
         cr_assert_arr_eq(got, buf, (size_t)len);
     }
     cr_assert_eq(atomic_load(&sv.opens), MANY);
@@ -556,9 +524,9 @@ Test(server, port_zero_puts_every_core_on_one_port)
     int fds[64];
     for (int i = 0; i < 64; i++) {
         fds[i] = client();
-        send_all(fds[i], "p", 1);
+        th_send_all(fds[i], "p", 1);
         char c;
-        recv_all(fds[i], &c, 1);
+        th_recv_all(fds[i], &c, 1);
     }
     cr_assert_gt(__builtin_popcount(atomic_load(&sv.cores_seen)), 1, "cores seen: %#x",
                  atomic_load(&sv.cores_seen));
@@ -584,7 +552,7 @@ Test(server, closing_the_server_closes_every_connection)
     cr_assert_eq(atomic_load(&sv.closes), 10, "every on_close ran before close returned");
     cr_assert_eq(atomic_load(&sv.reason_counts[1]), 10, "reason -ESHUTDOWN");
     for (int i = 0; i < 10; i++) {
-        cr_assert(closed_by_server(fds[i]));
+        cr_assert(th_closed_by_peer(fds[i]));
         close(fds[i]);
     }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -603,7 +571,7 @@ Test(server, node_stop_closes_its_servers_first)
     int fds[6];
     for (int i = 0; i < 6; i++) {
         fds[i] = client();
-        send_all(fds[i], "A", 1); /* each leaves a call pending */
+        th_send_all(fds[i], "A", 1); /* each leaves a call pending */
     }
     cr_assert(TH_WAIT(atomic_load(&th.deferred) == 6, TH_WAIT_MS));
     cr_assert_eq(ch_node_stop(sv.n), 0);
@@ -611,7 +579,7 @@ Test(server, node_stop_closes_its_servers_first)
     cr_assert_eq(atomic_load(&sv.reason_counts[1]), 6);
     cr_assert_eq(atomic_load(&sv.late_done), 6, "every pending call was answered (stopped)");
     for (int i = 0; i < 6; i++) {
-        cr_assert(closed_by_server(fds[i]));
+        cr_assert(th_closed_by_peer(fds[i]));
         close(fds[i]);
     }
     cr_assert_eq(ch_server_close(sv.s), 0, "after the stop it only frees");
@@ -623,12 +591,12 @@ Test(server, a_node_destroyed_with_a_server_open_frees_it)
 {
     start(1, ECHO);
     int fd = client();
-    send_all(fd, "x", 1);
+    th_send_all(fd, "x", 1);
     char c;
-    recv_all(fd, &c, 1);
+    th_recv_all(fd, &c, 1);
     ch_node_destroy(sv.n); /* stops, closes the connection, frees the server */
     cr_assert_eq(atomic_load(&sv.closes), 1);
-    cr_assert(closed_by_server(fd));
+    cr_assert(th_closed_by_peer(fd));
     close(fd);
     th_assert_no_bad();
 }
@@ -642,7 +610,7 @@ Test(server, input_that_is_never_consumed_is_bounded)
     send(fd, junk, sizeof(junk), MSG_NOSIGNAL);
     cr_assert(TH_WAIT(atomic_load(&sv.closes) == 1, TH_WAIT_MS));
     cr_assert_eq(atomic_load(&sv.last_reason), -EMSGSIZE);
-    cr_assert(closed_by_server(fd));
+    cr_assert(th_closed_by_peer(fd));
     close(fd);
     finish();
 }
@@ -651,18 +619,18 @@ Test(server, an_on_data_error_closes_the_connection)
 {
     start(1, FAIL);
     int fd = client();
-    send_all(fd, "abc", 3);
-    send_all(fd, "X", 1);
+    th_send_all(fd, "abc", 3);
+    th_send_all(fd, "X", 1);
     cr_assert(TH_WAIT(atomic_load(&sv.closes) == 1, TH_WAIT_MS));
     cr_assert_eq(atomic_load(&sv.last_reason), -EPROTO);
-    cr_assert(closed_by_server(fd));
+    cr_assert(th_closed_by_peer(fd));
     close(fd);
     /* The server still serves others. */
     atomic_store(&sv.mode, ECHO);
     fd = client();
-    send_all(fd, "ok", 2);
+    th_send_all(fd, "ok", 2);
     char got[2];
-    recv_all(fd, got, 2);
+    th_recv_all(fd, got, 2);
     close(fd);
     finish();
 }
@@ -674,10 +642,10 @@ Test(server, a_flushing_close_delivers_the_queue_then_ends)
     cfg.write_low = 1u << 20;
     start_with(1, QUIT, &cfg);
     int fd = client_bufsize(ch_server_port(sv.s), 8192);
-    send_all(fd, "Q", 1);
+    th_send_all(fd, "Q", 1);
     uint8_t *got = malloc(QUIT_BYTES);
     cr_assert_not_null(got);
-    recv_all(fd, got, QUIT_BYTES);
+    th_recv_all(fd, got, QUIT_BYTES);
     for (size_t i = 0; i < QUIT_BYTES; i++)
         if (got[i] != th_pattern(i)) cr_assert_fail("byte %zu differs", i);
     free(got);
@@ -701,10 +669,10 @@ Test(server, resume_hands_buffered_input_over_later)
     start(1, ONEBYTE);
     int fd = client();
     cr_assert(TH_WAIT(atomic_load(&sv.opens) == 1, TH_WAIT_MS));
-    send_all(fd, "abcdef", 6);
+    th_send_all(fd, "abcdef", 6);
     char got[6];
     for (int i = 0; i < 6; i++) {
-        recv_all(fd, got + i, 1);
+        th_recv_all(fd, got + i, 1);
         if (i == 5) break;
         /* Paused after each byte: the rest waits in the buffer until a resume. */
         atomic_int rc = 1;

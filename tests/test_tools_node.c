@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "harness_suite.h"
 #include "hub_checks.h"
+#include "sock.h"
 
 #include <criterion/criterion.h>
 
@@ -464,12 +465,7 @@ NODE_TEST(garbage_bytes_are_refused_and_the_node_serves_on)
 {
     hnode *n = node_spawn(&H, NULL);
     cr_assert_not_null(n);
-    int port = atoi(strrchr(n->addr, ':') + 1);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    int fd = th_connect(node_port(n), 0);
     char junk[512];
     memset(junk, 0xa5, sizeof(junk));
     cr_expect_eq(send(fd, junk, sizeof(junk), MSG_NOSIGNAL), (ssize_t)sizeof(junk));
@@ -526,10 +522,7 @@ NODE_TEST(metrics_are_served_to_curl_in_prometheus_format)
     cr_expect_eq(code, 404);
     free(text);
     /* Not HTTP: the connection is closed, the node serves on (and so does the endpoint). */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    int fd = th_connect(port, 0);
     cr_expect_eq(send(fd, "garbage\r\n\r\n", 11, MSG_NOSIGNAL), 11);
     char b[16];
     cr_expect_eq(recv(fd, b, sizeof(b), 0), 0, "closed without an answer");

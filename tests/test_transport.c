@@ -11,12 +11,11 @@
  */
 #define _GNU_SOURCE /* memmem */
 #include "helpers.h"
+#include "sock.h"
 
 #include "net/seal.h"
 #include "net/transport.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -230,13 +229,7 @@ typedef struct client {
 
 static void client_open(client *c)
 {
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert_geq(c->fd, 0);
-    struct timeval tv = {.tv_sec = TH_WAIT_MS / 1000};
-    cr_assert_eq(setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fx.port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "%s", strerror(errno));
+    c->fd = th_connect(fx.port, TH_WAIT_MS / 1000);
     c->len = c->consumed = 0;
     ch_wbuf_init(&c->out);
     c->seal = (ch_seal){0};
@@ -281,16 +274,6 @@ static int client_read(client *c, ch_frame *f)
         ssize_t got = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
         if (got <= 0) return got == 0 || errno == ECONNRESET ? 0 : -errno;
         c->len += (size_t)got;
-    }
-}
-
-/* True once the server closed the connection (whatever it sent before). */
-static bool client_sees_close(client *c)
-{
-    for (;;) {
-        ssize_t got = recv(c->fd, c->buf, sizeof(c->buf), 0);
-        if (got == 0 || (got < 0 && errno == ECONNRESET)) return true;
-        if (got < 0) return false; /* timeout */
     }
 }
 
@@ -379,7 +362,7 @@ Test(transport, a_client_that_skips_the_handshake_gets_no_frame_processed)
     /* 1. No handshake at all: a plain frame first. */
     client_open(&c);
     client_write(&c, frame, sizeof(frame));
-    cr_assert(client_sees_close(&c));
+    cr_assert(th_closed_by_peer(c.fd));
     client_close(&c);
 
     /* 2. A valid HELLO, then a frame instead of the AUTH. */
@@ -387,14 +370,14 @@ Test(transport, a_client_that_skips_the_handshake_gets_no_frame_processed)
     client_hs_init(&c, COOKIE);
     client_flush(&c);
     client_write(&c, frame, sizeof(frame));
-    cr_assert(client_sees_close(&c));
+    cr_assert(th_closed_by_peer(c.fd));
     client_close(&c);
 
     /* 3. The wrong cookie: HELLO, a wrong AUTH, then frames. */
     client_open(&c);
     cr_assert_leq(client_handshake(&c, "not-the-cookie-of-this-hub!"), 0);
     client_write(&c, frame, sizeof(frame));
-    cr_assert(client_sees_close(&c));
+    cr_assert(th_closed_by_peer(c.fd));
     client_close(&c);
 
     /* 4. Says nothing and leaves. */
@@ -418,7 +401,7 @@ Test(transport, a_plain_frame_after_the_handshake_closes_the_connection)
     ch_wbuf_init(&plain);
     cr_assert_eq(ch_frame_write(&plain, CH_F_CAST, 0, "plain", 5), 0);
     client_write(&c, plain.data, plain.len);
-    cr_assert(client_sees_close(&c));
+    cr_assert(th_closed_by_peer(c.fd));
     client_close(&c);
     ch_wbuf_free(&plain);
     wait_count(&fx.a.downs, 1);
@@ -440,7 +423,7 @@ Test(transport, a_frame_sealed_with_the_wrong_direction_key_closes_the_connectio
     cr_assert_eq(ch_seal_init(&wrong, c.seal.cipher, key, false), 0);
     ch_wbuf f = sealed_frame(&wrong, "reflected", 9);
     client_write(&c, f.data, f.len);
-    cr_assert(client_sees_close(&c));
+    cr_assert(th_closed_by_peer(c.fd));
     client_close(&c);
     ch_wbuf_free(&f);
     wait_count(&fx.a.downs, 1);
@@ -465,7 +448,7 @@ Test(transport, a_replayed_record_closes_the_connection)
     wait_count(&fx.a.frames, 2);
     cr_assert(fx.a.rec[0].intact && fx.a.rec[1].intact, "both frames are processed, in order");
     client_write(&c, f.data, f.len); /* the same bytes again */
-    cr_assert(client_sees_close(&c));
+    cr_assert(th_closed_by_peer(c.fd));
     client_close(&c);
     ch_wbuf_free(&f);
     wait_count(&fx.a.downs, 1);
@@ -484,7 +467,7 @@ Test(transport, a_sealed_frame_outside_a_record_closes_the_connection)
     memcpy(b + CH_FRAME_HDR, "cast", 4);
     cr_assert_eq(ch_seal_frame(&c.seal, b, CH_F_CAST, 0, 4), 0); /* right key, no record */
     client_write(&c, b, sizeof(b));
-    cr_assert(client_sees_close(&c));
+    cr_assert(th_closed_by_peer(c.fd));
     client_close(&c);
     wait_count(&fx.a.downs, 1);
     cr_assert_eq(atomic_load(&fx.a.frames), 0);

@@ -461,6 +461,12 @@ bool node_alive(hnode *n)
     return false;
 }
 
+int node_port(const hnode *n)
+{
+    const char *colon = strrchr(n->addr, ':');
+    return colon ? atoi(colon + 1) : -1;
+}
+
 bool node_log_has(const hnode *n, const char *s)
 {
     FILE *f = fopen(n->log, "r");

@@ -111,6 +111,8 @@ int node_ctl_status(hnode *n, ...) __attribute__((sentinel));
  * failed. */
 long node_ctl_lines(hnode *n, ...) __attribute__((sentinel));
 
+/* The port of n's listener (from its address). */
+int node_port(const hnode *n);
 /* Whether a line of n's log holds s. */
 bool node_log_has(const hnode *n, const char *s);
 /* The value of `key` in n's `ctl stats`, or -1. */
