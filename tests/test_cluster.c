@@ -35,12 +35,6 @@ static hnode *spawn_hub_node(hnode *seed, const char *extra1, const char *extra2
     return n;
 }
 
-static void wait_members(hnode **nodes, int count, int alive)
-{
-    cr_assert(hub_wait_count(nodes, count, "alive", alive, CONVERGE_MS),
-              "every node sees %d alive members", alive);
-}
-
 static void start_many(hnode *n, const char *prefix, const char *count)
 {
     int st;
@@ -53,7 +47,7 @@ static void start_many(hnode *n, const char *prefix, const char *count)
 static void hub_of(hnode **n, int count)
 {
     cr_assert_eq(harness_spawn_hub(&H, n, count, NULL), 0, "the nodes start");
-    wait_members(n, count, count);
+    harness_assert_alive(n, count, count, CONVERGE_MS);
 }
 
 Test(cluster, four_nodes_place_10000_processes_on_their_owners_and_agree)
@@ -140,7 +134,7 @@ static void partition_case(const char *strategy, int count, int kill, void (*hea
     hnode *n[6];
     const char *const extra[] = {"--partition", strategy, NULL};
     cr_assert_eq(harness_spawn_hub(&H, n, count, extra), 0, "%s: the nodes start", strategy);
-    wait_members(n, count, count);
+    harness_assert_alive(n, count, count, CONVERGE_MS);
     cr_assert_eq(node_stat(n[0], "partitioned"), 0, "%s: a whole hub is not partitioned", strategy);
     for (int i = count - kill; i < count; i++) {
         cr_assert_eq(node_kill9(n[i]), 0);

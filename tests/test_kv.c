@@ -170,13 +170,6 @@ static hnode *kv_node(const char *seed)
     return n;
 }
 
-/* Waits until n sees `alive` members alive. */
-static void wait_members(hnode *n, int alive)
-{
-    cr_assert(hub_wait_count(&n, 1, "alive", alive, WAIT_MS), "node %d never saw %d members alive",
-              n->index, alive);
-}
-
 static long long int_reply(int fd, int argc, const char *const *argv);
 static char *read_reply(int fd);
 
@@ -264,7 +257,7 @@ Test(kv, any_node_answers_for_any_key)
     hnode *c = kv_node(a->addr);
     hnode *all[] = {a, b, c};
     for (int i = 0; i < 3; i++)
-        wait_members(all[i], 3);
+        harness_assert_alive(&all[i], 1, 3, WAIT_MS);
     /* Written through one node, read through every other: no redirects, the hub routes. */
     int fd[3];
     for (int i = 0; i < 3; i++)
@@ -307,8 +300,9 @@ Test(kv, pipelined_commands_are_answered_in_order)
 {
     hnode *a = kv_node(NULL);
     hnode *b = kv_node(a->addr);
-    wait_members(a, 2); /* these nodes run ColdSwap: no key may move during the test */
-    wait_members(b, 2);
+    harness_assert_alive(&a, 1, 2,
+                         WAIT_MS); /* these nodes run ColdSwap: no key may move during the test */
+    harness_assert_alive(&b, 1, 2, WAIT_MS);
     int fd = th_connect(b->kv_port, SOCK_S);
     /* 3000 commands in one burst, over many keys (so the calls complete out of order, some
      * on the other node), answered in the order sent. */
@@ -446,8 +440,8 @@ Test(kv, clients_that_leave_with_answers_pending_break_nothing)
 {
     hnode *a = kv_node(NULL);
     hnode *b = kv_node(a->addr);
-    wait_members(a, 2);
-    wait_members(b, 2);
+    harness_assert_alive(&a, 1, 2, WAIT_MS);
+    harness_assert_alive(&b, 1, 2, WAIT_MS);
     static char burst[64 * 1024];
     size_t len = 0;
     for (int i = 0; i < 500; i++) {
@@ -693,8 +687,8 @@ Test(kv, values_survive_a_join_and_a_graceful_leave)
 {
     hnode *a = hot_node(NULL);
     hnode *b = hot_node(a);
-    wait_members(a, 2);
-    wait_members(b, 2);
+    harness_assert_alive(&a, 1, 2, WAIT_MS);
+    harness_assert_alive(&b, 1, 2, WAIT_MS);
     int fd = th_connect(b->kv_port, SOCK_S);
     for (int i = 0; i < NKEYS; i++) {
         char key[32], val[64];
@@ -713,13 +707,13 @@ Test(kv, values_survive_a_join_and_a_graceful_leave)
     close(fd);
     /* A joins C: part of the keys move there, their values with them. */
     hnode *c = hot_node(a);
-    wait_members(a, 3);
-    wait_members(c, 3);
+    harness_assert_alive(&a, 1, 3, WAIT_MS);
+    harness_assert_alive(&c, 1, 3, WAIT_MS);
     fd = th_connect(a->kv_port, SOCK_S);
     check_values(fd);
     /* B leaves: its keys move to A and C. */
     cr_assert_eq(node_term(b, LEAVE_MS), 0, "b leaves gracefully");
-    wait_members(a, 2);
+    harness_assert_alive(&a, 1, 2, WAIT_MS);
     check_values(fd);
     close(fd);
     fd = th_connect(c->kv_port, SOCK_S);
@@ -786,9 +780,9 @@ Test(kv, benchmark_through_a_join_and_a_leave)
     hnode *a = hot_node(NULL);
     hnode *b = hot_node(a);
     hnode *c = hot_node(a);
-    wait_members(a, 3);
-    wait_members(b, 3);
-    wait_members(c, 3);
+    harness_assert_alive(&a, 1, 3, WAIT_MS);
+    harness_assert_alive(&b, 1, 3, WAIT_MS);
+    harness_assert_alive(&c, 1, 3, WAIT_MS);
     /* The benchmark talks to A, which stays; B leaves and D joins while it runs, so its
      * keys move between nodes under load. */
     bench_loop loop = {.port = a->kv_port};
@@ -796,10 +790,10 @@ Test(kv, benchmark_through_a_join_and_a_leave)
     cr_assert_eq(pthread_create(&t, NULL, bench_main, &loop), 0);
     cr_assert(harness_wait(bench_ran, &loop, TOOL_MS), "a first benchmark run");
     hnode *d = hot_node(a);
-    wait_members(a, 4);
-    wait_members(d, 4);
+    harness_assert_alive(&a, 1, 4, WAIT_MS);
+    harness_assert_alive(&d, 1, 4, WAIT_MS);
     int left = node_term(b, LEAVE_MS);
-    wait_members(a, 3);
+    harness_assert_alive(&a, 1, 3, WAIT_MS);
     int before = atomic_load(&loop.runs);
     atomic_store(&loop.stop, true); /* the run under way finishes: at least one after */
     pthread_join(t, NULL);

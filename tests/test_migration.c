@@ -56,17 +56,11 @@ static hnode *spawn(hnode *seed, const char *const *mode, const char *const *env
     return n;
 }
 
-static void wait_members(hnode **nodes, int count, int alive)
-{
-    cr_assert(hub_wait_count(nodes, count, "alive", alive, CONVERGE_MS),
-              "every node sees %d alive members", alive);
-}
-
 /* `count` nodes of one hub, the first the seed of the others; returns once all agree. */
 static void hub_of(hnode **n, int count, const char *const *mode)
 {
     cr_assert_eq(harness_spawn_hub(&H, n, count, mode), 0, "the nodes start");
-    wait_members(n, count, count);
+    harness_assert_alive(n, count, count, CONVERGE_MS);
 }
 
 /* ---- control commands --------------------------------------------------------------- */
@@ -258,7 +252,7 @@ MIGRATION_TEST(join_moves_10000_processes_to_the_new_node_with_their_states)
     counters_with_state(n, 3, "k", "10000", "1000");
 
     n[3] = spawn(n[0], HOT, NULL);
-    wait_members(n, 4, 4);
+    harness_assert_alive(n, 4, 4, CONVERGE_MS);
     wait_settled(n, 4, "k", "10000");
 
     WAIT_CHECK(n[3], "check-counters", "k", "10000", "1000");
@@ -305,7 +299,7 @@ static void leave_case(bool by_signal)
         cr_expect(getenv("CH_HARNESS_LOGS") != NULL, "the leaving node printed its left: line");
     }
 
-    wait_members(n, 2, 2);
+    harness_assert_alive(n, 2, 2, CONVERGE_MS);
     wait_settled(n, 2, "L", "6000");
     WAIT_CHECK(n[0], "check-counters", "L", "6000", "77");
     hub_instances after;
@@ -401,13 +395,13 @@ MIGRATION_TEST(updates_from_three_senders_during_a_join_and_a_leave_are_all_kept
     cr_assert(harness_wait(pumps_did_rounds, &going, SETTLE_MS), "the pumps run");
 
     n[3] = spawn(n[0], HOT, NULL);
-    wait_members(n, 4, 4);
+    harness_assert_alive(n, 4, 4, CONVERGE_MS);
     wait_settled(n, 4, "q", "1000");
     expect_pumps_running(n, 3, "through the join");
     cr_expect_gt(node_stat(n[3], "migrated_in"), 0, "the join moved processes");
 
     cr_expect_eq(node_term(n[3], LEAVE_MS), 0, "the new node leaves again");
-    wait_members(n, 3, 3);
+    harness_assert_alive(n, 3, 3, CONVERGE_MS);
     wait_settled(n, 3, "q", "1000");
     expect_pumps_running(n, 3, "through the leave");
 
@@ -466,7 +460,7 @@ MIGRATION_TEST(ctl_migrate_moves_one_process_with_its_state_and_order_and_it_sta
 
     /* A join does not take it away from its pin; every node knows the pin. */
     n[3] = spawn(n[0], HOT, NULL);
-    wait_members(n, 4, 4);
+    harness_assert_alive(n, 4, 4, CONVERGE_MS);
     wait_settled(n, 4, "p", "50");
     node_of(n[3], "p7", now);
     cr_expect_str_eq(now, to, "p7 stays pinned through a join");
@@ -489,7 +483,7 @@ MIGRATION_TEST(confirm_handover_reports_every_moved_process_through_children_mig
     counters_with_state(n, 3, "h", "3000", "5");
 
     n[3] = spawn(n[0], HOT_CONFIRM, NULL);
-    wait_members(n, 4, 4);
+    harness_assert_alive(n, 4, 4, CONVERGE_MS);
     wait_settled(n, 4, "h", "3000");
     hub_instances in;
     wait_each_once(&in, n, 4, "h", 3000);
@@ -517,7 +511,7 @@ MIGRATION_TEST(retention_expiry_with_a_target_that_never_confirms_loses_no_proce
     counters_with_state(n, 3, "r", "3000", "9");
 
     n[3] = spawn(n[0], HOT_RETENTION, no_confirm);
-    wait_members(n, 4, 4);
+    harness_assert_alive(n, 4, 4, CONVERGE_MS);
     wait_sum(n, 3, "migration_failures", 1, HUB_AT_LEAST); /* the sources gave up waiting */
     wait_sum(n, 4, "migrating", 0, HUB_EXACTLY);
     hub_instances in;
@@ -535,7 +529,7 @@ MIGRATION_TEST(coldswap_restarts_moved_processes_fresh_once_and_they_still_get_m
     counters_with_state(n, 3, "c", "3000", "1000");
 
     n[3] = spawn(n[0], COLD, NULL);
-    wait_members(n, 4, 4);
+    harness_assert_alive(n, 4, 4, CONVERGE_MS);
     wait_settled(n, 4, "c", "3000");
     hub_instances in;
     wait_each_once(&in, n, 4, "c", 3000);
@@ -573,7 +567,7 @@ MIGRATION_TEST(two_nodes_joining_at_once_end_with_every_process_on_its_owner)
 
     n[3] = spawn(n[0], HOT, NULL);
     n[4] = spawn(n[1], HOT, NULL);
-    wait_members(n, 5, 5);
+    harness_assert_alive(n, 5, 5, CONVERGE_MS);
     wait_settled(n, 5, "g", "5000");
     hub_instances in;
     wait_each_once(&in, n, 5, "g", 5000);
@@ -592,7 +586,7 @@ MIGRATION_TEST(a_join_during_a_leave_ends_with_every_process_once_on_its_newest_
     n[3] = spawn(n[0], HOT, NULL);
     cr_expect_eq(node_wait_exit(n[2], LEAVE_MS), 0, "the leaving node handed everything over");
     hnode *live[3] = {n[0], n[1], n[3]};
-    wait_members(live, 3, 3);
+    harness_assert_alive(live, 3, 3, CONVERGE_MS);
     wait_settled(live, 3, "j", "5000");
     hub_instances in;
     wait_each_once(&in, live, 3, "j", 5000);
@@ -631,7 +625,7 @@ MIGRATION_TEST(killing_the_target_mid_migration_loses_no_unconfirmed_process)
     counters_with_state(n, 3, "x", "10000", "1000");
 
     n[3] = spawn(n[0], HOT_SMALL_FRAMES, stall);
-    wait_members(n, 4, 4); /* so that every survivor will see it dead */
+    harness_assert_alive(n, 4, 4, CONVERGE_MS); /* so that every survivor will see it dead */
     cr_assert(hub_wait_stat(&n[3], 1, "migrated_in", 1, HUB_AT_LEAST, SETTLE_MS, NULL),
               "the target installs some");
     cr_assert_eq(node_kill9(n[3]), 0);
@@ -663,11 +657,11 @@ MIGRATION_TEST(a_corrupted_handover_frame_is_refused_and_the_migration_still_com
     n[0] = spawn(NULL, HOT, corrupt); /* its first handover frame arrives damaged */
     n[1] = spawn(n[0], HOT, NULL);
     n[2] = spawn(n[0], HOT, NULL);
-    wait_members(n, 3, 3);
+    harness_assert_alive(n, 3, 3, CONVERGE_MS);
     counters_with_state(n, 3, "z", "5000", "11");
 
     n[3] = spawn(n[1], HOT, NULL);
-    wait_members(n, 4, 4);
+    harness_assert_alive(n, 4, 4, CONVERGE_MS);
     wait_settled(n, 4, "z", "5000");
     cr_expect(hub_wait_stat(&n[3], 1, "bad_frames", 1, HUB_AT_LEAST, SETTLE_MS, NULL),
               "the target counted the bad frame");
@@ -752,7 +746,7 @@ MIGRATION_TEST(killing_the_joining_node_mid_move_loses_no_update_of_processes_th
     cr_assert_eq(node_kill9(n[2]), 0);
 
     unsigned long long rounds = 0, failed = pumps_ended(n, 2, &rounds);
-    wait_members(n, 2, 2);
+    harness_assert_alive(n, 2, 2, CONVERGE_MS);
     wait_settled(n, 2, "w", "20000");
     hub_instances in;
     wait_each_once(&in, n, 2, "w", 20000);
@@ -794,7 +788,7 @@ MIGRATION_TEST(a_death_while_a_target_is_unconfirmed_keeps_every_cast_sent_to_th
     pumps_going going = pumped(n, 3, "k", "1000", "1000000", "100");
 
     n[3] = spawn(n[0], HOT_KEEP, no_confirm);
-    wait_members(n, 4, 4);
+    harness_assert_alive(n, 4, 4, CONVERGE_MS);
     cr_assert(hub_wait_stat(&n[3], 1, "migrated_in", 1, HUB_AT_LEAST, SETTLE_MS, NULL),
               "the target runs some");
 

@@ -405,7 +405,7 @@ static void spawn_pair(pair *p)
     p->b = node_spawn_member(&H, p->a, NULL, NULL);
     cr_assert_not_null(p->b);
     hnode *both[] = {p->a, p->b};
-    cr_assert(hub_wait_count(both, 2, "alive", 2, CONVERGE_MS), "the hub did not converge");
+    harness_assert_alive(both, 2, 2, CONVERGE_MS);
 }
 
 NODE_TEST(two_nodes_see_each_other_and_call_across)

@@ -1,7 +1,8 @@
 /*
  * tests/lib/harness_suite.h - the Criterion side of the cluster harness: a suite whose
  * fixture gives each test a fresh harness H and cleans it up, also after a failed
- * assertion, and tests whose verdict includes that no node died on its own.
+ * assertion, tests whose verdict includes that no node died on its own, and assertions
+ * about the hub (hub_checks.h).
  *
  *   HARNESS_SUITE(cluster, .timeout = 120);
  *   HARNESS_TEST(cluster, a_join_moves_processes) { hnode *n = node_spawn(&H, NULL); ... }
@@ -10,6 +11,7 @@
 #define CH_TESTS_HARNESS_SUITE_H
 
 #include "cluster_harness.h"
+#include "hub_checks.h"
 
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -53,5 +55,13 @@ static inline void harness_suite_no_sigpipe(void)
         cr_expect_eq(harness_check(&H), 0, "a node died on its own: its log is above");            \
     }                                                                                              \
     static void name##_body(void)
+
+/* Asserts that every node of nodes[0..count) (NULL ones skipped) sees `alive` members
+ * alive within timeout_ms. */
+static inline void harness_assert_alive(hnode **nodes, int count, int alive, int timeout_ms)
+{
+    cr_assert(hub_wait_count(nodes, count, "alive", alive, timeout_ms),
+              "every node sees %d members alive within %d ms", alive, timeout_ms);
+}
 
 #endif
