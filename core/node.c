@@ -32,10 +32,11 @@
  * down carries a frame it owns. */
 static void mig_on_rec(ch_reactor *r, ch_rec *rec)
 {
+    ch_mig_msg m = ch_mig_read(rec);
     if (r->core < r->node->cores)
         ch_ho_on_rec(r, rec);
-    else if (rec->pad == CH_MIG_OUT)
-        free((void *)(uintptr_t)rec->ref);
+    else if (m.op == CH_MIG_OUT)
+        free(m.ptr);
 }
 
 static const ch_upcalls cluster_upcalls = {

@@ -24,18 +24,17 @@ static bool participant(const ch_coord *c, const ch_mem *m)
     return ch_mem_alive(m) || (m->state == CH_MEMBER_LEFT && m->left_pending);
 }
 
-static void post(ch_coord *c, unsigned core, uint8_t op, uint64_t aux, uint64_t ref,
-                 const void *payload, size_t len)
+static void post(ch_coord *c, unsigned core, const ch_mig_msg *m, const void *payload, size_t len)
 {
-    ch_rec h = {.op = CH_OP_MIG, .pad = op, .aux = aux, .ref = ref, .len = (uint32_t)len};
+    ch_rec h = ch_mig_rec(m, len);
     int rc = ch_reactor_post(c->n, core, &h, NULL, payload, false);
     if (rc < 0) CH_ERROR("migration record to core %u lost: %s", core, ch_strerror(rc));
 }
 
-static void post_all(ch_coord *c, uint8_t op, uint64_t aux)
+static void post_all(ch_coord *c, const ch_mig_msg *m)
 {
     for (unsigned i = 0; i < c->n->cores; i++)
-        post(c, i, op, aux, 0, NULL, 0);
+        post(c, i, m, NULL, 0);
 }
 
 static void send_hash(ch_coord *c, ch_mem *m, uint8_t type, uint64_t rh)
@@ -74,7 +73,8 @@ static void ring(ch_coord *c)
     CH_DEBUG("round %016llx: a ring of %zu members", (unsigned long long)c->mig.rh, k);
     ch_hashring *ring = atomic_load(&c->n->ring);
     for (unsigned i = 0; i < c->n->cores; i++)
-        post(c, i, CH_MIG_RING, c->mig.rh, (uint64_t)(uintptr_t)ring, v, k * sizeof(*v));
+        post(c, i, &(ch_mig_msg){.op = CH_MIG_RING, .round = c->mig.rh, .ptr = ring}, v,
+             k * sizeof(*v));
     free(ids);
     free(v);
 }
@@ -93,13 +93,13 @@ static void check(ch_coord *c)
     if (g->barrier_sent && barriers && !g->sealed) {
         CH_DEBUG("round %016llx sealed", (unsigned long long)g->rh);
         g->sealed = true;
-        post_all(c, CH_MIG_SEALED, g->rh);
+        post_all(c, &(ch_mig_msg){.op = CH_MIG_SEALED, .round = g->rh});
     }
     if (ends && !g->unheld) {
         CH_DEBUG("round %016llx over%s", (unsigned long long)g->rh,
                  g->end_sent ? "" : " (this node's END to come)");
         g->unheld = true;
-        post_all(c, CH_MIG_UNHOLD, g->rh);
+        post_all(c, &(ch_mig_msg){.op = CH_MIG_UNHOLD, .round = g->rh});
     }
     /* Every participant, this node too, has every move of the round confirmed: a target's
      * crash from now on is a crash of processes it owns, no longer a loss of casts for
@@ -140,23 +140,22 @@ static void reannounce(ch_coord *c)
  * find their processes thawed (or still queued) on their sources. */
 static void gone(ch_coord *c, uint64_t node)
 {
-    post_all(c, CH_MIG_GONE, node);
+    post_all(c, &(ch_mig_msg){.op = CH_MIG_GONE, .node = node});
     coord_kept_reroute(c, atomic_load(&c->n->ring)); /* what coord_rebuild_ring left */
     check(c);
 }
 
-static void on_out(ch_coord *c, ch_rec *rec)
+static void on_out(ch_coord *c, const ch_mig_msg *m, ch_rec *rec)
 {
-    uint8_t *block = (uint8_t *)(uintptr_t)rec->ref;
     uint64_t len;
     memcpy(&len, ch_rec_payload(rec), 8);
     /* A frame for a node that is gone is dropped: its core keeps the batch and takes it
      * back when told the node is gone. */
-    int rc = coord_send_frame(c, rec->aux, (uint8_t)rec->src_core, block, (size_t)len, NULL, 0);
+    int rc = coord_send_frame(c, m->node, m->frame, m->ptr, (size_t)len, NULL, 0);
     if (rc < 0)
-        CH_DEBUG("migration frame to %016llx not sent: %s", (unsigned long long)rec->aux,
+        CH_DEBUG("migration frame to %016llx not sent: %s", (unsigned long long)m->node,
                  ch_strerror(rc));
-    free(block);
+    free(m->ptr);
 }
 
 static void on_reply(ch_coord *c, ch_rec *rec)
@@ -191,7 +190,7 @@ static void after_switch(ch_reactor *r, uint64_t rh)
     /* The coordinator's own inbox too: the BARRIER leaves once it has routed every remote
      * message application threads posted before (by the old ring, as they were stamped). */
     for (unsigned i = 0; i <= c->n->cores; i++) {
-        ch_rec h = {.op = CH_OP_MIG, .pad = CH_MIG_IMARK, .aux = rh};
+        ch_rec h = ch_mig_rec(&(ch_mig_msg){.op = CH_MIG_IMARK, .round = rh}, 0);
         if (ch_reactor_post_inbox(c->n, i, &h, NULL) < 0)
             CH_ERROR("migration marker for reactor %u lost", i);
     }
@@ -210,28 +209,29 @@ static void on_own_marker(ch_coord *c, uint64_t rh)
 static void on_rec(ch_coord *c, ch_rec *rec)
 {
     struct coord_mig *g = &c->mig;
-    switch (rec->pad) {
+    ch_mig_msg m = ch_mig_read(rec);
+    switch (m.op) {
     case CH_MIG_SWITCHED:
-        if (rec->aux != g->rh || ++g->switched < c->n->cores) break;
+        if (m.round != g->rh || ++g->switched < c->n->cores) break;
         after_switch(c->r, g->rh);
         break;
     case CH_MIG_DONE:
-        if (rec->aux != g->rh || ++g->done < c->n->cores) break;
+        if (m.round != g->rh || ++g->done < c->n->cores) break;
         g->end_sent = true;
         send_hash_all(c, CH_F_MIG_END, g->rh);
         check(c);
         break;
     case CH_MIG_OUT:
-        on_out(c, rec);
+        on_out(c, &m, rec);
         break;
     case CH_MIG_REPLY:
         on_reply(c, rec);
         break;
     case CH_MIG_IMARK:
-        on_own_marker(c, rec->aux);
+        on_own_marker(c, m.round);
         break;
     default:
-        CH_ERROR("unexpected migration record %u at the coordinator", rec->pad);
+        CH_ERROR("unexpected migration record %u at the coordinator", m.op);
     }
 }
 
@@ -259,12 +259,8 @@ static void to_core(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb)
     if (type == CH_F_MIG_ACK && from->conn) ch_conn_link(from->conn, &link[0], &link[1]);
     memcpy(block, link, sizeof(link));
     uint64_t l = len;
-    ch_rec h = {.op = CH_OP_MIG,
-                .pad = CH_MIG_IN,
-                .aux = from->id,
-                .ref = (uint64_t)(uintptr_t)block,
-                .src_core = type,
-                .len = 8};
+    ch_rec h = ch_mig_rec(
+        &(ch_mig_msg){.op = CH_MIG_IN, .frame = type, .node = from->id, .ptr = block}, sizeof(l));
     if (ch_reactor_post(c->n, core, &h, NULL, &l, false) < 0) free(block);
 }
 

@@ -51,15 +51,38 @@ int ch__ho_bytes_put(ho_bytes *b, const void *a, size_t alen, const void *c, siz
 
 /* ---- talking to the coordinator and the other cores ---------------------------------- */
 
-void ch__ho_post(ch_reactor *r, unsigned dst, uint8_t op, uint64_t aux, uint64_t ref,
-                 uint16_t src_core, const void *payload, size_t len)
+static bool names_node(uint8_t op)
 {
-    ch_rec h = {.op = CH_OP_MIG,
-                .pad = op,
-                .aux = aux,
-                .ref = ref,
-                .src_core = src_core,
-                .len = (uint32_t)len};
+    return op == CH_MIG_OUT || op == CH_MIG_IN || op == CH_MIG_GONE;
+}
+
+ch_rec ch_mig_rec(const ch_mig_msg *m, size_t len)
+{
+    return (ch_rec){.op = CH_OP_MIG,
+                    .pad = m->op,
+                    .aux = names_node(m->op) ? m->node : m->round,
+                    .ref = (uint64_t)(uintptr_t)m->ptr,
+                    .src_core = m->op == CH_MIG_MARK ? m->from_core : m->frame,
+                    .len = (uint32_t)len};
+}
+
+ch_mig_msg ch_mig_read(const ch_rec *rec)
+{
+    ch_mig_msg m = {.op = rec->pad, .ptr = (void *)(uintptr_t)rec->ref};
+    if (names_node(m.op))
+        m.node = rec->aux;
+    else
+        m.round = rec->aux;
+    if (m.op == CH_MIG_MARK)
+        m.from_core = rec->src_core;
+    else
+        m.frame = (uint8_t)rec->src_core;
+    return m;
+}
+
+void ch__ho_post(ch_reactor *r, unsigned dst, const ch_mig_msg *m, const void *payload, size_t len)
+{
+    ch_rec h = ch_mig_rec(m, len);
     int rc = ch_reactor_post(r->node, dst, &h, NULL, payload, false);
     if (rc < 0) CH_ERROR("migration record to %u lost: %s", dst, ch_strerror(rc));
 }
@@ -68,7 +91,8 @@ void ch__ho_post(ch_reactor *r, unsigned dst, uint8_t op, uint64_t aux, uint64_t
 void ch__ho_send_block(ch_reactor *r, uint64_t node, uint8_t type, uint8_t *block, size_t len)
 {
     uint64_t l = len;
-    ch__ho_post(r, r->node->cores, CH_MIG_OUT, node, (uint64_t)(uintptr_t)block, type, &l, 8);
+    ch_mig_msg m = {.op = CH_MIG_OUT, .frame = type, .node = node, .ptr = block};
+    ch__ho_post(r, r->node->cores, &m, &l, 8);
 }
 
 void ch__ho_send_wbuf(ch_reactor *r, uint64_t node, uint8_t type, ch_wbuf *w)
@@ -143,51 +167,57 @@ static void on_gone(ch_ho *h, uint64_t node)
     ho_update_gauge(h);
 }
 
+/* A frame from node m->node, in the block the coordinator copied it into. */
+static void on_in(ch_ho *h, const ch_mig_msg *m, ch_rec *rec)
+{
+    uint8_t *block = m->ptr;
+    uint64_t len;
+    memcpy(&len, ch_rec_payload(rec), 8);
+    const uint8_t *f = block + CH_MIG_IN_OFF;
+    if (m->frame == CH_F_MIG_DATA)
+        ch__ho_on_data(h, m->node, block, (size_t)len);
+    else if (m->frame == CH_F_MIG_ACK)
+        ch__ho_on_ack(h, m->node, block, f, (size_t)len);
+    else if (m->frame == CH_F_MIG_QUERY)
+        ch__ho_on_query(h, m->node, f, (size_t)len);
+    free(block);
+}
+
 void ch_ho_on_rec(ch_reactor *r, ch_rec *rec)
 {
     ch_ho *h = r->ho;
+    ch_mig_msg m = ch_mig_read(rec);
     if (!h) {
-        if (rec->pad == CH_MIG_IN) free((void *)(uintptr_t)rec->ref);
+        if (m.op == CH_MIG_IN) free(m.ptr);
         return;
     }
-    switch (rec->pad) {
+    switch (m.op) {
     case CH_MIG_RING:
-        ch__ho_on_ring(h, rec);
+        ch__ho_on_ring(h, &m, rec);
         break;
     case CH_MIG_MARK:
-        if (rec->src_core < r->node->cores) h->mark_rh[rec->src_core] = rec->aux;
+        if (m.from_core < r->node->cores) h->mark_rh[m.from_core] = m.round;
         ch__ho_check_sealed(h);
         break;
     case CH_MIG_SEALED:
-        h->sealed_rh = rec->aux;
+        h->sealed_rh = m.round;
         ch__ho_check_sealed(h);
         break;
     case CH_MIG_IMARK:
-        h->imark_rh = rec->aux;
+        h->imark_rh = m.round;
         ch__ho_check_sealed(h);
         break;
     case CH_MIG_UNHOLD:
-        ch__ho_on_unhold(h, rec->aux);
+        ch__ho_on_unhold(h, m.round);
         break;
     case CH_MIG_GONE:
-        on_gone(h, rec->aux);
+        on_gone(h, m.node);
         break;
-    case CH_MIG_IN: {
-        uint8_t *block = (uint8_t *)(uintptr_t)rec->ref;
-        uint64_t len;
-        memcpy(&len, ch_rec_payload(rec), 8);
-        const uint8_t *f = block + CH_MIG_IN_OFF;
-        if (rec->src_core == CH_F_MIG_DATA)
-            ch__ho_on_data(h, rec->aux, block, (size_t)len);
-        else if (rec->src_core == CH_F_MIG_ACK)
-            ch__ho_on_ack(h, rec->aux, block, f, (size_t)len);
-        else if (rec->src_core == CH_F_MIG_QUERY)
-            ch__ho_on_query(h, rec->aux, f, (size_t)len);
-        free(block);
+    case CH_MIG_IN:
+        on_in(h, &m, rec);
         break;
-    }
     default:
-        CH_ERROR("unknown migration record %u", rec->pad);
+        CH_ERROR("unknown migration record %u", m.op);
     }
     ho_update_gauge(h);
 }

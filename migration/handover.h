@@ -82,24 +82,40 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* CH_OP_MIG records between the coordinator and the cores: the subtype is in rec->pad.
- * Byte blocks (frames) travel by pointer: rec->ref owns a heap block whose length is the
- * record's 8-byte payload, and rec->src_core holds the frame type. */
+/* CH_OP_MIG records between the coordinator and the cores, read and written as ch_mig_msg.
+ * Byte blocks (frames) travel by pointer: ptr owns a heap block whose length is the
+ * record's 8-byte payload, and frame holds the frame type. */
 enum ch_mig_op {
-    CH_MIG_RING = 1, /* coord -> core: ref = the ring, aux = its hash; payload = members */
-    CH_MIG_MARK,     /* core -> core: aux = ring hash, src_core = the sender core */
-    CH_MIG_SWITCHED, /* core -> coord: aux = ring hash */
-    CH_MIG_SEALED,   /* coord -> core: aux = ring hash */
-    CH_MIG_DONE,     /* core -> coord: aux = ring hash: every record of it is sent */
-    CH_MIG_UNHOLD,   /* coord -> core: aux = ring hash: every participant is done */
-    CH_MIG_OUT,      /* core -> coord: a frame for node aux */
-    CH_MIG_IN,       /* coord -> core: a frame from node aux (block: 16 bytes, then it) */
-    CH_MIG_GONE,     /* coord -> core: node aux is gone */
+    CH_MIG_RING = 1, /* coord -> core: the ring (ptr) and its hash (round); payload = members */
+    CH_MIG_MARK,     /* core -> core: round, from_core */
+    CH_MIG_SWITCHED, /* core -> coord: round */
+    CH_MIG_SEALED,   /* coord -> core: round */
+    CH_MIG_DONE,     /* core -> coord: round: every record of it is sent and confirmed */
+    CH_MIG_UNHOLD,   /* coord -> core: round: every participant is done */
+    CH_MIG_OUT,      /* core -> coord: a frame (ptr; payload: u64 length) for node */
+    CH_MIG_IN,       /* coord -> core: a frame from node (ptr: 16 bytes, then it) */
+    CH_MIG_GONE,     /* coord -> core: node is gone */
     CH_MIG_REPLY,    /* core -> coord: a forwarded call's answer: payload u64 node, u16
                         core, u64 ref, i32 status, bytes */
-    CH_MIG_IMARK,    /* coord -> core, through the inbox: aux = ring hash: every message
-                        application threads routed by an older ring is ahead of it */
+    CH_MIG_IMARK,    /* coord -> core, through the inbox: round: every message application
+                        threads routed by an older ring is ahead of it */
 };
+
+/* A migration record (CH_OP_MIG) between the coordinator and the cores, by name. It rides
+ * in a ch_rec; ch_mig_rec and ch_mig_read map its fields to the record's and back in one
+ * place, so no field means two things to the code that writes or reads it. */
+typedef struct ch_mig_msg {
+    uint8_t op;         /* enum ch_mig_op */
+    uint8_t frame;      /* OUT, IN: the frame's type (CH_F_MIG_*) */
+    uint16_t from_core; /* MARK: the core that sent it */
+    uint64_t round;     /* RING, MARK, SWITCHED, SEALED, DONE, UNHOLD, IMARK: a ring's hash */
+    uint64_t node;      /* OUT: the peer it goes to; IN: the one it came from; GONE: who */
+    void *ptr;          /* RING: the ring; OUT, IN: the frame's block (the receiver frees it) */
+} ch_mig_msg;
+
+/* The record header for m with a payload of len bytes, and m read back from a record. */
+ch_rec ch_mig_rec(const ch_mig_msg *m, size_t len);
+ch_mig_msg ch_mig_read(const ch_rec *rec);
 
 /* One member of a ring as the cores need it (RING's payload is an array of these). */
 typedef struct ch_mig_member {

@@ -167,8 +167,7 @@ static inline ho_idref ho_id_of(const ch_proc *p)
 
 /* handover.c */
 int ch__ho_bytes_put(ho_bytes *b, const void *a, size_t alen, const void *c, size_t clen);
-void ch__ho_post(ch_reactor *r, unsigned dst, uint8_t op, uint64_t aux, uint64_t ref,
-                 uint16_t src_core, const void *payload, size_t len);
+void ch__ho_post(ch_reactor *r, unsigned dst, const ch_mig_msg *m, const void *payload, size_t len);
 void ch__ho_send_block(ch_reactor *r, uint64_t node, uint8_t type, uint8_t *block, size_t len);
 void ch__ho_send_wbuf(ch_reactor *r, uint64_t node, uint8_t type, ch_wbuf *w);
 uint64_t ch__ho_owner_of(const ch_ho *h, uint64_t hash);
@@ -210,7 +209,7 @@ void ch__ho_release_held(ch_ho *h, int which);
 void ch__ho_held_free(ch_ho *h);
 
 /* ho_round.c */
-void ch__ho_on_ring(ch_ho *h, ch_rec *rec);
+void ch__ho_on_ring(ch_ho *h, const ch_mig_msg *m, ch_rec *rec);
 void ch__ho_on_unhold(ch_ho *h, uint64_t rh);
 void ch__ho_plan(ch_ho *h);
 void ch__ho_check_sealed(ch_ho *h);

@@ -35,7 +35,7 @@ void ch__ho_plan(ch_ho *h)
     ho_update_gauge(h);
 }
 
-void ch__ho_on_ring(ch_ho *h, ch_rec *rec)
+void ch__ho_on_ring(ch_ho *h, const ch_mig_msg *m, ch_rec *rec)
 {
     ch_reactor *r = h->r;
     size_t n = rec->len / sizeof(ch_mig_member);
@@ -56,15 +56,17 @@ void ch__ho_on_ring(ch_ho *h, ch_rec *rec)
     h->members = v;
     h->nmembers = n;
     h->prev_ring = h->ring;
-    h->ring = (ch_hashring *)(uintptr_t)rec->ref;
-    h->rh = rec->aux;
+    h->ring = m->ptr;
+    h->rh = m->round;
     h->sealed = h->done_sent = false;
     h->holding = true;
     h->holding_since = ch_now_ns();
     /* Every message this core sent before this point is ahead of these in each mailbox. */
+    ch_mig_msg mark = {.op = CH_MIG_MARK, .round = h->rh, .from_core = (uint16_t)r->core};
     for (unsigned c = 0; c < r->node->cores; c++)
-        ch__ho_post(r, c, CH_MIG_MARK, h->rh, 0, (uint16_t)r->core, NULL, 0);
-    ch__ho_post(r, r->node->cores, CH_MIG_SWITCHED, h->rh, 0, 0, NULL, 0);
+        ch__ho_post(r, c, &mark, NULL, 0);
+    ch_mig_msg switched = {.op = CH_MIG_SWITCHED, .round = h->rh};
+    ch__ho_post(r, r->node->cores, &switched, NULL, 0);
     ho_bytes_clear(&h->queue);
     h->queued = 0;
     ch__ho_plan(h);
@@ -122,7 +124,8 @@ void ch__ho_try_done(ch_ho *h)
     ch__ho_flush_all(h);
     if (h->sent_head) return;
     h->done_sent = true;
-    ch__ho_post(h->r, h->r->node->cores, CH_MIG_DONE, h->rh, 0, 0, NULL, 0);
+    ch_mig_msg done = {.op = CH_MIG_DONE, .round = h->rh};
+    ch__ho_post(h->r, h->r->node->cores, &done, NULL, 0);
 }
 
 void ch__ho_on_unhold(ch_ho *h, uint64_t rh)

@@ -333,9 +333,7 @@ void ch_ho_reply_done(ch_reactor *r, uint64_t node, uint16_t core, uint64_t ref,
     ch_wbuf_put_u64(&w, ref);
     ch_wbuf_put_u32(&w, (uint32_t)status);
     ch_wbuf_put_bytes(&w, data, len);
-    if (!w.err) {
-        ch_rec hd = {.op = CH_OP_MIG, .pad = CH_MIG_REPLY, .len = (uint32_t)w.len};
-        ch_reactor_post(r->node, r->node->cores, &hd, NULL, w.data, false);
-    }
+    ch_mig_msg m = {.op = CH_MIG_REPLY};
+    if (!w.err) ch__ho_post(r, r->node->cores, &m, w.data, w.len);
     ch_wbuf_free(&w);
 }
