@@ -439,18 +439,27 @@ int ch_node_post(ch_node *n, unsigned core, void (*fn)(ch_node *, void *), void 
 
 /* ---- node statistics ---------------------------------------------------------------- */
 
-/* The upper bound of the bucket that holds quantile q of a log2 histogram (microseconds):
- * within a factor of two, which is what a pause figure needs. */
-static uint64_t pause_quantile(const uint64_t *h, unsigned q)
+/* Pauses of moved processes: the reactors' fine histograms summed (hist.h), then read. */
+typedef struct pauses {
+    uint64_t h[CH_HIST_BUCKETS];
+    uint64_t max;
+} pauses;
+
+static void add_pauses(pauses *p, const ch_counters *c)
 {
-    uint64_t total = 0, seen = 0;
-    for (unsigned b = 0; b < CH_PAUSE_BUCKETS; b++)
-        total += h[b];
-    if (!total) return 0;
-    uint64_t want = (total * q + 99) / 100;
-    for (unsigned b = 0; b < CH_PAUSE_BUCKETS; b++)
-        if ((seen += h[b]) >= want) return (2ull << b) - 1;
-    return 0;
+    for (unsigned i = 0; i < CH_HIST_BUCKETS; i++)
+        p->h[i] += atomic_load_explicit(&c->pause[i], memory_order_relaxed);
+    uint64_t max = atomic_load_explicit(&c->pause_max, memory_order_relaxed);
+    if (max > p->max) p->max = max;
+}
+
+static void put_pauses(ch_node_stats *out, const pauses *p)
+{
+    out->pause_p50_us = ch_hist_quantile(p->h, 50);
+    out->pause_p99_us = ch_hist_quantile(p->h, 99);
+    out->pause_max_us = p->max;
+    for (unsigned i = 0; i < CH_HIST_BUCKETS; i++)
+        out->pause_hist[ch_hist_log2(i)] += p->h[i];
 }
 
 static void add_reactor(ch_node_stats *out, const ch_counters *c)
@@ -482,15 +491,11 @@ static void add_reactor(ch_node_stats *out, const ch_counters *c)
     SUM(handover_frames_zstd);
     SUM(handover_frames_raw);
 #undef SUM
-    for (unsigned b = 0; b < CH_PAUSE_BUCKETS; b++)
-        out->pause_hist[b] += atomic_load_explicit(&c->pause_us[b], memory_order_relaxed);
 }
 
-static void finish_stats(ch_node *n, ch_node_stats *out)
+static void finish_stats(ch_node *n, ch_node_stats *out, const pauses *p)
 {
-    out->pause_p50_us = pause_quantile(out->pause_hist, 50);
-    out->pause_p99_us = pause_quantile(out->pause_hist, 99);
-    out->pause_max_us = pause_quantile(out->pause_hist, 100);
+    put_pauses(out, p);
     ch_hashring *ring = n->coord ? atomic_load(&n->ring) : NULL;
     out->ring_members = ring ? ch_hashring_nodes(ring) : 1;
     out->members_alive = n->coord ? atomic_load(&n->members_alive) : 1;
@@ -502,9 +507,14 @@ int ch_node_stats_get(ch_node *n, ch_node_stats *out)
 {
     if (!n || !out) return -EINVAL;
     memset(out, 0, sizeof(*out));
-    for (unsigned i = 0; i < n->nreactors; i++)
+    pauses *p = calloc(1, sizeof(*p));
+    if (!p) return -ENOMEM;
+    for (unsigned i = 0; i < n->nreactors; i++) {
         add_reactor(out, &n->reactors[i].stats);
-    finish_stats(n, out);
+        add_pauses(p, &n->reactors[i].stats);
+    }
+    finish_stats(n, out, p);
+    free(p);
     return 0;
 }
 
@@ -512,8 +522,12 @@ int ch_node_core_stats_get(ch_node *n, unsigned core, ch_node_stats *out)
 {
     if (!n || !out || core >= n->nreactors) return -EINVAL;
     memset(out, 0, sizeof(*out));
+    pauses *p = calloc(1, sizeof(*p));
+    if (!p) return -ENOMEM;
     add_reactor(out, &n->reactors[core].stats);
-    finish_stats(n, out);
+    add_pauses(p, &n->reactors[core].stats);
+    finish_stats(n, out, p);
+    free(p);
     return 0;
 }
 

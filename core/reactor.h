@@ -12,6 +12,7 @@
 #ifndef CH_CORE_REACTOR_H
 #define CH_CORE_REACTOR_H
 
+#include "hist.h"
 #include "inbox.h"
 #include "msg.h"
 #include "proc.h"
@@ -54,7 +55,8 @@ typedef struct ch_counters {
     _Atomic uint64_t migrating, migrated_out, migrated_in, migration_failures, forwarded_messages,
         held_messages, handover_bytes_raw, handover_bytes_wire, handover_frames_zstd,
         handover_frames_raw;
-    _Atomic uint64_t pause_us[CH_PAUSE_BUCKETS]; /* log2 buckets of pauses, microseconds */
+    _Atomic uint64_t pause[CH_HIST_BUCKETS]; /* pauses of moved processes, us (hist.h) */
+    _Atomic uint64_t pause_max;              /* the longest, us */
 } ch_counters;
 
 /* Adds one to a counter of the calling reactor (its only writer: no atomic add needed). */

@@ -17,13 +17,11 @@
 
 static void note_pause(ch_ho *h, uint64_t t0)
 {
-    uint64_t us = (ch_now_ns() - t0) / 1000;
-    unsigned b = 0;
-    while (us > 1 && b < CH_PAUSE_BUCKETS - 1) {
-        us >>= 1;
-        b++;
-    }
-    ho_count(&h->r->stats.pause_us[b], 1);
+    uint64_t us = ch_ns_since(ch_now_ns(), t0) / 1000;
+    ch_counters *s = &h->r->stats;
+    ho_count(&s->pause[ch_hist_index(us)], 1);
+    if (us > atomic_load_explicit(&s->pause_max, memory_order_relaxed))
+        atomic_store_explicit(&s->pause_max, us, memory_order_relaxed); /* its only writer */
 }
 
 /* ---- thawing and retiring ------------------------------------------------------------ */

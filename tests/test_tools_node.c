@@ -516,6 +516,9 @@ NODE_TEST(metrics_are_served_to_curl_in_prometheus_format)
     cr_expect(strstr(text, "corehub_processes{core=\"coordinator\"} 0\n"), "coordinator");
     cr_expect(strstr(text, "# TYPE corehub_migration_pause_seconds histogram\n"), "histogram");
     cr_expect(strstr(text, "corehub_migration_pause_seconds_bucket{le=\"+Inf\"} 0\n"), "+Inf");
+    cr_expect(
+        strstr(text, "corehub_migration_pause_quantile_seconds{quantile=\"0.99\"} 0.000000\n"),
+        "p99");
     cr_expect(strstr(text, "corehub_members 1\n"), "members");
     free(text);
     text = scrape(port, "/elsewhere", &code);

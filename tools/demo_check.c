@@ -247,7 +247,7 @@ void demo_report(const demo *d)
     print_move("join", &d->join);
     print_move("leave", &d->leave);
     printf("  pause     p50 %.1f ms, p99 %.1f ms per moved process (freeze to confirmation; "
-           "worst node, log2 buckets)\n",
+           "worst node, within 1/32)\n",
            (double)d->pause_p50 / 1e3, (double)d->pause_p99 / 1e3);
     printf("  updates   %" PRIu64 " sent by %u senders in %.1f s (%.0f/s), %" PRIu64 " failed\n",
            d->sent, d->opt.senders, secs(d->pump_ns), per_s(d->sent, d->pump_ns), d->send_failed);

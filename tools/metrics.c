@@ -145,7 +145,17 @@ static void put_pauses(text *t, const ch_node_stats *s)
         put(t, "%s_bucket{le=\"%.6g\"} %" PRIu64 "\n", name, (double)(2ull << b) * 1e-6, cum);
     }
     put(t, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.6f\n%s_count %" PRIu64 "\n", name, cum,
-        name, sum, name, cum);
+        name, sum, name, cum); /* The node's own quantiles are finer than these buckets (within
+                                  1/32: core/hist.h). */
+    const struct {
+        const char *q;
+        uint64_t us;
+    } qs[] = {{"0.5", s->pause_p50_us}, {"0.99", s->pause_p99_us}, {"1", s->pause_max_us}};
+    const char *qn = "corehub_migration_pause_quantile_seconds";
+    put(t, "# HELP %s Pause quantiles (1: the longest), within 1/32 of the exact value.\n", qn);
+    put(t, "# TYPE %s gauge\n", qn);
+    for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++)
+        put(t, "%s{quantile=\"%s\"} %.6f\n", qn, qs[i].q, (double)qs[i].us * 1e-6);
 }
 
 static void put_hub(text *t, const ch_node_stats *s)

@@ -437,7 +437,9 @@ typedef struct ch_node_stats {
     uint64_t handover_bytes_wire; /* the same after the codec */
     uint64_t handover_frames_zstd, handover_frames_raw; /* frames sent each way */
     uint64_t pause_p50_us, pause_p99_us, pause_max_us;  /* per moved process, on the old
-                                           node: from its freeze to its confirmation */
+                                           node: from its freeze to its confirmation; p50
+                                           and p99 within 1/32 (a log-linear histogram,
+                                           16 buckets per power of two), max exact */
     uint64_t pause_hist[CH_PAUSE_BUCKETS]; /* pause_hist[i]: pauses in [2^i, 2^(i+1)) us */
     /* The hub as this node sees it. */
     uint64_t members_alive; /* members alive or suspect, this node included */
