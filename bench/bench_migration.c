@@ -52,7 +52,14 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#ifdef CH_BENCH_COMMAND /* built into the program as `corehub bench migration` (tools/bench.c) */
+#define BENCH_NAME "corehub bench migration"
+#define BENCH_MAIN bench_migration_main
+int bench_migration_main(int argc, char **argv);
+#else
 #define BENCH_NAME "bench_migration"
+#define BENCH_MAIN main
+#endif
 #include "bench_common.h"
 #include "bench_pipe.h"
 
@@ -99,10 +106,10 @@ typedef struct params {
 
 static void usage(FILE *f)
 {
-    fputs("usage: bench_migration [--quick] [--reps R] [--n LIST] [--sizes LIST] [--codecs LIST]\n"
-          "                       [--scenarios join,leave] [--cores C] [--no-pin]\n"
-          "                       [--max-bytes B] [--timeout S] [--batch B] [--inflight B]\n"
-          "                       [--veth [--rate RATE]] [--baselines-only]\n"
+    fputs("usage: " BENCH_NAME " [--quick] [--reps R] [--n LIST] [--sizes LIST]\n"
+          "         [--codecs LIST] [--scenarios join,leave] [--cores C] [--no-pin]\n"
+          "         [--max-bytes B] [--timeout S] [--batch B] [--inflight B]\n"
+          "         [--veth [--rate RATE]] [--baselines-only]\n"
           "  --n LIST        processes per run (default 10000,100000,1000000; k and m suffixes)\n"
           "  --sizes LIST    state bytes (default 100,4096,65536; K, M suffixes are binary;\n"
           "                  at least 16)\n"
@@ -1438,7 +1445,7 @@ static void install_cleanup(void)
     signal(SIGPIPE, SIG_IGN); /* a dead worker shows as EPIPE */
 }
 
-int main(int argc, char **argv)
+int BENCH_MAIN(int argc, char **argv)
 {
     params pr;
     parse_args(argc, argv, &pr);

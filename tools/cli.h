@@ -28,6 +28,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_node(int argc, char **argv);
 int cmd_ctl(int argc, char **argv);
 int cmd_version(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Parses a whole decimal number in [min, max] (an optional k/m suffix multiplies by 1000 /
  * 1000000). Returns 0, or -1 after printing why to stderr, naming `what`. */

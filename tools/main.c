@@ -14,6 +14,8 @@ static const cli_command commands[] = {
     {"node", "run a node of a hub, hosting the built-in process types", cmd_node},
     {"ctl", "run a control command on a node (members, procs, call, leave, ...)", cmd_ctl},
     {"demo", "run a local hub under load through a join and a leave; check every update", cmd_demo},
+    {"bench", "measure migration on this machine against raw baselines (bench migration)",
+     cmd_bench},
     {"version", "print the corehub version", cmd_version},
 };
 
