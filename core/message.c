@@ -154,17 +154,8 @@ int ch_call_async(ch_node *n, const char *id, size_t id_len, const void *req, si
     ch_reactor *r = ch_reactor_self();
     if (r && r->node == n) {
         if ((rc = ch_node_api_enter(n))) return rc;
-        uint64_t pid = ch_sup_pending(r, CH_TK_CALL_FN, (void *)(uintptr_t)fn, ud, 0, timeout_ms);
-        uint64_t hash = ch_id_hash(id, id_len);
-        ch_rec h = {.op = CH_OP_CALL,
-                    .id_len = (uint8_t)id_len,
-                    .len = (uint32_t)len,
-                    .src_core = (uint16_t)r->core,
-                    .ref = pid,
-                    .aux = hash};
-        unsigned dst = ch_route_msg(n, hash, &h.pad2);
-        rc = pid ? ch_reactor_post(n, dst, &h, id, req, true) : -ENOMEM;
-        if (rc < 0 && pid) ch_timers_free(&r->timers, ch_timers_get(&r->timers, pid));
+        rc = ch_sup_call(r, CH_TK_CALL_FN, (void *)(uintptr_t)fn, ud, 0, timeout_ms, id, id_len,
+                         req, len);
         ch_node_api_leave(n);
         return rc;
     }

@@ -244,21 +244,8 @@ int ch_proc_call(ch_proc *p, const char *id, size_t id_len, const void *req, siz
     int rc = ch_id_check(id, &id_len);
     if (rc) return rc;
     if (len > n->cfg.max_message) return CH_EMSGSIZE;
-    uint64_t hash = ch_id_hash(id, id_len);
-    uint64_t pid = ch_sup_pending(r, CH_TK_CALL_PROC, p, NULL, ref, timeout_ms);
-    if (!pid) return -ENOMEM;
-    ch_rec h = {.op = CH_OP_CALL,
-                .id_len = (uint8_t)id_len,
-                .len = (uint32_t)len,
-                .src_core = (uint16_t)r->core,
-                .ref = pid,
-                .aux = hash};
-    unsigned dst = ch_route_msg(n, hash, &h.pad2);
-    rc = ch_reactor_post(n, dst, &h, id, req, true);
-    if (rc < 0) {
-        ch_timers_free(&r->timers, ch_timers_get(&r->timers, pid));
-        return rc;
-    }
+    rc = ch_sup_call(r, CH_TK_CALL_PROC, p, NULL, ref, timeout_ms, id, id_len, req, len);
+    if (rc < 0) return rc;
     p->pending_calls++;
     return 0;
 }

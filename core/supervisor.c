@@ -86,6 +86,25 @@ uint64_t ch_sup_pending_foreign(ch_reactor *r, ch_fcall *c)
     return ch_sup_pending(r, CH_TK_CALL_FOREIGN, NULL, c, 0, c->timeout_ms);
 }
 
+int ch_sup_call(ch_reactor *r, uint32_t kind, void *a, void *b, uint64_t c, uint32_t timeout_ms,
+                const char *id, size_t id_len, const void *req, size_t len)
+{
+    ch_node *n = r->node;
+    uint64_t hash = ch_id_hash(id, id_len);
+    uint64_t pid = ch_sup_pending(r, kind, a, b, c, timeout_ms);
+    if (!pid) return -ENOMEM;
+    ch_rec h = {.op = CH_OP_CALL,
+                .id_len = (uint8_t)id_len,
+                .len = (uint32_t)len,
+                .src_core = (uint16_t)r->core,
+                .ref = pid,
+                .aux = hash};
+    unsigned dst = ch_route_msg(n, hash, &h.pad2);
+    int rc = ch_reactor_post(n, dst, &h, id, req, true);
+    if (rc < 0) ch_timers_free(&r->timers, ch_timers_get(&r->timers, pid));
+    return rc < 0 ? rc : 0;
+}
+
 void ch_sup_complete_call(ch_reactor *r, ch_timer *e, int status, const void *data, size_t len)
 {
     uint32_t kind = e->kind, elen = e->len;

@@ -44,6 +44,11 @@ unsigned ch_sup_fire_timers(ch_reactor *r, uint64_t now);
 uint64_t ch_sup_pending(ch_reactor *r, uint32_t kind, void *a, void *b, uint64_t c,
                         uint32_t timeout_ms);
 uint64_t ch_sup_pending_foreign(ch_reactor *r, ch_fcall *c);
+/* A call from this reactor: registers its pending entry (kind, a, b, c as for
+ * ch_sup_pending) and posts the request to the id's owner, here or through the coordinator.
+ * 0, -ENOMEM, or the post's error (the entry is gone again then). The caller checked id. */
+int ch_sup_call(ch_reactor *r, uint32_t kind, void *a, void *b, uint64_t c, uint32_t timeout_ms,
+                const char *id, size_t id_len, const void *req, size_t len);
 /* Completes a pending call (reply, timeout or shutdown) and frees its entry. */
 void ch_sup_complete_call(ch_reactor *r, ch_timer *e, int status, const void *data, size_t len);
 /* Appends an info for each process (with that tag, if tag) to list. */

@@ -22,6 +22,16 @@ static void on_connected(ch_reactor *r, ch_io *io, int res, uint32_t flags)
     tr_conn_maybe_free(c);
 }
 
+/* A TCP socket for addr ("HOST:PORT"), whose parsed address goes to *sa: the fd, or
+ * -errno (a bad address is -EINVAL). */
+static int tcp_socket(const char *addr, struct sockaddr_storage *sa, socklen_t *len)
+{
+    int rc = ch_addr_parse(addr, sa, len);
+    if (rc) return rc;
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    return fd < 0 ? -errno : fd;
+}
+
 /* Outgoing peer connections leave from the node's own listen IP (port 0: any), when that
  * IP is a specific one of the peer's family. Then a node's traffic carries its address
  * both ways, so that firewall rules can tell nodes apart (several nodes on 127.0.0.N of one
@@ -55,10 +65,8 @@ int ch_transport_connect(ch_transport *t, const char *addr, uint8_t role, ch_con
 {
     struct sockaddr_storage sa;
     socklen_t len;
-    int rc = ch_addr_parse(addr, &sa, &len);
-    if (rc) return rc;
-    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
+    int fd = tcp_socket(addr, &sa, &len);
+    if (fd < 0) return fd;
     bind_to_listen_ip(t, fd, sa.ss_family);
     ch_conn *c = tr_conn_new(t, fd, true, role);
     if (!c) {
@@ -132,14 +140,12 @@ static int listen_on(const char *addr, int *port)
 {
     struct sockaddr_storage sa;
     socklen_t len;
-    int rc = ch_addr_parse(addr, &sa, &len);
-    if (rc) return rc;
-    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
+    int fd = tcp_socket(addr, &sa, &len);
+    if (fd < 0) return fd;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, 512) < 0) {
-        rc = -errno;
+        int rc = -errno;
         close(fd);
         return rc;
     }

@@ -713,6 +713,32 @@ static pumps_going pumped(hnode **n, int count, const char *prefix, const char *
     return going;
 }
 
+/* After a target's crash, on the two survivors n[0..2): the hub settles with each of the
+ * `count` seq processes PREFIX0.. once, none has more updates than the `rounds` sent, and
+ * only crash restarts or failed sends explain one with fewer. Order across the crash is
+ * not promised (handover.h step 6): every update, some out of order, is no loss. Returns
+ * the survivors' crash restarts. */
+static long long loss_explained(hnode **n, const char *prefix, long count,
+                                unsigned long long rounds, unsigned long long failed)
+{
+    char cnt[24];
+    snprintf(cnt, sizeof(cnt), "%ld", count);
+    wait_settled(n, 2, prefix, cnt);
+    hub_instances in;
+    wait_each_once(&in, n, 2, prefix, count);
+    long long restarts = hub_stat_sum(n, 2, "crash_restarts");
+    char last[512] = "";
+    long lacking = 0, over = 0;
+    long bad = seq_bad(n[0], prefix, cnt, rounds, &lacking, &over, last, sizeof(last));
+    cr_expect_geq(bad, 0, "%s", last);
+    cr_expect_leq(lacking, restarts + (long long)failed,
+                  "only restarted processes (%lld) or failed sends (%llu) explain a process "
+                  "without every update: %ld do (%s)",
+                  restarts, failed, lacking, last);
+    cr_expect_eq(over, 0, "no update doubled: %s", last);
+    return restarts;
+}
+
 /* Waits for the pumps of nodes[0..count) to end; adds their rounds to *rounds and
  * returns how many of their sends failed. */
 static unsigned long long pumps_ended(hnode **nodes, int count, unsigned long long *rounds)
@@ -747,21 +773,7 @@ MIGRATION_TEST(killing_the_joining_node_mid_move_loses_no_update_of_processes_th
 
     unsigned long long rounds = 0, failed = pumps_ended(n, 2, &rounds);
     harness_assert_alive(n, 2, 2, CONVERGE_MS);
-    wait_settled(n, 2, "w", "20000");
-    hub_instances in;
-    wait_each_once(&in, n, 2, "w", 20000);
-    long long restarts = hub_stat_sum(n, 2, "crash_restarts");
-    char last[512] = "";
-    long lacking = 0, over = 0;
-    long bad = seq_bad(n[0], "w", "20000", rounds, &lacking, &over, last, sizeof(last));
-    cr_expect_geq(bad, 0, "%s", last);
-    /* Order across a target's crash is not promised (handover.h step 6): a process with
-     * every update, some out of order, is no loss. */
-    cr_expect_leq(lacking, restarts + (long long)failed,
-                  "only restarted processes (%lld) or failed sends (%llu) explain a process "
-                  "without every update: %s",
-                  restarts, failed, last);
-    cr_expect_eq(over, 0, "no update doubled: %s", last);
+    loss_explained(n, "w", 20000, rounds, failed);
     cr_expect_eq(failed, 0, "no send failed: the casts for moving processes were kept");
 }
 
@@ -805,18 +817,7 @@ MIGRATION_TEST(a_death_while_a_target_is_unconfirmed_keeps_every_cast_sent_to_th
     for (int i = 0; i < 2; i++)
         CTL_OK(n[i], "pump-stop");
     unsigned long long rounds = 0, failed = pumps_ended(n, 2, &rounds);
-    wait_settled(n, 2, "k", "1000");
-    hub_instances in;
-    wait_each_once(&in, n, 2, "k", 1000);
-    long long restarts = hub_stat_sum(n, 2, "crash_restarts");
-    char last[512] = "";
-    long lacking = 0, over = 0;
-    long bad = seq_bad(n[0], "k", "1000", rounds, &lacking, &over, last, sizeof(last));
-    cr_expect_geq(bad, 0, "%s", last);
+    long long restarts = loss_explained(n, "k", 1000, rounds, failed);
     cr_expect_gt(restarts, 0, "the dead member's processes restarted");
-    /* Order across a target's crash is not promised (handover.h step 6). */
-    cr_expect_leq(lacking, restarts, "only restarted processes (%lld) lack updates: %ld do (%s)",
-                  restarts, lacking, last);
-    cr_expect_eq(over, 0, "no update doubled: %s", last);
     cr_expect_eq(failed, 0, "no send failed");
 }

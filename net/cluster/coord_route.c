@@ -69,18 +69,23 @@ static void to_local_core(ch_coord *c, uint8_t op, bool final, const char *id, s
     ch_reactor_post(c->n, (unsigned)(hash % c->n->cores), &h, id, data, false);
 }
 
-static int send_cast(ch_coord *c, uint64_t node, uint8_t hops, const char *id, size_t len,
-                     const void *data, size_t dlen)
+/* The end of a CAST or CALL header: u8 id length, the id, u32 payload length. */
+static size_t put_tail(uint8_t *hdr, size_t k, const char *id, size_t len, size_t dlen)
 {
-    uint8_t hdr[2 + CH_ID_MAX + 4];
-    size_t k = 0;
-    hdr[k++] = hops;
     hdr[k++] = (uint8_t)len;
     memcpy(hdr + k, id, len);
     k += len;
     uint32_t l32 = (uint32_t)dlen;
     memcpy(hdr + k, &l32, 4);
-    k += 4;
+    return k + 4;
+}
+
+static int send_cast(ch_coord *c, uint64_t node, uint8_t hops, const char *id, size_t len,
+                     const void *data, size_t dlen)
+{
+    uint8_t hdr[2 + CH_ID_MAX + 4];
+    hdr[0] = hops;
+    size_t k = put_tail(hdr, 1, id, len, dlen);
     return coord_send_frame(c, node, CH_F_CAST, hdr, k, data, dlen);
 }
 
@@ -93,13 +98,7 @@ static int send_call(ch_coord *c, uint64_t node, uint8_t hops, uint16_t core, ui
     memcpy(hdr + k, &core, 2);
     k += 2;
     memcpy(hdr + k, &ref, 8);
-    k += 8;
-    hdr[k++] = (uint8_t)len;
-    memcpy(hdr + k, id, len);
-    k += len;
-    uint32_t l32 = (uint32_t)dlen;
-    memcpy(hdr + k, &l32, 4);
-    k += 4;
+    k = put_tail(hdr, k + 8, id, len, dlen);
     return coord_send_frame(c, node, CH_F_CALL, hdr, k, data, dlen);
 }
 
