@@ -124,7 +124,7 @@ static void remote_run(ch_node *n, void *ud)
     bool elsewhere;
     sconn *c = handle_conn(op->h, &elsewhere);
     if (c && op->close)
-        srv_conn_close(c, op->close == 1 ? 0 : -ECONNABORTED, op->close == 1);
+        ch_tcp_close(&c->tcp, op->close == 1 ? 0 : -ECONNABORTED, op->close == 1);
     else if (c)
         srv_write_local(c, op->data, op->len, true);
     free(op);
@@ -165,8 +165,8 @@ int ch_sconn_close(ch_sconn h, int flush)
     bool elsewhere;
     sconn *c = handle_conn(h, &elsewhere);
     if (elsewhere) return post_remote(h, flush ? 1 : 2, NULL, 0);
-    if (!c || c->closing) return -ENOTCONN;
-    srv_conn_close(c, flush ? 0 : -ECONNABORTED, flush != 0);
+    if (!c || c->tcp.closing) return -ENOTCONN;
+    ch_tcp_close(&c->tcp, flush ? 0 : -ECONNABORTED, flush != 0);
     return 0;
 }
 
@@ -176,14 +176,17 @@ static int owner_conn(ch_sconn h, sconn **out)
     bool elsewhere;
     *out = handle_conn(h, &elsewhere);
     if (elsewhere) return -EPERM;
-    return *out && !(*out)->closing ? 0 : -ENOTCONN;
+    return *out && !(*out)->tcp.closing ? 0 : -ENOTCONN;
 }
 
 int ch_sconn_pause(ch_sconn h)
 {
     sconn *c;
     int rc = owner_conn(h, &c);
-    if (rc == 0) c->paused = true;
+    if (rc == 0) {
+        c->paused = true;
+        sync_hold(c);
+    }
     return rc;
 }
 
@@ -193,10 +196,8 @@ int ch_sconn_resume(ch_sconn h)
     int rc = owner_conn(h, &c);
     if (rc < 0 || !c->paused) return rc;
     c->paused = false;
-    if (c->rlen > c->rpos && !c->throttled)
-        srv_schedule_nop(c); /* on_data must not run from inside the caller */
-    else
-        srv_arm_recv(c);
+    sync_hold(c);
+    ch_tcp_read(&c->tcp); /* buffered input reaches on_data from a completion, not here */
     return 0;
 }
 
@@ -219,7 +220,7 @@ int ch_sconn_alive(ch_sconn h)
     bool elsewhere;
     sconn *c = handle_conn(h, &elsewhere);
     if (elsewhere) return handle_slot(h, NULL, &(unsigned){0}) != NULL;
-    return c && !c->closing;
+    return c && !c->tcp.closing;
 }
 
 int ch_sconn_peer(ch_sconn h, char *buf, size_t cap)
@@ -229,7 +230,7 @@ int ch_sconn_peer(ch_sconn h, char *buf, size_t cap)
     if (rc < 0) return rc;
     struct sockaddr_storage sa;
     socklen_t len = sizeof(sa);
-    if (getpeername(c->fd, (struct sockaddr *)&sa, &len) < 0) return -errno;
+    if (getpeername(c->tcp.fd, (struct sockaddr *)&sa, &len) < 0) return -errno;
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
     if (sa.ss_family == AF_INET6) {

@@ -1,28 +1,21 @@
 /*
  * net/server.c - the server skeleton: TCP servers on the reactors (corehub/server.h);
- * opening and closing them. A connection's I/O is net/server_conn.c, its slot and handle
- * net/sconn.c, the types they share net/server_int.h.
+ * opening and closing them. A connection's life is net/server_conn.c, its slot and handle
+ * net/sconn.c, the types they share net/server_int.h; the socket engine under them is
+ * net/tcp.c, shared with the peer transport.
  *
  * A server has one part per core: a listening socket bound with SO_REUSEPORT, its accept
  * request and its connections. A part is touched only by its reactor; the thread that opens
  * or closes the server talks to it by posting functions (CH_OP_POST) and waits for the
  * parts to report, through a waiter, that their last socket request completed.
  *
- * A connection always frees itself at the end of one of its own completions (recv, send or
- * a no-op used to defer work), once no request of it is in flight, so neither the kernel
- * nor a callback further up the stack can touch it after. Closing is: shut the socket
- * down, cancel what is in flight, and wait for those completions.
- *
- * Input goes into the connection's buffer at its end; on_data sees everything unconsumed
- * and says how much it took. The rest moves to the front, and the buffer grows or shrinks,
- * only while no recv is in flight (the kernel writes past the end then); until then the
- * start of the unconsumed bytes just moves forward. Input handed over outside a recv
- * completion (after a resume) waits for a no-op completion, so that on_data never runs
- * from inside a call of the application.
- *
- * Output is double-buffered like net/transport.c: writes append to `out` while `wire` is
- * on the socket; when the send completes the buffers swap. Reading stops while the queue is
- * at write_high or above and resumes below write_low.
+ * A connection is a ch_tcp of the engine net/tcp.h, which owns its socket requests,
+ * buffers and close protocol (a connection frees itself at the end of one of its own
+ * completions). What the server adds: on_data sees everything unconsumed and says how much
+ * it took; a full buffer it took nothing of grows up to max_read_bytes; reading stops while
+ * the output queue is at write_high or above (or the application paused) and resumes below
+ * write_low; input handed over after a resume waits for a completion, so that on_data
+ * never runs from inside a call of the application.
  *
  * Handles index a per-core slot table that the node owns (net/server.h): chunks of slots
  * that are allocated once and never move, so another thread may read a slot's generation
@@ -60,15 +53,6 @@ static void set_port(struct sockaddr_storage *sa, int port)
         ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
 }
 
-static int bound_port(int fd)
-{
-    struct sockaddr_storage got;
-    socklen_t len = sizeof(got);
-    if (getsockname(fd, (struct sockaddr *)&got, &len) < 0) return -errno;
-    return ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
-                                           : ((struct sockaddr_in *)&got)->sin_port);
-}
-
 /* One listening socket on sa (SO_REUSEPORT, so that every core can have one). */
 static int listen_one(const struct sockaddr_storage *sa, socklen_t len, unsigned backlog)
 {
@@ -104,7 +88,7 @@ static int claim_port(struct sockaddr_storage *sa, socklen_t len)
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* TIME_WAIT is no owner */
     if (bind(fd, (const struct sockaddr *)sa, len) < 0)
         rc = -errno;
-    else if ((rc = bound_port(fd)) > 0)
+    else if ((rc = ch_tcp_bound_port(fd)) > 0)
         set_port(sa, rc);
     close(fd);
     return rc < 0 ? rc : 0;
@@ -121,8 +105,8 @@ static int bind_parts(ch_server *s)
         int fd = listen_one(&sa, len, s->cfg.backlog);
         if (fd < 0) return fd;
         s->parts[i].lfd = fd;
-        if (i == 0 && (s->port = bound_port(fd)) < 0) return s->port;
-        ch_backoff_name(&s->parts[i].backoff, "server on port", s->port);
+        if (i == 0 && (s->port = ch_tcp_bound_port(fd)) < 0) return s->port;
+        ch_backoff_name(&s->parts[i].acc.backoff, "server on port", s->port);
     }
     return 0;
 }

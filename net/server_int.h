@@ -9,9 +9,8 @@
 
 #include "server.h"
 
-#include "net/transport.h" /* ch_addr_parse */
+#include "net/tcp.h"
 
-#include "core/backoff.h"
 #include "core/log.h"
 #include "core/node.h"
 
@@ -55,43 +54,25 @@ typedef struct ch_srv_node {
     slot_table tables[];
 } ch_srv_node;
 
-typedef struct wbuf {
-    uint8_t *data;
-    size_t len, cap;
-} wbuf;
-
 typedef struct sconn {
-    ch_io rio, sio, nio; /* recv, send, no-op */
+    ch_tcp tcp; /* the socket, its buffers and its close protocol (net/tcp.h) */
     struct part *part;
-    int fd;
     uint32_t idx; /* slot */
     uint64_t gen;
-    int inflight;   /* io_uring requests not completed */
-    bool closing;   /* no more input for on_data, no more writes */
-    bool flushing;  /* closing gracefully: the queue still leaves */
-    bool reading;   /* a recv is in flight */
-    bool sending;   /* a send is in flight */
-    bool nop;       /* the no-op is in flight */
     bool paused;    /* by ch_sconn_pause */
     bool throttled; /* the queue reached write_high */
     bool silent;    /* refused by on_open: no on_close */
-    int reason;
-    uint8_t *rbuf;
-    size_t rpos, rlen, rcap; /* unconsumed input is rbuf[rpos..rlen) */
-    wbuf out, wire;          /* queued; on the socket */
-    size_t wire_off;         /* bytes of `wire` already sent */
     void *ud;
     struct sconn *next, *prev;
 } sconn;
 
 typedef struct part {
-    ch_io aio;          /* accept */
-    ch_backoff backoff; /* pauses accepting when out of descriptors or memory */
+    ch_tcp_acceptor acc; /* pauses accepting when out of descriptors or memory */
     struct ch_server *s;
     ch_reactor *r;
     unsigned core;
     int lfd;
-    bool accepting, closing, done;
+    bool closing, done;
     sconn *conns;
     _Atomic unsigned nconns;
 } part;
@@ -124,17 +105,19 @@ static inline void count_conns(part *p, int d)
 
 static inline size_t queued(const sconn *c)
 {
-    return c->out.len + (c->wire.len - c->wire_off);
+    return ch_tcp_queued(&c->tcp);
+}
+
+/* No input while paused by the application or throttled by a full queue. */
+static inline void sync_hold(sconn *c)
+{
+    c->tcp.hold = c->paused || c->throttled;
 }
 
 /* server_conn.c */
-void srv_cancel_io(ch_reactor *r, ch_io *io);
 int srv_post_to(ch_node *n, unsigned core, void (*fn)(ch_node *, void *), void *ud, bool inbox);
-void srv_conn_close(sconn *c, int reason, bool flush);
+/* On the owner reactor. force: queue even past write_high (posted writes). */
 int srv_write_local(sconn *c, const void *data, size_t len, bool force);
-void srv_deliver(sconn *c);
-void srv_arm_recv(sconn *c);
-void srv_schedule_nop(sconn *c); /* on_data runs from a completion, not the caller */
 /* A part of s on `core`, closed until started (s->node is set). */
 void srv_part_init(part *p, ch_server *s, unsigned core);
 void srv_part_start(ch_node *n, void *ud);

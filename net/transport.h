@@ -18,6 +18,7 @@
 #include "core/reactor.h"
 #include "net/frame.h"
 #include "net/handshake.h"
+#include "net/tcp.h" /* ch_addr_parse */
 
 #define CH_CONN_MAX_QUEUE (64u << 20)
 
@@ -88,8 +89,5 @@ bool ch_conn_initiator(const ch_conn *c);
 unsigned ch_conn_dial_port(const ch_conn *c);
 uint8_t ch_conn_role(const ch_conn *c);
 const char *ch_conn_addr(const ch_conn *c);
-
-/* Parses "HOST:PORT" (numeric or resolvable host). */
-int ch_addr_parse(const char *addr, struct sockaddr_storage *sa, socklen_t *len);
 
 #endif

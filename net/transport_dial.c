@@ -8,20 +8,6 @@
 
 /* ---- connect and accept ------------------------------------------------------------- */
 
-static void on_connected(ch_reactor *r, ch_io *io, int res, uint32_t flags)
-{
-    ch_conn *c = CONTAINER(io, ch_conn, cio);
-    c->inflight--;
-    if (res < 0 && !c->closing) {
-        CH_DEBUG("connect to %s failed: %s", c->addr, strerror(-res));
-        ch_conn_close(c, res);
-    } else if (!c->closing) {
-        tr_tune_socket(c->fd);
-        tr_begin(c);
-    }
-    tr_conn_maybe_free(c);
-}
-
 /* A TCP socket for addr ("HOST:PORT"), whose parsed address goes to *sa: the fd, or
  * -errno (a bad address is -EINVAL). */
 static int tcp_socket(const char *addr, struct sockaddr_storage *sa, socklen_t *len)
@@ -69,92 +55,26 @@ int ch_transport_connect(ch_transport *t, const char *addr, uint8_t role, ch_con
     if (fd < 0) return fd;
     bind_to_listen_ip(t, fd, sa.ss_family);
     ch_conn *c = tr_conn_new(t, fd, true, role);
-    if (!c) {
-        close(fd);
-        return -ENOMEM;
-    }
+    if (!c) return -ENOMEM;
     snprintf(c->addr, sizeof(c->addr), "%s", addr);
     c->sa = sa;
     c->salen = len;
-    c->cio.cb = on_connected;
-    struct io_uring_sqe *sqe = ch_reactor_sqe(t->r);
-    if (!sqe) {
+    int rc = ch_tcp_connect(&c->tcp, (struct sockaddr *)&c->sa, c->salen);
+    if (rc < 0) {
         tr_conn_destroy(c);
-        return -EBUSY;
+        return rc;
     }
-    io_uring_prep_connect(sqe, fd, (struct sockaddr *)&c->sa, c->salen);
-    ch_reactor_sqe_io(sqe, &c->cio);
-    c->inflight++;
     if (out) *out = c;
     return 0;
 }
 
-static void arm_accept(ch_transport *t);
-
-static void accept_later(ch_reactor *r, uint64_t arg)
+static void on_accept(ch_tcp_acceptor *a, int fd)
 {
-    arm_accept((ch_transport *)(uintptr_t)arg);
-}
-
-static void on_accept(ch_reactor *r, ch_io *io, int res, uint32_t flags)
-{
-    ch_transport *t = CONTAINER(io, ch_transport, aio);
-    t->accepting = false;
-    if (t->lfd < 0) {
-        if (res >= 0) close(res);
-        return;
-    }
-    if (res >= 0) {
-        ch_backoff_ok(&t->backoff);
-        ch_conn *c = tr_conn_new(t, res, false, CH_ROLE_PEER); /* our side speaks as a node */
-        if (!c) {
-            close(res);
-        } else {
-            tr_tune_socket(res);
-            snprintf(c->addr, sizeof(c->addr), "fd %d", res);
-            tr_begin(c);
-            tr_conn_maybe_free(c);
-        }
-    } else if (res != -ECANCELED && !ch_backoff_transient(res) &&
-               ch_backoff_pause(&t->backoff, res)) {
-        return; /* out of descriptors or memory: accepting again at once would spin */
-    }
-    arm_accept(t);
-}
-
-static void arm_accept(ch_transport *t)
-{
-    if (t->lfd < 0 || t->accepting || ch_backoff_pending(&t->backoff)) return;
-    struct io_uring_sqe *sqe = ch_reactor_sqe(t->r);
-    if (!sqe) {
-        if (!ch_backoff_pause(&t->backoff, -EBUSY))
-            CH_ERROR("cluster port %d: cannot accept (no SQE, no timer)", t->port);
-        return;
-    }
-    io_uring_prep_accept(sqe, t->lfd, NULL, NULL, SOCK_CLOEXEC);
-    ch_reactor_sqe_io(sqe, &t->aio);
-    t->accepting = true;
-}
-
-static int listen_on(const char *addr, int *port)
-{
-    struct sockaddr_storage sa;
-    socklen_t len;
-    int fd = tcp_socket(addr, &sa, &len);
-    if (fd < 0) return fd;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, 512) < 0) {
-        int rc = -errno;
-        close(fd);
-        return rc;
-    }
-    struct sockaddr_storage got;
-    socklen_t glen = sizeof(got);
-    getsockname(fd, (struct sockaddr *)&got, &glen);
-    *port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
-                                            : ((struct sockaddr_in *)&got)->sin_port);
-    return fd;
+    ch_transport *t = CONTAINER(a, ch_transport, acc);
+    ch_conn *c = tr_conn_new(t, fd, false, CH_ROLE_PEER); /* our side speaks as a node */
+    if (!c) return;
+    snprintf(c->addr, sizeof(c->addr), "fd %d", fd);
+    tr_begin(c);
 }
 
 int ch_transport_create(ch_reactor *r, const char *listen, const ch_hello *self, const void *cookie,
@@ -174,11 +94,9 @@ int ch_transport_create(ch_reactor *r, const char *listen, const ch_hello *self,
     t->self = *self;
     t->max_frame = max_frame && max_frame < CH_FRAME_MAX ? max_frame : CH_FRAME_MAX;
     t->cbs = *cbs;
-    t->aio.cb = on_accept;
     t->lfd = -1;
-    ch_backoff_init(&t->backoff, r, accept_later, (uint64_t)(uintptr_t)t);
     if (listen) {
-        int fd = listen_on(listen, &t->port);
+        int fd = ch_tcp_listen(listen, 512, &t->port);
         if (fd < 0) {
             CH_ERROR("cannot listen on %s: %s", listen, strerror(-fd));
             free(t->cookie);
@@ -186,7 +104,8 @@ int ch_transport_create(ch_reactor *r, const char *listen, const ch_hello *self,
             return fd;
         }
         t->lfd = fd;
-        ch_backoff_name(&t->backoff, "cluster port", t->port);
+        ch_tcp_acceptor_init(&t->acc, r, fd, on_accept);
+        ch_backoff_name(&t->acc.backoff, "cluster port", t->port);
     }
     *out = t;
     return 0;
@@ -200,7 +119,7 @@ void ch_transport_set_hello(ch_transport *t, const ch_hello *self, void *ud)
 
 int ch_transport_start(ch_transport *t)
 {
-    arm_accept(t);
+    if (t->lfd >= 0) ch_tcp_acceptor_start(&t->acc);
     return 0;
 }
 
@@ -211,12 +130,9 @@ int ch_transport_port(const ch_transport *t)
 
 void ch_transport_close_all(ch_transport *t)
 {
-    ch_backoff_cancel(&t->backoff);
-    if (t->lfd >= 0) {
-        shutdown(t->lfd, SHUT_RDWR);
-        close(t->lfd);
-        t->lfd = -1;
-    }
+    if (t->lfd >= 0)
+        ch_tcp_acceptor_stop(&t->acc); /* the fd stays until free: an accept
+                                        * in flight still names it */
     for (ch_conn *c = t->conns; c; c = c->next)
         ch_conn_close(c, -ESHUTDOWN);
 }
@@ -235,10 +151,12 @@ void ch_transport_free(ch_transport *t)
 void ch_transport_sweep(ch_transport *t, uint64_t now, uint64_t deadline_ns)
 {
     for (ch_conn *c = t->conns; c; c = c->next) {
-        if (c->retiring && !c->closing && ch_ns_since(now, c->retire_ns) > RETIRE_MS * 1000000ull)
+        if (c->retiring && !c->tcp.closing &&
+            ch_ns_since(now, c->retire_ns) > RETIRE_MS * 1000000ull)
             ch_conn_close(c, -ETIMEDOUT);
         /* born after `now` (dialled during this tick) is young, not ancient */
-        if (c->up || c->closing || c->born_ns >= now || now - c->born_ns < deadline_ns) continue;
+        if (c->up || c->tcp.closing || c->born_ns >= now || now - c->born_ns < deadline_ns)
+            continue;
         CH_WARN("%s did not finish its handshake in time: closing", c->addr);
         ch_counter_bump(&t->r->stats.refused_peers);
         ch_conn_close(c, -ETIMEDOUT);
@@ -269,9 +187,10 @@ unsigned ch_conn_dial_port(const ch_conn *c)
 {
     struct sockaddr_storage sa;
     socklen_t len = sizeof(sa);
-    int rc = c->initiator ? getsockname(c->fd, (struct sockaddr *)&sa, &len)
-                          : getpeername(c->fd, (struct sockaddr *)&sa, &len);
-    if (c->fd < 0 || rc < 0) return 0;
+    int fd = c->tcp.fd;
+    int rc = c->initiator ? getsockname(fd, (struct sockaddr *)&sa, &len)
+                          : getpeername(fd, (struct sockaddr *)&sa, &len);
+    if (fd < 0 || rc < 0) return 0;
     if (sa.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&sa)->sin_port);
     if (sa.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
     return 0;

@@ -1,6 +1,6 @@
 /*
  * net/transport_int.h - the transport's insides, shared by its files: net/transport.c
- * (addresses, a connection's output and closing), net/transport_recv.c (input, the
+ * (a connection's output, sealing and closing), net/transport_recv.c (input, the
  * handshake, frames) and net/transport_dial.c (connect, accept, the transport itself).
  * The design is at the top of net/transport.c.
  */
@@ -9,7 +9,6 @@
 
 #include "transport.h"
 
-#include "core/backoff.h"
 #include "core/log.h"
 #include "net/seal.h"
 #include "net/wire.h"
@@ -31,28 +30,18 @@
 #define RBUF_MIN (64u * 1024)
 
 struct ch_conn {
-    ch_io rio, sio, cio; /* receive, send, connect */
+    ch_tcp tcp; /* the socket, its buffers and its close protocol (net/tcp.h) */
     ch_transport *t;
-    int fd;
-    int inflight; /* io_uring requests not yet completed */
-    bool initiator, up, closing, sending_now;
-    bool retiring, wr_shut; /* ch_conn_retire: no new output; write side closed once empty */
+    bool initiator, up;
+    bool retiring; /* ch_conn_retire: no new output; write side closed once empty */
     uint64_t retire_ns;
-    bool draining;                /* closing gracefully: queued output still goes out first */
-    uint64_t send_ns;             /* when the send in flight was submitted */
-    uint64_t written;             /* bytes handed to the socket so far */
-    uint64_t drained, sample_ns;  /* of those, delivered by the kernel at the last sample */
+    uint64_t drained, sample_ns;  /* bytes the kernel delivered, at the last sample */
     bool backlog;                 /* the kernel still held unsent bytes at that sample */
     uint64_t link_bytes, link_ns; /* the link's pace: bytes and time, see sample_link */
     uint8_t role;
-    int reason; /* why it closed */
-    uint8_t *rbuf;
-    size_t rlen, rcap;
-    ch_wbuf out, wire; /* queued frames; frames on the wire */
-    size_t wire_off;   /* bytes of `wire` already sent */
-    ch_wbuf early;     /* frames queued before the handshake was done (record format) */
-    size_t rec_at;     /* offset in `out` of the open record */
-    bool rec_open;     /* frames go into the record at rec_at, not yet sealed */
+    ch_wbuf early; /* frames queued before the handshake was done (record format) */
+    size_t rec_at; /* offset in the output of the open record */
+    bool rec_open; /* frames go into the record at rec_at, not yet sealed */
     ch_hs hs;
     ch_seal seal; /* keys, once up */
     void *ud;
@@ -64,12 +53,10 @@ struct ch_conn {
 };
 
 struct ch_transport {
-    ch_io aio;          /* accept */
-    ch_backoff backoff; /* pauses accepting when out of descriptors or memory */
+    ch_tcp_acceptor acc; /* on the listener, when there is one */
     ch_reactor *r;
     int lfd;
     int port;
-    bool accepting;
     ch_hello self;
     uint8_t *cookie;
     size_t cookie_len;
@@ -83,18 +70,15 @@ struct ch_transport {
 #define RETIRE_MS 10000u /* a retired connection the peer never closes is closed after this */
 
 /* transport.c */
-void tr_tune_socket(int fd);
+/* A connection on fd (owned from now on, also on failure: NULL then). */
 ch_conn *tr_conn_new(ch_transport *t, int fd, bool initiator, uint8_t role);
 void tr_conn_destroy(ch_conn *c);
-void tr_on_sent(ch_reactor *r, ch_io *io, int res, uint32_t flags);
-void tr_conn_maybe_free(ch_conn *c);
 /* Queues one frame (in the open record once up, else in `early`). */
 int tr_put_frame(ch_conn *c, uint8_t type, uint16_t flags, const void *a, size_t alen,
                  const void *b, size_t blen);
-int tr_end_record(ch_conn *c);
-void tr_kick_send(ch_conn *c);
 /* transport_recv.c */
-void tr_arm_recv(ch_conn *c);
+int tr_on_data(ch_tcp *tcp);
+void tr_on_end(ch_tcp *tcp, int res, bool in_send);
 void tr_begin(ch_conn *c); /* a connection is open: the handshake starts */
 
 #endif

@@ -33,9 +33,9 @@ static int go_up(ch_conn *c)
 
 static int handshake_frame(ch_conn *c, const ch_frame *f)
 {
-    int rc = ch_hs_on_frame(&c->hs, f, &c->out);
-    if (c->out.err) return c->out.err;
-    tr_kick_send(c);
+    int rc = ch_hs_on_frame(&c->hs, f, &c->tcp.out);
+    if (c->tcp.out.err) return c->tcp.out.err;
+    ch_tcp_send(&c->tcp);
     if (rc < 0) {
         CH_WARN("handshake with %s refused: %s", c->addr, ch_hs_error(&c->hs));
         ch_counter_bump(&c->t->r->stats.refused_peers);
@@ -46,7 +46,7 @@ static int handshake_frame(ch_conn *c, const ch_frame *f)
         if (!c->initiator && p->addr[0]) snprintf(c->addr, sizeof(c->addr), "%s", p->addr);
         if ((rc = go_up(c)) < 0) return rc;
         if (c->t->cbs.on_up) c->t->cbs.on_up(c->t->cbs.ud, c, p);
-        tr_kick_send(c);
+        ch_tcp_send(&c->tcp);
     }
     return 0;
 }
@@ -65,9 +65,9 @@ static int deliver_record(ch_conn *c, uint8_t *frame, ch_frame *rec)
     } else {
         size_t pos = 0;
         ch_frame f;
-        while (!c->closing && (rc = ch_seal_record_next(rec, &pos, c->t->max_frame, &f)) == 1)
+        while (!c->tcp.closing && (rc = ch_seal_record_next(rec, &pos, c->t->max_frame, &f)) == 1)
             if (c->t->cbs.on_frame) c->t->cbs.on_frame(c->t->cbs.ud, c, &f);
-        if (rc >= 0 || c->closing) return 0;
+        if (rc >= 0 || c->tcp.closing) return 0;
         CH_WARN("bad frame in record %llu from %s: %s; closing",
                 (unsigned long long)c->seal.rx.n - 1, c->addr, strerror(-rc));
     }
@@ -75,87 +75,49 @@ static int deliver_record(ch_conn *c, uint8_t *frame, ch_frame *rec)
     return rc;
 }
 
-/* Handles every complete frame in the buffer; returns a negative code to close. */
-static int parse_frames(ch_conn *c)
+/* Handles every complete frame in the buffer, then asks for room for the next one when it
+ * is larger than the buffer; a negative return closes. */
+int tr_on_data(ch_tcp *tcp)
 {
-    size_t off = 0;
+    ch_conn *c = CONTAINER(tcp, ch_conn, tcp);
     int rc = 0;
-    while (!c->closing) {
+    while (!tcp->closing) {
         ch_frame f;
-        uint8_t *frame = c->rbuf + off;
-        int n = c->up ? ch_frame_decode_sealed(frame, c->rlen - off, CH_FRAME_MAX, &f)
-                      : ch_frame_decode(frame, c->rlen - off, CH_HS_FRAME_MAX, &f);
+        uint8_t *frame = tcp->rbuf + tcp->rpos;
+        size_t len = tcp->rlen - tcp->rpos;
+        int n = c->up ? ch_frame_decode_sealed(frame, len, CH_FRAME_MAX, &f)
+                      : ch_frame_decode(frame, len, CH_HS_FRAME_MAX, &f);
         if (n == 0) break;
         if (n < 0) {
             CH_WARN("bad frame from %s: %s; closing", c->addr, strerror(-n));
             ch_counter_bump(&c->t->r->stats.bad_frames);
-            rc = n;
-            break;
+            return n;
         }
-        off += (size_t)n;
-        if (!c->up) {
-            if ((rc = handshake_frame(c, &f)) < 0) break;
-        } else if ((rc = deliver_record(c, frame, &f)) < 0) {
-            break;
-        }
+        tcp->rpos += (size_t)n;
+        rc = c->up ? deliver_record(c, frame, &f) : handshake_frame(c, &f);
+        if (rc < 0) return rc;
     }
-    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
-    c->rlen -= off;
-    return rc;
-}
-
-/* Grows the buffer when the frame at its start is larger than the free room. */
-static int ensure_room(ch_conn *c)
-{
-    size_t need = RBUF_MIN;
-    if (c->rlen >= CH_FRAME_HDR) {
+    if (tcp->rlen - tcp->rpos >= CH_FRAME_HDR) {
         uint32_t len;
-        memcpy(&len, c->rbuf + 4, 4);
-        need = CH_FRAME_HDR + (size_t)len; /* bounded: the decoder refused oversize */
+        memcpy(&len, tcp->rbuf + tcp->rpos + 4, 4);
+        tcp->want = CH_FRAME_HDR + (size_t)len; /* bounded: the decoder refused oversize */
     }
-    if (need <= c->rcap && c->rlen < c->rcap) return 0;
-    size_t cap = need > c->rcap ? need : c->rcap * 2;
-    uint8_t *b = realloc(c->rbuf, cap);
-    if (!b) return -ENOMEM;
-    c->rbuf = b;
-    c->rcap = cap;
     return 0;
 }
 
-static void on_recv(ch_reactor *r, ch_io *io, int res, uint32_t flags)
+void tr_on_end(ch_tcp *tcp, int res, bool in_send)
 {
-    ch_conn *c = CONTAINER(io, ch_conn, rio);
-    c->inflight--;
-    if (res <= 0 && !c->closing) {
-        if (res < 0) CH_INFO("connection to %s lost: %s", c->addr, strerror(-res));
-        if (res == 0 && c->rlen) {
-            CH_WARN("%s closed in the middle of a frame (%zu bytes); dropped", c->addr, c->rlen);
-            ch_counter_bump(&c->t->r->stats.bad_frames);
-        }
-        ch_conn_close(c, res);
-    } else if (res > 0 && !c->closing) {
-        c->rlen += (size_t)res;
-        int rc = parse_frames(c);
-        if (rc == 0) rc = ensure_room(c);
-        if (rc < 0)
-            ch_conn_close(c, rc);
-        else
-            tr_arm_recv(c);
+    ch_conn *c = CONTAINER(tcp, ch_conn, tcp);
+    size_t partial = tcp->rlen - tcp->rpos;
+    if (in_send) {
+        CH_WARN("send to %s failed: %s", c->addr, strerror(-res));
+    } else if (res < 0) {
+        CH_INFO("connection to %s lost: %s", c->addr, strerror(-res));
+    } else if (partial) {
+        CH_WARN("%s closed in the middle of a frame (%zu bytes); dropped", c->addr, partial);
+        ch_counter_bump(&c->t->r->stats.bad_frames);
     }
-    tr_conn_maybe_free(c);
-}
-
-void tr_arm_recv(ch_conn *c)
-{
-    if (c->closing) return;
-    struct io_uring_sqe *sqe = ch_reactor_sqe(c->t->r);
-    if (!sqe) {
-        ch_conn_close(c, -EBUSY);
-        return;
-    }
-    io_uring_prep_recv(sqe, c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
-    ch_reactor_sqe_io(sqe, &c->rio);
-    c->inflight++;
+    ch_conn_close(c, res);
 }
 
 /* Both sides speak first: each sends its HELLO as soon as the socket is connected. */
@@ -165,14 +127,12 @@ void tr_begin(ch_conn *c)
     mine.role = c->role;
     mine.caps = ch_seal_caps();
     int rc = ch_hs_init(&c->hs, c->initiator, &mine, c->t->cookie, c->t->cookie_len);
-    if (rc == 0) rc = ch_hs_start(&c->hs, &c->out);
+    if (rc == 0) rc = ch_hs_start(&c->hs, &c->tcp.out);
     if (rc < 0) {
         CH_ERROR("handshake with %s not started: %s", c->addr, strerror(-rc));
         ch_conn_close(c, rc);
         return;
     }
-    c->rio.cb = on_recv;
-    c->sio.cb = tr_on_sent;
-    tr_kick_send(c);
-    tr_arm_recv(c);
+    ch_tcp_send(&c->tcp);
+    ch_tcp_read(&c->tcp);
 }
