@@ -537,6 +537,9 @@ static void *reactor_main(void *arg)
     else
         snprintf(name, sizeof(name), "r%u", r->core);
     ch_log_thread_name(name);
+    char tname[16]; /* for top -H and perf: "ch-r0", "ch-coord" */
+    snprintf(tname, sizeof(tname), "ch-%.12s", name);
+    (void)pthread_setname_np(pthread_self(), tname);
     tls_self = r;
     pin(r);
     arm_wakeup(r);
