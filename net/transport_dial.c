@@ -71,7 +71,8 @@ int ch_transport_connect(ch_transport *t, const char *addr, uint8_t role, ch_con
 static void on_accept(ch_tcp_acceptor *a, int fd)
 {
     ch_transport *t = CONTAINER(a, ch_transport, acc);
-    ch_conn *c = tr_conn_new(t, fd, false, CH_ROLE_PEER); /* our side speaks as a node */
+    /* our side speaks in the transport's role: a node, or a core's data lane */
+    ch_conn *c = tr_conn_new(t, fd, false, t->self.role ? t->self.role : CH_ROLE_PEER);
     if (!c) return;
     snprintf(c->addr, sizeof(c->addr), "fd %d", fd);
     tr_begin(c);
