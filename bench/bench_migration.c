@@ -101,6 +101,7 @@ typedef struct params {
     size_t batch_bytes, inflight_bytes; /* 0: the node's defaults */
     bool veth;
     bool baselines_only; /* no nodes: the pipelines over N/2 states (to check a link) */
+    bool no_lanes;       /* handover frames through the coordinators, not on data lanes */
     const char *rate;    /* --veth: tc rate */
 } params;
 
@@ -109,7 +110,7 @@ static void usage(FILE *f)
     fputs("usage: " BENCH_NAME " [--quick] [--reps R] [--n LIST] [--sizes LIST]\n"
           "         [--codecs LIST] [--scenarios join,leave] [--cores C] [--no-pin]\n"
           "         [--max-bytes B] [--timeout S] [--batch B] [--inflight B]\n"
-          "         [--veth [--rate RATE]] [--baselines-only]\n"
+          "         [--veth [--rate RATE]] [--baselines-only] [--no-lanes]\n"
           "  --n LIST        processes per run (default 10000,100000,1000000; k and m suffixes)\n"
           "  --sizes LIST    state bytes (default 100,4096,65536; K, M suffixes are binary;\n"
           "                  at least 16)\n"
@@ -129,7 +130,9 @@ static void usage(FILE *f)
           "  --veth          the two nodes in two network namespaces joined by a veth pair\n"
           "                  shaped by tc tbf (root and `ip` needed, else skipped with exit 0)\n"
           "  --rate RATE     --veth: the link's rate in tc syntax (default 1gbit)\n"
-          "  --baselines-only  no nodes: only the two pipelines over N/2 states each\n",
+          "  --baselines-only  no nodes: only the two pipelines over N/2 states each\n"
+          "  --no-lanes      handover frames through the coordinators, not on the cores' data\n"
+          "                  lanes (the path before lanes, to compare)\n",
           f);
 }
 
@@ -234,6 +237,8 @@ static void parse_args(int argc, char **argv, params *p)
             p->pin_nodes = false;
         } else if (!strcmp(a, "--baselines-only")) {
             p->baselines_only = true;
+        } else if (!strcmp(a, "--no-lanes")) {
+            p->no_lanes = true;
         } else if (!v) {
             usage(stderr);
             exit(2);
@@ -485,6 +490,7 @@ static int op_open(worker_ctx *w, const cmd *c, reply *r)
     cfg.migration.leave_wait_ms = b->timeout_ms;
     cfg.migration.batch_bytes = b->batch;
     cfg.migration.inflight_bytes = b->inflight;
+    cfg.migration.lanes = !b->pr->no_lanes;
     int rc = ch_node_create(&cfg, &w->node);
     if (rc) return rc;
     ch_process_type type = {
@@ -1238,11 +1244,13 @@ static void progress(const bench *b, int sc, unsigned rep, const mig_result *m, 
     run_label(b, sc, label, sizeof(label));
     fprintf(stderr,
             "%s rep %u/%u: %llu moved in %.3f s (%.1f k/s, %.1f MB/s of state), raw %.1f MB, "
-            "wire %.1f MB, frames %llu zstd / %llu raw, pause p50 %.2f p99 %.2f max %.2f ms",
+            "wire %.1f MB, frames %llu zstd / %llu raw (%llu on data lanes), pause p50 %.2f "
+            "p99 %.2f max %.2f ms",
             label, rep + 1, b->pr->reps, (unsigned long long)m->moved, s,
             (double)m->moved / s / 1e3, st / s / 1e6, raw / 1e6, wire / 1e6,
             (unsigned long long)(z->handover_frames_zstd - a->handover_frames_zstd),
             (unsigned long long)(z->handover_frames_raw - a->handover_frames_raw),
+            (unsigned long long)(z->handover_frames_lane - a->handover_frames_lane),
             (double)z->pause_p50_us / 1e3, (double)z->pause_p99_us / 1e3,
             (double)z->pause_max_us / 1e3);
     if (sc == SC_LEAVE) fprintf(stderr, ", ch_node_leave returned after %.3f s", m->leave_secs);
@@ -1349,12 +1357,13 @@ static void print_header(const bench *b)
         printf("link: loopback TCP\n");
     char inflight[32];
     printf("nodes: one OS process each, %u core(s) each, %s; HotSwap with handover, batch %s, "
-           "in flight %s per core\n",
+           "in flight %s per core, frames %s\n",
            pr->cores,
            pr->pin_nodes ? "node A on CPU 0 and node B on CPU 1 as the baselines' sender and "
                            "receiver"
                          : "unpinned",
-           size_name(b->batch, sz, sizeof(sz)), size_name(b->inflight, inflight, sizeof(inflight)));
+           size_name(b->batch, sz, sizeof(sz)), size_name(b->inflight, inflight, sizeof(inflight)),
+           pr->no_lanes ? "through the coordinators" : "on the cores' data lanes");
     printf("params: reps %u, N", pr->reps);
     for (unsigned i = 0; i < pr->n_ns; i++)
         printf("%s%zu", i ? "," : " ", pr->ns[i]);

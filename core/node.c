@@ -112,6 +112,7 @@ void ch_node_config_init(ch_node_config *c)
     c->migration.codec = "auto";
     c->migration.batch_bytes = 256 * 1024;
     c->migration.inflight_bytes = 1024 * 1024;
+    c->migration.lanes = 1;
 }
 
 static int check_config(const ch_node_config *c)
@@ -490,6 +491,8 @@ static void add_reactor(ch_node_stats *out, const ch_counters *c)
     SUM(handover_bytes_wire);
     SUM(handover_frames_zstd);
     SUM(handover_frames_raw);
+    SUM(handover_frames_lane);
+    SUM(handover_lanes_lost);
 #undef SUM
 }
 

@@ -54,7 +54,7 @@ typedef struct ch_counters {
     /* migration */
     _Atomic uint64_t migrating, migrated_out, migrated_in, migration_failures, forwarded_messages,
         held_messages, handover_bytes_raw, handover_bytes_wire, handover_frames_zstd,
-        handover_frames_raw;
+        handover_frames_raw, handover_frames_lane, handover_lanes_lost;
     _Atomic uint64_t pause[CH_HIST_BUCKETS]; /* pauses of moved processes, us (hist.h) */
     _Atomic uint64_t pause_max;              /* the longest, us */
 } ch_counters;

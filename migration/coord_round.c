@@ -110,8 +110,79 @@ static void check(ch_coord *c)
     }
 }
 
+/* The host part of "HOST:PORT" (brackets of an IPv6 host kept) into out. */
+static void host_of(const char *addr, char *out, size_t cap)
+{
+    const char *colon = strrchr(addr, ':');
+    int n = colon ? (int)(colon - addr) : (int)strlen(addr);
+    snprintf(out, cap, "%.*s", n, addr);
+}
+
+/* Every core opens its data lanes on the cluster's listen host; a core that cannot sends
+ * through the coordinator (its port stays 0, which peers take as "none"). */
+static void setup(ch_coord *c)
+{
+    const ch_cluster_config *cc = &c->n->cfg.cluster;
+    if (!c->n->cfg.migration.lanes) return;
+    c->lane_ports = calloc(c->n->cores, sizeof(*c->lane_ports));
+    if (!c->lane_ports) return;
+    char host[CH_ADDR_MAX + 1];
+    host_of(cc->listen, host, sizeof(host));
+    for (unsigned i = 0; i < c->n->cores; i++) {
+        int port =
+            ch_ho_lanes_open(&c->n->reactors[i], host, &c->hello, cc->cookie, cc->cookie_len);
+        if (port < 0) CH_WARN("core %u has no data lanes: %s", i, ch_strerror(port));
+        c->lane_ports[i] = port > 0 ? (uint16_t)port : 0;
+    }
+}
+
+/* Tells m where our cores take data lanes. */
+static void send_lanes(ch_coord *c, ch_mem *m)
+{
+    uint16_t n = (uint16_t)c->n->cores;
+    uint8_t b[2 + 2 * 1024];
+    if (!c->lane_ports || n > 1024) return;
+    ch_le_put16(b, n);
+    for (unsigned i = 0; i < n; i++)
+        ch_le_put16(b + 2 + 2 * i, c->lane_ports[i]);
+    coord_send_frame(c, m->id, CH_F_MIG_LANES, b, 2 + 2 * (size_t)n, NULL, 0);
+}
+
+/* A peer's lane ports: every core learns them (a port 0 is a core without lanes: the
+ * whole peer is then reached through the coordinator). */
+static void on_lanes(ch_coord *c, ch_mem *from, ch_rbuf *rb)
+{
+    uint16_t n = ch_rbuf_get_u16(rb);
+    if (!ch_rbuf_ok(rb) || n == 0 || n > 1024 || ch_rbuf_left(rb) != 2 * (size_t)n) {
+        CH_WARN("bad MIG_LANES frame from %s", from->addr);
+        return;
+    }
+    size_t bytes = sizeof(ch_mig_lanes) + n * sizeof(uint16_t);
+    for (unsigned core = 0; core < c->n->cores; core++) {
+        ch_mig_lanes *b = malloc(bytes);
+        if (!b) {
+            CH_ERROR("no memory for the lanes of %s", from->addr);
+            return;
+        }
+        b->node = from->id;
+        b->n = n;
+        host_of(from->addr, b->host, sizeof(b->host));
+        ch_rbuf r = *rb;
+        bool all = true;
+        for (unsigned i = 0; i < n; i++)
+            all &= (b->ports[i] = ch_rbuf_get_u16(&r)) != 0;
+        if (!all) { /* a peer core without lanes: none are used */
+            free(b);
+            return;
+        }
+        ch_rec h = ch_mig_rec(&(ch_mig_msg){.op = CH_MIG_LANES, .node = from->id, .ptr = b}, 0);
+        if (ch_reactor_post(c->n, core, &h, NULL, NULL, false) < 0) free(b);
+    }
+}
+
 static void on_up(ch_coord *c, ch_mem *m)
 {
+    send_lanes(c, m);
     if (!participant(c, m)) return;
     if (c->mig.barrier_sent) send_hash(c, m, CH_F_MIG_BARRIER, c->mig.rh);
     if (c->mig.end_sent) send_hash(c, m, CH_F_MIG_END, c->mig.rh);
@@ -235,33 +306,27 @@ static void on_rec(ch_coord *c, ch_rec *rec)
     }
 }
 
-/* A lane frame from a peer goes to the core it names (offset 0 for an ACK, which names
- * our source core; offset 2 for DATA and QUERY, which name the target core). */
+/* A lane frame from a peer goes to the core it names (ch_ho_frame_core). */
 static void to_core(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb)
 {
     size_t len = ch_rbuf_left(rb);
     const uint8_t *p = ch_rbuf_get_bytes(rb, len).p;
-    size_t at = type == CH_F_MIG_ACK ? 0 : 2;
-    if (!p || len < at + 2) return;
-    uint16_t core = ch_le_get16(p + at) & (uint16_t)~CH_MIG_LANE_FIRST;
-    if (core >= c->n->cores) {
-        CH_WARN("migration frame for core %u from %s refused", core, from->addr);
+    int core = p ? ch_ho_frame_core(type, p, len, c->n->cores) : -EINVAL;
+    if (core < 0) {
+        CH_WARN("%s frame from %s refused", ch_frame_type_name(type), from->addr);
         return;
     }
-    size_t bytes = (CH_MIG_IN_OFF + len + 63) & ~(size_t)63;
-    uint8_t *block = aligned_alloc(64, bytes);
+    uint64_t link[2] = {0, 0}; /* what our link to `from` took: the source's codec feedback */
+    if (type == CH_F_MIG_ACK && from->conn) ch_conn_link(from->conn, &link[0], &link[1]);
+    uint8_t *block = ch_ho_in_block(p, len, link);
     if (!block) {
         CH_ERROR("no memory for a migration frame from %s", from->addr);
         return;
     }
-    memcpy(block + CH_MIG_IN_OFF, p, len);
-    uint64_t link[2] = {0, 0}; /* what our link to `from` took: the source's codec feedback */
-    if (type == CH_F_MIG_ACK && from->conn) ch_conn_link(from->conn, &link[0], &link[1]);
-    memcpy(block, link, sizeof(link));
     uint64_t l = len;
     ch_rec h = ch_mig_rec(
         &(ch_mig_msg){.op = CH_MIG_IN, .frame = type, .node = from->id, .ptr = block}, sizeof(l));
-    if (ch_reactor_post(c->n, core, &h, NULL, &l, false) < 0) free(block);
+    if (ch_reactor_post(c->n, (unsigned)core, &h, NULL, &l, false) < 0) free(block);
 }
 
 static void on_frame(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb)
@@ -280,7 +345,10 @@ static void on_frame(ch_coord *c, ch_mem *from, uint8_t type, ch_rbuf *rb)
         check(c);
         return;
     }
-    to_core(c, from, type, rb);
+    if (type == CH_F_MIG_LANES)
+        on_lanes(c, from, rb);
+    else
+        to_core(c, from, type, rb);
 }
 
 /* A leave (or drain) is over when its round ended and nothing is in flight, unless
@@ -310,6 +378,7 @@ static int leave_done(ch_coord *c)
 }
 
 const ch_coord_round ch_coord_round_ops = {
+    .setup = setup,
     .ring = ring,
     .on_rec = on_rec,
     .on_frame = on_frame,

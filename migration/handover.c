@@ -16,6 +16,7 @@
 #include "migration/ho_int.h"
 
 #include "net/cluster/coord.h"
+#include "net/lane.h"
 #include "core/log.h"
 #include "core/supervisor.h"
 
@@ -53,7 +54,7 @@ int ch__ho_bytes_put(ho_bytes *b, const void *a, size_t alen, const void *c, siz
 
 static bool names_node(uint8_t op)
 {
-    return op == CH_MIG_OUT || op == CH_MIG_IN || op == CH_MIG_GONE;
+    return op == CH_MIG_OUT || op == CH_MIG_IN || op == CH_MIG_GONE || op == CH_MIG_LANES;
 }
 
 ch_rec ch_mig_rec(const ch_mig_msg *m, size_t len)
@@ -158,6 +159,8 @@ ch_proc **ch__ho_procs_in(ch_ho *h, uint8_t state, uint64_t node, size_t max, si
 /* A node is gone: our frames to it come back, its processes' streams here are over. */
 static void on_gone(ch_ho *h, uint64_t node)
 {
+    if (h->wire) ch_lanes_drop_peer(h->wire, node); /* what they carried comes back below */
+    ch__ho_early_drop(h, node);
     ch__ho_source_gone(h, node);
     size_t n;
     ch_proc **v = ch__ho_procs_in(h, MP_AWAIT_END, node, h->await_end, &n);
@@ -167,15 +170,13 @@ static void on_gone(ch_ho *h, uint64_t node)
     ho_update_gauge(h);
 }
 
-/* A frame from node m->node, in the block the coordinator copied it into. */
-static void on_in(ch_ho *h, const ch_mig_msg *m, ch_rec *rec)
+/* A frame from node m->node, in the block the coordinator or a lane copied it into. */
+void ch__ho_on_in(ch_ho *h, const ch_mig_msg *m, size_t len)
 {
     uint8_t *block = m->ptr;
-    uint64_t len;
-    memcpy(&len, ch_rec_payload(rec), 8);
     const uint8_t *f = block + CH_MIG_IN_OFF;
     if (m->frame == CH_F_MIG_DATA)
-        ch__ho_on_data(h, m->node, block, (size_t)len);
+        block = ch__ho_on_data(h, m->node, block, (size_t)len) ? NULL : block;
     else if (m->frame == CH_F_MIG_ACK)
         ch__ho_on_ack(h, m->node, block, f, (size_t)len);
     else if (m->frame == CH_F_MIG_QUERY)
@@ -188,11 +189,12 @@ void ch_ho_on_rec(ch_reactor *r, ch_rec *rec)
     ch_ho *h = r->ho;
     ch_mig_msg m = ch_mig_read(rec);
     if (!h) {
-        if (m.op == CH_MIG_IN) free(m.ptr);
+        if (m.op == CH_MIG_IN || m.op == CH_MIG_LANES) free(m.ptr);
         return;
     }
     switch (m.op) {
     case CH_MIG_RING:
+        if (h->wire) ch_lanes_start(h->wire); /* the first ring comes when the node boots */
         ch__ho_on_ring(h, &m, rec);
         break;
     case CH_MIG_MARK:
@@ -213,8 +215,15 @@ void ch_ho_on_rec(ch_reactor *r, ch_rec *rec)
     case CH_MIG_GONE:
         on_gone(h, m.node);
         break;
-    case CH_MIG_IN:
-        on_in(h, &m, rec);
+    case CH_MIG_IN: {
+        uint64_t len;
+        memcpy(&len, ch_rec_payload(rec), 8);
+        ch__ho_on_in(h, &m, (size_t)len);
+        break;
+    }
+    case CH_MIG_LANES:
+        ch__ho_on_lanes(h, &m);
+        free(m.ptr);
         break;
     default:
         CH_ERROR("unknown migration record %u", m.op);
@@ -267,7 +276,9 @@ static void read_faults(ch_ho *h)
     if (!f) return;
     h->f_no_confirm = strstr(f, "no-confirm") != NULL;
     const char *c = strstr(f, "corrupt-frame:"), *s = strstr(f, "stall-target:");
+    const char *l = strstr(f, "lane-cut:");
     if (c) h->f_corrupt = (uint32_t)strtoul(c + 14, NULL, 10);
+    if (l) h->f_lane_cut = (uint32_t)strtoul(l + 9, NULL, 10);
     if (s) h->f_stall = (uint32_t)strtoul(s + 13, NULL, 10);
 }
 
@@ -307,6 +318,8 @@ void ch_ho_destroy(ch_reactor *r)
     ch__ho_held_free(h);
     while (h->nspare)
         free(h->spare[--h->nspare]);
+    ch_lanes_free(h->wire);
+    ch__ho_early_drop(h, 0);
     free(h->seen);
     free(h->lanes);
     free(h->queue.p);

@@ -23,8 +23,9 @@
  *     core is sealed; then an END record closes the process's stream.
  *  3. Lanes. One lane per (target node, target core), so a record is decoded and installed
  *     on the core that will own it (no hop on the target). A full batch goes through the
- *     core's codec (auto, zstd, none) and out through the coordinators' connection, with
- *     at most inflight_bytes of unconfirmed raw bytes per core. The raw batch is kept until
+ *     core's codec (auto, zstd, none) and out on the core's own data lane to the target
+ *     core (net/lane.h; through the coordinators' connection while that lane is not up,
+ *     migration/ho_lane.c), with at most inflight_bytes of unconfirmed raw bytes per core. The raw batch is kept until
  *     the target confirms it: if the target dies, every process it held unconfirmed is
  *     unfrozen here and every forwarded message replayed, then planned again.
  *  4. Install. The target core checks the whole frame (checksum, record structure) before
@@ -79,6 +80,8 @@
 
 #include "core/reactor.h"
 
+#include <corehub/node.h> /* CH_ADDR_MAX */
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -99,7 +102,16 @@ enum ch_mig_op {
                         core, u64 ref, i32 status, bytes */
     CH_MIG_IMARK,    /* coord -> core, through the inbox: round: every message application
                         threads routed by an older ring is ahead of it */
+    CH_MIG_LANES,    /* coord -> core: a peer's lane ports (ptr: a ch_mig_lanes block) */
 };
+
+/* CH_MIG_LANES's block: node's cores listen for lanes at host:ports[core]. */
+typedef struct ch_mig_lanes {
+    uint64_t node;
+    char host[CH_ADDR_MAX + 1];
+    uint16_t n;
+    uint16_t ports[];
+} ch_mig_lanes;
 
 /* A migration record (CH_OP_MIG) between the coordinator and the cores, by name. It rides
  * in a ch_rec; ch_mig_rec and ch_mig_read map its fields to the record's and back in one
@@ -137,6 +149,7 @@ typedef struct ch_mig_member {
 #define CH_MIG_IN_OFF 16u
 
 struct ch_ho;
+struct ch_hello;
 typedef struct ch_mig_proc ch_mig_proc;
 
 /* 0 or -ENOMEM / -EINVAL (a bad codec in the config). Only clustered cores have one. */
@@ -144,6 +157,16 @@ int ch_ho_create(ch_reactor *r);
 void ch_ho_destroy(ch_reactor *r);
 
 void ch_ho_on_rec(ch_reactor *r, ch_rec *rec);
+/* Opens this core's data lanes (net/lane.h), before the threads run: the port, or a
+ * negative code (the core then sends through the coordinator). self: the node's hello. */
+int ch_ho_lanes_open(ch_reactor *r, const char *host, const struct ch_hello *self,
+                     const void *cookie, size_t cookie_len);
+/* A lane frame (DATA, ACK, QUERY) as received: the local core it is for, or -EINVAL. */
+int ch_ho_frame_core(uint8_t type, const uint8_t *p, size_t len, unsigned cores);
+/* The block a core takes a received lane frame in (CH_MIG_IN's ptr): link (an ACK's
+ * feedback, or zeros), then the frame at CH_MIG_IN_OFF, 64-byte aligned; NULL without
+ * memory. */
+uint8_t *ch_ho_in_block(const uint8_t *p, size_t len, const uint64_t link[2]);
 /* A cast or call for `p` (NULL: not here) arrived. True when the engine took it: forwarded
  * behind a frozen process, held for a process on its way here. */
 bool ch_ho_intercept(ch_reactor *r, ch_rec *rec, ch_proc *p, unsigned core, uint64_t ref);

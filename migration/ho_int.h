@@ -11,6 +11,7 @@
  *   ho_target.c  the target: checking and applying frames, installing, confirming
  *   ho_held.c    the target: messages held per id until its process is here (or is not)
  *   ho_round.c   a round: planning on a new ring, sealing, DONE, UNHOLD, the tick
+ *   ho_lane.c    the core's data lanes: which way a frame leaves, lane frames in
  *
  * Names: a function that one file calls in another is ch__ho_* (internal to the library),
  * a small helper inlined here is ho_*, everything else is static in its file.
@@ -71,6 +72,7 @@ typedef struct ho_sent {
     bool first; /* its lane's first frame since the lane (re)started */
     bool queried;
     bool spare_ok; /* raw may serve as another batch's buffer */
+    bool via_lane; /* last sent on the data lane (else through the coordinator) */
 } ho_sent;
 
 /* A growable byte array of packed entries read from `pos`. */
@@ -121,15 +123,24 @@ typedef struct ch_ho {
     ho_held_q **held;
     size_t hcap, hcount;
     uint64_t await_end;
-    struct ho_seen { /* per source lane: the last frame applied (frames arrive in order) */
+    struct ho_seen { /* per source lane: the last frame applied, and frames come early */
         uint64_t node;
         uint32_t core, seq;
+        struct ho_early { /* a frame that came before the one it follows (ho_target.c) */
+            uint32_t seq;
+            uint8_t *block; /* as ch__ho_on_data takes it */
+            size_t len;
+        } * early;
+        uint32_t nearly;
+        size_t early_bytes;
     } * seen;
     size_t nseen;
     bool tick_armed;
+    struct ch_lanes *wire; /* this core's data lanes (net/lane.h), NULL: none */
     /* faults injected by tests (CH_FAULT) */
     bool f_no_confirm;
     uint32_t f_corrupt, f_stall, frames_out, frames_in;
+    uint32_t f_lane_cut, lane_frames; /* every f_lane_cut-th frame on a lane, the lane closes */
 } ch_ho;
 
 static inline void ho_count(_Atomic uint64_t *c, int64_t d)
@@ -176,6 +187,16 @@ void ch__ho_route_via(ch_reactor *r, bool by_ring, uint8_t op, const char *id, s
 void ch__ho_deliver(ch_reactor *r, ch_proc *p, uint8_t op, const void *data, size_t len,
                     unsigned core, uint64_t ref);
 ch_proc **ch__ho_procs_in(ch_ho *h, uint8_t state, uint64_t node, size_t max, size_t *n);
+/* A lane frame for this core, in its block (m->ptr, freed here), len bytes after the
+ * block's CH_MIG_IN_OFF. */
+void ch__ho_on_in(ch_ho *h, const ch_mig_msg *m, size_t len);
+
+/* ho_lane.c */
+/* Sends one of s's frames (DATA or QUERY; block is consumed) the way its lane takes. */
+void ch__ho_send_frame(ch_ho *h, ho_sent *s, uint8_t type, uint8_t *block, size_t len);
+/* Sends a confirmation to (node, core): on the data lane when it is up. */
+void ch__ho_send_ack(ch_ho *h, uint64_t node, uint16_t core, ch_wbuf *w);
+void ch__ho_on_lanes(ch_ho *h, const ch_mig_msg *m);
 
 /* ho_source.c */
 int ch__ho_enqueue(ch_ho *h, uint64_t hash, const char *id, uint8_t len);
@@ -194,7 +215,11 @@ void ch__ho_retire(ch_ho *h, ch_proc *p);
 void ch__ho_source_gone(ch_ho *h, uint64_t node);
 
 /* ho_target.c */
-void ch__ho_on_data(ch_ho *h, uint64_t node, uint8_t *block, size_t len);
+/* A DATA frame in its block: true when the block was kept (an early frame), else the
+ * caller frees it. */
+bool ch__ho_on_data(ch_ho *h, uint64_t node, uint8_t *block, size_t len);
+/* Frees the early frames of every lane from node (or of all lanes: node 0). */
+void ch__ho_early_drop(ch_ho *h, uint64_t node);
 void ch__ho_on_query(ch_ho *h, uint64_t node, const uint8_t *p, size_t len);
 void ch__ho_ackwait_step(ch_ho *h, ho_ackwait *aw);
 void ch__ho_end_await(ch_ho *h, ch_proc *p);

@@ -253,7 +253,13 @@ void ch__ho_send_query(ch_ho *h, ho_sent *s)
     if (!w.err) ch_le_put32(w.data + count_at, n);
     CH_WARN("frame %u to %016llx unconfirmed after %u ms: asking which processes it holds", s->seq,
             (unsigned long long)s->node, h->cfg->retention_ms);
-    ch__ho_send_wbuf(h->r, s->node, CH_F_MIG_QUERY, &w);
+    uint8_t *block = w.err ? NULL : malloc(w.len);
+    if (block) {
+        memcpy(block, w.data, w.len);
+        ch__ho_send_frame(h, s, CH_F_MIG_QUERY, block, w.len); /* its frame's way */
+    } else {
+        CH_ERROR("migration query not sent: %s", ch_strerror(w.err ? w.err : -ENOMEM));
+    }
     ch_wbuf_free(&w);
     s->sent_ns = ch_now_ns();
 }

@@ -102,7 +102,7 @@ int ch__ho_transmit(ch_ho *h, ho_sent *s)
     s->sent_ns = ch_now_ns();
     CH_DEBUG("handover frame %u to %016llx core %u: %zu bytes", s->seq, (unsigned long long)s->node,
              s->core, flen);
-    ch__ho_send_block(h->r, s->node, CH_F_MIG_DATA, block, flen);
+    ch__ho_send_frame(h, s, CH_F_MIG_DATA, block, flen);
     return 0;
 }
 

@@ -4,7 +4,9 @@
  * each process is installed, its forwarded messages run, and its END releases what was
  * held for it (ho_held.c). The frame is confirmed on arrival, or with confirm_handover
  * once every process of it got its END. Per source lane the last frame applied is kept,
- * so that a repeat is confirmed again and never applied twice.
+ * so that a repeat is confirmed again and never applied twice, and frames that come before
+ * the one they follow (a lane's frames take the data lane or the coordinator, which keep
+ * no order between them: ho_lane.c) wait, bounded, until it came.
  */
 #include "migration/ho_int.h"
 
@@ -51,7 +53,7 @@ static void send_ack(ch_ho *h, uint64_t node, uint16_t src_core, uint8_t kind, u
     ch_wbuf_put_u16(&w, 0);
     ch_wbuf_put_u32(&w, n);
     if (list && list->len) ch_wbuf_put_bytes(&w, list->data, list->len);
-    ch__ho_send_wbuf(h->r, node, CH_F_MIG_ACK, &w);
+    ch__ho_send_ack(h, node, src_core, &w);
     ch_wbuf_free(&w);
 }
 
@@ -255,27 +257,79 @@ static void apply(ch_ho *h, const uint8_t *raw, size_t len, uint64_t node, uint1
 
 /* ---- frames and queries -------------------------------------------------------------- */
 
-void ch__ho_on_data(ch_ho *h, uint64_t node, uint8_t *block, size_t len)
+/* ---- frames that come early ------------------------------------------------------------ */
+
+#define EARLY_MAX       64u         /* frames held per source lane */
+#define EARLY_MAX_BYTES (64u << 20) /* their bytes */
+
+/* Drops sn's early frames that are no longer ahead of the last applied one (all: every
+ * one). */
+static void early_prune(struct ho_seen *sn, bool all)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < sn->nearly; i++) {
+        struct ho_early *e = &sn->early[i];
+        if (all || (int32_t)(e->seq - sn->seq) <= 0) {
+            sn->early_bytes -= e->len;
+            free(e->block);
+        } else {
+            sn->early[k++] = *e;
+        }
+    }
+    sn->nearly = k;
+    if (!k) {
+        free(sn->early);
+        sn->early = NULL;
+    }
+}
+
+void ch__ho_early_drop(ch_ho *h, uint64_t node)
+{
+    for (size_t i = 0; i < h->nseen; i++)
+        if (!node || h->seen[i].node == node) early_prune(&h->seen[i], true);
+}
+
+/* Keeps a frame that came before the one it follows (the two ways a lane's frames take,
+ * data lane and coordinator, do not keep their order between them): true when kept. */
+static bool early_keep(ch_ho *h, struct ho_seen *sn, uint32_t seq, uint8_t *block, size_t len)
+{
+    for (uint32_t i = 0; i < sn->nearly; i++)
+        if (sn->early[i].seq == seq) return false; /* a copy: the first one stays */
+    if (sn->nearly == EARLY_MAX || sn->early_bytes + len > EARLY_MAX_BYTES) {
+        CH_WARN("handover frame %u from %016llx core %u came early and is dropped (%u held): "
+                "the source's retention query settles it",
+                seq, (unsigned long long)sn->node, sn->core, sn->nearly);
+        return false;
+    }
+    struct ho_early *v = realloc(sn->early, (sn->nearly + 1) * sizeof(*v));
+    if (!v) return false;
+    sn->early = v;
+    v[sn->nearly++] = (struct ho_early){.seq = seq, .block = block, .len = len};
+    sn->early_bytes += len;
+    return true;
+}
+
+/* The early frame that follows the last applied one, taken out of sn, or NULL. */
+static uint8_t *early_next(struct ho_seen *sn, size_t *len)
+{
+    for (uint32_t i = 0; i < sn->nearly; i++) {
+        if (sn->early[i].seq != sn->seq + 1) continue;
+        uint8_t *block = sn->early[i].block;
+        *len = sn->early[i].len;
+        sn->early_bytes -= *len;
+        sn->early[i] = sn->early[--sn->nearly];
+        return block;
+    }
+    return NULL;
+}
+
+/* ---- frames and queries -------------------------------------------------------------- */
+
+/* Checks one frame that follows the last applied one and applies it. */
+static void apply_frame(ch_ho *h, uint64_t node, uint16_t src_core, uint32_t seq, const uint8_t *f,
+                        size_t len)
 {
     ch_reactor *r = h->r;
-    const uint8_t *f = block + CH_MIG_IN_OFF;
-    if (len < CH_MIG_LANE_HDR + CH_CODEC_HDR) return;
-    uint16_t src_core = ch_le_get16(f);
-    uint32_t seq = ch_le_get32(f + 4);
-    if (h->f_stall && h->frames_in >= h->f_stall) return; /* fault injection (tests) */
-    struct ho_seen *sn = seen_of(h, node, src_core, true);
-    if (!sn) return; /* no memory: the source's retention query settles it */
-    CH_DEBUG("handover frame %u from %016llx core %u (last applied %u)", seq,
-             (unsigned long long)node, src_core, sn->seq);
-    /* The lane (re)started: the source took its frames back from this node, declared gone
-     * there (which this node may never have noticed). Taken for repeats of frames applied
-     * before, its first frames were confirmed unapplied and their processes lost. */
-    if (ch_le_get16(f + 2) & CH_MIG_LANE_FIRST) sn->seq = seq - 1;
-    if ((int32_t)(seq - sn->seq) <= 0) { /* applied before: its confirmation was lost */
-        send_ack(h, node, src_core, ACK_CONFIRM, seq, NULL, 0);
-        return;
-    }
-    if (seq != sn->seq + 1) return; /* after a refused frame: it comes again, in order */
     h->frames_in++;
     ch_codec_hdr ch;
     const uint8_t *raw;
@@ -291,8 +345,46 @@ void ch__ho_on_data(ch_ho *h, uint64_t node, uint8_t *block, size_t len)
         send_ack(h, node, src_core, ACK_BADFRAME, seq, NULL, 0);
         return;
     }
-    sn->seq = seq;
+    struct ho_seen *sn = seen_of(h, node, src_core, false);
+    if (sn) sn->seq = seq;
     apply(h, raw, ch.raw_len, node, src_core, seq);
+}
+
+bool ch__ho_on_data(ch_ho *h, uint64_t node, uint8_t *block, size_t len)
+{
+    const uint8_t *f = block + CH_MIG_IN_OFF;
+    if (len < CH_MIG_LANE_HDR + CH_CODEC_HDR) return false;
+    uint16_t src_core = ch_le_get16(f);
+    uint32_t seq = ch_le_get32(f + 4);
+    if (h->f_stall && h->frames_in >= h->f_stall) return false; /* fault injection (tests) */
+    struct ho_seen *sn = seen_of(h, node, src_core, true);
+    if (!sn) return false; /* no memory: the source's retention query settles it */
+    CH_DEBUG("handover frame %u from %016llx core %u (last applied %u)", seq,
+             (unsigned long long)node, src_core, sn->seq);
+    /* The lane (re)started: the source took its frames back from this node, declared gone
+     * there (which this node may never have noticed). Taken for repeats of frames applied
+     * before, its first frames were confirmed unapplied and their processes lost. */
+    if (ch_le_get16(f + 2) & CH_MIG_LANE_FIRST) {
+        sn->seq = seq - 1;
+        early_prune(sn, false);
+    }
+    if ((int32_t)(seq - sn->seq) <= 0) { /* applied before: its confirmation was lost */
+        send_ack(h, node, src_core, ACK_CONFIRM, seq, NULL, 0);
+        return false;
+    }
+    if (seq != sn->seq + 1) return early_keep(h, sn, seq, block, len);
+    apply_frame(h, node, src_core, seq, f, len);
+    /* Then whatever came early and follows now, in order (a refused frame stops it: the
+     * source sends again from there, and the copies count as repeats). */
+    uint8_t *next;
+    size_t nlen;
+    while ((sn = seen_of(h, node, src_core, false)) && sn->seq == seq &&
+           (next = early_next(sn, &nlen))) {
+        seq = sn->seq + 1;
+        apply_frame(h, node, src_core, seq, next + CH_MIG_IN_OFF, nlen);
+        free(next);
+    }
+    return false;
 }
 
 /* Retention expired on the source: which of these ids are here? */
@@ -321,6 +413,7 @@ void ch__ho_on_query(ch_ho *h, uint64_t node, const uint8_t *p, size_t len)
      * order), so the lane goes on after it; were it to come yet, it would count as old. */
     struct ho_seen *sn = seen_of(h, node, src_core, true);
     if (sn && (int32_t)(seq - sn->seq) > 0) sn->seq = seq;
+    if (sn) early_prune(sn, true); /* the later ones are asked about too, in order */
 }
 
 void ch_ho_reply_done(ch_reactor *r, uint64_t node, uint16_t core, uint64_t ref, int status,

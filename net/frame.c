@@ -48,6 +48,7 @@ static const char *const ch_frame_names[CH_F__COUNT] = {
     [CH_F_MIG_ACK] = "MIG_ACK",
     [CH_F_MIG_QUERY] = "MIG_QUERY",
     [CH_F_MIG_PIN] = "MIG_PIN",
+    [CH_F_MIG_LANES] = "MIG_LANES",
 };
 
 const char *ch_frame_type_name(int type)

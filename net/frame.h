@@ -57,6 +57,7 @@ enum ch_frame_type {
     CH_F_MIG_ACK,     /* confirmations, refusals, resolutions for one lane frame */
     CH_F_MIG_QUERY,   /* retention expired: which of these ids does the target hold? */
     CH_F_MIG_PIN,     /* u32 n, n x (u64 hash, u64 node, u64 version, u64 setter): pins */
+    CH_F_MIG_LANES,   /* u16 n, n x u16: the data lane port of each of the sender's cores */
     CH_F__COUNT
 };
 

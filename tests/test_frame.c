@@ -57,7 +57,8 @@ Test(frame, type_numbers_are_fixed)
     cr_assert_eq(CH_F_MIG_BARRIER, 25);
     cr_assert_eq(CH_F_MIG_QUERY, 29);
     cr_assert_eq(CH_F_MIG_PIN, 30);
-    cr_assert_eq(CH_F__COUNT, 31);
+    cr_assert_eq(CH_F_MIG_LANES, 31); /* new types only ever go at the end */
+    cr_assert_eq(CH_F__COUNT, 32);
     cr_assert_str_eq(ch_frame_type_name(CH_F_REG_SYNC_REQ), "REG_SYNC_REQ");
     cr_assert_str_eq(ch_frame_type_name(0), "?");
     cr_assert_str_eq(ch_frame_type_name(CH_F__COUNT), "?");

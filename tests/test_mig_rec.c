@@ -66,3 +66,13 @@ Test(mig_rec, gone_names_a_node_and_reply_nothing_else)
     cr_expect_eq(reply.node | reply.round | reply.frame | reply.from_core, 0);
     cr_expect_null(reply.ptr);
 }
+
+Test(mig_rec, lanes_names_a_node_and_carries_its_block)
+{
+    uint16_t block[4];
+    ch_mig_msg got = trip(&(ch_mig_msg){.op = CH_MIG_LANES, .node = 11, .ptr = block}, 0);
+    cr_expect_eq(got.op, CH_MIG_LANES);
+    cr_expect_eq(got.node, 11);
+    cr_expect_eq(got.round, 0);
+    cr_expect_eq(got.ptr, block);
+}

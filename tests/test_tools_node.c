@@ -318,6 +318,8 @@ NODE_TEST(stats_list_the_migration_counters_and_hook_counts)
         "handover_bytes_wire",
         "handover_frames_zstd",
         "handover_frames_raw",
+        "handover_frames_lane",
+        "handover_lanes_lost",
         "pause_p50_us",
         "pause_p99_us",
         "pause_max_us",

@@ -95,6 +95,10 @@ static const metric metrics[] = {
       "Handover frames sent compressed."),
     M(handover_frames_raw, "corehub_handover_raw_frames_total", "counter",
       "Handover frames sent raw."),
+    M(handover_frames_lane, "corehub_handover_lane_frames_total", "counter",
+      "Handover frames sent on a core's data lane rather than through the coordinator."),
+    M(handover_lanes_lost, "corehub_handover_lanes_lost_total", "counter",
+      "Data lanes that closed with handover frames unconfirmed (sent again)."),
 };
 #undef M
 

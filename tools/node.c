@@ -89,6 +89,7 @@ static void usage(FILE *out)
             "                    [--strategy coldswap|hotswap] [--handover] [--confirm-handover]\n"
             "                    [--retention MS] [--child-timeout MS] [--leave-wait MS]\n"
             "                    [--codec SPEC] [--batch-bytes N] [--inflight-bytes N]\n"
+            "                    [--no-lanes]\n"
             "                    [--metrics HOST:PORT] [--kv-port PORT] [--kv-reply-limit BYTES]\n"
             "\n"
             "Runs a node of a hub, hosting the built-in process types (counter, blob, seq, kv),\n"
@@ -121,6 +122,8 @@ static void usage(FILE *out)
             "  --codec SPEC        handover codec: auto, none, zstd[:LEVEL], auto:LEVEL (auto)\n"
             "  --batch-bytes N     handover frame size, 65536..1048576 (262144)\n"
             "  --inflight-bytes N  handover bytes unconfirmed per core (1048576)\n"
+            "  --no-lanes          handover frames through the coordinators, not on each\n"
+            "                      core's data lanes (a port per core on the --listen host)\n"
             "  --metrics HOST:PORT serve Prometheus metrics over HTTP at /metrics (port 0:\n"
             "                      any; `ctl stats` tells metrics_port)\n"
             "  --kv-port PORT      serve the Redis protocol on the --listen host, each key a\n"
@@ -204,6 +207,7 @@ enum {
     OPT_CODEC,
     OPT_BATCH_BYTES,
     OPT_INFLIGHT_BYTES,
+    OPT_NO_LANES,
 };
 
 #define MS_MAX 3600000 /* an hour: the bound of every millisecond flag */
@@ -221,6 +225,9 @@ static int parse_migration(int c, node_opts *o)
         return CLI_OK;
     case OPT_CONFIRM:
         m->confirm_handover = 1;
+        return CLI_OK;
+    case OPT_NO_LANES:
+        m->lanes = 0;
         return CLI_OK;
     case OPT_CODEC:
         return parse_codec(optarg, o) ? CLI_USAGE : CLI_OK;
@@ -327,6 +334,7 @@ static int parse_opts(int argc, char **argv, node_opts *o)
         {"codec", required_argument, NULL, OPT_CODEC},
         {"batch-bytes", required_argument, NULL, OPT_BATCH_BYTES},
         {"inflight-bytes", required_argument, NULL, OPT_INFLIGHT_BYTES},
+        {"no-lanes", no_argument, NULL, OPT_NO_LANES},
         {"metrics", required_argument, NULL, 'M'},
         {"kv-port", required_argument, NULL, 'K'},
         {"kv-reply-limit", required_argument, NULL, 'R'},

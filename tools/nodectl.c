@@ -569,6 +569,8 @@ static int cmd_stats(nodectl *c, const ctlout *o, int argc, char **argv)
         {"handover_bytes_wire", s.handover_bytes_wire},
         {"handover_frames_zstd", s.handover_frames_zstd},
         {"handover_frames_raw", s.handover_frames_raw},
+        {"handover_frames_lane", s.handover_frames_lane},
+        {"handover_lanes_lost", s.handover_lanes_lost},
         {"pause_p50_us", s.pause_p50_us},
         {"pause_p99_us", s.pause_p99_us},
         {"pause_max_us", s.pause_max_us},

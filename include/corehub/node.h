@@ -77,6 +77,8 @@ typedef struct ch_migration_config {
     const char *codec;              /* "auto" (default), "none", "zstd[:LEVEL]", "auto:LEVEL" */
     size_t batch_bytes;    /* records per frame before it is sent: 64 KiB..1 MiB; 256 KiB */
     size_t inflight_bytes; /* raw bytes sent and not confirmed, per core; default 1 MiB */
+    int lanes;             /* 1 (default): handover frames travel on each core's own data
+                              lanes to the peer cores; 0: through the coordinators */
 } ch_migration_config;
 
 typedef struct ch_node_config {
@@ -436,10 +438,14 @@ typedef struct ch_node_stats {
     uint64_t handover_bytes_raw;  /* record bytes sent (states, forwarded messages) */
     uint64_t handover_bytes_wire; /* the same after the codec */
     uint64_t handover_frames_zstd, handover_frames_raw; /* frames sent each way */
-    uint64_t pause_p50_us, pause_p99_us, pause_max_us;  /* per moved process, on the old
-                                           node: from its freeze to its confirmation; p50
-                                           and p99 within 1/32 (a log-linear histogram,
-                                           16 buckets per power of two), max exact */
+    uint64_t handover_frames_lane; /* of those, sent on a core's data lane (the rest went
+                                      through the coordinators) */
+    uint64_t handover_lanes_lost;  /* data lanes that closed with frames unconfirmed (sent
+                                      again through the coordinator) */
+    uint64_t pause_p50_us, pause_p99_us, pause_max_us; /* per moved process, on the old
+                                          node: from its freeze to its confirmation; p50
+                                          and p99 within 1/32 (a log-linear histogram,
+                                          16 buckets per power of two), max exact */
     uint64_t pause_hist[CH_PAUSE_BUCKETS]; /* pause_hist[i]: pauses in [2^i, 2^(i+1)) us */
     /* The hub as this node sees it. */
     uint64_t members_alive; /* members alive or suspect, this node included */

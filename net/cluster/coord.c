@@ -192,7 +192,7 @@ void coord_rebuild_ring(ch_coord *c, uint64_t seen_epoch)
  * coord_heal.c). */
 static bool is_mig_frame(uint8_t type)
 {
-    return type >= CH_F_MIG_BARRIER && type <= CH_F_MIG_PIN;
+    return type >= CH_F_MIG_BARRIER && type <= CH_F_MIG_LANES;
 }
 
 static bool heard_from(const ch_mem *from, uint8_t type)
@@ -415,6 +415,7 @@ int ch_coord_create(ch_node *n, const ch_coord_round *round, ch_coord **out)
     if (rc < 0) goto fail;
     make_hello(c, cc, ch_transport_port(c->t));
     ch_transport_set_hello(c->t, &c->hello, c);
+    if (c->round->setup) c->round->setup(c);
     ch_mem self = {.id = n->id, .cores = (uint16_t)n->cores, .state = CH_MEMBER_ALIVE};
     snprintf(self.addr, sizeof(self.addr), "%s", c->hello.addr);
     if ((rc = ch_mtab_init(&c->mt, &self)) < 0 || (rc = first_ring(c)) < 0) goto fail;
@@ -435,6 +436,7 @@ void ch_coord_free(ch_coord *c)
     if (!c) return;
     coord_ctl_stop(c);
     ch_transport_free(c->t);
+    free(c->lane_ports);
     for (size_t i = 0; i < c->mt.n; i++)
         coord_backlog_free(c->mt.v[i]);
     ch_mtab_free(&c->mt);

@@ -21,6 +21,9 @@ struct ch_rbuf;
  * coord_round.h): the coordinator calls it through this table, which the wiring file
  * passes to ch_coord_create. Every entry runs on the coordinator thread. */
 typedef struct ch_coord_round {
+    /* Before the threads start, once the node's hello is made: sets up what the cores
+     * need from the coordinator (their data lanes). */
+    void (*setup)(ch_coord *c);
     void (*ring)(ch_coord *c);                /* a new ring or pin set: a new round */
     void (*on_rec)(ch_coord *c, ch_rec *rec); /* a core's CH_OP_MIG record */
     /* A handover frame (BARRIER, END or a lane's) from a member. */

@@ -115,6 +115,7 @@ struct ch_coord {
         bool barrier_sent, sealed, end_sent, unheld;
         uint64_t start_ns; /* when this node took the ring */
     } mig;
+    uint16_t *lane_ports; /* each core's data lane port (NULL: no lanes; coord_round.c) */
 
     struct coord_keep {            /* casts kept while a round is open (coord_route.c) */
         ch_wbuf casts;             /* copies of casts sent to a new owner */
