@@ -25,6 +25,10 @@
  * a veth pair shaped to 1 Gbit/s by tc tbf, to show what compression buys on a slow link;
  * without root or a working `ip netns` it says so and exits 0.
  *
+ * --svg FILE draws where the time went (tools/svg.h): the parent samples the moved count
+ * at every poll of a run, and each table row's median repetition becomes a line of
+ * processes moved over time and a histogram of its source node's pauses.
+ *
  * Every wait has a deadline: an engine that never finishes a migration ends the run with
  * the counters it reached, not a hang. This is not a test: it stops at the first failure.
  */
@@ -33,6 +37,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -62,6 +67,7 @@ int bench_migration_main(int argc, char **argv);
 #endif
 #include "bench_common.h"
 #include "bench_pipe.h"
+#include "svg.h"
 
 #define TYPE_NAME     "mstate"
 #define STAMP_LEN     16 /* a state starts with {"A":0000000042, (starting node, index) */
@@ -103,6 +109,7 @@ typedef struct params {
     bool baselines_only; /* no nodes: the pipelines over N/2 states (to check a link) */
     bool no_lanes;       /* handover frames through the coordinators, not on data lanes */
     const char *rate;    /* --veth: tc rate */
+    const char *svg;     /* --svg: the charts' file; NULL: none */
 } params;
 
 static void usage(FILE *f)
@@ -110,7 +117,7 @@ static void usage(FILE *f)
     fputs("usage: " BENCH_NAME " [--quick] [--reps R] [--n LIST] [--sizes LIST]\n"
           "         [--codecs LIST] [--scenarios join,leave] [--cores C] [--no-pin]\n"
           "         [--max-bytes B] [--timeout S] [--batch B] [--inflight B]\n"
-          "         [--veth [--rate RATE]] [--baselines-only] [--no-lanes]\n"
+          "         [--veth [--rate RATE]] [--baselines-only] [--no-lanes] [--svg FILE]\n"
           "  --n LIST        processes per run (default 10000,100000,1000000; k and m suffixes)\n"
           "  --sizes LIST    state bytes (default 100,4096,65536; K, M suffixes are binary;\n"
           "                  at least 16)\n"
@@ -132,7 +139,9 @@ static void usage(FILE *f)
           "  --rate RATE     --veth: the link's rate in tc syntax (default 1gbit)\n"
           "  --baselines-only  no nodes: only the two pipelines over N/2 states each\n"
           "  --no-lanes      handover frames through the coordinators, not on the cores' data\n"
-          "                  lanes (the path before lanes, to compare)\n",
+          "                  lanes (the path before lanes, to compare)\n"
+          "  --svg FILE      also draw processes moved over time and the pause distribution\n"
+          "                  of every table row (its median repetition) into FILE, plain SVG\n",
           f);
 }
 
@@ -267,6 +276,8 @@ static void parse_args(int argc, char **argv, params *p)
             p->inflight_bytes = parse_one(a, v, 1024, 64 << 10, 1ull << 32);
         } else if (!strcmp(a, "--rate")) {
             p->rate = v;
+        } else if (!strcmp(a, "--svg")) {
+            p->svg = v;
         } else {
             usage(stderr);
             exit(2);
@@ -388,11 +399,14 @@ typedef struct netns_env {
 typedef struct bench {
     const params *pr;
     netns_env ns;
-    uint8_t cookie[COOKIE_LEN]; /* random per program run, shared by both nodes */
-    const dataset *d;           /* the current combination's states; d->n processes */
-    const char *codec;          /* the current run's migration codec */
-    size_t batch, inflight;     /* the nodes' batch_bytes (the baselines' too), inflight_bytes */
-    uint32_t timeout_ms;        /* the current run's migration deadline */
+    uint8_t cookie[COOKIE_LEN];   /* random per program run, shared by both nodes */
+    const dataset *d;             /* the current combination's states; d->n processes */
+    const char *codec;            /* the current run's migration codec */
+    size_t batch, inflight;       /* the nodes' batch_bytes (the baselines' too), inflight_bytes */
+    uint32_t timeout_ms;          /* the current run's migration deadline */
+    FILE *svg;                    /* --svg, open from the start: a bad path fails at once */
+    svg_run *drawn[SVG_MAX_RUNS]; /* --svg: the rows' median runs, in the order they ran */
+    size_t nrows;                 /* rows run: those past SVG_MAX_RUNS are not drawn */
 } bench;
 
 static const char *node_addr(const bench *b, int role)
@@ -810,7 +824,14 @@ typedef struct mig_result {
     ch_node_stats after;  /* ... and after it */
     double leave_secs;    /* leave: until ch_node_leave returned */
     uint64_t verified;    /* states found intact on B */
+    svg_run *trace;       /* --svg: processes moved at each poll; NULL: not drawn */
 } mig_result;
+
+/* --svg: `moved` processes had moved at the worker's time t (t0: the run's start). */
+static void trace_point(mig_result *m, uint64_t t0, uint64_t t, uint64_t moved)
+{
+    if (m->trace) svg_run_add(m->trace, t > t0 ? (double)(t - t0) / 1e9 : 0, (double)moved);
+}
 
 static const char *size_name(size_t size, char *buf, size_t cap)
 {
@@ -921,10 +942,12 @@ static void run_join(const bench *b, mig_result *res)
     ask(bw, OP_OPEN, port, 0, &open_b, b->timeout_ms);
     uint64_t t0 = open_b.t_ns, deadline = t0 + (uint64_t)b->timeout_ms * 1000000u, want = 0;
     bool want_known = false;
+    trace_point(res, t0, t0, 0);
     for (;;) {
         ask(a, OP_STATS, 0, 0, &ra, SETUP_MS);
         ask(bw, OP_STATS, 0, 0, &rb, SETUP_MS);
         uint64_t out = ra.st.migrated_out - res->before.migrated_out;
+        trace_point(res, t0, ra.t_ns > rb.t_ns ? ra.t_ns : rb.t_ns, out);
         if (!ra.st.migrating && !rb.st.migrating && out) {
             if (!want_known) { /* once, when it looks done: it costs a pass over every id */
                 worker_send(bw, OP_OWNED, 0, 0);
@@ -999,8 +1022,10 @@ static void run_leave(const bench *b, mig_result *res)
     uint64_t k = ra.st.processes, b_in0 = rb.st.migrated_in;
     ask(a, OP_LEAVE, 0, 0, &start, SETUP_MS);
     uint64_t t0 = start.t_ns, deadline = t0 + (uint64_t)b->timeout_ms * 1000000u;
+    trace_point(res, t0, t0, 0);
     for (;;) {
         ask(bw, OP_STATS, 0, 0, &rb, SETUP_MS);
+        trace_point(res, t0, rb.t_ns, rb.st.migrated_in - b_in0);
         if (rb.st.processes == n && rb.st.migrated_in - b_in0 == k && !rb.st.migrating) break;
         leave_returned(a, &done, &have_done);
         if (now_ns() > deadline) migration_timeout(b, SC_LEAVE, have_done ? &done : NULL, &rb);
@@ -1409,6 +1434,96 @@ static void baselines_alone(const bench *b, unsigned rep)
             bz / 1e3, bz * mb);
 }
 
+/* ---- --svg: where the time went ------------------------------------------------------ */
+
+/* One run per repetition, codec and scenario of a combination; NULL without --svg. */
+static svg_run *traces_alloc(const bench *b)
+{
+    const params *pr = b->pr;
+    if (!b->svg || pr->baselines_only) return NULL;
+    svg_run *t = calloc((size_t)pr->reps * pr->n_codecs * SC_COUNT, sizeof(*t));
+    if (!t) die("--svg: out of memory");
+    return t;
+}
+
+static size_t trace_index(const params *pr, unsigned rep, unsigned ci, int sc)
+{
+    return ((size_t)rep * pr->n_codecs + ci) * SC_COUNT + (size_t)sc;
+}
+
+/* The run of a repetition, codec and scenario, emptied and named; NULL without --svg. */
+static svg_run *trace_at(const bench *b, svg_run *traces, unsigned rep, unsigned ci, int sc)
+{
+    if (!traces) return NULL;
+    svg_run *t = &traces[trace_index(b->pr, rep, ci, sc)];
+    char label[96];
+    run_label(b, sc, label, sizeof(label));
+    svg_run_init(t, "%s", label);
+    return t;
+}
+
+/* The source node's pauses. Its node was fresh, so its quantiles are this run's alone. */
+static void trace_pauses(svg_run *t, const mig_result *m)
+{
+    if (!t) return;
+    for (unsigned i = 0; i < CH_PAUSE_BUCKETS; i++)
+        t->pause[i] = m->after.pause_hist[i] - m->before.pause_hist[i];
+    t->p50_us = m->after.pause_p50_us;
+    t->p99_us = m->after.pause_p99_us;
+    t->max_us = m->after.pause_max_us;
+}
+
+/* The repetition whose rate is the median (of an even count, nearest the middle). */
+static unsigned median_rep(const series *rate)
+{
+    double med = series_median(rate), best = INFINITY;
+    unsigned k = 0;
+    for (unsigned i = 0; i < rate->n; i++)
+        if (fabs(rate->v[i] - med) < best) best = fabs(rate->v[i] - med), k = i;
+    return k;
+}
+
+/* Each row of the combination keeps its median repetition's run for the file. */
+static void traces_keep(bench *b, row *rows, const svg_run *traces, unsigned si, unsigned ni)
+{
+    const params *pr = b->pr;
+    for (unsigned ci = 0; traces && ci < pr->n_codecs; ci++)
+        for (int sc = 0; sc < SC_COUNT; sc++) {
+            if (!(pr->scenarios & (1u << sc)) || b->nrows++ >= SVG_MAX_RUNS) continue;
+            unsigned k = median_rep(&row_at(rows, pr, (unsigned)sc, si, ni, ci)->rate);
+            svg_run *t = malloc(sizeof(*t));
+            if (!t) die("--svg: out of memory");
+            *t = traces[trace_index(pr, k, ci, sc)];
+            size_t len = strlen(t->label);
+            if (pr->reps > 1)
+                snprintf(t->label + len, sizeof(t->label) - len, ", rep %u of %u (median)", k + 1,
+                         pr->reps);
+            b->drawn[b->nrows - 1] = t;
+        }
+}
+
+static void write_svg(bench *b)
+{
+    const params *pr = b->pr;
+    char sub[256];
+    snprintf(sub, sizeof(sub),
+             "%s, %u core(s) per node; from B's start (join) or A's ch_node_leave (leave)%s",
+             b->ns.on ? "veth" : "loopback TCP", pr->cores,
+             pr->reps > 1 ? "; each row's median repetition" : "");
+    size_t n = b->nrows < SVG_MAX_RUNS ? b->nrows : SVG_MAX_RUNS;
+    svg_doc doc = {.title = BENCH_NAME ": processes moved and pauses per run",
+                   .subtitle = sub,
+                   .runs = (const svg_run *const *)b->drawn,
+                   .nruns = b->nrows};
+    int rc = svg_write(b->svg, &doc);
+    if (fclose(b->svg) != 0 && !rc) rc = -errno;
+    b->svg = NULL;
+    for (size_t k = 0; k < n; k++)
+        free(b->drawn[k]);
+    if (rc) die("--svg %s: %s", pr->svg, strerror(-rc));
+    printf("charts: %s (processes moved over time, pause distribution)\n", pr->svg);
+}
+
 /* Every repetition of every codec and scenario over N processes of `size` bytes. */
 static void run_combo(bench *b, row *rows, unsigned si, unsigned ni)
 {
@@ -1417,14 +1532,15 @@ static void run_combo(bench *b, row *rows, unsigned si, unsigned ni)
     dataset_init(&d, pr->sizes[si], pr->ns[ni]);
     b->d = &d;
     b->timeout_ms = timeout_for(pr, d.n, d.size);
+    svg_run *traces = traces_alloc(b);
     for (unsigned rep = 0; pr->baselines_only && rep < pr->reps; rep++)
         baselines_alone(b, rep);
     for (unsigned rep = 0; !pr->baselines_only && rep < pr->reps; rep++)
         for (unsigned ci = 0; ci < pr->n_codecs; ci++)
             for (unsigned sc = 0; sc < SC_COUNT; sc++) {
                 if (!(pr->scenarios & (1u << sc))) continue;
-                mig_result m = {0};
                 b->codec = pr->codecs[ci];
+                mig_result m = {.trace = trace_at(b, traces, rep, ci, (int)sc)};
                 if (sc == SC_JOIN)
                     run_join(b, &m);
                 else
@@ -1432,7 +1548,10 @@ static void run_combo(bench *b, row *rows, unsigned si, unsigned ni)
                 double br = baseline(b, m.moved, false), bz = baseline(b, m.moved, true);
                 record(row_at(rows, pr, sc, si, ni, ci), &m, d.size, br, bz);
                 progress(b, (int)sc, rep, &m, br, bz);
+                trace_pauses(m.trace, &m);
             }
+    traces_keep(b, rows, traces, si, ni);
+    free(traces);
     b->d = NULL;
     dataset_free(&d);
 }
@@ -1464,6 +1583,7 @@ int BENCH_MAIN(int argc, char **argv)
     }
     static bench b; /* workers read it after fork: it lives as long as the program */
     b.pr = &pr;
+    if (pr.svg && !(b.svg = fopen(pr.svg, "we"))) die("--svg %s: %s", pr.svg, strerror(errno));
     b.ns.fd[0] = b.ns.fd[1] = b.ns.self_fd = -1;
     ch_node_config def; /* the node's defaults, for what the command line leaves alone */
     ch_node_config_init(&def);
@@ -1481,6 +1601,7 @@ int BENCH_MAIN(int argc, char **argv)
         for (unsigned ni = 0; ni < pr.n_ns; ni++)
             if ((uint64_t)pr.ns[ni] * pr.sizes[si] <= pr.max_bytes) run_combo(&b, rows, si, ni);
     if (!pr.baselines_only) print_table(&b, rows);
+    if (b.svg) write_svg(&b);
     char load[64];
     load_avg(load, sizeof(load));
     printf("load average at the end: %s (a shared machine: compare ratios, not absolutes)\n", load);

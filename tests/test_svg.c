@@ -3,6 +3,10 @@
  * pause buckets, the file is well-formed SVG with one line per run, one point per point
  * recorded and one bar per bucket that holds pauses; labels cannot break it; empty input
  * still makes a valid file; a long run is thinned to the bound and keeps its end.
+ *
+ * The suite bench_output reads the file that `corehub bench migration --svg` wrote in the
+ * CTest case before it (corehub_bench_migration_svg sets CH_BENCH_SVG); run alone, it
+ * skips.
  */
 #include "svg.h"
 #include "svg_check.h"
@@ -205,4 +209,22 @@ Test(svg, the_reader_refuses_what_is_not_well_formed)
         cr_expect_not(svgc_well_formed(bad[i], strlen(bad[i]), why, sizeof(why)), "%s", bad[i]);
     const char *good = "<svg a=\"1\" b='&amp;'><g/><text>&#38;&#x26;&lt;\xc3\xa9</text></svg>\n";
     cr_expect(svgc_well_formed(good, strlen(good), why, sizeof(why)), "%s", why);
+}
+
+Test(bench_output, the_benchmark_draws_its_join_and_leave)
+{
+    const char *path = getenv("CH_BENCH_SVG");
+    if (!path) cr_skip_test("CH_BENCH_SVG is not set: corehub_bench_migration_svg sets it");
+    size_t len;
+    char *text = svgc_read_file(path, &len), why[256];
+    cr_assert_not_null(text, "%s: cannot read it", path);
+    cr_expect(svgc_well_formed(text, len, why, sizeof(why)), "%s: %s", path, why);
+    cr_expect_eq(svgc_count(text, MOVED), 2, "a line for the join, one for the leave");
+    for (size_t k = 0; k < 2; k++)
+        cr_expect_geq(svgc_points(text, MOVED, k), 2, "run %zu: its start and its end", k);
+    cr_expect_geq(svgc_count(text, "class=\"bar\""), 2, "each run paused its processes");
+    cr_expect_eq(svgc_count(text, "<line class=\"mark\""), 6, "p50, p99, max of each");
+    cr_expect_neq(strstr(text, ">join N=2000 S=100 B codec none"), NULL);
+    cr_expect_neq(strstr(text, ">leave N=2000 S=100 B codec none"), NULL);
+    free(text);
 }
