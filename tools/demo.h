@@ -1,6 +1,7 @@
 /*
- * tools/demo.h - what the parts of `corehub demo` share: demo.c runs the phases (the hub,
- * the load, the join, the leave), demo_check.c judges the outcome and writes the report.
+ * tools/demo.h - what the parts of `corehub demo` share: demo_opts.c reads the command
+ * line, demo.c runs the phases (the hub, the load, the join, the leave), demo_check.c
+ * judges the outcome and writes the report.
  * The state of a run lives in one `demo`; only the main thread touches it.
  */
 #ifndef COREHUB_TOOLS_DEMO_H
@@ -12,6 +13,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#define MAX_NODES       16 /* to start with */
+#define MAX_SENDERS     32
 #define SEQ_PREFIX      "q"
 #define BLOB_PREFIX     "b"
 #define POLL_MS         200   /* between looks at a changing hub */
@@ -75,6 +78,12 @@ typedef struct demo {
     uint64_t instances, crash_restarts, migration_failures;
     char failure[256]; /* the first reason for a FAILED verdict */
 } demo;
+
+/* demo_opts.c */
+
+/* Reads the command line into *o: CLI_OK, CLI_USAGE (having said why on stderr), or -1
+ * when it printed --help. */
+int demo_parse_opts(int argc, char **argv, demo_opts *o);
 
 /* demo.c */
 
