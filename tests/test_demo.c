@@ -9,6 +9,7 @@
  * /proc tells which of its nodes still run.
  */
 #define _GNU_SOURCE
+#include "svg_check.h"
 #include "wait.h"
 
 #include <criterion/criterion.h>
@@ -141,10 +142,31 @@ static void expect_line(const char *report, const char *text)
     cr_expect(strstr(report, text) != NULL, "the report says '%s':\n%s", text, report);
 }
 
+/* --svg: a line each for the join and the leave, and the join's pauses at least (the
+ * leaving node may exit before the demo reads its pauses). */
+static void expect_charts(const char *path)
+{
+    size_t len;
+    char *text = svgc_read_file(path, &len), why[256];
+    cr_assert_not_null(text, "the demo wrote %s", path);
+    cr_expect(svgc_well_formed(text, len, why, sizeof(why)), "%s: %s", path, why);
+    cr_expect_eq(svgc_count(text, "<polyline class=\"moved\""), 2);
+    cr_expect_geq(svgc_points(text, "<polyline class=\"moved\"", 0), 2, "the join's line");
+    cr_expect_geq(svgc_points(text, "<polyline class=\"moved\"", 1), 2, "the leave's line");
+    cr_expect_geq(svgc_count(text, "class=\"bar\""), 1);
+    cr_expect_geq(svgc_count(text, "<line class=\"mark\""), 3);
+    cr_expect_neq(strstr(text, ">join: node 3 joins nodes 0-2</text>"), NULL);
+    cr_expect_neq(strstr(text, ">leave: node 2 leaves</text>"), NULL);
+    free(text);
+}
+
 Test(demo, moves_processes_under_load_and_reports_that_nothing_was_lost)
 {
-    static const char *const args[] = {"--procs", "3000",   "--blobs", "300", "--state-bytes",
-                                       "1024",    "--hold", "1",       NULL};
+    char svg[160];
+    snprintf(svg, sizeof(svg), "%s/demo.svg", tmp);
+    const char *const args[] = {"--procs",       "3000", "--blobs", "300",
+                                "--state-bytes", "1024", "--hold",  "1",
+                                "--svg",         svg,    NULL};
     demo_run r = demo_start(args);
     char *report = NULL;
     int code = demo_finish(&r, &report);
@@ -156,6 +178,9 @@ Test(demo, moves_processes_under_load_and_reports_that_nothing_was_lost)
     expect_line(report, "300 blobs of 1024 bytes: all intact");
     expect_line(report, "0 misplaced, 0 missing; 3300 processes running on 3 nodes");
     expect_line(report, "  result    OK");
+    expect_line(report, "  charts    ");
+    expect_charts(svg);
+    cr_expect_eq(unlink(svg), 0);
     cr_expect_eq(nodes_left(), 0, "every node stopped");
     cr_expect(dir_empty(tmp), "the demo removed its directory");
     free(report);

@@ -136,6 +136,25 @@ Test(svg, a_long_run_is_thinned_evenly_to_the_bound_and_keeps_its_end)
     free(text);
 }
 
+Test(svg, a_trimmed_run_ends_where_its_count_was_first_reached)
+{
+    static svg_run r;
+    svg_run_init(&r, "moves, then polls that see nothing more");
+    for (int i = 0; i <= 2000; i++) /* 500 moved by t = 0.5 s, then flat until 2 s */
+        svg_run_add(&r, i * 1e-3, i < 500 ? i : 500);
+    svg_run_trim(&r);
+    cr_expect_eq(r.last.moved, 500);
+    cr_expect_leq(r.last.t, 0.5 + r.stride * 1e-3, "ends at %.3f s", r.last.t);
+    cr_expect_geq(r.last.t, 0.5);
+    const svg_run *runs[] = {&r};
+    char *text = render("trimmed", runs, 1, NULL);
+    expect_well_formed(text);
+    cr_expect_eq(svgc_points(text, MOVED, 0), (long)r.npts, "the last point drawn once");
+    free(text);
+    svg_run_add(&r, 3, 600); /* a run goes on after a trim */
+    cr_expect_eq(r.last.moved, 600);
+}
+
 Test(svg, more_runs_than_the_bound_are_counted_not_drawn_and_the_file_stays_small)
 {
     enum { RUNS = SVG_MAX_RUNS + 6 };

@@ -145,6 +145,33 @@ static int poll_stats(demo *d, node_stats *s, uint64_t dl)
     return 0;
 }
 
+/* Processes that arrived on the running nodes since the move began (d->base). */
+static uint64_t moved_in(const demo *d, const node_stats *now)
+{
+    uint64_t moved = 0;
+    for (int i = 0; i < d->cl.nnodes; i++)
+        if (dc_running(&d->cl, i)) moved += now[i].migrated_in - d->base[i].migrated_in;
+    return moved;
+}
+
+/* Sleeps ms as dc_sleep does. While a move is traced (--svg), it looks at the nodes every
+ * SAMPLE_MS meanwhile: a join lasts a few of the waits' polls, too few points for a line. */
+static int nap(demo *d, unsigned ms, uint64_t dl)
+{
+    uint64_t end = cli_now_ns() + ms * 1000000ull;
+    while (d->trace) {
+        node_stats s[DC_MAX_NODES];
+        uint64_t now = cli_now_ns();
+        if (now >= end) return 0;
+        unsigned left = (unsigned)((end - now) / 1000000u);
+        int rc = dc_sleep(&d->cl, left < SAMPLE_MS ? left : SAMPLE_MS, dl);
+        if (rc == 0) rc = poll_stats(d, s, dl);
+        if (rc < 0) return rc;
+        demo_svg_point(d, d->trace, moved_in(d, s));
+    }
+    return dc_sleep(&d->cl, ms, dl);
+}
+
 /* How many `members` lines say alive. */
 static int count_alive(const char *text)
 {
@@ -181,7 +208,7 @@ static int wait_members(demo *d, uint64_t dl)
                 dc_call_free(&calls[i], 1);
             }
         if (agree == want) return 0;
-        if ((rc = dc_sleep(&d->cl, POLL_MS / 2, dl)) < 0) return rc;
+        if ((rc = nap(d, POLL_MS / 2, dl)) < 0) return rc;
     }
 }
 
@@ -354,14 +381,15 @@ static int wait_settled(demo *d, int joiner, node_stats *now, uint64_t *quiet_at
     bool prev_quiet = false;
     int n = d->cl.nnodes;
     for (;;) {
-        uint64_t t = cli_now_ns(), sum = 0, migrating = 0, moved = 0;
+        uint64_t t = cli_now_ns(), sum = 0, migrating = 0;
         int rc = poll_stats(d, now, dl);
         if (rc < 0) return rc;
         for (int i = 0; i < n; i++) {
             sum += now[i].processes;
             migrating += now[i].migrating;
-            if (dc_running(&d->cl, i)) moved += now[i].migrated_in - d->base[i].migrated_in;
         }
+        uint64_t moved = moved_in(d, now);
+        if (d->trace) demo_svg_point(d, d->trace, moved);
         if (joiner >= 0) {
             d->pg_done = moved;
             d->pg.total = moved + migrating;
@@ -372,7 +400,7 @@ static int wait_settled(demo *d, int joiner, node_stats *now, uint64_t *quiet_at
         if (quiet && !(prev_quiet && same_moves(prev, now, n))) *quiet_at = t;
         prev_quiet = quiet;
         memcpy(prev, now, sizeof(prev));
-        if ((rc = dc_sleep(&d->cl, POLL_MS, dl)) < 0) return rc;
+        if ((rc = nap(d, POLL_MS, dl)) < 0) return rc;
     }
 }
 
@@ -389,12 +417,16 @@ static int join_node(demo *d)
     int rc = poll_stats(d, d->base, dl);
     if (rc < 0) return rc;
     demo_phase_begin(d, "join", "procs", d->total / (d->opt.nodes + 1));
+    if ((rc = demo_svg_begin(d, &d->svg_join, -1, dl)) < 0) return rc;
     uint64_t t0 = cli_now_ns();
     if ((rc = dc_spawn(&d->cl, d->cl.nodes[0].addr, dl)) < 0) return rc;
     d->joiner = rc;
     d->base[d->joiner] = (node_stats){0};
+    d->trace = d->svg ? &d->svg_join : NULL;
     if ((rc = wait_members(d, dl)) < 0) return rc;
     if ((rc = wait_settled(d, d->joiner, now, &quiet_at, dl)) < 0) return rc;
+    d->trace = NULL;
+    if ((rc = demo_svg_end(d, &d->svg_join, true, dl)) < 0) return rc;
     for (int i = 0; i < d->cl.nnodes; i++) {
         d->join.moved += now[i].migrated_in - d->base[i].migrated_in;
         d->join.bytes_raw += now[i].bytes_raw - d->base[i].bytes_raw;
@@ -433,12 +465,18 @@ static int follow_leave(demo *d, node_stats *last, uint64_t dl)
     bool final = false;
     for (;;) {
         if (!final) {
-            dc_call call = {.node = L, .argv = {"stats"}, .timeout_ms = SAMPLE_CALL_MS};
-            int rc = dc_call_run(&d->cl, &call, 1, dl);
+            dc_call calls[2] = {
+                {.node = L, .argv = {"stats"}, .timeout_ms = SAMPLE_CALL_MS},
+                {.node = L, .argv = {"metrics"}, .timeout_ms = SAMPLE_CALL_MS},
+            };
+            int n = d->svg ? 2 : 1; /* --svg: its pauses too, for any look may be the last */
+            int rc = dc_call_run(&d->cl, calls, n, dl);
             if (rc < 0) return rc;
-            if (call.rc == 0 && call.status == 0) demo_parse_stats(call.text, last);
-            dc_call_free(&call, 1);
+            if (calls[0].rc == 0 && calls[0].status == 0) demo_parse_stats(calls[0].text, last);
+            if (n == 2) demo_svg_pauses(d, &calls[1]);
+            dc_call_free(calls, n);
             d->pg_done = last->migrated_out - d->base[L].migrated_out;
+            demo_svg_point(d, &d->svg_leave, d->pg_done);
             final = d->pg_done >= d->base[L].processes && last->migrating == 0;
         }
         int rc = dc_wait_exit(&d->cl, L, SAMPLE_MS, dl, &d->leave_code);
@@ -455,6 +493,7 @@ static int leave_node(demo *d)
     last = d->base[L];
     demo_phase_begin(d, "leave", "procs", d->base[L].processes);
     dc_expect_exit(&d->cl, L);
+    if ((rc = demo_svg_begin(d, &d->svg_leave, L, dl)) < 0) return rc;
     uint64_t t0 = cli_now_ns();
     if ((rc = dc_ctl(&d->cl, L, dl, NULL, "leave", NULL)) < 0) return rc;
     if ((rc = follow_leave(d, &last, dl)) < 0) return rc;
@@ -465,6 +504,8 @@ static int leave_node(demo *d)
     d->leave.bytes_raw = last.bytes_raw - d->base[L].bytes_raw;
     d->leave.bytes_wire = last.bytes_wire - d->base[L].bytes_wire;
     d->leave.partial = sampled != d->leave.moved;
+    demo_svg_point(d, &d->svg_leave, d->leave.moved); /* by its exit, per its `left:` line */
+    demo_svg_end(d, &d->svg_leave, false, dl);        /* from its last look: it is gone */
     note_pause(d, &last);
     if (d->leave_code != 0)
         demo_fail(d, "the leaving node exited with status %d (0: everything moved)", d->leave_code);
@@ -554,22 +595,30 @@ int cmd_demo(int argc, char **argv)
     memset(&d, 0, sizeof(d));
     int rc = demo_parse_opts(argc, argv, &d.opt);
     if (rc != CLI_OK) return rc < 0 ? CLI_OK : rc;
+    if ((rc = demo_svg_open(&d)) < 0) {
+        fprintf(stderr, "corehub demo: --svg %s: %s\n", d.opt.svg, strerror(-rc));
+        return CLI_FAIL;
+    }
     rc = dc_open(&d.cl);
     if (rc < 0) {
         fprintf(stderr, "corehub demo: cannot set up: %s\n", ch_strerror(rc));
         dc_close(&d.cl, false, false);
+        demo_svg_write(&d);
         return CLI_FAIL;
     }
     prepare(&d);
     demo_print_plan(&d);
     rc = run(&d);
+    int svg_rc = demo_svg_write(&d); /* what it saw, also of a demo that failed */
     if (rc < 0)
         fprintf(stderr, "corehub demo: %s: %s\n", d.pg.phase ? d.pg.phase : "setup",
                 d.cl.error[0] ? d.cl.error : ch_strerror(rc));
     else
         demo_report(&d);
+    if (svg_rc < 0) fprintf(stderr, "corehub demo: --svg %s: %s\n", d.opt.svg, strerror(-svg_rc));
+    if (svg_rc == 0 && rc == 0 && d.opt.svg) printf("  charts    %s\n", d.opt.svg);
     bool failed = rc < 0 || d.failure[0];
     dc_close(&d.cl, d.opt.keep, failed && rc != DC_EINTR);
     if (rc == DC_EINTR) return EXIT_INTERRUPTED + d.cl.signo;
-    return failed ? CLI_FAIL : CLI_OK;
+    return failed || svg_rc < 0 ? CLI_FAIL : CLI_OK;
 }

@@ -9,9 +9,11 @@
 
 #include "demo_cluster.h"
 #include "progress.h"
+#include "svg.h"
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define MAX_NODES       16 /* to start with */
 #define MAX_SENDERS     32
@@ -32,6 +34,7 @@ typedef struct demo_opts {
     const char *codec;
     uint64_t timeout_s; /* of every wait */
     int keep;
+    const char *svg; /* --svg: the charts of the join and the leave; NULL: none */
 } demo_opts;
 
 /* What the demo reads from a node's `stats`. */
@@ -47,6 +50,12 @@ typedef struct move_result {
     uint64_t ns;  /* from the change until every process was in place */
     bool partial; /* the byte counts come from a sample that missed the end */
 } move_result;
+
+/* A node's pauses since it started, from its `metrics` text: log2 buckets, the longest. */
+typedef struct pauses_view {
+    uint64_t hist[CH_PAUSE_BUCKETS];
+    uint64_t max_us;
+} pauses_view;
 
 typedef struct check_result {
     bool ran, ok;
@@ -77,6 +86,14 @@ typedef struct demo {
     uint64_t misplaced, unplaced, place_errors; /* summed over the nodes that stay */
     uint64_t instances, crash_restarts, migration_failures;
     char failure[256]; /* the first reason for a FAILED verdict */
+    /* --svg (demo_svg.c) */
+    FILE *svg;                            /* open from the start: a bad path fails at once */
+    svg_run svg_join, svg_leave;          /* the two moves */
+    svg_run *trace;                       /* the move demo.c's waits sample; NULL: none */
+    uint64_t trace_t0;                    /* the current move's start */
+    bool pause_src[DC_MAX_NODES];         /* the current move's source nodes */
+    pauses_view pause_base[DC_MAX_NODES]; /* their pauses at its start ... */
+    pauses_view pause_now[DC_MAX_NODES];  /* ... and at the latest look */
 } demo;
 
 /* demo_opts.c */
@@ -97,6 +114,23 @@ void demo_phase_end(demo *d, uint64_t done);
 /* The counters the demo uses from a node's `stats` answer. */
 void demo_parse_stats(const char *text, node_stats *s);
 int demo_running_nodes(const demo *d);
+
+/* demo_svg.c: --svg. Without it, each does nothing and returns 0. */
+
+/* Opens the file and names the two runs; 0 or -errno. */
+int demo_svg_open(demo *d);
+/* A move from `source` (-1: every running node) begins: their pauses now are its base,
+ * and run's time starts at 0 with 0 moved. 0, or a failure of the wait. */
+int demo_svg_begin(demo *d, svg_run *run, int source, uint64_t dl);
+/* `moved` processes had moved by now. */
+void demo_svg_point(demo *d, svg_run *run, uint64_t moved);
+/* A source's `metrics` answer (call->node's), read into its latest pauses if it parses. */
+void demo_svg_pauses(demo *d, const dc_call *call);
+/* The move ended: its pauses are the sources' (read now, or their latest look) less
+ * their base. 0, or a failure of the wait. */
+int demo_svg_end(demo *d, svg_run *run, bool read_now, uint64_t dl);
+/* Writes both runs and closes the file; 0 or a negative code. */
+int demo_svg_write(demo *d);
 
 /* demo_check.c */
 

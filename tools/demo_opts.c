@@ -18,7 +18,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: corehub demo [--nodes N] [--procs N] [--blobs N] [--state-bytes S]\n"
                  "                    [--senders K] [--rate R] [--hold SEC] [--cores C]\n"
-                 "                    [--codec SPEC] [--timeout SEC] [--keep]\n"
+                 "                    [--codec SPEC] [--timeout SEC] [--keep] [--svg FILE]\n"
                  "\n"
                  "Starts a local hub of N 'corehub node' processes on 127.0.0.1, starts many\n"
                  "stateful processes, keeps K senders updating them, adds a node, removes another\n"
@@ -37,6 +37,8 @@ static void usage(FILE *out)
                  "  --codec SPEC     handover codec: auto, none, zstd[:LEVEL] (default auto)\n"
                  "  --timeout SEC    deadline of every wait (default 120)\n"
                  "  --keep           keep the temporary directory (cookie, node logs)\n"
+                 "  --svg FILE       draw the join's and the leave's processes moved over time\n"
+                 "                   and their pause distribution into FILE (plain SVG)\n"
                  "  -h, --help       this text\n"
                  "\n"
                  "Exits 0 when every check passed, 1 otherwise, 2 on a bad command line, 128+N\n"
@@ -95,6 +97,9 @@ static int parse_one(int c, demo_opts *o)
     case 'k':
         o->keep = 1;
         return CLI_OK;
+    case 'G':
+        o->svg = optarg;
+        return CLI_OK;
     case 'h':
         usage(stdout);
         return -1;
@@ -107,19 +112,13 @@ static int parse_one(int c, demo_opts *o)
 int demo_parse_opts(int argc, char **argv, demo_opts *o)
 {
     static const struct option longopts[] = {
-        {"nodes", required_argument, NULL, 'n'},
-        {"procs", required_argument, NULL, 'p'},
-        {"blobs", required_argument, NULL, 'b'},
-        {"state-bytes", required_argument, NULL, 'S'},
-        {"senders", required_argument, NULL, 's'},
-        {"rate", required_argument, NULL, 'r'},
-        {"hold", required_argument, NULL, 'H'},
-        {"cores", required_argument, NULL, 'c'},
-        {"codec", required_argument, NULL, 'C'},
-        {"timeout", required_argument, NULL, 't'},
-        {"keep", no_argument, NULL, 'k'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"nodes", required_argument, NULL, 'n'},   {"procs", required_argument, NULL, 'p'},
+        {"blobs", required_argument, NULL, 'b'},   {"state-bytes", required_argument, NULL, 'S'},
+        {"senders", required_argument, NULL, 's'}, {"rate", required_argument, NULL, 'r'},
+        {"hold", required_argument, NULL, 'H'},    {"cores", required_argument, NULL, 'c'},
+        {"codec", required_argument, NULL, 'C'},   {"timeout", required_argument, NULL, 't'},
+        {"keep", no_argument, NULL, 'k'},          {"svg", required_argument, NULL, 'G'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     *o = (demo_opts){.nodes = 3,
                      .procs = 100000,

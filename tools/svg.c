@@ -70,6 +70,18 @@ static bool last_kept(const svg_run *r)
     return (r->added - 1) % r->stride == 0;
 }
 
+void svg_run_trim(svg_run *r)
+{
+    if (!r->added) return;
+    size_t j = 0;
+    while (j < r->npts && r->pts[j].moved < r->last.moved)
+        j++;
+    if (j == r->npts) return; /* only the last point reached it */
+    r->npts = j + 1;
+    r->last = r->pts[j];
+    r->added = (uint64_t)j * r->stride + 1; /* the last point is a kept one */
+}
+
 static uint64_t pause_total(const svg_run *r)
 {
     uint64_t n = 0;

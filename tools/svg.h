@@ -56,6 +56,10 @@ void svg_run_init(svg_run *r, const char *fmt, ...) __attribute__((format(printf
 /* Records that `moved` processes had moved t seconds into the run. A point that is not
  * finite is ignored. */
 void svg_run_add(svg_run *r, double t, double moved);
+/* Drops the run's flat end: the points after the first kept one that reached the final
+ * count. For a caller that goes on polling after the last move (to see that nothing else
+ * moves), so that the line ends where the moves did. */
+void svg_run_trim(svg_run *r);
 /* The pause at quantile q (0..100) of log2 buckets, estimated: the bucket that holds the
  * q-th percentile, interpolated on a log scale by rank (within a factor of two of the
  * truth). 0 when empty. For callers whose node quantiles cover more than the run. */
