@@ -25,9 +25,10 @@
  *     on the core that will own it (no hop on the target). A full batch goes through the
  *     core's codec (auto, zstd, none) and out on the core's own data lane to the target
  *     core (net/lane.h; through the coordinators' connection while that lane is not up,
- *     migration/ho_lane.c), with at most inflight_bytes of unconfirmed raw bytes per core. The raw batch is kept until
- *     the target confirms it: if the target dies, every process it held unconfirmed is
- *     unfrozen here and every forwarded message replayed, then planned again.
+ *     migration/ho_lane.c), with at most inflight_bytes of unconfirmed raw bytes per
+ *     core. The raw batch is kept until the target confirms it: if the target dies, every
+ *     process it held unconfirmed is unfrozen here and every forwarded message replayed,
+ *     then planned again.
  *  4. Install. The target core checks the whole frame (checksum, record structure) before
  *     it applies anything (a bad frame is refused whole and sent again), starts each process
  *     (init with CH_INIT_MIGRATED, alter_handover), runs its forwarded messages, and holds
