@@ -344,12 +344,11 @@ void ch__ho_source_gone(ch_ho *h, uint64_t node)
         ho_lane *l = &h->lanes[i];
         if (l->node != node) continue;
         replay(h, node, ch_hbatch_data(&l->b), ch_hbatch_len(&l->b), &later);
-        ch_hbatch_free(&l->b);
+        ch_hbatch_reset(&l->b); /* cannot fail: the numbering must go on (ho_target.c) */
         /* The lane starts again, numbering on: an ack of a frame taken back (late, from a
-         * target that was not gone after all) then matches no frame sent later. */
+         * target that was not gone after all) then matches no frame sent later, and its
+         * first frame (CH_MIG_LANE_FIRST) is numbered above every one sent before. */
         l->fresh = true;
-        if (ch_hbatch_init(&l->b, h->cfg->batch_bytes, ho_batch_limit()) < 0)
-            h->lanes[i--] = h->lanes[--h->nlanes]; /* no memory: a new lane, from 1 */
     }
     thaw_confirmed(h, node, &later);
     release_later(h, &later);

@@ -364,7 +364,10 @@ bool ch__ho_on_data(ch_ho *h, uint64_t node, uint8_t *block, size_t len)
     /* The lane (re)started: the source took its frames back from this node, declared gone
      * there (which this node may never have noticed). Taken for repeats of frames applied
      * before, its first frames were confirmed unapplied and their processes lost. */
-    if (ch_le_get16(f + 2) & CH_MIG_LANE_FIRST) {
+    /* A lane's numbering goes on across restarts (ho_settle.c), so a first frame at or
+     * below what was applied is a copy of one applied before (sent again after its data
+     * lane closed), not a restart: taken for one, it would apply its frames twice. */
+    if ((ch_le_get16(f + 2) & CH_MIG_LANE_FIRST) && (int32_t)(seq - sn->seq) > 0) {
         sn->seq = seq - 1;
         early_prune(sn, false);
     }
