@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define FLUSH_BYTES (16u * 1024) /* publish early once this much is pending in a ring */
@@ -542,6 +543,14 @@ static void *reactor_main(void *arg)
     (void)pthread_setname_np(pthread_self(), tname);
     tls_self = r;
     pin(r);
+    if (r->uring_disabled) {
+        /* this thread is its issuer from now; by the system call, as Debian 12's liburing
+         * 2.3 does not export io_uring_enable_rings */
+        if (syscall(__NR_io_uring_register, r->uring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL,
+                    0) < 0)
+            CH_ERROR("core %u: io_uring not enabled: %s", r->core, strerror(errno));
+        r->uring_disabled = false;
+    }
     arm_wakeup(r);
     uint64_t spin_ns = (uint64_t)r->node->cfg.spin_us * 1000, idle_since = 0;
     /* Spinning pays only when each reactor has a CPU to itself: with more reactors than
@@ -582,6 +591,30 @@ static void *lines_alloc(size_t bytes)
     return p;
 }
 
+/* The reactor's ring, with the cheapest flags the kernel takes. Only the reactor's own
+ * thread submits (SINGLE_ISSUER), and task work (a socket's completion) runs when that
+ * thread asks for events rather than interrupting it (DEFER_TASKRUN), and the ring's flag
+ * says when some waits (TASKRUN_FLAG: a reactor that never sleeps still reaps it, as
+ * io_uring_peek_cqe enters the kernel then); the ring starts disabled so that the thread
+ * that enables it, the reactor's, becomes its one issuer. */
+static int uring_init(ch_reactor *r)
+{
+    static const unsigned ladder[] = {
+        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+            IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_R_DISABLED,
+        IORING_SETUP_SUBMIT_ALL, /* before 6.1 */
+        0,                       /* before 5.18 */
+    };
+    int rc = -EINVAL;
+    for (size_t i = 0; i < sizeof(ladder) / sizeof(*ladder) && rc == -EINVAL; i++) {
+        struct io_uring_params p = {.flags = ladder[i]};
+        if (getenv("CH_URING_PLAIN") && (ladder[i] & IORING_SETUP_DEFER_TASKRUN)) continue;
+        rc = io_uring_queue_init_params(256, &r->uring, &p);
+        r->uring_disabled = rc == 0 && (ladder[i] & IORING_SETUP_R_DISABLED);
+    }
+    return rc;
+}
+
 int ch_reactor_init(ch_reactor *r, ch_node *n, unsigned core)
 {
     memset(r, 0, sizeof(*r));
@@ -607,13 +640,7 @@ int ch_reactor_init(ch_reactor *r, ch_node *n, unsigned core)
     if (rc < 0) return rc;
     r->efd = eventfd(0, EFD_CLOEXEC);
     if (r->efd < 0) return -errno;
-    struct io_uring_params p = {0};
-    p.flags = IORING_SETUP_SUBMIT_ALL;
-    rc = io_uring_queue_init_params(256, &r->uring, &p);
-    if (rc == -EINVAL) { /* older kernel: no SUBMIT_ALL */
-        memset(&p, 0, sizeof(p));
-        rc = io_uring_queue_init_params(256, &r->uring, &p);
-    }
+    rc = uring_init(r);
     if (rc < 0) {
         CH_ERROR("io_uring_queue_init failed on core %u: %s", core, strerror(-rc));
         return rc;

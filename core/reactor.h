@@ -88,8 +88,9 @@ typedef struct ch_reactor {
     struct ch_ho *ho; /* the migration engine (clustered cores only) */
     bool shut;        /* processes terminated; refuse new ones */
     bool uring_ready;
-    bool running;      /* the thread was spawned and not yet joined */
-    _Atomic bool quit; /* leave the loop */
+    bool uring_disabled; /* created disabled: the reactor's thread enables it (reactor.c) */
+    bool running;        /* the thread was spawned and not yet joined */
+    _Atomic bool quit;   /* leave the loop */
     ch_counters stats;
 } ch_reactor;
 
