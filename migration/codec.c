@@ -180,7 +180,7 @@ static bool auto_prefers_zstd(const ch_codec *c)
 {
     if (c->st.compress_rate <= 0) return true; /* never measured: measure it */
     if (c->st.ratio < AUTO_MIN_RATIO) return false;
-    if (c->st.link_rate <= 0) return true; /* no news from the link: save its bytes */
+    if (c->st.link_rate <= 0) return false; /* it never held a backlog: it keeps up */
     double margin = c->use_zstd ? AUTO_HYST : 1.0 / AUTO_HYST;
     return c->st.compress_rate * margin > AUTO_LINK_FACTOR * c->st.link_rate;
 }

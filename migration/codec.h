@@ -85,10 +85,10 @@ int ch_codec_encode(ch_codec *c, const void *raw, size_t raw_len, ch_codec_out *
 
 /*
  * Tells auto how fast the link drains: `bytes` of wire data left the socket in `ns`
- * nanoseconds of the link being busy (e.g. from a send's submission to its completion
- * while the socket had data queued). Idle time must not count: wall time between batches
- * measures the sender, not the link, and would keep a compressing lane compressing.
- * auto compresses while the link is slower than the compressor (see codec.c).
+ * nanoseconds of the link being busy (while the socket had data queued). Idle time must
+ * not count: wall time between batches measures the sender, not the link, and would keep
+ * a compressing lane compressing. auto compresses while the link is slower than the
+ * compressor (see codec.c); a link that never reported a backlog keeps up, and gets raw.
  */
 void ch_codec_feedback(ch_codec *c, uint64_t bytes, uint64_t ns);
 void ch_codec_stats_get(const ch_codec *c, ch_codec_stats *s);

@@ -55,11 +55,11 @@ static int on_flush(ch_tcp *tcp)
     return c->rec_open ? end_record(c) : 0;
 }
 
-static void sample_link(ch_conn *c, uint64_t sent, uint64_t send_ns);
+static void sample_link(ch_conn *c);
 
 static void on_sent(ch_tcp *tcp, size_t bytes, uint64_t send_ns)
 {
-    sample_link(CONTAINER(tcp, ch_conn, tcp), bytes, send_ns);
+    sample_link(CONTAINER(tcp, ch_conn, tcp));
 }
 
 static void on_connected(ch_tcp *tcp, int res)
@@ -128,11 +128,13 @@ void ch_conn_retire(ch_conn *c)
 
 #define LINK_SAMPLE_NS 1000000u
 /* Samples the socket's send queue (bytes the kernel holds, not yet acknowledged by the
- * peer) after a send of `sent` bytes submitted at send_ns. While the queue stays non-empty
- * the link sets the pace, and what it drains meanwhile measures it (a 1 Gbit/s link shows
- * ~120 MB/s); a send that leaves no queue behind shows a link that keeps up, at the pace
- * of that send (loopback: GB/s). */
-static void sample_link(ch_conn *c, uint64_t sent, uint64_t send_ns)
+ * peer) after a send. While the queue stays non-empty the link sets the pace, and what it
+ * drains meanwhile measures it (a 1 Gbit/s link shows ~120 MB/s). A send that leaves no
+ * queue behind says only that the link keeps up: it is not timed, as the time from its
+ * submission to its completion is the reactor's (a busy reactor, a deferred completion),
+ * not the link's, and made loopback look slower than a compressor. So a link that never
+ * held a backlog reports nothing, which the codec takes for a link that keeps up. */
+static void sample_link(ch_conn *c)
 {
     /* One sample per LINK_SAMPLE_NS at most: not a syscall per send on a connection that
      * carries calls one at a time. Skipped samples lose nothing: drained bytes add up. */
@@ -144,9 +146,6 @@ static void sample_link(ch_conn *c, uint64_t sent, uint64_t send_ns)
     if (c->backlog && drained > c->drained) {
         c->link_bytes += drained - c->drained;
         c->link_ns += now - c->sample_ns;
-    } else if (!c->backlog && outq == 0 && now > send_ns) {
-        c->link_bytes += sent;
-        c->link_ns += now - send_ns;
     }
     c->drained = drained;
     c->sample_ns = now;

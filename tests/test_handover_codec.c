@@ -371,6 +371,17 @@ Test(handover_codec, auto_sends_raw_on_a_fast_link_and_compresses_on_a_slow_one)
     free(raw);
 }
 
+Test(handover_codec, auto_sends_raw_to_a_link_that_never_held_a_backlog)
+{
+    enum { LEN = 256 << 10 };
+    uint8_t *raw = json_like(LEN, 8);
+    ch_codec *c = codec_new("auto");
+    cr_assert_eq(encode_one(c, raw, LEN), CH_CODEC_ZSTD, "the first batch measures zstd");
+    cr_assert_eq(encode_one(c, raw, LEN), CH_CODEC_RAW, "no backlog reported: it keeps up");
+    ch_codec_free(c);
+    free(raw);
+}
+
 Test(handover_codec, auto_keeps_measuring_zstd_while_it_sends_raw)
 {
     enum { LEN = 64 << 10 };
