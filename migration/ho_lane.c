@@ -8,9 +8,10 @@
  * them. The target applies a lane's frames in sequence order whichever way each came,
  * holding the ones that come early (ho_target.c), and confirms a repeat again without
  * applying it. When a data lane closes, what it carried unconfirmed may be lost: every
- * such frame goes again, in order, the other way. A query may overtake its frame: the
- * target then counts that frame as taken back (ch__ho_on_query), as before lanes when a
- * connection was lost.
+ * such frame goes again, in order, the other way (and a lane that stops moving is closed:
+ * net/lane.c). Queries, which rescue frames left unconfirmed, always take the coordinator;
+ * one may overtake its frame, and the target then counts that frame as taken back
+ * (ch__ho_on_query), as before lanes when a connection was lost.
  *
  * A frame received on a lane is copied into an aligned block, as the coordinator does
  * (ch_ho_in_block), and handled here when it is for this core (always, unless the peer
@@ -97,7 +98,10 @@ static void lane_down(void *ud, uint64_t node, uint16_t core)
 
 void ch__ho_send_frame(ch_ho *h, ho_sent *s, uint8_t type, uint8_t *block, size_t len)
 {
-    if (h->wire && ch_lanes_send(h->wire, s->node, s->core, type, block, len, NULL, 0) == 0) {
+    /* A query rescues a frame that went unconfirmed, perhaps stuck on its lane: it takes
+     * the coordinators' connection, whose peer the membership watches. */
+    if (type != CH_F_MIG_QUERY && h->wire &&
+        ch_lanes_send(h->wire, s->node, s->core, type, block, len, NULL, 0) == 0) {
         free(block);
         if (type != CH_F_MIG_DATA) return;
         s->via_lane = true;

@@ -18,6 +18,7 @@
 #define LANE_RETRY_MIN_MS 50u   /* a lane that failed is dialled again after this, doubling */
 #define LANE_RETRY_MAX_MS 5000u
 #define LANE_PORTS_MAX    1024u /* cores of one peer */
+#define LANE_STILL_SWEEPS 2u    /* a lane that waits this many sweeps without progress closes */
 
 /* What a lane this core dialled is (the connection's user data, freed with it). */
 typedef struct lane_ref {
@@ -32,6 +33,8 @@ typedef struct lane_out {
     bool up;
     uint32_t fails;    /* dials in a row that never came up */
     uint64_t retry_ns; /* no dial before this */
+    uint64_t acked;    /* ch_conn_acked at the last sweep */
+    uint32_t still;    /* sweeps in a row that found bytes waiting and none acknowledged */
 } lane_out;
 
 typedef struct lane_peer {
@@ -164,10 +167,36 @@ int ch_lanes_port(const ch_lanes *l)
     return ch_transport_port(l->t);
 }
 
+/* A lane whose bytes wait while the peer acknowledges none of them, sweep after sweep, is
+ * closed: a partition or a stalled peer left its TCP connection backing off (seconds
+ * between retransmissions after a few of them), and what it carries is better sent again
+ * the other way (on_down) than left behind the back-off. A peer merely slow to read still
+ * acknowledges what its kernel takes. */
+static void check_still(ch_lanes *l)
+{
+    for (size_t i = 0; i < l->npeers; i++) {
+        lane_peer *p = &l->peers[i];
+        for (unsigned k = 0; k < p->n; k++) {
+            lane_out *o = &p->out[k];
+            if (!o->c || !o->up) continue;
+            bool waiting;
+            uint64_t acked = ch_conn_acked(o->c, &waiting);
+            o->still = waiting && acked == o->acked ? o->still + 1 : 0;
+            o->acked = acked;
+            if (o->still < LANE_STILL_SWEEPS) continue;
+            CH_WARN("data lane from core %u to %016llx core %u has not moved for %u ms: closed",
+                    l->core, (unsigned long long)p->node, k, LANE_STILL_SWEEPS * LANE_SWEEP_MS);
+            o->still = 0;
+            ch_conn_close(o->c, -ETIMEDOUT);
+        }
+    }
+}
+
 static void sweep(ch_reactor *r, uint64_t arg)
 {
     ch_lanes *l = (ch_lanes *)(uintptr_t)arg;
     ch_transport_sweep(l->t, ch_now_ns(), LANE_HANDSHAKE_MS * 1000000ull);
+    check_still(l);
     if (!r->shut) ch_sup_timer_fn(r, LANE_SWEEP_MS, sweep, arg);
 }
 

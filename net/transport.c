@@ -219,6 +219,14 @@ size_t ch_conn_queued(const ch_conn *c)
     return c->early.len + ch_tcp_queued(&c->tcp);
 }
 
+uint64_t ch_conn_acked(const ch_conn *c, bool *waiting)
+{
+    int outq = 0;
+    if (c->tcp.fd < 0 || ioctl(c->tcp.fd, SIOCOUTQ, &outq) < 0 || outq < 0) outq = 0;
+    *waiting = outq > 0 || ch_conn_queued(c) > 0;
+    return c->tcp.written - (uint64_t)outq;
+}
+
 /* Checks that `frames` holds whole, valid frames, each small enough for a record:
  * 0, -EMSGSIZE or -EINVAL. */
 static int check_raw(const ch_conn *c, const uint8_t *frames, size_t len)

@@ -67,6 +67,10 @@ int ch_conn_send2(ch_conn *c, uint8_t type, const void *a, size_t alen, const vo
 void ch_conn_link(const ch_conn *c, uint64_t *bytes, uint64_t *ns);
 /* Bytes queued on the connection and not yet written to the socket. */
 size_t ch_conn_queued(const ch_conn *c);
+/* Bytes the peer acknowledged so far (written to the socket minus what the kernel still
+ * holds), and in *waiting whether any byte waits (queued here, or not acknowledged): a
+ * connection that waits while the count stands still is not moving. */
+uint64_t ch_conn_acked(const ch_conn *c, bool *waiting);
 /* Queues bytes that already are whole plain frames (ch_frame_write's): each is queued
  * like a ch_conn_send frame. -EINVAL when they are not whole valid frames (nothing is queued),
  * or ch_conn_send's errors. Not a hot path: each payload is copied once more. */

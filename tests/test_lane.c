@@ -25,7 +25,7 @@ typedef struct end {
 } end;
 
 static struct {
-    ch_node *n;
+    ch_node *n, *n2; /* n2: b's node, when the test stalls it */
     end a, b;
     ch_transport *intruder; /* dials a lane port as a node would */
     _Atomic int step_rc, intruder_downs;
@@ -34,6 +34,7 @@ static struct {
 static void on_frame(void *ud, uint64_t node, uint8_t type, const uint8_t *p, size_t len)
 {
     end *e = ud;
+    if (type == CH_F_MIG_ACK) return; /* the stall test's flood */
     if (type != CH_F_MIG_DATA || len != 5 || memcmp(p, "hello", 5)) atomic_fetch_add(&e->bad, 1);
     atomic_store(&e->last_from, node);
     atomic_fetch_add(&e->frames, 1);
@@ -79,7 +80,7 @@ static void setup(ch_node *n, void *ud)
 {
     ch_reactor *r = ch_reactor_self();
     int rc = make_end(r, &fx.a, 1);
-    if (rc == 0) rc = make_end(r, &fx.b, 2);
+    if (rc == 0 && !fx.n2) rc = make_end(r, &fx.b, 2);
     /* before the ports are known: nothing to send on */
     if (rc == 0 && ch_lanes_send(fx.a.l, 2, 0, CH_F_MIG_DATA, "x", 1, NULL, 0) != -ENOENT)
         rc = -EPROTO;
@@ -92,7 +93,8 @@ static void setup(ch_node *n, void *ud)
 static void send_both(ch_node *n, void *ud)
 {
     int rc = ch_lanes_send(fx.a.l, 2, 0, CH_F_MIG_DATA, "hel", 3, "lo", 2);
-    if (rc == 0) rc = ch_lanes_send(fx.b.l, 1, 0, CH_F_MIG_DATA, "hello", 5, NULL, 0);
+    if (rc == 0 && !fx.n2) /* b on another node's reactor: only that one may touch it */
+        rc = ch_lanes_send(fx.b.l, 1, 0, CH_F_MIG_DATA, "hello", 5, NULL, 0);
     atomic_store(&fx.step_rc, rc);
 }
 
@@ -121,6 +123,27 @@ static void intrude(ch_node *n, void *ud)
     atomic_store(&fx.step_rc, rc);
 }
 
+static void setup_b(ch_node *n, void *ud)
+{
+    atomic_store(&fx.step_rc, make_end(ch_reactor_self(), &fx.b, 2));
+}
+
+/* Queues 32 MiB on a's lane to b: more than the two kernels' buffers hold. */
+static void flood(ch_node *n, void *ud)
+{
+    static uint8_t chunk[1 << 20];
+    int rc = 0;
+    for (int i = 0; i < 32 && rc == 0; i++)
+        rc = ch_lanes_send(fx.a.l, 2, 0, CH_F_MIG_ACK, chunk, sizeof(chunk), NULL, 0);
+    atomic_store(&fx.step_rc, rc);
+}
+
+/* A stall of b's reactor (a fault, not a synchronisation): it reads nothing meanwhile. */
+static void stall_b(ch_node *n, void *ud)
+{
+    th_sleep_ms(4500);
+}
+
 /* ---- the test thread ------------------------------------------------------------------- */
 
 static void run_step(void (*fn)(ch_node *, void *))
@@ -144,17 +167,35 @@ static void send_when_up(void)
     cr_assert_fail("the lanes never came up");
 }
 
-static void up(void)
+static void run_on(ch_node *n, void (*fn)(ch_node *, void *))
+{
+    atomic_store(&fx.step_rc, 1);
+    cr_assert_eq(ch_node_post(n, 0, fn, NULL), 0);
+    cr_assert(TH_WAIT(atomic_load(&fx.step_rc) != 1, TH_WAIT_MS));
+}
+
+static void up_on(bool two_nodes)
 {
     memset((void *)&fx, 0, sizeof(fx));
     fx.n = th_node_new(1);
+    if (two_nodes) {
+        fx.n2 = th_node_new(1);
+        run_on(fx.n2, setup_b);
+        cr_assert_eq(atomic_load(&fx.step_rc), 0);
+    }
     run_step(setup);
     cr_assert_eq(atomic_load(&fx.step_rc), 0, "setup: %s", strerror(-atomic_load(&fx.step_rc)));
+}
+
+static void up(void)
+{
+    up_on(false);
 }
 
 static void down(void)
 {
     th_node_free(fx.n); /* the io_uring is gone: the lanes may be freed */
+    if (fx.n2) th_node_free(fx.n2);
     ch_lanes_free(fx.a.l);
     ch_lanes_free(fx.b.l);
     ch_transport_free(fx.intruder);
@@ -202,5 +243,16 @@ Test(lane, a_lane_port_refuses_a_node_connection)
     cr_assert_eq(atomic_load(&fx.step_rc), 0);
     cr_assert(TH_WAIT(atomic_load(&fx.intruder_downs) == 1, TH_WAIT_MS), "refused");
     cr_assert_eq(atomic_load(&fx.b.frames), 0);
+    down();
+}
+
+Test(lane, a_lane_that_stops_moving_is_closed_and_reported)
+{
+    up_on(true);
+    send_when_up();
+    cr_assert_eq(ch_node_post(fx.n2, 0, stall_b, NULL), 0);
+    run_step(flood);
+    cr_assert_eq(atomic_load(&fx.step_rc), 0);
+    cr_assert(TH_WAIT(atomic_load(&fx.a.downs) == 1, TH_WAIT_MS), "closed while b stalls");
     down();
 }
