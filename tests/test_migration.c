@@ -704,8 +704,8 @@ MIGRATION_TEST(a_corrupted_handover_frame_is_refused_and_the_migration_still_com
 MIGRATION_TEST(data_lanes_cut_mid_move_lose_no_state_and_no_update)
 {
     static const char *const cut[] = {"CH_FAULT=lane-cut:2", NULL};
-    static const char *const SMALL[] = {"--strategy", "hotswap",       "--handover", "--codec",
-                                        "none",       "--batch-bytes", "65536",      NULL};
+    static const char *const SMALL[] = {"--strategy",    "hotswap", "--handover", "--codec", "none",
+                                        "--batch-bytes", "65536",   "--lanes",    NULL};
     hnode *n[3];
     n[0] = spawn(NULL, SMALL, NULL);
     n[1] = spawn(n[0], SMALL, NULL);

@@ -89,7 +89,7 @@ static void usage(FILE *out)
             "                    [--strategy coldswap|hotswap] [--handover] [--confirm-handover]\n"
             "                    [--retention MS] [--child-timeout MS] [--leave-wait MS]\n"
             "                    [--codec SPEC] [--batch-bytes N] [--inflight-bytes N]\n"
-            "                    [--no-lanes]\n"
+            "                    [--lanes|--no-lanes]\n"
             "                    [--metrics HOST:PORT] [--kv-port PORT] [--kv-reply-limit BYTES]\n"
             "\n"
             "Runs a node of a hub, hosting the built-in process types (counter, blob, seq, kv),\n"
@@ -122,8 +122,9 @@ static void usage(FILE *out)
             "  --codec SPEC        handover codec: auto, none, zstd[:LEVEL], auto:LEVEL (auto)\n"
             "  --batch-bytes N     handover frame size, 65536..1048576 (262144)\n"
             "  --inflight-bytes N  handover bytes unconfirmed per core (1048576)\n"
-            "  --no-lanes          handover frames through the coordinators, not on each\n"
-            "                      core's data lanes (a port per core on the --listen host)\n"
+            "  --lanes             handover frames on each core's data lanes to the peer\n"
+            "                      cores (a port per core on the --listen host); --no-lanes\n"
+            "                      (the default for now): through the coordinators\n"
             "  --metrics HOST:PORT serve Prometheus metrics over HTTP at /metrics (port 0:\n"
             "                      any; `ctl stats` tells metrics_port)\n"
             "  --kv-port PORT      serve the Redis protocol on the --listen host, each key a\n"
@@ -208,6 +209,7 @@ enum {
     OPT_BATCH_BYTES,
     OPT_INFLIGHT_BYTES,
     OPT_NO_LANES,
+    OPT_LANES,
 };
 
 #define MS_MAX 3600000 /* an hour: the bound of every millisecond flag */
@@ -228,6 +230,9 @@ static int parse_migration(int c, node_opts *o)
         return CLI_OK;
     case OPT_NO_LANES:
         m->lanes = 0;
+        return CLI_OK;
+    case OPT_LANES:
+        m->lanes = 1;
         return CLI_OK;
     case OPT_CODEC:
         return parse_codec(optarg, o) ? CLI_USAGE : CLI_OK;
@@ -335,6 +340,7 @@ static int parse_opts(int argc, char **argv, node_opts *o)
         {"batch-bytes", required_argument, NULL, OPT_BATCH_BYTES},
         {"inflight-bytes", required_argument, NULL, OPT_INFLIGHT_BYTES},
         {"no-lanes", no_argument, NULL, OPT_NO_LANES},
+        {"lanes", no_argument, NULL, OPT_LANES},
         {"metrics", required_argument, NULL, 'M'},
         {"kv-port", required_argument, NULL, 'K'},
         {"kv-reply-limit", required_argument, NULL, 'R'},
