@@ -229,10 +229,8 @@ static int parse_migration(int c, node_opts *o)
         m->confirm_handover = 1;
         return CLI_OK;
     case OPT_NO_LANES:
-        m->lanes = 0;
-        return CLI_OK;
     case OPT_LANES:
-        m->lanes = 1;
+        m->lanes = c == OPT_LANES;
         return CLI_OK;
     case OPT_CODEC:
         return parse_codec(optarg, o) ? CLI_USAGE : CLI_OK;
