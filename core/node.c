@@ -190,6 +190,19 @@ static int copy_cluster_config(ch_node *n)
     return 0;
 }
 
+/* A random node id. CH_FAULT=id-below:HEX (tests) draws until the id is below HEX: a test
+ * of who dials whom (the smaller id dials) then knows the order of its nodes' ids. */
+static uint64_t draw_id(void)
+{
+    const char *f = getenv("CH_FAULT");
+    const char *below = f ? strstr(f, "id-below:") : NULL;
+    uint64_t limit = below ? strtoull(below + 9, NULL, 16) : 0, id = 0;
+    if (limit < 2) limit = 0; /* no id is below 0 or 1 */
+    while (getrandom(&id, sizeof(id), 0) != sizeof(id) || id == 0 || (limit && id >= limit)) {
+    }
+    return id;
+}
+
 int ch_node_create(const ch_node_config *cfg, ch_node **out)
 {
     ch_node_config def;
@@ -212,8 +225,7 @@ int ch_node_create(const ch_node_config *cfg, ch_node **out)
     n->cores = cfg->cores;
     n->core_mask = (cfg->cores & (cfg->cores - 1)) == 0 ? cfg->cores - 1 : 0;
     n->nreactors = cfg->cores + (cfg->cluster.listen ? 1 : 0);
-    while (getrandom(&n->id, sizeof(n->id), 0) != sizeof(n->id) || n->id == 0) {
-    }
+    n->id = draw_id();
     atomic_init(&n->state, CH_NODE_CREATED);
     pthread_mutex_init(&n->stop_lock, NULL);
     rc = ch_hooks_init(&n->hooks);

@@ -67,6 +67,8 @@ static void on_connected(ch_tcp *tcp, int res)
     ch_conn *c = CONTAINER(tcp, ch_conn, tcp);
     if (res < 0)
         CH_DEBUG("connect to %s failed: %s", c->addr, strerror(-res));
+    else if (c->t->hold_ns)
+        c->hold_until = ch_now_ns() + c->t->hold_ns; /* ch_transport_sweep begins it */
     else
         tr_begin(c);
 }

@@ -152,6 +152,10 @@ void ch_transport_free(ch_transport *t)
 void ch_transport_sweep(ch_transport *t, uint64_t now, uint64_t deadline_ns)
 {
     for (ch_conn *c = t->conns; c; c = c->next) {
+        if (c->hold_until && now >= c->hold_until && !c->tcp.closing) {
+            c->hold_until = 0;
+            tr_begin(c);
+        }
         if (c->retiring && !c->tcp.closing &&
             ch_ns_since(now, c->retire_ns) > RETIRE_MS * 1000000ull)
             ch_conn_close(c, -ETIMEDOUT);
@@ -162,6 +166,11 @@ void ch_transport_sweep(ch_transport *t, uint64_t now, uint64_t deadline_ns)
         ch_counter_bump(&t->r->stats.refused_peers);
         ch_conn_close(c, -ETIMEDOUT);
     }
+}
+
+void ch_transport_hold_dials(ch_transport *t, unsigned ms)
+{
+    t->hold_ns = ms * 1000000ull;
 }
 
 void ch_conn_set_ud(ch_conn *c, void *ud)

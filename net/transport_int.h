@@ -45,7 +45,8 @@ struct ch_conn {
     ch_hs hs;
     ch_seal seal; /* keys, once up */
     void *ud;
-    uint64_t born_ns; /* for the handshake deadline */
+    uint64_t born_ns;    /* for the handshake deadline */
+    uint64_t hold_until; /* a dial whose handshake waits (ch_transport_hold_dials) */
     ch_conn *next, *prev;
     struct sockaddr_storage sa;
     socklen_t salen;
@@ -63,6 +64,7 @@ struct ch_transport {
     uint32_t max_frame;
     ch_transport_cbs cbs;
     ch_conn *conns;
+    uint64_t hold_ns; /* tests: dialled connections start their handshake this late */
 };
 
 #define CONTAINER(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))

@@ -81,6 +81,7 @@ int tr_on_data(ch_tcp *tcp)
 {
     ch_conn *c = CONTAINER(tcp, ch_conn, tcp);
     int rc = 0;
+    if (c->hold_until) return 0; /* its handshake has not begun: the input waits for it */
     while (!tcp->closing) {
         ch_frame f;
         uint8_t *frame = tcp->rbuf + tcp->rpos;

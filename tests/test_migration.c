@@ -10,7 +10,8 @@
  * gives counter PREFIX<i> the value i, send-many adds the same amount to each, and
  * check-counters checks each value exactly; seq processes and pumps check per-sender
  * order. Faults are injected through the environment variable CH_FAULT of one node
- * (no-confirm, corrupt-frame:N, stall-target:N; the engine reads it).
+ * (no-confirm, corrupt-frame:N, stall-target:N: the engine reads them; hold-dials:MS: the
+ * coordinator's dials begin their handshake MS late; id-below:HEX bounds the node's id).
  *
  * Nodes run HotSwap with handover unless a test says otherwise, probe every 200 ms (the
  * harness's members do), and have one core each. Every wait is a poll with a deadline
@@ -615,6 +616,54 @@ MIGRATION_TEST(a_join_during_a_leave_ends_with_every_process_once_on_its_newest_
     wait_each_once(&in, live, 3, "j", 5000);
     cr_expect_gt(in.per_node[2], 0, "the new node holds its share");
     WAIT_CHECK(n[3], "check-counters", "j", "5000", "9");
+    cr_expect_eq(hub_stat_sum(live, 3, "crash_restarts"), 0);
+}
+
+struct seen_by {
+    hnode *n;
+    int alive;
+};
+
+static bool sees_alive(void *ud)
+{
+    struct seen_by *s = ud;
+    return node_count_members(s->n, "alive") >= s->alive;
+}
+
+/* The leaver dials everyone at once, the joiner (the smaller id) dials it too, and the
+ * joiner's dial finishes its handshake last, after the joiner heard of the leave (CI, 6b7c6b7:
+ * the joiner refused it as a second connection of a member gone; the leaver, keeping the
+ * joiner's as the pair's, was left with none and handed nothing over for 30 s). */
+MIGRATION_TEST(a_joiner_dialling_a_leaver_late_keeps_the_connection_the_leaver_keeps)
+{
+    hnode *n[4];
+    hub_of(n, 3, HOT);
+    counters_with_state(n, 3, "x", "3000", "4");
+    int l = 0; /* the leaver: the greatest id, so that the joiner's is smaller and it dials */
+    for (int i = 1; i < 3; i++)
+        if (n[i]->id > n[l]->id) l = i;
+    char env[96];
+    /* no-confirm: the leave lasts until the leaver's retention query (5 s) is answered,
+     * long after the joiner's dial finished its handshake (1.5 s). */
+    snprintf(env, sizeof(env), "CH_FAULT=hold-dials:1500,no-confirm,id-below:%" PRIx64, n[l]->id);
+    const char *const joiner_env[] = {env, NULL};
+    n[3] = spawn(n[(l + 1) % 3], HOT, joiner_env);
+    cr_assert_lt(n[3]->id, n[l]->id);
+    /* The leaver knows the joiner; the joiner's dial to it waits in its handshake. */
+    struct seen_by s = {n[l], 4};
+    cr_assert(harness_wait(sees_alive, &s, CONVERGE_MS), "the leaver sees the joiner");
+    CTL_OK(n[l], "leave");
+    cr_expect_eq(node_wait_exit(n[l], LEAVE_MS), 0, "the leaving node handed everything over");
+    cr_expect(!node_log_has(n[l], "not handed over"), "nothing stayed behind");
+    cr_expect(!node_log_has(n[3], "refusing"), "the joiner refused none of the leaver's dials");
+    hnode *live[3];
+    for (int i = 0, k = 0; i < 4; i++)
+        if (i != l) live[k++] = n[i];
+    harness_assert_alive(live, 3, 3, CONVERGE_MS);
+    wait_settled(live, 3, "x", "3000");
+    hub_instances in;
+    wait_each_once(&in, live, 3, "x", 3000);
+    WAIT_CHECK(n[3], "check-counters", "x", "3000", "4");
     cr_expect_eq(hub_stat_sum(live, 3, "crash_restarts"), 0);
 }
 

@@ -413,6 +413,8 @@ int ch_coord_create(ch_node *n, const ch_coord_round *round, ch_coord **out)
         rc = ch_transport_create(c->r, cc->listen, &c->hello, cc->cookie, cc->cookie_len,
                                  CH_FRAME_MAX, &coord_cbs, &c->t);
     if (rc < 0) goto fail;
+    const char *hold = fault ? strstr(fault, "hold-dials:") : NULL;
+    if (hold) ch_transport_hold_dials(c->t, (unsigned)strtoul(hold + 11, NULL, 10));
     make_hello(c, cc, ch_transport_port(c->t));
     ch_transport_set_hello(c->t, &c->hello, c);
     if (c->round->setup) c->round->setup(c);

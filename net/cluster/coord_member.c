@@ -455,8 +455,11 @@ void coord_on_up(void *ud, ch_conn *conn, const ch_hello *peer)
         .id = peer->node_id, .incarnation = 0, .cores = peer->cores, .state = CH_MEMBER_ALIVE};
     snprintf(rec.addr, sizeof(rec.addr), "%s", peer->addr);
     ch_mem *m = ch_mtab_find(&c->mt, peer->node_id);
-    if (m && m->state == CH_MEMBER_LEFT && !m->conn && !m->left_handled) {
-        leaver_up(c, m, conn);
+    if (m && m->state == CH_MEMBER_LEFT && !m->left_handled) {
+        /* Still handing over: a second connection of the pair is kept or retired by the
+         * rule both ends apply (prefer). Refused, it was the one the leaver kept, and the
+         * leaver, left with none, handed nothing more over (CI on 6b7c6b7). */
+        if (take_conn(c, m, conn, peer->node_id)) leaver_up(c, m, conn);
         return;
     }
     if (m && m->state == CH_MEMBER_LEFT) {
