@@ -46,6 +46,7 @@ typedef struct opts {
     int faults; /* per mixed schedule; -1: 4..7 drawn from the seed (0: a baseline) */
     uint64_t seed;
     bool keep;
+    bool lanes; /* nodes hand over on per-core data lanes (--lanes) */
 } opts;
 
 typedef struct sched {
@@ -383,6 +384,7 @@ static bool run_schedule(const opts *o, int number, uint64_t seed, bool fw)
         free(x);
         return false;
     }
+    x->lanes = o->lanes;
     fx_cleanup_on_signal(x);
     fx_log(x, "schedule %d seed %" PRIu64 " (%s, %d nodes)", number, seed,
            mode == MODE_CHURN ? "churn" : "mixed", o->nodes);
@@ -404,11 +406,12 @@ static bool run_schedule(const opts *o, int number, uint64_t seed, bool fw)
            (double)(th_now_ms() - x->t0_ms) / 1000.0,
            ok || o->keep ? "" : " (--keep keeps its node logs)");
     if (!ok)
-        printf("replay: %s --seed %" PRIu64 " --schedules 1 --nodes %d%s\n", o->prog, seed,
+        printf("replay: %s --seed %" PRIu64 " --schedules 1 --nodes %d%s%s\n", o->prog, seed,
                o->nodes,
                o->mode == MODE_ANY  ? ""
                : mode == MODE_CHURN ? " --mode churn"
-                                    : " --mode mixed");
+                                    : " --mode mixed",
+               o->lanes ? " --lanes" : "");
     fx_hub_fini(x, !ok && o->keep);
     fx_cleanup_on_signal(NULL);
     free(x);
@@ -420,14 +423,14 @@ static bool run_schedule(const opts *o, int number, uint64_t seed, bool fw)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: fault_suite [--schedules N] [--seed S] [--time-budget SECONDS] [--nodes N]\n"
-               "                   [--mode mixed|churn] [--faults N] [--keep]\n"
+               "                   [--mode mixed|churn] [--faults N] [--keep] [--lanes]\n"
                "Runs N (default 3) seeded fault schedules against real corehub nodes and checks\n"
                "the hub's invariants after each. Schedule i uses seed S+i (S random by default);\n"
                "`--seed S --schedules 1` replays one. Seeds = 3 mod 4 are churn schedules unless\n"
                "--mode says. --time-budget: start no schedule after that many seconds. --nodes:\n"
                "3..5 (default 4). --faults: faults per mixed schedule (default 4..7 from the\n"
                "seed; 0 checks the invariants without faults). --keep: keep the node logs of\n"
-               "failing schedules.\n"
+               "failing schedules. --lanes: the nodes hand over on per-core data lanes.\n"
                "Partitions need root and iptables; without them they are skipped (said once).\n"
                "Run it under `flock /tmp/ch-multinode.lock` on a shared machine.\n");
 }
@@ -439,8 +442,11 @@ static int parse_opts(int argc, char **argv, opts *o)
     bool seeded = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--keep") == 0) {
-            o->keep = true;
+        if (strcmp(a, "--keep") == 0 || strcmp(a, "--lanes") == 0) {
+            if (strcmp(a, "--keep") == 0)
+                o->keep = true;
+            else
+                o->lanes = true;
             continue;
         }
         if (!v) return -1;
