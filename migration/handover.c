@@ -176,7 +176,7 @@ void ch__ho_on_in(ch_ho *h, const ch_mig_msg *m, size_t len)
     uint8_t *block = m->ptr;
     const uint8_t *f = block + CH_MIG_IN_OFF;
     if (m->frame == CH_F_MIG_DATA)
-        block = ch__ho_on_data(h, m->node, block, (size_t)len) ? NULL : block;
+        block = ch__ho_on_data(h, m->node, f, (size_t)len, block) ? NULL : block;
     else if (m->frame == CH_F_MIG_ACK)
         ch__ho_on_ack(h, m->node, block, f, (size_t)len);
     else if (m->frame == CH_F_MIG_QUERY)

@@ -209,15 +209,17 @@ void ch__ho_flush_all(ch_ho *h);
 void ch__ho_sent_free(ch_ho *h, ho_sent *s);
 
 /* ho_settle.c */
-void ch__ho_on_ack(ch_ho *h, uint64_t node, const uint8_t *block, const uint8_t *p, size_t len);
+/* link: the 16 bytes of link totals a received frame carries (ch_ho_in_block). */
+void ch__ho_on_ack(ch_ho *h, uint64_t node, const uint8_t *link, const uint8_t *p, size_t len);
 void ch__ho_send_query(ch_ho *h, ho_sent *s);
 void ch__ho_retire(ch_ho *h, ch_proc *p);
 void ch__ho_source_gone(ch_ho *h, uint64_t node);
 
 /* ho_target.c */
-/* A DATA frame in its block: true when the block was kept (an early frame), else the
- * caller frees it. */
-bool ch__ho_on_data(ch_ho *h, uint64_t node, uint8_t *block, size_t len);
+/* A DATA frame f of len bytes, inside `block` at CH_MIG_IN_OFF, or borrowed (block NULL:
+ * a lane's receive buffer, decoded in place and copied only to be kept). True when the
+ * block was kept (an early frame), else the caller frees it. */
+bool ch__ho_on_data(ch_ho *h, uint64_t node, const uint8_t *f, size_t len, uint8_t *block);
 /* Frees the early frames of every lane from node (or of all lanes: node 0). */
 void ch__ho_early_drop(ch_ho *h, uint64_t node);
 void ch__ho_on_query(ch_ho *h, uint64_t node, const uint8_t *p, size_t len);

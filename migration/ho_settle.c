@@ -172,10 +172,10 @@ static ho_sent *unlink_sent(ch_ho *h, uint64_t node, uint16_t core, uint32_t seq
 }
 
 /* auto compresses while the link is slower than the compressor: tell it the link's pace. */
-static void link_feedback(ch_ho *h, uint64_t node, const uint8_t *block)
+static void link_feedback(ch_ho *h, uint64_t node, const uint8_t *link)
 {
     uint64_t t[2];
-    memcpy(t, block, sizeof(t));
+    memcpy(t, link, sizeof(t));
     struct ho_link *l = NULL;
     for (unsigned i = 0; i < h->nlinks && !l; i++)
         if (h->links[i].node == node) l = &h->links[i];
@@ -193,9 +193,9 @@ static void link_feedback(ch_ho *h, uint64_t node, const uint8_t *block)
     }
 }
 
-void ch__ho_on_ack(ch_ho *h, uint64_t node, const uint8_t *block, const uint8_t *p, size_t len)
+void ch__ho_on_ack(ch_ho *h, uint64_t node, const uint8_t *link, const uint8_t *p, size_t len)
 {
-    link_feedback(h, node, block);
+    link_feedback(h, node, link);
     ch_rbuf rb;
     ch_rbuf_init(&rb, p, len);
     ch_rbuf_get_u16(&rb); /* our core: the coordinator routed it here by it */

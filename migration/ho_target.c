@@ -290,8 +290,10 @@ void ch__ho_early_drop(ch_ho *h, uint64_t node)
 }
 
 /* Keeps a frame that came before the one it follows (the two ways a lane's frames take,
- * data lane and coordinator, do not keep their order between them): true when kept. */
-static bool early_keep(ch_ho *h, struct ho_seen *sn, uint32_t seq, uint8_t *block, size_t len)
+ * data lane and coordinator, do not keep their order between them): true when its block
+ * was kept (a borrowed frame is copied into a block of its own). */
+static bool early_keep(ch_ho *h, struct ho_seen *sn, uint32_t seq, const uint8_t *f, size_t len,
+                       uint8_t *block)
 {
     for (uint32_t i = 0; i < sn->nearly; i++)
         if (sn->early[i].seq == seq) return false; /* a copy: the first one stays */
@@ -304,9 +306,11 @@ static bool early_keep(ch_ho *h, struct ho_seen *sn, uint32_t seq, uint8_t *bloc
     struct ho_early *v = realloc(sn->early, (sn->nearly + 1) * sizeof(*v));
     if (!v) return false;
     sn->early = v;
-    v[sn->nearly++] = (struct ho_early){.seq = seq, .block = block, .len = len};
+    uint8_t *kept = block ? block : ch_ho_in_block(f, len, (const uint64_t[2]){0, 0});
+    if (!kept) return false; /* no memory: the source's retention query settles it */
+    v[sn->nearly++] = (struct ho_early){.seq = seq, .block = kept, .len = len};
     sn->early_bytes += len;
-    return true;
+    return block != NULL;
 }
 
 /* The early frame that follows the last applied one, taken out of sn, or NULL. */
@@ -350,9 +354,8 @@ static void apply_frame(ch_ho *h, uint64_t node, uint16_t src_core, uint32_t seq
     apply(h, raw, ch.raw_len, node, src_core, seq);
 }
 
-bool ch__ho_on_data(ch_ho *h, uint64_t node, uint8_t *block, size_t len)
+bool ch__ho_on_data(ch_ho *h, uint64_t node, const uint8_t *f, size_t len, uint8_t *block)
 {
-    const uint8_t *f = block + CH_MIG_IN_OFF;
     if (len < CH_MIG_LANE_HDR + CH_CODEC_HDR) return false;
     uint16_t src_core = ch_le_get16(f);
     uint32_t seq = ch_le_get32(f + 4);
@@ -375,7 +378,7 @@ bool ch__ho_on_data(ch_ho *h, uint64_t node, uint8_t *block, size_t len)
         send_ack(h, node, src_core, ACK_CONFIRM, seq, NULL, 0);
         return false;
     }
-    if (seq != sn->seq + 1) return early_keep(h, sn, seq, block, len);
+    if (seq != sn->seq + 1) return early_keep(h, sn, seq, f, len, block);
     apply_frame(h, node, src_core, seq, f, len);
     /* Then whatever came early and follows now, in order (a refused frame stops it: the
      * source sends again from there, and the copies count as repeats). */
