@@ -87,6 +87,16 @@ static void on_up(void *ud, ch_conn *c, const ch_hello *peer)
         return;
     }
     lane_ref *ref = ch_conn_ud(c);
+    if (!ref && !peer_of(l, peer->node_id)) {
+        /* The cookie proves a node of the hub, not a member: only a node whose lanes the
+         * coordinator announced here may send on one (a member that dialled before that
+         * announcement came dials again after its back-off). */
+        CH_WARN("lane port of core %u: a lane from %016llx, not a member here, refused", l->core,
+                (unsigned long long)peer->node_id);
+        ch_counter_bump(&l->r->stats.refused_peers);
+        ch_conn_close(c, -EPERM);
+        return;
+    }
     lane_peer *p = ref ? peer_of(l, ref->node) : NULL;
     if (!ref || !p || ref->core >= p->n || p->out[ref->core].c != c) return; /* inbound */
     if (peer->node_id != ref->node) {

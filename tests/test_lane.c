@@ -117,15 +117,18 @@ static void drop_b(ch_node *n, void *ud)
     atomic_store(&fx.step_rc, rc == -ENOENT ? 0 : -EPROTO);
 }
 
+static uint8_t intruder_role = CH_ROLE_PEER;
+
 static void intrude(ch_node *n, void *ud)
 {
     ch_hello h = hello_of(3);
+    h.role = intruder_role;
     ch_transport_cbs cbs = {.on_down = intruder_down};
     char addr[64];
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", ch_lanes_port(fx.b.l));
     int rc = ch_transport_create(ch_reactor_self(), NULL, &h, COOKIE, strlen(COOKIE), 1 << 20, &cbs,
                                  &fx.intruder);
-    if (rc == 0) rc = ch_transport_connect(fx.intruder, addr, CH_ROLE_PEER, NULL);
+    if (rc == 0) rc = ch_transport_connect(fx.intruder, addr, intruder_role, NULL);
     atomic_store(&fx.step_rc, rc);
 }
 
@@ -250,6 +253,20 @@ Test(lane, a_lane_port_refuses_a_node_connection)
     cr_assert_eq(atomic_load(&fx.step_rc), 0);
     cr_assert(TH_WAIT(atomic_load(&fx.intruder_downs) == 1, TH_WAIT_MS), "refused");
     cr_assert_eq(atomic_load(&fx.b.frames), 0);
+    down();
+}
+
+/* Node 3 holds the cookie, but b was never told of its lanes: a member it is not. */
+Test(lane, a_lane_port_refuses_a_lane_from_a_node_it_does_not_know)
+{
+    up();
+    intruder_role = CH_ROLE_LANE;
+    run_step(intrude);
+    cr_assert_eq(atomic_load(&fx.step_rc), 0);
+    cr_assert(TH_WAIT(atomic_load(&fx.intruder_downs) == 1, TH_WAIT_MS), "refused");
+    cr_assert_eq(atomic_load(&fx.b.frames), 0);
+    send_when_up(); /* the lanes of the nodes b knows still come up */
+    cr_assert(TH_WAIT(atomic_load(&fx.b.frames) == 1, TH_WAIT_MS));
     down();
 }
 
