@@ -57,7 +57,7 @@ typedef struct fx_hub {
     int leaves, leave_failures, drains, drain_failures;
     uint64_t t0_ms; /* the schedule's start, for the log's timestamps */
     int schedule;   /* its number, for the log */
-    bool lanes;     /* nodes start with --lanes */
+    bool no_lanes;  /* nodes start with --no-lanes */
 } fx_hub;
 
 /* ---- fault_hub.c ------------------------------------------------------------------------ */

@@ -111,7 +111,7 @@ int fx_spawn(fx_hub *x, int k)
     args[n++] = listen;
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         args[n++] = fixed[i];
-    if (x->lanes) args[n++] = "--lanes";
+    if (x->no_lanes) args[n++] = "--no-lanes";
     for (int s = 0; s < x->npumps; s++) {
         if (s == k || !fx_up(x, s)) continue;
         args[n++] = "--seed";

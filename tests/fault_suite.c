@@ -46,7 +46,7 @@ typedef struct opts {
     int faults; /* per mixed schedule; -1: 4..7 drawn from the seed (0: a baseline) */
     uint64_t seed;
     bool keep;
-    bool lanes; /* nodes hand over on per-core data lanes (--lanes) */
+    bool no_lanes; /* nodes hand over through the coordinators (--no-lanes) */
 } opts;
 
 typedef struct sched {
@@ -384,7 +384,7 @@ static bool run_schedule(const opts *o, int number, uint64_t seed, bool fw)
         free(x);
         return false;
     }
-    x->lanes = o->lanes;
+    x->no_lanes = o->no_lanes;
     fx_cleanup_on_signal(x);
     fx_log(x, "schedule %d seed %" PRIu64 " (%s, %d nodes)", number, seed,
            mode == MODE_CHURN ? "churn" : "mixed", o->nodes);
@@ -411,7 +411,7 @@ static bool run_schedule(const opts *o, int number, uint64_t seed, bool fw)
                o->mode == MODE_ANY  ? ""
                : mode == MODE_CHURN ? " --mode churn"
                                     : " --mode mixed",
-               o->lanes ? " --lanes" : "");
+               o->no_lanes ? " --no-lanes" : "");
     fx_hub_fini(x, !ok && o->keep);
     fx_cleanup_on_signal(NULL);
     free(x);
@@ -423,14 +423,14 @@ static bool run_schedule(const opts *o, int number, uint64_t seed, bool fw)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: fault_suite [--schedules N] [--seed S] [--time-budget SECONDS] [--nodes N]\n"
-               "                   [--mode mixed|churn] [--faults N] [--keep] [--lanes]\n"
+               "                   [--mode mixed|churn] [--faults N] [--keep] [--no-lanes]\n"
                "Runs N (default 3) seeded fault schedules against real corehub nodes and checks\n"
                "the hub's invariants after each. Schedule i uses seed S+i (S random by default);\n"
                "`--seed S --schedules 1` replays one. Seeds = 3 mod 4 are churn schedules unless\n"
                "--mode says. --time-budget: start no schedule after that many seconds. --nodes:\n"
                "3..5 (default 4). --faults: faults per mixed schedule (default 4..7 from the\n"
                "seed; 0 checks the invariants without faults). --keep: keep the node logs of\n"
-               "failing schedules. --lanes: the nodes hand over on per-core data lanes.\n"
+               "failing schedules. --no-lanes: handover through the coordinators, not on lanes.\n"
                "Partitions need root and iptables; without them they are skipped (said once).\n"
                "Run it under `flock /tmp/ch-multinode.lock` on a shared machine.\n");
 }
@@ -442,11 +442,11 @@ static int parse_opts(int argc, char **argv, opts *o)
     bool seeded = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--keep") == 0 || strcmp(a, "--lanes") == 0) {
+        if (strcmp(a, "--keep") == 0 || strcmp(a, "--no-lanes") == 0) {
             if (strcmp(a, "--keep") == 0)
                 o->keep = true;
             else
-                o->lanes = true;
+                o->no_lanes = true;
             continue;
         }
         if (!v) return -1;

@@ -77,9 +77,8 @@ typedef struct ch_migration_config {
     const char *codec;              /* "auto" (default), "none", "zstd[:LEVEL]", "auto:LEVEL" */
     size_t batch_bytes;    /* records per frame before it is sent: 64 KiB..1 MiB; 256 KiB */
     size_t inflight_bytes; /* raw bytes sent and not confirmed, per core; default 1 MiB */
-    int lanes;             /* 1: handover frames travel on each core's own data lanes to
-                              the peer cores; 0 (default, for now): through the
-                              coordinators */
+    int lanes;             /* 1 (default): handover frames travel on each core's own
+                              data lanes to the peer cores; 0: through the coordinators */
 } ch_migration_config;
 
 typedef struct ch_node_config {
