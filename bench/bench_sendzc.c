@@ -3,8 +3,8 @@
  * frames faster than IORING_OP_SEND on this machine? Issue 11 asks to try zero-copy sends
  * and registered buffers for large handover frames and keep them only where they measure
  * faster. One io_uring sender streams TOTAL bytes in frames of one size over a loopback TCP
- * connection, QD frames in flight, to a thread that recv()s them; each mode's rate is
- * compared with plain SEND measured in the same run, modes alternating per repetition.
+ * connection, IN_FLIGHT frames at once (default 8), to a thread that recv()s them; each mode's rate
+ * is compared with plain SEND measured in the same run, modes alternating per repetition.
  *
  * A zero-copy send lends its buffer to the kernel until a notification says it is free;
  * only then is the buffer written again (the engine would have to keep each frame that
@@ -23,7 +23,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define QD       8u
+#define QD_MAX   8u
 #define TOTAL_MB 1024u
 
 enum mode { M_SEND, M_ZC, M_ZC_FIXED, M__COUNT };
@@ -71,6 +71,8 @@ typedef struct slot {
     unsigned lent; /* zero copy: sends whose pages the kernel holds until their notification */
 } slot;
 
+static unsigned in_flight = QD_MAX; /* frames at once; 2 is the TCP engine's double buffer */
+
 static void submit(struct io_uring *u, int fd, enum mode m, uint8_t *buf, size_t len, unsigned i,
                    size_t off)
 {
@@ -94,23 +96,23 @@ static void send_from(struct io_uring *u, int fd, enum mode m, uint8_t *buf, siz
 }
 
 /* Streams `frames` frames of len bytes; returns the seconds until the receiver had all. */
-static double run(enum mode m, size_t len, uint64_t frames, uint8_t *bufs[QD])
+static double run(enum mode m, size_t len, uint64_t frames, uint8_t *bufs[QD_MAX])
 {
     int s, r;
     tcp_pair(&s, &r);
     struct io_uring u;
-    CHECK(io_uring_queue_init(2 * QD, &u, 0));
-    struct iovec iov[QD];
-    for (unsigned i = 0; i < QD; i++)
+    CHECK(io_uring_queue_init(2 * in_flight, &u, 0));
+    struct iovec iov[QD_MAX];
+    for (unsigned i = 0; i < in_flight; i++)
         iov[i] = (struct iovec){bufs[i], len};
-    if (m == M_ZC_FIXED) CHECK(io_uring_register_buffers(&u, iov, QD));
+    if (m == M_ZC_FIXED) CHECK(io_uring_register_buffers(&u, iov, in_flight));
     rx x = {.fd = r, .want = frames * len};
     pthread_t th;
     uint64_t t0 = now_ns();
     CHECK_PT(pthread_create(&th, NULL, receiver, &x));
-    slot sl[QD] = {0};
+    slot sl[QD_MAX] = {0};
     uint64_t started = 0, done = 0;
-    for (unsigned i = 0; i < QD && started < frames; i++, started++)
+    for (unsigned i = 0; i < in_flight && started < frames; i++, started++)
         send_from(&u, s, m, bufs[i], len, &sl[i], i);
     while (done < frames) {
         io_uring_submit(&u);
@@ -152,19 +154,23 @@ static double run(enum mode m, size_t len, uint64_t frames, uint8_t *bufs[QD])
 int main(int argc, char **argv)
 {
     unsigned reps = argc > 1 ? (unsigned)atoi(argv[1]) : 5;
-    if (reps < 1 || reps > MAX_REPS) die("usage: bench_sendzc [REPS] (1..%d, default 5)", MAX_REPS);
+    in_flight = argc > 2 ? (unsigned)atoi(argv[2]) : QD_MAX;
+    if (reps < 1 || reps > MAX_REPS || in_flight < 1 || in_flight > QD_MAX)
+        die("usage: bench_sendzc [REPS [IN_FLIGHT]] (reps 1..%d, default 5; frames in flight "
+            "1..%u, default %u)",
+            MAX_REPS, QD_MAX, QD_MAX);
     static const size_t sizes[] = {64u << 10, 256u << 10, 1u << 20};
     char cpu[128], load[64];
     cpu_model(cpu, sizeof(cpu));
     printf("# bench_sendzc: %u MiB per run over loopback TCP, %u frames in flight, %u reps "
            "(modes alternate)\n# cpu: %s\n",
-           TOTAL_MB, QD, reps, cpu);
+           TOTAL_MB, in_flight, reps, cpu);
     printf("| frame   | mode          | GB/s (median) | min-max     | vs send |\n"
            "|---------|---------------|---------------|-------------|---------|\n");
     for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
         size_t len = sizes[k];
-        uint8_t *bufs[QD];
-        for (unsigned i = 0; i < QD; i++) {
+        uint8_t *bufs[QD_MAX];
+        for (unsigned i = 0; i < in_flight; i++) {
             bufs[i] = aligned_alloc(4096, len);
             if (!bufs[i]) die("no memory");
             memset(bufs[i], (int)i, len);
@@ -182,7 +188,7 @@ int main(int argc, char **argv)
             printf("| %4zu KiB | %-13s | %13.2f | %5.2f-%-5.2f | %7.2f |\n", len >> 10,
                    MODE_NAME[m], med, lo, hi, med / base);
         }
-        for (unsigned i = 0; i < QD; i++)
+        for (unsigned i = 0; i < in_flight; i++)
             free(bufs[i]);
     }
     load_avg(load, sizeof(load));
