@@ -15,6 +15,14 @@
  * then (after 8 batches, then 16, ... up to 256, reset on every switch) to keep C and R
  * fresh, so it can switch back. Batches that compress worse than 1.1x go raw.
  *
+ * L is measured while the link holds a backlog, and a backlog may be a receiver that is
+ * behind rather than a slow link. Measured while compressing, that receiver's pace in wire
+ * bytes looks R times slower than it is, so compressing kept itself going: a loopback join
+ * compressed to its end at half the raw rate (bench_migration, 100k x 4 KiB, 3 joins in
+ * 5). So only samples taken while sending raw count, and while it compresses auto forgets
+ * L after LINK_STALE batches and sends raw: a link that is really slow fills at once and
+ * is measured again (a few raw batches in every LINK_STALE).
+ *
  * Why the receiver is strict. A peer's header is checked against max_raw before anything
  * is allocated, a zstd payload must be exactly one frame whose declared content size is
  * the header's raw length, and it is decompressed into a buffer of exactly that length:
@@ -45,6 +53,7 @@
 #define AUTO_LINK_FACTOR 2.0
 #define PROBE_MIN        8u   /* raw batches before auto re-measures zstd ... */
 #define PROBE_MAX        256u /* ... doubling after every probe that keeps raw, up to this */
+#define LINK_STALE       64u  /* compressed batches without link news before L is forgotten */
 
 /* An aligned buffer that grows to the largest request, and shrinks back to KEEP_BYTES
  * after a request above it, so that one oversize batch does not pin its memory. */
@@ -60,6 +69,7 @@ struct ch_codec {
     abuf out;        /* compressed payloads */
     bool use_zstd;   /* auto: the current choice */
     uint32_t since_probe, probe_every;
+    uint32_t since_link; /* auto: batches compressed since the last link sample */
     ch_codec_stats st;
 };
 
@@ -197,6 +207,10 @@ static void auto_decide(ch_codec *c)
 /* auto: compress this batch? Raw lanes compress one batch now and then to re-measure. */
 static bool auto_turn(ch_codec *c)
 {
+    if (c->use_zstd && ++c->since_link >= LINK_STALE && c->st.link_rate > 0) {
+        c->st.link_rate = 0; /* no news for long: the link keeps up */
+        auto_decide(c);
+    }
     if (c->use_zstd) return true;
     if (++c->since_probe < c->probe_every) return false;
     c->since_probe = 0;
@@ -263,7 +277,9 @@ int ch_codec_encode(ch_codec *c, const void *raw, size_t raw_len, ch_codec_out *
 void ch_codec_feedback(ch_codec *c, uint64_t bytes, uint64_t ns)
 {
     if (!bytes || !ns) return;
+    if (c->mode == CH_CODEC_MODE_AUTO && c->use_zstd) return; /* wire bytes of a compressor */
     ewma(&c->st.link_rate, (double)bytes * 1e9 / (double)ns);
+    c->since_link = 0;
     if (c->mode == CH_CODEC_MODE_AUTO) auto_decide(c);
 }
 

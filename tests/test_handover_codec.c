@@ -364,9 +364,15 @@ Test(handover_codec, auto_sends_raw_on_a_fast_link_and_compresses_on_a_slow_one)
     cr_assert(st.auto_zstd, "link %.0f B/s, compressor %.0f B/s", st.link_rate, st.compress_rate);
     cr_assert_eq(encode_one(c, raw, LEN), CH_CODEC_ZSTD);
 
-    for (int i = 0; i < 200; i++)
-        ch_codec_feedback(c, FAST_LINK, SECOND);
-    cr_assert_eq(encode_one(c, raw, LEN), CH_CODEC_RAW, "and back");
+    ch_codec_feedback(c, FAST_LINK, SECOND); /* while compressing: a pace in wire bytes */
+    ch_codec_stats_get(c, &st);
+    cr_assert(st.auto_zstd, "a sample taken while compressing does not count");
+    int back = 0;
+    while (back < 64 && encode_one(c, raw, LEN) == CH_CODEC_ZSTD)
+        back++;
+    cr_assert_lt(back, 64, "and back to raw once the slow sample is stale");
+    ch_codec_feedback(c, FAST_LINK, SECOND);
+    cr_assert_eq(encode_one(c, raw, LEN), CH_CODEC_RAW, "and raw it stays on a fast link");
     ch_codec_free(c);
     free(raw);
 }
@@ -378,6 +384,28 @@ Test(handover_codec, auto_sends_raw_to_a_link_that_never_held_a_backlog)
     ch_codec *c = codec_new("auto");
     cr_assert_eq(encode_one(c, raw, LEN), CH_CODEC_ZSTD, "the first batch measures zstd");
     cr_assert_eq(encode_one(c, raw, LEN), CH_CODEC_RAW, "no backlog reported: it keeps up");
+    ch_codec_free(c);
+    free(raw);
+}
+
+/* A slow sample taken once, then no news while compressing (the link keeps up with the
+ * compressed stream): auto forgets it and tries raw, and a link that is slow indeed says
+ * so again at once. */
+Test(handover_codec, auto_forgets_a_slow_link_that_stopped_reporting_and_tries_raw)
+{
+    enum { LEN = 64 << 10 };
+    uint8_t *raw = json_like(LEN, 9);
+    ch_codec *c = codec_new("auto");
+    encode_one(c, raw, LEN);
+    ch_codec_feedback(c, SLOW_LINK, SECOND);
+    int first_raw = -1;
+    for (int i = 0; i < 200 && first_raw < 0; i++)
+        if (encode_one(c, raw, LEN) == CH_CODEC_RAW) first_raw = i;
+    cr_assert_geq(first_raw, 16, "it compresses while the sample is fresh (%d)", first_raw);
+    cr_assert_lt(first_raw, 128, "and tries raw once it is stale (%d)", first_raw);
+    for (int i = 0; i < 10; i++) /* raw now: its samples count */
+        ch_codec_feedback(c, SLOW_LINK, SECOND);
+    cr_assert_eq(encode_one(c, raw, LEN), CH_CODEC_ZSTD, "slow again: it compresses again");
     ch_codec_free(c);
     free(raw);
 }
