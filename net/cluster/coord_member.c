@@ -518,12 +518,17 @@ void coord_on_down(void *ud, ch_conn *conn, int reason)
         if (r && r->retired) r->retired--; /* a retired connection of r's is gone */
         return;
     }
-    bool was_up = m->conn == conn;
+    bool was_up = m->conn == conn, was_dial = m->dialing == conn;
     if (m->conn == conn) m->conn = NULL;
     if (m->dialing == conn) m->dialing = NULL;
     if (was_up && m->state == CH_MEMBER_ALIVE && !c->leaving)
         suspect(c, m, reason ? strerror(-reason) : "connection closed");
-    if (was_up && m->left_pending) coord_left_done(c, m);
+    /* A leaver hung up: its handover is over. Unless our own dial to it is still in its
+     * handshake: the leaver may have kept that one as the pair's and retired this one
+     * (its end of the write side reads as a hang-up here), and its handover goes on there.
+     * Taken for over, its rows were adopted while it still sent, and its connections were
+     * refused from then on (`test_migration`, under load). */
+    if ((was_up || was_dial) && m->left_pending && !m->conn && !m->dialing) coord_left_done(c, m);
 }
 
 /* ---- frames ------------------------------------------------------------------------- */
