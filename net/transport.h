@@ -50,6 +50,9 @@ int ch_transport_connect(ch_transport *t, const char *addr, uint8_t role, ch_con
 /* Closes connections whose handshake is not done deadline_ns after they opened (a peer
  * that connects and says nothing must not hold a socket forever). */
 void ch_transport_sweep(ch_transport *t, uint64_t now, uint64_t deadline_ns);
+/* True while a connection this transport dialled to addr has not finished its handshake
+ * (a dial that would only add a second one waits for it). */
+bool ch_transport_dialing(const ch_transport *t, const char *addr);
 /* Fault injection (tests): each connection this transport dials starts its handshake `ms`
  * after it connected (at a sweep), so that the peer's own dial can overtake it. */
 void ch_transport_hold_dials(ch_transport *t, unsigned ms);

@@ -168,6 +168,13 @@ void ch_transport_sweep(ch_transport *t, uint64_t now, uint64_t deadline_ns)
     }
 }
 
+bool ch_transport_dialing(const ch_transport *t, const char *addr)
+{
+    for (const ch_conn *c = t->conns; c; c = c->next)
+        if (c->initiator && !c->up && !c->tcp.closing && strcmp(c->addr, addr) == 0) return true;
+    return false;
+}
+
 void ch_transport_hold_dials(ch_transport *t, unsigned ms)
 {
     t->hold_ns = ms * 1000000ull;

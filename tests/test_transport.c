@@ -498,3 +498,65 @@ Test(transport, frames_on_the_wire_are_encrypted)
     client_close(&c);
     fixture_down();
 }
+
+/* --- dials in progress ------------------------------------------------------------------- */
+
+static struct {
+    int silent_port;
+    _Atomic int step; /* 1 while a step runs on the reactor */
+    _Atomic bool to_silent, to_a_before, to_a_after;
+} dl;
+
+static void dial_both(ch_node *n, void *ud)
+{
+    char silent[64], a[64];
+    snprintf(silent, sizeof(silent), "127.0.0.1:%d", dl.silent_port);
+    snprintf(a, sizeof(a), "127.0.0.1:%d", ch_transport_port(fx.a.t));
+    int rc = make_end(ch_reactor_self(), &fx.b, NULL, 2);
+    atomic_store(&dl.to_a_before, ch_transport_dialing(fx.b.t, a));
+    if (rc == 0) rc = ch_transport_connect(fx.b.t, silent, CH_ROLE_PEER, NULL);
+    if (rc == 0) rc = ch_transport_connect(fx.b.t, a, CH_ROLE_PEER, NULL);
+    atomic_store(&dl.step, rc);
+}
+
+static void look(ch_node *n, void *ud)
+{
+    char silent[64], a[64];
+    snprintf(silent, sizeof(silent), "127.0.0.1:%d", dl.silent_port);
+    snprintf(a, sizeof(a), "127.0.0.1:%d", ch_transport_port(fx.a.t));
+    atomic_store(&dl.to_silent, ch_transport_dialing(fx.b.t, silent));
+    atomic_store(&dl.to_a_after, ch_transport_dialing(fx.b.t, a));
+    atomic_store(&dl.step, 0);
+}
+
+static bool step_done(void *ud)
+{
+    return atomic_load(&dl.step) != 1;
+}
+
+/* A peer that accepts (the kernel does) and never answers: the dial to it stays in
+ * progress; the one to A finishes its handshake and is in progress no more. */
+Test(transport, a_dial_is_in_progress_until_its_handshake_is_done)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    cr_assert(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+              listen(lfd, 4) == 0);
+    cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    dl.silent_port = ntohs(sa.sin_port);
+    fixture_up(false);
+    atomic_store(&dl.step, 1);
+    cr_assert_eq(ch_node_post(fx.n, 0, dial_both, NULL), 0);
+    cr_assert(wait_until(step_done, NULL, TH_WAIT_MS));
+    cr_assert_eq(atomic_load(&dl.step), 0);
+    cr_assert_not(atomic_load(&dl.to_a_before), "nothing dialled yet");
+    wait_count(&fx.b.ups, 1); /* the dial to A came up */
+    atomic_store(&dl.step, 1);
+    cr_assert_eq(ch_node_post(fx.n, 0, look, NULL), 0);
+    cr_assert(wait_until(step_done, NULL, TH_WAIT_MS));
+    cr_assert(atomic_load(&dl.to_silent), "the silent peer's dial is still in progress");
+    cr_assert_not(atomic_load(&dl.to_a_after), "A's is done");
+    fixture_down();
+    close(lfd);
+}

@@ -292,6 +292,9 @@ static void dial_seeds(ch_coord *c)
     if (ch_mtab_ring_size(&c->mt) > 1) return; /* joined: the view does the rest */
     for (size_t i = 0; i < cc->nseeds; i++) {
         if (!cc->seeds[i] || strcmp(cc->seeds[i], c->hello.addr) == 0) continue;
+        /* A seed that is slow to answer (stalled, overloaded) gets no second dial every
+         * probe period: the first one's handshake deadline bounds the wait. */
+        if (ch_transport_dialing(c->t, cc->seeds[i])) continue;
         if (ch_transport_connect(c->t, cc->seeds[i], CH_ROLE_PEER, NULL) < 0)
             CH_WARN("cannot coord_dial seed %s", cc->seeds[i]);
     }
