@@ -458,7 +458,7 @@ void coord_on_up(void *ud, ch_conn *conn, const ch_hello *peer)
     if (m && m->state == CH_MEMBER_LEFT && !m->left_handled) {
         /* Still handing over: a second connection of the pair is kept or retired by the
          * rule both ends apply (prefer). Refused, it was the one the leaver kept, and the
-         * leaver, left with none, handed nothing more over (CI on 6b7c6b7). */
+         * leaver, left with none, handed nothing more over (CI on 48aa4d6). */
         if (take_conn(c, m, conn, peer->node_id)) leaver_up(c, m, conn);
         return;
     }
