@@ -197,10 +197,10 @@ static uint64_t draw_id(void)
     const char *f = getenv("CH_FAULT");
     const char *below = f ? strstr(f, "id-below:") : NULL;
     uint64_t limit = below ? strtoull(below + 9, NULL, 16) : 0, id = 0;
-    if (limit < 2) limit = 0; /* no id is below 0 or 1 */
-    while (getrandom(&id, sizeof(id), 0) != sizeof(id) || id == 0 || (limit && id >= limit)) {
+    while (getrandom(&id, sizeof(id), 0) != sizeof(id) || id == 0) {
     }
-    return id;
+    /* 1..limit-1 in one draw (a redraw until below a small limit would never end) */
+    return limit >= 2 ? 1 + id % (limit - 1) : id;
 }
 
 int ch_node_create(const ch_node_config *cfg, ch_node **out)

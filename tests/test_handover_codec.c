@@ -388,6 +388,16 @@ Test(handover_codec, auto_sends_raw_to_a_link_that_never_held_a_backlog)
     free(raw);
 }
 
+/* An auto codec that measured zstd on one batch of raw, then heard that the link moves
+ * `link` bytes a second. */
+static ch_codec *auto_told(const uint8_t *raw, size_t len, uint64_t link)
+{
+    ch_codec *c = codec_new("auto");
+    encode_one(c, raw, len);
+    ch_codec_feedback(c, link, SECOND);
+    return c;
+}
+
 /* A slow sample taken once, then no news while compressing (the link keeps up with the
  * compressed stream): auto forgets it and tries raw, and a link that is slow indeed says
  * so again at once. */
@@ -395,9 +405,7 @@ Test(handover_codec, auto_forgets_a_slow_link_that_stopped_reporting_and_tries_r
 {
     enum { LEN = 64 << 10 };
     uint8_t *raw = json_like(LEN, 9);
-    ch_codec *c = codec_new("auto");
-    encode_one(c, raw, LEN);
-    ch_codec_feedback(c, SLOW_LINK, SECOND);
+    ch_codec *c = auto_told(raw, LEN, SLOW_LINK);
     int first_raw = -1;
     for (int i = 0; i < 200 && first_raw < 0; i++)
         if (encode_one(c, raw, LEN) == CH_CODEC_RAW) first_raw = i;
@@ -414,9 +422,7 @@ Test(handover_codec, auto_keeps_measuring_zstd_while_it_sends_raw)
 {
     enum { LEN = 64 << 10 };
     uint8_t *raw = json_like(LEN, 7);
-    ch_codec *c = codec_new("auto");
-    encode_one(c, raw, LEN);
-    ch_codec_feedback(c, FAST_LINK, SECOND);
+    ch_codec *c = auto_told(raw, LEN, FAST_LINK);
     size_t zstd = 0;
     for (int i = 0; i < 100; i++)
         zstd += encode_one(c, raw, LEN) == CH_CODEC_ZSTD;
